@@ -1,0 +1,54 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bitbd.db.pool import migrate_database, open_pool
+from bitbd.errors import ConfigError
+from bitbd.http.middlewares import error_middleware
+from bitbd.http.routes import setup_routes
+from bitbd.keys import plugins_key, pool_key, redis_key, settings_key
+from bitbd.plugins import Plugins, load_plugins
+from bitbd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Application:
+    """Build the daemon's app; resources open on start-up, in order, and close in reverse."""
+    if not settings.admin_token.get_secret_value():
+        raise ConfigError("no admin token: set admin_token (BITBD_ADMIN_TOKEN), or start with `bitbd serve`")
+    if settings.embedded_postgres or settings.embedded_redis:
+        raise ConfigError("create_app() needs a database DSN and a Redis URL; `bitbd serve` starts embedded ones")
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes)
+    app[settings_key] = settings
+    app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
+    app.cleanup_ctx.extend([db_ctx, redis_ctx])
+    setup_routes(app)
+    app[plugins_key].register_routes(app)
+    return app
+
+
+async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = app[settings_key].database
+    applied = await migrate_database(db)  # before the pool: 0001 creates the vector type its codec needs
+    if applied:
+        log.debug("schema migrated", extra={"migrations": applied})
+    app[pool_key] = await open_pool(db)
+    yield
+    await app[pool_key].close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[settings_key].redis
+    app[redis_key] = aioredis.Redis.from_url(
+        cfg.url.get_secret_value(), socket_timeout=cfg.timeout, socket_connect_timeout=cfg.timeout,
+        health_check_interval=30,
+    )
+    yield
+    await app[redis_key].aclose()

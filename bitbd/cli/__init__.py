@@ -1,0 +1,53 @@
+"""`bitbd`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bitbd import __version__
+from bitbd.errors import BitbdError
+from bitbd.logs import configure_logging
+from bitbd.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH",
+                        help="settings file (default: ./bitbd.toml, or $BITBD_CONFIG)")
+    common.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="where embedded PostgreSQL/Redis and the admin token live")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    parser = argparse.ArgumentParser(prog="bitbd", description="Self-hosted RAG chat server.")
+    parser.add_argument("--version", action="version", version=f"bitbd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from bitbd.cli import manage, serve
+
+    serve.add_parser(sub, common)
+    manage.add_parsers(sub, common)
+    return parser
+
+
+def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
+    """Settings for a command: file and environment, then what its flags say."""
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    settings = load_settings(args.config, **overrides)
+    configure_logging("debug" if args.verbose else settings.log.level, settings.log.format)
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except BitbdError as e:
+        print(f"bitbd: {e.message}", file=sys.stderr)
+        return 2 if e.code == "config" else 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,89 @@
+"""The data dir and its lock: one owning process per data dir, others attach to what it started."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bitbd.embedded.process import write_private
+from bitbd.errors import DataDirBusy
+
+LOCK_NAME = "bitbd.lock"
+STATE_NAME = "services.json"
+
+
+class DataDir:
+    """A data dir holding embedded PostgreSQL (`postgres/`), Redis (`redis/`), logs and the admin token."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser().resolve()
+        self._lock_fd: int | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def prepare(self) -> None:
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+
+    def try_lock(self, role: str) -> bool:
+        """Take the data dir's exclusive lock without waiting. The kernel drops it if this process dies."""
+        self.prepare()
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "role": role}).encode())
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def holder(self) -> dict[str, Any]:
+        """Who holds the lock, as written by them: {"pid": ..., "role": ...} (empty if unknown)."""
+        try:
+            data = json.loads((self.path / LOCK_NAME).read_text() or "{}")
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def busy_error(self) -> DataDirBusy:
+        who = self.holder()
+        by = f"bitbd {who.get('role', '?')} (pid {who.get('pid', '?')})" if who else "another bitbd process"
+        return DataDirBusy(
+            f"data dir {self.path} is in use by {by}; stop that process first, "
+            "or give this one its own data dir with --data-dir"
+        )
+
+    def write_state(self, state: dict[str, object]) -> None:
+        """Publish the owner's service endpoints (0600: the Redis URL holds its password)."""
+        write_private(self.path / STATE_NAME, json.dumps(state))
+
+    def clear_state(self) -> None:
+        (self.path / STATE_NAME).unlink(missing_ok=True)
+
+    def read_state(self, timeout: float = 15.0) -> dict[str, str]:
+        """The running owner's endpoints; waits while the owner is still starting its services."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                data = json.loads((self.path / STATE_NAME).read_text())
+                if isinstance(data, dict) and data.get("owner_pid") == self.holder().get("pid"):
+                    return {str(k): str(v) for k, v in data.items()}
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise self.busy_error()
+            time.sleep(0.1)

@@ -1,0 +1,106 @@
+"""One error tree; every HTTP and WebSocket error body comes from `error_body()`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+
+class BitbdError(Exception):
+    """Base of every error bitbd reports to a client or a user: a message that says what to do."""
+
+    status: int = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    @classmethod
+    def from_http(cls, exc: web.HTTPException) -> BitbdError:
+        """Wrap aiohttp's own 404/405/413 so they get our body shape."""
+        by_status: dict[int, tuple[type[BitbdError], str]] = {
+            404: (NotFound, "no such endpoint; the API lives under /v1 (see README)"),
+            405: (MethodNotAllowed, "method not allowed on this endpoint"),
+            413: (PayloadTooLarge, "request body too large"),
+        }
+        kind, message = by_status.get(exc.status, (BadRequest, exc.reason))
+        error = kind(message)
+        error.status = exc.status
+        return error
+
+
+class ConfigError(BitbdError):
+    """Settings could not be loaded; raised at startup, never over HTTP."""
+
+    code = "config"
+
+
+class BadRequest(BitbdError):
+    status, code = 400, "bad_request"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class InvalidRequest(BadRequest):
+    code = "invalid_request"
+
+
+class Unauthorized(BitbdError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(BitbdError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(BitbdError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(BitbdError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(BitbdError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(BitbdError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(BitbdError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InternalError(BitbdError):
+    status, code = 500, "internal"
+
+    def __init__(self, message: str = "internal error; the server log has the details") -> None:
+        super().__init__(message)
+
+
+class PluginError(BitbdError):
+    status, code = 502, "plugin_error"
+
+
+class Unavailable(BitbdError):
+    """A transient failure (database or Redis down): the only kind that is retried."""
+
+    status, code = 503, "unavailable"
+
+
+class DataDirBusy(BitbdError):
+    """Another bitbd process owns the data dir."""
+
+    code = "data_dir_busy"
+
+
+def error_body(exc: BitbdError) -> dict[str, Any]:
+    """`{"error": {"code": ..., "message": ...}}`: the one error shape for HTTP bodies."""
+    return {"error": {"code": exc.code, "message": exc.message}}

@@ -1,0 +1,55 @@
+"""Reading request bodies: JSON only, size-limited, validated into a pydantic model."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bitbd.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from bitbd.keys import settings_key
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """The body as `model`; each way it can be wrong gets its own error that says how to fix it."""
+    if request.content_type != "application/json":
+        got = request.content_type or "none"
+        raise UnsupportedMediaType(f"send the body as JSON with Content-Type: application/json (got {got})")
+    limit = request.config_dict[settings_key].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(None, limit) from None
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidJson("request body is not UTF-8 text; send UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as e:
+        raise InvalidJson(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"request body must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise InvalidRequest(describe(e)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """`field 'kind': Input should be 'public' or 'secret'; field 'quota': ...`"""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        msg = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        parts.append(f"field {where!r}: {msg}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def _too_large(size: int | None, limit: int) -> PayloadTooLarge:
+    got = f"{size} bytes" if size is not None else "larger than that"
+    return PayloadTooLarge(f"request body is {got}; the limit is {limit} bytes (server.max_body_bytes)")

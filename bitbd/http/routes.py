@@ -1,0 +1,25 @@
+"""The route table of the daemon."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bitbd.http import health
+from bitbd.http.admin import admin_app
+from bitbd.http.auth import require_key
+from bitbd.keys import pool_key
+from bitbd.tenancy import get_tenant
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's tenant and key: lets a client check its secret key."""
+    key = await require_key(request, "secret")
+    tenant = await get_tenant(request.config_dict[pool_key], str(key.tenant_id))
+    return web.json_response({"tenant": tenant.to_json(), "key": key.to_json()})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/v1/tenant", whoami)
+    app.add_subapp("/v1/admin", admin_app())

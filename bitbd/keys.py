@@ -1,0 +1,15 @@
+"""Typed application state keys."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bitbd.plugins import Plugins
+from bitbd.settings import Settings
+
+settings_key = web.AppKey("settings", Settings)
+plugins_key = web.AppKey("plugins", Plugins)
+pool_key = web.AppKey("pool", asyncpg.Pool)
+redis_key = web.AppKey("redis", aioredis.Redis)

@@ -1,0 +1,195 @@
+"""Typed settings: defaults, then `bitbd.toml`, then `BITBD_*` environment, then keyword arguments."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bitbd.errors import ConfigError
+
+CONFIG_ENV = "BITBD_CONFIG"
+DEFAULT_CONFIG_NAME = "bitbd.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    """Address the HTTP/WebSocket server binds to."""
+    port: int = Field(8740, ge=0, le=65535)
+    """TCP port of the HTTP/WebSocket server (0 picks a free one)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Largest request body accepted, in bytes; larger ones get 413."""
+
+
+class DatabaseSettings(_Section):
+    dsn: SecretStr = SecretStr("")
+    """PostgreSQL DSN (needs pgvector). Empty: start an embedded PostgreSQL in the data dir."""
+    pool_min: int = Field(1, ge=0)
+    """Connections the pool keeps open."""
+    pool_max: int = Field(10, ge=1)
+    """Most connections the pool opens."""
+    command_timeout: float = Field(30.0, gt=0)
+    """Seconds before a single SQL statement is abandoned."""
+    connect_timeout: float = Field(10.0, gt=0)
+    """Seconds to wait for a connection to PostgreSQL."""
+
+
+class RedisSettings(_Section):
+    url: SecretStr = SecretStr("")
+    """Redis URL (redis://[:password@]host:port/db). Empty: start an embedded Redis in the data dir."""
+    timeout: float = Field(5.0, gt=0)
+    """Seconds to wait for Redis to connect or answer."""
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
+    format: Literal["text", "json"] = "text"
+    """`text` prints key=value lines, `json` one JSON object per line."""
+
+
+class PluginSettings(BaseModel):
+    """`[plugins]`: `disabled` plus one `[plugins.<name>]` table per plugin, which that plugin validates."""
+
+    model_config = ConfigDict(extra="allow")
+    disabled: list[str] = []
+    """Entry-point names of plugins not to load (built-in or third-party)."""
+
+    @model_validator(mode="after")
+    def _tables_only(self) -> PluginSettings:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"plugins.{name} must be a table [plugins.{name}] (did you mean 'disabled'?)")
+        return self
+
+    def plugin_table(self, name: str) -> dict[str, Any]:
+        """The `[plugins.<name>]` table, or an empty one."""
+        extra = self.model_extra or {}
+        table = extra.get(name, {})
+        return dict(table) if isinstance(table, dict) else {}
+
+
+class Settings(BaseSettings):
+    """Everything bitbd reads from `bitbd.toml` and the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BITBD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path(platformdirs.user_data_dir("bitbd"))
+    """Where embedded PostgreSQL, embedded Redis and the admin token live."""
+    admin_token: SecretStr = SecretStr("")
+    """Bearer token for /v1/admin. Empty: generated on first start and kept in <data_dir>/admin_token."""
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    log: LogSettings = LogSettings()
+    plugins: PluginSettings = PluginSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Env ranks above the file so that containers can override it.
+        toml = InitSettingsSource(settings_cls, _file_values.get() or {})
+        return (init_settings, env_settings, toml)
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.database.dsn.get_secret_value()
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis.url.get_secret_value()
+
+
+# load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("bitbd_file_values", default=None)
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """`--config PATH`, else `$BITBD_CONFIG`, else `./bitbd.toml` if present, else none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist; pass an existing file to --config")
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (from ${CONFIG_ENV}) does not exist")
+        return path
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings once, at an entry point; errors name the key and where it came from."""
+    path = find_config(config)
+    toml_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            toml_data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    token = _file_values.set(toml_data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(describe_errors(e, path, toml_data)) from None
+    finally:
+        _file_values.reset(token)
+
+
+def describe_errors(error: ValidationError, path: Path | None, toml_data: dict[str, Any]) -> str:
+    """One line per problem: the dotted key, where it was set, and what is wrong with it."""
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc)
+        env_name = "BITBD_" + "__".join(part.upper() for part in loc)
+        if env_name in os.environ:
+            where = f"environment variable {env_name}"
+        elif path is not None and _has_key(toml_data, loc):
+            where = str(path)
+        else:
+            where = str(path) if path is not None else "settings"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key {key!r}; see the documented keys in bitbd.toml")
+        else:
+            lines.append(f"{where}: {key}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _has_key(data: dict[str, Any], loc: list[str]) -> bool:
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True

@@ -1,0 +1,1 @@
+"""bitbd's built-in plugins, registered through the `bitbd` entry-point group like third-party ones."""

@@ -1,0 +1,87 @@
+"""The `pgvector` vector store: chunks in PostgreSQL, cosine distance over an HNSW index."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from bitbd.errors import PluginError
+from bitbd.hookspecs import hookimpl
+from bitbd.interfaces import Chunk, Hit, Vector, VectorStore
+
+_COLUMN_TYPE = """
+SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"""
+_LOCK_DOCUMENT = "SELECT id FROM documents WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+_DELETE_CHUNKS = "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2"
+_DELETE_DOCUMENT = "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id"
+_INSERT_CHUNKS = """
+INSERT INTO chunks (tenant_id, document_id, position, heading_path, text, content_hash, embedding)
+SELECT $1, $2, c.position, coalesce(string_to_array(nullif(c.headings, ''), chr(31)), '{}'), c.text,
+       c.content_hash, c.embedding
+FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::vector[])
+     AS c(position, headings, text, content_hash, embedding)
+ON CONFLICT (tenant_id, document_id, content_hash) DO UPDATE
+SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding"""
+_SEARCH = """
+SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS score
+FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
+WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
+ORDER BY c.embedding <=> $2 LIMIT $3"""
+
+
+class PgVectorStore(VectorStore):
+    name = "pgvector"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def dimension(self) -> int:
+        """The dimension the schema's `chunks.embedding` column holds."""
+        column = await self.pool.fetchval(_COLUMN_TYPE)  # e.g. "vector(384)"
+        return int(str(column).removeprefix("vector(").rstrip(")"))
+
+    async def check(self, dimension: int) -> None:
+        stored = await self.dimension()
+        if stored != dimension:
+            raise PluginError(
+                f"the embedder makes {dimension}-dimensional vectors but chunks.embedding holds {stored}; "
+                f"choose an embedder of dimension {stored}, or add a migration that changes the column to "
+                f"vector({dimension}) and re-embed every tenant's documents"
+            )
+
+    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk]) -> int:
+        hashes = [c.content_hash for c in chunks]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("chunks of one document must have distinct content hashes")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
+                raise PluginError(f"document {document_id} not found for this tenant")
+            # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
+            # Heading paths travel joined by U+001F, since unnest() cannot take an array of arrays.
+            await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))",
+                               tenant_id, document_id, hashes)
+            if chunks:
+                await conn.execute(
+                    _INSERT_CHUNKS, tenant_id, document_id, [c.position for c in chunks],
+                    ["\x1f".join(c.heading_path) for c in chunks], [c.text for c in chunks], hashes,
+                    [c.embedding for c in chunks],
+                )
+        return len(chunks)
+
+    async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_DELETE_CHUNKS, tenant_id, document_id)
+            return await conn.fetchval(_DELETE_DOCUMENT, tenant_id, document_id) is not None
+
+    async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int) -> list[Hit]:
+        rows = await self.pool.fetch(_SEARCH, tenant_id, vector, k)
+        return [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
+                    float(r["score"])) for r in rows]
+
+
+@hookimpl
+def register_stores() -> list[type[VectorStore]]:
+    return [PgVectorStore]

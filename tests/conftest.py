@@ -1,0 +1,90 @@
+"""Session-wide real services: embedded PostgreSQL+pgvector and Redis (or BITBD_TEST_DSN / BITBD_TEST_REDIS)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+
+from bitbd.app import create_app
+from bitbd.db.pool import migrate_database, open_pool
+from bitbd.embedded.services import services
+from bitbd.plugins import Plugins, new_manager
+from bitbd.settings import DatabaseSettings, RedisSettings, Settings
+from bitbd_plugins.stores import pgvector
+
+ADMIN_TOKEN = "adm_test_token_for_the_suite"
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's BITBD_* variables must not change what the tests see.
+    for name in list(os.environ):
+        if name.startswith("BITBD_") and name not in ("BITBD_TEST_DSN", "BITBD_TEST_REDIS"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    data_dir = tmp_path_factory.mktemp("services")
+    base = Settings(
+        data_dir=data_dir,
+        admin_token=SecretStr(ADMIN_TOKEN),
+        database=DatabaseSettings(dsn=SecretStr(os.environ.get("BITBD_TEST_DSN", "")), pool_max=5),
+        redis=RedisSettings(url=SecretStr(os.environ.get("BITBD_TEST_REDIS", ""))),
+    )
+    with services(base, "test") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def session_pool(service_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    await migrate_database(service_settings.database)
+    pool = await open_pool(service_settings.database)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def pool(session_pool: asyncpg.Pool, service_settings: Settings) -> asyncpg.Pool:
+    """The shared pool over an empty database: every tenant (and by cascade all tenant data) removed."""
+    await session_pool.execute("TRUNCATE tenants CASCADE")
+    client = aioredis.Redis.from_url(service_settings.redis.url.get_secret_value())
+    await client.flushdb()
+    await client.aclose()
+    return session_pool
+
+
+def builtin_plugins() -> Plugins:
+    """Built-ins registered explicitly, never through whatever entry points happen to be installed."""
+    plugins = Plugins(new_manager())
+    plugins.pm.register(pgvector, name="pgvector")
+    return plugins
+
+
+@pytest.fixture
+def settings(service_settings: Settings) -> Settings:
+    return service_settings
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings,
+                 pool: asyncpg.Pool) -> TestClient[web.Request, web.Application]:
+    """The real app on a real loopback port, over the suite's real PostgreSQL and Redis."""
+    return await aiohttp_client(create_app(settings, builtin_plugins()))
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""`bitbd-tui`: the operator's terminal console for a bitbd daemon."""
