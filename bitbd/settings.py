@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -94,8 +94,8 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    data_dir: Path = Path(platformdirs.user_data_dir("bitbd"))
-    """Where embedded PostgreSQL, embedded Redis and the admin token live."""
+    data_dir: Path = Path()
+    """Where embedded PostgreSQL, embedded Redis and the admin token live. Empty: the per-user data dir."""
     admin_token: SecretStr = SecretStr("")
     """Bearer token for /v1/admin. Empty: generated on first start and kept in <data_dir>/admin_token."""
     server: ServerSettings = ServerSettings()
@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         # Env ranks above the file so that containers can override it.
         toml = InitSettingsSource(settings_cls, _file_values.get() or {})
         return (init_settings, env_settings, toml)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _default_data_dir(cls, value: Path) -> Path:
+        # An empty string (the documented default) parses as Path("."): it means the per-user data dir.
+        return Path(platformdirs.user_data_dir("bitbd")) if value == Path() else value
 
     @property
     def embedded_postgres(self) -> bool:

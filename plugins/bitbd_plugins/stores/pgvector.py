@@ -17,12 +17,9 @@ WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"""
 _LOCK_DOCUMENT = "SELECT id FROM documents WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
 _DELETE_CHUNKS = "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2"
 _DELETE_DOCUMENT = "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id"
-_INSERT_CHUNKS = """
+_UPSERT_CHUNK = """
 INSERT INTO chunks (tenant_id, document_id, position, heading_path, text, content_hash, embedding)
-SELECT $1, $2, c.position, coalesce(string_to_array(nullif(c.headings, ''), chr(31)), '{}'), c.text,
-       c.content_hash, c.embedding
-FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::vector[])
-     AS c(position, headings, text, content_hash, embedding)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (tenant_id, document_id, content_hash) DO UPDATE
 SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding"""
 _SEARCH = """
@@ -60,15 +57,12 @@ class PgVectorStore(VectorStore):
             if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
                 raise PluginError(f"document {document_id} not found for this tenant")
             # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
-            # Heading paths travel joined by U+001F, since unnest() cannot take an array of arrays.
             await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))",
                                tenant_id, document_id, hashes)
-            if chunks:
-                await conn.execute(
-                    _INSERT_CHUNKS, tenant_id, document_id, [c.position for c in chunks],
-                    ["\x1f".join(c.heading_path) for c in chunks], [c.text for c in chunks], hashes,
-                    [c.embedding for c in chunks],
-                )
+            await conn.executemany(_UPSERT_CHUNK, [
+                (tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding)
+                for c in chunks
+            ])
         return len(chunks)
 
     async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:

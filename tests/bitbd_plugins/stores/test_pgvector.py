@@ -1,0 +1,68 @@
+"""The pgvector store on a real PostgreSQL with pgvector: dimension check, writes, tenant-scoped search."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import numpy as np
+import pytest
+
+from bitbd import tenancy
+from bitbd.errors import PluginError
+from bitbd.interfaces import Chunk, Vector
+from bitbd_plugins.stores.pgvector import PgVectorStore
+
+
+def unit(seed: int) -> Vector:
+    v = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+async def document(pool: asyncpg.Pool, tenant_id: uuid.UUID, url: str) -> uuid.UUID:
+    doc_id: uuid.UUID = await pool.fetchval(
+        "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, $3) RETURNING id", tenant_id, url, url[-5:])
+    return doc_id
+
+
+def chunks(*seeds: int) -> list[Chunk]:
+    return [Chunk(i, f"text {s}", f"h{s}", ["Guide", f"Part {s}"], unit(s)) for i, s in enumerate(seeds)]
+
+
+async def test_dimension_check_names_both_numbers(pool: asyncpg.Pool) -> None:
+    store = PgVectorStore(pool)
+    assert await store.dimension() == 384
+    await store.check(384)
+    with pytest.raises(PluginError, match=r"768-dimensional vectors but chunks.embedding holds 384"):
+        await store.check(768)
+
+
+async def test_replace_search_delete_scoped_by_tenant(pool: asyncpg.Pool) -> None:
+    store = PgVectorStore(pool)
+    a = await tenancy.create_tenant(pool, "a")
+    b = await tenancy.create_tenant(pool, "b")
+    doc_a = await document(pool, a.id, "https://a.example/guide")
+    doc_b = await document(pool, b.id, "https://b.example/guide")
+    assert await store.replace_chunks(a.id, doc_a, chunks(1, 2, 3)) == 3
+    await store.replace_chunks(b.id, doc_b, chunks(1, 2, 3))
+
+    hits = await store.search(a.id, unit(2), 10)
+    assert hits[0].text == "text 2"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].heading == "Guide > Part 2"
+    assert {h.document_id for h in hits} == {doc_a}, "search must never return another tenant's chunks"
+
+    # A new version keeps unchanged chunks (same ids), drops removed ones, adds new ones.
+    before = {r["content_hash"]: r["id"] for r in await pool.fetch("SELECT id, content_hash FROM chunks "
+                                                                     "WHERE document_id = $1", doc_a)}
+    await store.replace_chunks(a.id, doc_a, chunks(2, 4))
+    after = {r["content_hash"]: r["id"] for r in await pool.fetch("SELECT id, content_hash FROM chunks "
+                                                                    "WHERE document_id = $1", doc_a)}
+    assert set(after) == {"h2", "h4"} and after["h2"] == before["h2"]
+
+    with pytest.raises(PluginError, match=r"not found"):
+        await store.replace_chunks(b.id, doc_a, chunks(9))  # b cannot write into a's document
+    assert await store.delete_document(b.id, doc_a) is False  # nor delete it
+    assert await store.delete_document(a.id, doc_a) is True
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE document_id = $1", doc_a) == 0
+    assert await pool.fetchval("SELECT count(*) FROM chunks WHERE document_id = $1", doc_b) == 3
