@@ -1,0 +1,100 @@
+"""Run `bitbd` as a real process for tests: start it, wait for it, talk HTTP to it, stop or kill it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bitbd.embedded.redis import free_port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBD_")}
+    return {**env, **extra}
+
+
+def bitbd(*args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bitbd", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=env or clean_env())
+
+
+class Daemon:
+    def __init__(self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None) -> None:
+        self.data_dir, self.cwd, self.extra = data_dir, cwd, extra
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.out = cwd / f"serve-{self.port}-{time.monotonic_ns()}.log"
+
+    def start(self, wait: bool = True) -> Daemon:
+        self._out = open(self.out, "w")  # closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bitbd", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
+             *self.extra], stdout=self._out, stderr=subprocess.STDOUT, text=True, cwd=self.cwd, env=clean_env())
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bitbd serve exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"bitbd serve not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.out.read_text()
+
+    def children(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def token(self) -> str:
+        return (self.data_dir / "admin_token").read_text().strip()
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        return self.request("GET", path, token=token)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._out.close()
+        return code
+
+
+def gone(procs: list[psutil.Process], timeout: float = 15) -> bool:
+    """True once every process has exited (zombies reaped by init count as gone)."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return not alive
