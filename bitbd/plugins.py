@@ -67,8 +67,7 @@ class Plugins:
                 impl.function(app=app)
             except Exception as e:
                 reason = f"register_routes failed: {type(e).__name__}: {e}"
-                log.exception("plugin routes skipped", extra={"plugin": impl.plugin_name, "reason": reason})
-                self.skipped[impl.plugin_name] = reason
+                _skip(self, impl.plugin_name, reason, exc_info=True)
 
     @staticmethod
     def _by_name(results: Iterable[list[type[T]]], attr: str, what: str) -> dict[str, type[T]]:
@@ -135,7 +134,9 @@ def _check_pending(plugins: Plugins) -> None:
 
 
 def _skip(plugins: Plugins, name: str, reason: str, exc_info: bool = False) -> None:
-    log.error("plugin skipped", extra={"plugin": name, "reason": reason}, exc_info=exc_info)
+    # One line by default; the traceback only with -v, where the plugin's author will look for it.
+    log.error("plugin skipped", extra={"plugin": name, "reason": reason},
+              exc_info=exc_info and log.isEnabledFor(logging.DEBUG))
     plugins.skipped[name] = reason
     if plugins.pm.has_plugin(name):
         plugins.pm.unregister(name=name)
