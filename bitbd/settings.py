@@ -79,9 +79,7 @@ class PluginSettings(BaseModel):
 
     def plugin_table(self, name: str) -> dict[str, Any]:
         """The `[plugins.<name>]` table, or an empty one."""
-        extra = self.model_extra or {}
-        table = extra.get(name, {})
-        return dict(table) if isinstance(table, dict) else {}
+        return dict((self.model_extra or {}).get(name, {}))
 
 
 class Settings(BaseSettings):

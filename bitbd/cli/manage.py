@@ -133,9 +133,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_admin_token(args: argparse.Namespace) -> int:
     from bitbd.cli import settings_from
 
-    settings, _ = ensure_admin_token(settings_from(args))
+    configured = settings_from(args)
+    settings, _ = ensure_admin_token(configured)
     print(settings.admin_token.get_secret_value())
-    print(f"(from {'settings' if not token_path(settings).exists() else token_path(settings)})", file=sys.stderr)
+    source = "BITBD_ADMIN_TOKEN / admin_token setting" if configured.admin_token.get_secret_value() \
+        else str(token_path(settings))
+    print(f"(from {source})", file=sys.stderr)
     return 0
 
 
