@@ -12,7 +12,8 @@ from bitbd.db.pool import migrate_database, open_pool
 from bitbd.errors import ConfigError
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
-from bitbd.keys import plugins_key, pool_key, redis_key, settings_key
+from bitbd.jobs.worker import running_broker
+from bitbd.keys import broker_key, plugins_key, pool_key, redis_key, settings_key
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 
@@ -28,7 +29,7 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes)
     app[settings_key] = settings
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx])
     setup_routes(app)
     app[plugins_key].register_routes(app)
     return app
@@ -52,3 +53,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await app[redis_key].aclose()
+
+
+async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The job queue; with jobs.workers > 0 this process also runs ingestion tasks."""
+    settings = app[settings_key]
+    async with running_broker(settings, app[pool_key], app[plugins_key], settings.jobs.workers) as broker:
+        app[broker_key] = broker
+        yield

@@ -46,13 +46,86 @@ class Passage:
     hit: Hit
 
 
+class SourceError(Exception):
+    """An item could not be ingested; `transient` ones (timeouts, 5xx) are retried with backoff."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the index holds of a document from an earlier ingestion, for conditional fetches."""
+
+    etag: str | None
+    last_modified: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One item, fetched and extracted; `unchanged` when the source says it has not changed."""
+
+    url: str
+    title: str = ""
+    text: str = ""
+    content_type: str = ""
+    content_hash: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    links: list[str] = field(default_factory=list)
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may use: its identity, the database, the shared HTTP fetcher, and settings."""
+
+    tenant_id: uuid.UUID
+    source_id: uuid.UUID
+    pool: Any  # asyncpg.Pool
+    fetcher: Any  # bitbd.ingest.fetch.Fetcher
+    settings: Any  # bitbd.settings.Settings
+
+
 class Source(ABC):
-    """A kind of source (``web``, ``upload``, ...); how it finds and fetches documents is its own business."""
+    """A kind of source (``web``, ``upload``, ...). The job engine keeps the frontier; the source fetches.
+
+    Items are strings (URLs for the web, upload ids for uploads). The engine fetches ``seeds()``, then every
+    link a fetched item reports that ``follow()`` accepts, up to ``max_pages`` items and ``max_depth`` links deep.
+    """
 
     type: ClassVar[str]
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], ctx: SourceContext) -> None:
         self.config = config
+        self.ctx = ctx
+
+    @classmethod
+    def validate(cls, config: dict[str, Any], settings: Any) -> dict[str, Any]:
+        """Check and normalise the source's configuration; raise ``bitbd.errors.InvalidRequest`` if wrong."""
+        return config
+
+    @property
+    def max_pages(self) -> int:
+        return int(self.config.get("max_pages") or 1_000_000)
+
+    @property
+    def max_depth(self) -> int:
+        return int(self.config.get("max_depth") or 0)
+
+    @abstractmethod
+    async def seeds(self) -> list[str]:
+        """The items to fetch first."""
+
+    def follow(self, url: str) -> bool:
+        """Whether a link found in a fetched item is in scope (default: links are not followed)."""
+        return False
+
+    @abstractmethod
+    async def fetch(self, item: str, previous: Previous | None) -> Fetched:
+        """Fetch and extract one item; raise ``SourceError`` with the reason when it cannot be ingested."""
 
 
 class Embedder(ABC):
@@ -68,6 +141,15 @@ class Embedder(ABC):
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embed a small batch of texts, in order."""
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input the model reads; chunks are kept below it."""
+        return 256
+
+    def tokenizer(self) -> Any | None:
+        """A ``tokenizers.Tokenizer`` to count tokens when chunking, or None to estimate from characters."""
+        return None
 
 
 class VectorStore(ABC):

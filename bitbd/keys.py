@@ -6,6 +6,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 
@@ -13,3 +14,4 @@ settings_key = web.AppKey("settings", Settings)
 plugins_key = web.AppKey("plugins", Plugins)
 pool_key = web.AppKey("pool", asyncpg.Pool)
 redis_key = web.AppKey("redis", aioredis.Redis)
+broker_key = web.AppKey("broker", PriorityStreamBroker)

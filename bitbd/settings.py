@@ -56,6 +56,51 @@ class RedisSettings(_Section):
     """Seconds to wait for Redis to connect or answer."""
 
 
+class CrawlerSettings(_Section):
+    allow_private: bool = False
+    """Let the crawler visit loopback, private and link-local addresses (off: refused after DNS, every hop)."""
+    user_agent: str = "bitbd/0.1 (+https://github.com/bitbd/bitbd)"
+    """User-Agent header, also the name matched against robots.txt groups."""
+    max_pages: int = Field(1000, ge=1)
+    """Pages a crawl fetches at most, unless the source says fewer."""
+    max_depth: int = Field(10, ge=0)
+    """Links followed from a start URL at most, unless the source says otherwise."""
+    per_host: int = Field(2, ge=1)
+    """Requests in flight to one host at once, per worker process."""
+    timeout: float = Field(20.0, gt=0)
+    """Seconds one page (connect, redirects and body) may take."""
+    max_page_bytes: int = Field(10_485_760, ge=1024)
+    """Largest page or file fetched, in bytes; larger ones are recorded as errors."""
+    max_redirects: int = Field(5, ge=0)
+    """Redirect hops followed per page."""
+
+
+class IngestSettings(_Section):
+    chunk_tokens: int = Field(300, ge=32)
+    """Target chunk size in embedder tokens (never above the embedder's limit)."""
+    chunk_overlap: int = Field(40, ge=0)
+    """Tokens shared by neighbouring chunks of one section."""
+    max_upload_bytes: int = Field(52_428_800, ge=1024)
+    """Largest file accepted by POST /v1/uploads, in bytes."""
+    embedder: str = "fastembed"
+    """Embedder plugin; its own settings are in [plugins.<name>]."""
+    store: str = "pgvector"
+    """Vector store plugin."""
+
+
+class JobSettings(_Section):
+    workers: int = Field(2, ge=0)
+    """Tasks `bitbd serve` runs at once in-process; 0 leaves all work to `bitbd worker` processes."""
+    retry_attempts: int = Field(3, ge=1)
+    """Attempts of a page or file that fails transiently (timeouts, 5xx, 429) before it counts as failed."""
+    retry_backoff: float = Field(5.0, gt=0)
+    """Seconds before the first retry; each further retry waits twice as long."""
+    redelivery_seconds: float = Field(60.0, ge=5)
+    """A task unfinished this long after its worker took it (worker died) is given to another worker."""
+    queue_prefix: str = "bitbd"
+    """Prefix of the Redis keys (streams, delayed set) the job queue uses."""
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
@@ -99,6 +144,9 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
+    crawler: CrawlerSettings = CrawlerSettings()
+    ingest: IngestSettings = IngestSettings()
+    jobs: JobSettings = JobSettings()
     log: LogSettings = LogSettings()
     plugins: PluginSettings = PluginSettings()
 

@@ -17,7 +17,10 @@ from bitbd.app import create_app
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.plugins import Plugins, new_manager
-from bitbd.settings import DatabaseSettings, RedisSettings, Settings
+from bitbd.settings import DatabaseSettings, JobSettings, RedisSettings, Settings
+from bitbd_plugins.embedders import fastembed
+from bitbd_plugins.sources import upload as upload_source
+from bitbd_plugins.sources import web as web_source
 from bitbd_plugins.stores import pgvector
 
 ADMIN_TOKEN = "adm_test_token_for_the_suite"
@@ -40,6 +43,8 @@ def service_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
         admin_token=SecretStr(ADMIN_TOKEN),
         database=DatabaseSettings(dsn=SecretStr(os.environ.get("BITBD_TEST_DSN", "")), pool_max=5),
         redis=RedisSettings(url=SecretStr(os.environ.get("BITBD_TEST_REDIS", ""))),
+        # Most tests need no workers; ingestion tests start apps with their own.
+        jobs=JobSettings(workers=0),
     )
     with services(base, "test") as running:
         yield running
@@ -66,7 +71,9 @@ async def pool(session_pool: asyncpg.Pool, service_settings: Settings) -> asyncp
 def builtin_plugins() -> Plugins:
     """Built-ins registered explicitly, never through whatever entry points happen to be installed."""
     plugins = Plugins(new_manager())
-    plugins.pm.register(pgvector, name="pgvector")
+    for name, module in (("pgvector", pgvector), ("fastembed", fastembed), ("web", web_source),
+                         ("upload", upload_source)):
+        plugins.pm.register(module, name=name)
     return plugins
 
 

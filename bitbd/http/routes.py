@@ -7,6 +7,7 @@ from aiohttp import web
 from bitbd.http import health
 from bitbd.http.admin import admin_app
 from bitbd.http.auth import require_key
+from bitbd.http.ingest import routes as ingest_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
 
@@ -22,4 +23,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/v1/tenant", whoami)
+    app.router.add_routes(ingest_routes)
     app.add_subapp("/v1/admin", admin_app())

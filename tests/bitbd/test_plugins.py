@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 
 from bitbd.app import create_app
-from bitbd.plugins import load_plugins
+from bitbd.plugins import load_plugins, register
 from bitbd.settings import Settings
-from tests.conftest import AiohttpClient
+from tests.conftest import AiohttpClient, builtin_plugins
 
 MODULES = {
     "good_plugin": """
@@ -112,6 +112,8 @@ def test_first_plugin_keeps_a_component_name(plugin_dir: Path) -> None:
 async def test_plugin_routes_and_a_failing_plugin(plugin_dir: Path, aiohttp_client: AiohttpClient,
                                                   settings: Settings, pool: asyncpg.Pool) -> None:
     plugins = load_plugins(eps=eps("routes_fail", "good_plugin"))
+    for name, plugin in builtin_plugins().pm.list_name_plugin():
+        register(plugins, plugin, name)
     client = await aiohttp_client(create_app(settings, plugins))
     resp = await client.get("/x/ping")
     assert resp.status == 200 and await resp.json() == {"pong": True}

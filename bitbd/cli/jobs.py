@@ -1,0 +1,175 @@
+"""`bitbd ingest` (queue a job and watch it) and `bitbd worker` (run ingestion tasks in this process)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bitbd import tenancy
+from bitbd.db.migrate import current_version, latest_version
+from bitbd.db.pool import migrate_database, open_pool
+from bitbd.embedded.datadir import DataDir
+from bitbd.embedded.services import services
+from bitbd.errors import ConfigError, InvalidRequest
+from bitbd.jobs import records
+from bitbd.jobs.engine import START_TASK
+from bitbd.jobs.runtime import enqueue
+from bitbd.jobs.worker import running_broker
+from bitbd.plugins import load_plugins
+from bitbd.settings import Settings
+from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
+
+_NO_WORKER_HINT = 15.0  # seconds a job may stay queued before we say that no worker seems to be running
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("ingest", parents=[common], help="crawl URLs or load files for a tenant, with progress",
+                       description="Queue an ingestion job and show its progress until it ends. URLs are "
+                                   "crawled; paths (files or directories) are uploaded.")
+    p.add_argument("--tenant", required=True, help="tenant name or id")
+    p.add_argument("targets", nargs="+", metavar="URL|PATH")
+    p.add_argument("--max-pages", type=int, help="most pages to crawl")
+    p.add_argument("--max-depth", type=int, help="most links to follow from a start URL")
+    p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only URLs matching (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip URLs matching (repeatable)")
+    p.add_argument("--priority", choices=["normal", "high"], default="normal")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N workers in this process (default: 2 when no server uses the data dir, else 0)")
+    p.add_argument("--no-wait", action="store_true", help="queue the job, print its id, and return")
+    p.set_defaults(handler=cmd_ingest)
+
+    p = sub.add_parser("worker", parents=[common], help="run ingestion tasks (scale out with more of these)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="tasks at once (default: jobs.workers, else 2)")
+    p.set_defaults(handler=cmd_worker)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from bitbd.cli import settings_from
+
+    urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
+    paths = [Path(t) for t in args.targets if t not in urls]
+    if urls and paths:
+        raise InvalidRequest("give either URLs or paths, not both (they become different jobs)")
+    files = _read_files(paths) if paths else []
+    settings = settings_from(args)
+    with services(settings, "ingest") as running:
+        owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
+        workers = args.workers if args.workers is not None else (2 if owner else 0)
+        return asyncio.run(_ingest(running, args, urls, files, workers))
+
+
+async def _ingest(settings: Settings, args: argparse.Namespace, urls: list[str],
+                  files: list[tuple[str, str, bytes]], workers: int) -> int:
+    await migrate_database(settings.database)
+    pool = await open_pool(settings.database.model_copy(update={"pool_min": 1, "pool_max": max(4, workers + 2)}))
+    try:
+        tenant = await tenancy.get_tenant(pool, args.tenant)
+        plugins = load_plugins(settings.plugins.disabled)
+        async with running_broker(settings, pool, plugins, workers) as broker:
+            if urls:
+                config = {"urls": urls, "include": args.include, "exclude": args.exclude,
+                          **{k: v for k, v in (("max_pages", args.max_pages), ("max_depth", args.max_depth)) if v}}
+                config = plugins.sources()["web"].validate(config, settings)
+                job_id, _ = await records.create_job(pool, tenant.id, "web", config, args.priority)
+            else:
+                job_id, _ = await records.create_upload_job(pool, tenant.id, files)
+            await enqueue(broker, START_TASK, [str(job_id)], args.priority)
+            if args.no_wait:
+                print(job_id)
+                return 0
+            return await _watch(pool, tenant.id, job_id, workers)
+    finally:
+        await pool.close()
+
+
+async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, workers: int) -> int:
+    console = Console(stderr=True)
+    started = time.monotonic()
+    hinted = False
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[chunks]} chunks, {task.fields[failed]} failed"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("queued", total=None, chunks=0, failed=0)
+        while True:
+            view = (await records.get_job(pool, tenant_id, job_id)).to_json()
+            p = view["progress"]
+            done = p["fetched"] + p["failed"] + p["skipped"]
+            bar.update(task, description=view["status"], completed=done, total=max(p["found"], done) or None,
+                       chunks=p["chunks_embedded"], failed=p["failed"])
+            if view["status"] in records.TERMINAL:
+                break
+            if view["status"] == "queued" and not hinted and time.monotonic() - started > _NO_WORKER_HINT \
+                    and workers == 0:
+                console.print("[yellow]the job is still queued: is a `bitbd serve` or `bitbd worker` running "
+                              "against this database and Redis? (or pass --workers 2)[/]")
+                hinted = True
+            await asyncio.sleep(0.5)
+    for error in view["errors"][:10]:
+        console.print(f"  [red]{error['item'] or 'job'}[/]: {error['error']}")
+    if len(view["errors"]) > 10:
+        console.print(f"  … and more: GET /v1/jobs/{job_id}")
+    print(f"{view['status']}: {p['fetched']} pages ({p['unchanged']} unchanged), {p['chunks_embedded']} chunks "
+          f"embedded, {p['failed']} errors, {view['seconds']:.1f}s (job {job_id})")
+    return 0 if view["status"] == "succeeded" else 1
+
+
+def _read_files(paths: list[Path]) -> list[tuple[str, str, bytes]]:
+    files = []
+    for path in paths:
+        if not path.exists():
+            raise InvalidRequest(f"{path} does not exist")
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in found:
+            ctype = content_type_for(file.name, "")
+            if ctype is None:
+                if not path.is_dir():
+                    raise InvalidRequest(f"{file}: only {', '.join(sorted(ACCEPTED))} files are ingested")
+                continue
+            files.append((str(file.relative_to(path)) if path.is_dir() else file.name, ctype, file.read_bytes()))
+    if not files:
+        raise InvalidRequest(f"no {', '.join(sorted(ACCEPTED))} files found in {', '.join(map(str, paths))}")
+    return files
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bitbd.cli import settings_from
+
+    settings = settings_from(args)
+    with services(settings, "worker") as running:
+        return asyncio.run(_work(running, args.concurrency or settings.jobs.workers or 2))
+
+
+async def _work(settings: Settings, concurrency: int) -> int:
+    from bitbd.db.pool import connect
+
+    conn = await connect(settings.database)
+    try:
+        have = await current_version(conn)
+    finally:
+        await conn.close()
+    if have < latest_version():
+        # Workers never migrate: that is the daemon's (or `bitbd migrate`'s) job, done once, in one place.
+        raise ConfigError(f"the database schema is at version {have}, this worker needs {latest_version()}; "
+                          "start `bitbd serve` or run `bitbd migrate` first")
+    pool = await open_pool(settings.database.model_copy(update={"pool_max": concurrency + 4}))
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), concurrency):
+            print(f"bitbd worker: {concurrency} task(s) at once; Ctrl-C to stop", file=sys.stderr)
+            await stop.wait()
+    finally:
+        await pool.close()
+    return 0

@@ -1,0 +1,193 @@
+"""Sources, uploads, jobs and documents: the ingestion API (secret keys, always scoped to the key's tenant)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict
+
+from bitbd.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from bitbd.http.auth import require_key
+from bitbd.http.body import read_json
+from bitbd.jobs import records
+from bitbd.jobs.engine import START_TASK
+from bitbd.jobs.runtime import enqueue
+from bitbd.keys import broker_key, plugins_key, pool_key, settings_key
+from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
+
+routes = web.RouteTableDef()
+_MAX_FILES = 100
+
+
+class SourceBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    priority: Literal["high", "normal"] = "normal"
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{what} {value!r} not found (ids are UUIDs)") from None
+
+
+async def _queue(request: web.Request, tenant: uuid.UUID, source_type: str, config: dict[str, Any],
+                 priority: str) -> web.Response:
+    pool = request.config_dict[pool_key]
+    job_id, source_id = await records.create_job(pool, tenant, source_type, config, priority)
+    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)  # type: ignore[arg-type]
+    return web.json_response({"job_id": str(job_id), "source_id": str(source_id)}, status=202)
+
+
+@routes.post("/v1/sources")
+async def create_source(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    body = await read_json(request, SourceBody)
+    sources = request.config_dict[plugins_key].sources()
+    cls = sources.get(body.type)
+    if cls is None or body.type == "upload":
+        known = ", ".join(sorted(t for t in sources if t != "upload"))
+        raise InvalidRequest(f"unknown source type {body.type!r}; use one of: {known} (files go to POST /v1/uploads)")
+    config = cls.validate(body.model_extra or {}, request.config_dict[settings_key])
+    return await _queue(request, key.tenant_id, body.type, config, body.priority)
+
+
+@routes.post("/v1/sources/{source}/crawl")
+async def recrawl(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    source_id = _uuid(request.match_info["source"], "source")
+    row = await request.config_dict[pool_key].fetchrow(
+        "SELECT type, config FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id)
+    if row is None:
+        raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
+    priority = request.query.get("priority", "normal")
+    if priority not in ("high", "normal"):
+        raise InvalidRequest("priority must be high or normal")
+    pool = request.config_dict[pool_key]
+    job_id = await pool.fetchval(records.INSERT_JOB, key.tenant_id, source_id, "ingest", priority, "{}")
+    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)  # type: ignore[arg-type]
+    return web.json_response({"job_id": str(job_id), "source_id": str(source_id)}, status=202)
+
+
+@routes.get("/v1/sources")
+async def list_sources(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    rows = await request.config_dict[pool_key].fetch(
+        """SELECT s.id, s.type, s.config, s.created_at, (SELECT count(*) FROM documents d WHERE d.tenant_id = $1
+           AND d.source_id = s.id) AS documents FROM sources s WHERE s.tenant_id = $1 ORDER BY s.created_at""",
+        key.tenant_id)
+    return web.json_response({"sources": [{"id": str(r["id"]), "type": r["type"], "documents": r["documents"],
+                                           "created_at": r["created_at"].isoformat()} for r in rows]})
+
+
+@routes.delete("/v1/sources/{source}")
+async def delete_source(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    source_id = _uuid(request.match_info["source"], "source")
+    pool = request.config_dict[pool_key]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE tenant_id = $1 "
+                           "AND source_id = $2 AND status IN ('queued', 'running')", key.tenant_id, source_id)
+        deleted = await conn.fetchval("DELETE FROM sources WHERE tenant_id = $1 AND id = $2 RETURNING id",
+                                      key.tenant_id, source_id)
+    if deleted is None:
+        raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
+    return web.Response(status=204)
+
+
+@routes.post("/v1/uploads")
+async def upload(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    if not request.content_type.startswith("multipart/"):
+        raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
+    limit = request.config_dict[settings_key].ingest.max_upload_bytes
+    files: list[tuple[str, str, bytes]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or not part.filename:
+            continue
+        name = part.filename.replace("\\", "/").rsplit("/", 1)[-1]  # never a path from the client
+        ctype = content_type_for(name, part.headers.get("Content-Type", ""))
+        if ctype is None:
+            raise UnsupportedMediaType(f"{name}: only {', '.join(sorted(ACCEPTED))} files are ingested")
+        data = bytearray()
+        while chunk := await part.read_chunk(65536):
+            data += chunk
+            if len(data) > limit:
+                raise PayloadTooLarge(f"{name} is over the {limit}-byte upload limit (ingest.max_upload_bytes)")
+        files.append((name, ctype, bytes(data)))
+        if len(files) > _MAX_FILES:
+            raise InvalidRequest(f"at most {_MAX_FILES} files per upload")
+    if not files:
+        raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
+    job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)
+    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], "normal")
+    return web.json_response({"job_id": str(job_id), "source_id": str(source_id),
+                              "files": [f[0] for f in files]}, status=202)
+
+
+@routes.get("/v1/jobs/{job}")
+async def get_job(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    view = await records.get_job(request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job"))
+    return web.json_response(view.to_json())
+
+
+@routes.get("/v1/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    status = request.query.get("status")
+    if status is not None and status not in ("queued", "running", *records.TERMINAL):
+        raise InvalidRequest(f"status must be one of queued, running, {', '.join(records.TERMINAL)}")
+    limit = _int(request.query.get("limit", "50"), "limit", 1, 500)
+    views = await records.list_jobs(request.config_dict[pool_key], key.tenant_id, status, limit)
+    return web.json_response({"jobs": [v.to_json() for v in views]})
+
+
+@routes.post("/v1/jobs/{job}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    view = await records.cancel_job(request.config_dict[pool_key], key.tenant_id,
+                                    _uuid(request.match_info["job"], "job"))
+    return web.json_response(view.to_json())
+
+
+@routes.get("/v1/documents")
+async def list_documents(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    limit = _int(request.query.get("limit", "100"), "limit", 1, 1000)
+    offset = _int(request.query.get("offset", "0"), "offset", 0, 10**9)
+    rows = await request.config_dict[pool_key].fetch(
+        """SELECT d.id, d.source_id, d.url, d.title, d.content_type, d.bytes, d.fetched_at,
+           (SELECT count(*) FROM chunks c WHERE c.tenant_id = $1 AND c.document_id = d.id) AS chunks
+           FROM documents d WHERE d.tenant_id = $1 ORDER BY d.url LIMIT $2 OFFSET $3""",
+        key.tenant_id, limit, offset)
+    return web.json_response({"documents": [{
+        "id": str(r["id"]), "source_id": str(r["source_id"]) if r["source_id"] else None, "url": r["url"],
+        "title": r["title"], "content_type": r["content_type"], "bytes": r["bytes"], "chunks": r["chunks"],
+        "fetched_at": r["fetched_at"].isoformat() if r["fetched_at"] else None} for r in rows]})
+
+
+@routes.delete("/v1/documents/{document}")
+async def delete_document(request: web.Request) -> web.Response:
+    key = await require_key(request)
+    doc = _uuid(request.match_info["document"], "document")
+    # Chunks go with the document in the same statement (ON DELETE CASCADE), so never half of it.
+    deleted = await request.config_dict[pool_key].fetchval(
+        "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, doc)
+    if deleted is None:
+        raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
+    return web.Response(status=204)
+
+
+def _int(raw: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}")
+    return value

@@ -1,0 +1,1 @@
+"""Fetching, extracting and chunking documents: the pieces ingestion jobs are made of."""

@@ -1,0 +1,106 @@
+"""Structure-aware chunking: split Markdown on headings and paragraphs, bounded by embedder tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from semantic_text_splitter import MarkdownSplitter
+
+from bitbd.interfaces import Chunk
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_CHARS_PER_TOKEN = 4  # only when the embedder has no tokenizer to count with
+
+
+@dataclass(frozen=True)
+class ChunkText:
+    heading_path: list[str]
+    text: str
+
+
+@dataclass
+class _Section:
+    level: int  # 0 for text before the first heading
+    path: list[str]
+    text: str
+
+
+class Chunker:
+    """Deterministic: the same text always gives the same chunks.
+
+    The text is cut at every heading; a section absorbs its following subsections while they fit in one chunk,
+    so a chunk never spans two sibling sections and its heading path is the one it really sits under. A
+    section too big for one chunk is split on paragraphs, then sentences, with overlap.
+    """
+
+    def __init__(self, target_tokens: int, overlap: int, tokenizer: Any | None = None) -> None:
+        overlap = min(overlap, target_tokens // 2)
+        self.target = target_tokens
+        self._tokenizer = tokenizer
+        if tokenizer is not None:
+            self._splitter = MarkdownSplitter.from_huggingface_tokenizer(tokenizer, target_tokens, overlap)
+        else:
+            self._splitter = MarkdownSplitter(target_tokens * _CHARS_PER_TOKEN, overlap * _CHARS_PER_TOKEN)
+
+    def tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            return len(text) // _CHARS_PER_TOKEN + 1
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def split(self, text: str) -> list[ChunkText]:
+        out = []
+        for group in self._groups(_sections(text)):
+            for piece in self._splitter.chunks(group.text):
+                body = piece.strip()
+                if body and not _HEADING.fullmatch(body):  # a lone heading is already in the path
+                    out.append(ChunkText(group.path, body))
+        return out
+
+    def _groups(self, sections: list[_Section]) -> list[_Section]:
+        groups: list[_Section] = []
+        for section in sections:
+            last = groups[-1] if groups else None
+            if last is not None and 0 < last.level < section.level \
+                    and self.tokens(last.text) + self.tokens(section.text) <= self.target:
+                last.text = f"{last.text}\n\n{section.text}"
+            else:
+                groups.append(_Section(section.level, section.path, section.text))
+        return groups
+
+
+def _sections(text: str) -> list[_Section]:
+    sections = []
+    path: list[tuple[int, str]] = []
+    matches = list(_HEADING.finditer(text))
+    head = text[: matches[0].start()] if matches else text
+    if head.strip():
+        sections.append(_Section(0, [], head.strip()))
+    for i, m in enumerate(matches):
+        level, title = len(m[1]), m[2].strip()
+        path = [p for p in path if p[0] < level] + [(level, title)]
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = text[m.start(): end].strip()  # the heading line stays in the text the splitter sees
+        sections.append(_Section(level, [t for _, t in path], body))
+    return sections
+
+
+def to_chunks(pieces: list[ChunkText]) -> list[Chunk]:
+    """Positions and content hashes; identical pieces in one document are kept once."""
+    seen: set[str] = set()
+    chunks: list[Chunk] = []
+    for piece in pieces:
+        digest = hashlib.sha256("\x1f".join([*piece.heading_path, piece.text]).encode()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        chunks.append(Chunk(len(chunks), piece.text, digest, piece.heading_path))
+    return chunks
+
+
+def embedding_text(title: str, chunk: Chunk) -> str:
+    """What the embedder sees: the document title and heading path give a chunk its context."""
+    context = " > ".join([t for t in [title, *chunk.heading_path] if t])
+    return f"{context}\n\n{chunk.text}" if context else chunk.text

@@ -1,0 +1,206 @@
+"""Ingestion, one small idempotent step at a time: start a job, ingest one item, finish the job."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from bitbd.ingest.chunking import embedding_text, to_chunks
+from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
+from bitbd.jobs.runtime import WorkerDeps
+
+log = logging.getLogger(__name__)
+START_TASK = "bitbd.start_job"
+ITEM_TASK = "bitbd.ingest_item"
+_EMBED_BATCH = 32
+
+_JOB = """SELECT j.id, j.tenant_id, j.source_id, j.status, j.priority, j.progress, s.type, s.config
+FROM jobs j JOIN sources s ON s.id = j.source_id WHERE j.id = $1"""
+_ITEM = "SELECT id, tenant_id, job_id, item, depth, status, attempts FROM job_items WHERE id = $1"
+_SET_RUNNING = """UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+WHERE id = $1 AND status = 'queued'"""
+_ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth)
+SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
+_ITEM_COUNT = "SELECT count(*) FROM job_items WHERE job_id = $1"
+_MARK = "UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now() WHERE id = $1"
+_START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 1, updated_at = now()
+WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
+_REQUEUE = "UPDATE job_items SET status = 'queued', error = $2, updated_at = now() WHERE id = $1"
+_PREVIOUS = """SELECT id, etag, last_modified, content_hash, links FROM documents WHERE tenant_id = $1 AND url = $2"""
+_UPSERT_DOC = """INSERT INTO documents (tenant_id, source_id, url, title, content_type, bytes, fetched_at, last_job_id)
+VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
+ON CONFLICT (tenant_id, url) DO UPDATE SET source_id = excluded.source_id, title = excluded.title,
+  content_type = excluded.content_type, bytes = excluded.bytes, fetched_at = now(), updated_at = now(),
+  last_job_id = excluded.last_job_id
+RETURNING id"""
+# Written only after the chunks are in: a crash in between leaves a stale hash, so the next crawl redoes it.
+_DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, updated_at = now()
+WHERE tenant_id = $1 AND id = $2"""
+_TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
+_EXISTING = """SELECT content_hash, embedding FROM chunks WHERE tenant_id = $1 AND document_id = $2
+AND embedding IS NOT NULL"""
+_OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
+_FINISH = """UPDATE jobs SET status = $2, error = $3, progress = progress || $4::jsonb, finished_at = now(),
+updated_at = now() WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
+# Gone: not reached by this crawl at all, or answered 404/410. A page that failed otherwise (timeout, 500) stays.
+_GONE = """DELETE FROM documents d WHERE d.tenant_id = $1 AND d.source_id = $2
+AND d.last_job_id IS DISTINCT FROM $3
+AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = $3 AND i.item = d.url
+                AND coalesce(i.error, '') !~ '^HTTP 4(04|10) ')
+RETURNING d.url"""
+
+
+def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
+    cls = deps.plugins.sources().get(job["type"])
+    if cls is None:
+        raise SourceError(f"source type {job['type']!r} is not installed on this worker")
+    ctx = SourceContext(job["tenant_id"], job["source_id"], deps.pool, deps.fetcher, deps.settings)
+    return cls(json.loads(job["config"]), ctx)
+
+
+async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
+    job = await deps.pool.fetchrow(_JOB, job_id)
+    if job is None or job["status"] not in ("queued", "running"):
+        return  # deleted or cancelled meanwhile; a redelivered start of a running job re-adds nothing new
+    await deps.pool.execute(_SET_RUNNING, job_id)
+    try:
+        source = source_for(deps, job)
+        seeds = await source.seeds()
+    except SourceError as e:
+        await _finish(deps, job_id, "failed", str(e))
+        return
+    await add_items(deps, job, source, seeds, depth=0)
+    await finish_if_done(deps, job_id)
+
+
+async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items: list[str], depth: int) -> int:
+    """Add new items to the frontier (at most max_pages in all) and queue them; returns how many were added."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job["id"]))
+        room = source.max_pages - await conn.fetchval(_ITEM_COUNT, job["id"])
+        unique = list(dict.fromkeys(items))
+        if len(unique) > room:
+            await conn.execute("UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1",
+                               job["id"])
+        rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], unique[: max(room, 0)], depth)
+    for row in rows:
+        await deps.enqueue(ITEM_TASK, [row["id"]], job["priority"])
+    return len(rows)
+
+
+async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
+    item = await deps.pool.fetchrow(_ITEM, item_id)
+    if item is None or item["status"] not in ("queued", "running"):
+        return  # done already: a redelivered message repeats nothing
+    job = await deps.pool.fetchrow(_JOB, item["job_id"])
+    if job is None or job["status"] not in ("queued", "running"):
+        return
+    attempts = await deps.pool.fetchval(_START_ITEM, item_id)
+    if attempts is None:
+        return
+    try:
+        source = source_for(deps, job)
+        outcome = await _ingest(deps, job, item, source)
+    except SourceError as e:
+        if e.transient and attempts < deps.settings.jobs.retry_attempts:
+            delay = deps.settings.jobs.retry_backoff * 2 ** (attempts - 1)
+            await deps.pool.execute(_REQUEUE, item_id, f"{e} (attempt {attempts}, retrying in {delay:.0f}s)")
+            await deps.delayed.add(ITEM_TASK, [item_id], job["priority"], delay)
+            return
+        suffix = f" (after {attempts} attempts)" if e.transient else ""
+        await deps.pool.execute(_MARK, item_id, "failed", f"{e}{suffix}", 0, None)
+    else:
+        status, chunks, document_id = outcome
+        await deps.pool.execute(_MARK, item_id, status, None, chunks, document_id)
+    await finish_if_done(deps, job["id"])
+
+
+async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, source: Source
+                  ) -> tuple[str, int, uuid.UUID | None]:
+    tenant = job["tenant_id"]
+    prev_row = await deps.pool.fetchrow(_PREVIOUS, tenant, item["item"])
+    previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
+    fetched = await source.fetch(item["item"], previous)
+    links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
+    if links and item["depth"] < source.max_depth:
+        await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
+    if fetched.unchanged or (prev_row and fetched.content_hash == prev_row["content_hash"]
+                             and fetched.url == item["item"]):
+        if prev_row is not None:
+            await deps.pool.execute(_TOUCH_DOC, tenant, prev_row["id"], job["id"])
+            return "unchanged", 0, prev_row["id"]
+    if fetched.url != item["item"]:  # redirected or canonical: the document lives under its final URL
+        other = await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
+        if other is not None and other["content_hash"] == fetched.content_hash:
+            await deps.pool.execute(_TOUCH_DOC, tenant, other["id"], job["id"])
+            return "unchanged", 0, other["id"]
+    doc_id, embedded = await store_document(deps, tenant, job["source_id"], job["id"], fetched)
+    return "done", embedded, doc_id
+
+
+async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UUID, job_id: uuid.UUID,
+                         fetched: Fetched) -> tuple[uuid.UUID, int]:
+    """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
+    chunks = to_chunks(deps.chunker.split(fetched.text))
+    doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
+                                      fetched.content_type, len(fetched.text.encode()), job_id)
+    known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id)}
+    todo = [c for c in chunks if c.content_hash not in known]
+    vectors: dict[str, Any] = dict(known)
+    for start in range(0, len(todo), _EMBED_BATCH):
+        batch = todo[start: start + _EMBED_BATCH]
+        for chunk, vector in zip(batch, await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch]),
+                                 strict=True):
+            vectors[chunk.content_hash] = vector
+    ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
+    await deps.store.replace_chunks(tenant, doc_id, ready)
+    await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag, fetched.last_modified,
+                            fetched.links[:5000])
+    return doc_id, len(todo)
+
+
+async def finish_if_done(deps: WorkerDeps, job_id: uuid.UUID) -> None:
+    if await deps.pool.fetchval(_OPEN_ITEMS, job_id):
+        return
+    counts = {r["status"]: r["n"] for r in await deps.pool.fetch(
+        "SELECT status, count(*) AS n FROM job_items WHERE job_id = $1 GROUP BY status", job_id)}
+    total = sum(counts.values())
+    ok = counts.get("done", 0) + counts.get("unchanged", 0)
+    if total and not ok:
+        first = await deps.pool.fetchval("SELECT error FROM job_items WHERE job_id = $1 AND error IS NOT NULL "
+                                         "ORDER BY id LIMIT 1", job_id)
+        await _finish(deps, job_id, "failed", f"all {total} item(s) failed; first: {first}")
+    else:
+        await _finish(deps, job_id, "succeeded", None)
+
+
+async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str | None) -> None:
+    job = await deps.pool.fetchrow(_JOB, job_id)
+    truncated = bool(job and json.loads(job["progress"]).get("truncated"))
+    async with deps.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(_FINISH, job_id, status, error, json.dumps({}))
+        if row is None or status != "succeeded" or truncated or job is None or job["type"] != "web":
+            return
+        # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
+        gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
+        if gone:
+            await conn.execute("UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1", job_id,
+                               json.dumps({"removed": len(gone)}))
+    log.debug("job finished", extra={"job": str(job_id), "status": status})
+
+
+async def fail_job(deps: WorkerDeps, job_id: uuid.UUID, error: str) -> None:
+    await deps.pool.execute(_SET_RUNNING, job_id)
+    await _finish(deps, job_id, "failed", error)
+
+
+async def fail_item(deps: WorkerDeps, item_id: int, error: str) -> None:
+    job_id = await deps.pool.fetchval("UPDATE job_items SET status = 'failed', error = $2, updated_at = now() "
+                                      "WHERE id = $1 RETURNING job_id", item_id, error)
+    if job_id is not None:
+        await finish_if_done(deps, job_id)

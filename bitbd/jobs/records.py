@@ -1,0 +1,115 @@
+"""Job rows in PostgreSQL: the truth about every job, its items and its progress. All queries are per tenant."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bitbd.errors import Conflict, NotFound
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+_JOB_COLUMNS = ("j.id, j.tenant_id, j.source_id, j.kind, j.status, j.priority, j.params, j.progress, j.error, "
+                "j.attempts, j.created_at, j.started_at, j.finished_at, j.updated_at, s.type AS source_type")
+
+INSERT_SOURCE = "INSERT INTO sources (tenant_id, type, config) VALUES ($1, $2, $3) RETURNING id"
+INSERT_JOB = """INSERT INTO jobs (tenant_id, source_id, kind, priority, params) VALUES ($1, $2, $3, $4, $5)
+RETURNING id"""
+JOB = f"""SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN sources s ON s.id = j.source_id
+WHERE j.tenant_id = $1 AND j.id = $2"""
+JOBS = f"""SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN sources s ON s.id = j.source_id
+WHERE j.tenant_id = $1 AND ($2::text IS NULL OR j.status = $2) ORDER BY j.created_at DESC LIMIT $3"""
+ITEM_COUNTS = """SELECT status, count(*) AS n, coalesce(sum(chunks), 0) AS chunks FROM job_items
+WHERE tenant_id = $1 AND job_id = $2 GROUP BY status"""
+ITEM_ERRORS = """SELECT item, status, error, attempts FROM job_items
+WHERE tenant_id = $1 AND job_id = $2 AND error IS NOT NULL ORDER BY id LIMIT $3"""
+CANCEL_JOB = """UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING id"""
+CANCEL_ITEMS = """UPDATE job_items SET status = 'cancelled', updated_at = now()
+WHERE tenant_id = $1 AND job_id = $2 AND status = 'queued'"""
+
+
+@dataclass(frozen=True)
+class JobView:
+    row: asyncpg.Record
+    counts: dict[str, tuple[int, int]]
+    errors: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.row
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        n = {status: count for status, (count, _) in self.counts.items()}
+        found = sum(n.values())
+        progress = {
+            "found": found,
+            "queued": n.get("queued", 0) + n.get("running", 0),
+            "fetched": n.get("done", 0) + n.get("unchanged", 0),
+            "unchanged": n.get("unchanged", 0),
+            "failed": n.get("failed", 0),
+            "skipped": n.get("skipped", 0) + n.get("cancelled", 0),
+            "chunks_embedded": sum(chunks for _, chunks in self.counts.values()),
+            **json.loads(r["progress"]),
+        }
+        end = r["finished_at"] or (r["updated_at"] if r["status"] in TERMINAL else None)
+        return {
+            "id": str(r["id"]), "tenant_id": str(r["tenant_id"]),
+            "source_id": str(r["source_id"]) if r["source_id"] else None, "source_type": r["source_type"],
+            "kind": r["kind"], "status": r["status"], "priority": r["priority"], "progress": progress,
+            "errors": self.errors, "error": r["error"], "attempts": r["attempts"],
+            "created_at": iso(r["created_at"]), "started_at": iso(r["started_at"]), "finished_at": iso(end),
+            "seconds": round(((end or datetime.now(r["created_at"].tzinfo)) - (r["started_at"] or r["created_at"]))
+                             .total_seconds(), 3),
+        }
+
+
+async def create_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, config: dict[str, Any],
+                     priority: str) -> tuple[uuid.UUID, uuid.UUID]:
+    async with pool.acquire() as conn, conn.transaction():
+        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, json.dumps(config))
+        job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", priority, "{}")
+    return job_id, source_id
+
+
+async def create_upload_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[tuple[str, str, bytes]]
+                            ) -> tuple[uuid.UUID, uuid.UUID]:
+    """A job over uploaded files: (name, content type, bytes) each, stored until the source is deleted."""
+    async with pool.acquire() as conn, conn.transaction():
+        config = json.dumps({"files": [f[0] for f in files]})
+        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, "upload", config)
+        job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
+        await conn.executemany("INSERT INTO uploads (tenant_id, source_id, filename, content_type, data) "
+                               "VALUES ($1, $2, $3, $4, $5)", [(tenant_id, source_id, *f) for f in files])
+    return job_id, source_id
+
+
+async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, max_errors: int = 100) -> JobView:
+    row = await pool.fetchrow(JOB, tenant_id, job_id)
+    if row is None:
+        raise NotFound(f"job {job_id} not found; list this tenant's jobs with GET /v1/jobs")
+    counts = {r["status"]: (r["n"], r["chunks"]) for r in await pool.fetch(ITEM_COUNTS, tenant_id, job_id)}
+    errors = [dict(r) for r in await pool.fetch(ITEM_ERRORS, tenant_id, job_id, max_errors)]
+    if row["error"]:
+        errors.insert(0, {"item": None, "status": row["status"], "error": row["error"], "attempts": row["attempts"]})
+    return JobView(row, counts, errors)
+
+
+async def list_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, status: str | None, limit: int) -> list[JobView]:
+    rows = await pool.fetch(JOBS, tenant_id, status, limit)
+    return [JobView(r, {}, []) for r in rows]
+
+
+async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(CANCEL_JOB, tenant_id, job_id) is None:
+            view = await get_job(pool, tenant_id, job_id)
+            raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be "
+                           "cancelled")
+        await conn.execute(CANCEL_ITEMS, tenant_id, job_id)
+    return await get_job(pool, tenant_id, job_id)

@@ -1,0 +1,84 @@
+"""What a worker needs (pool, plugins, embedder, store, fetcher), built once per process, and how to enqueue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from taskiq import Context
+
+from bitbd.errors import ConfigError
+from bitbd.ingest.chunking import Chunker
+from bitbd.ingest.fetch import Fetcher
+from bitbd.interfaces import Embedder, VectorStore
+from bitbd.jobs.broker import Delayed, Priority, PriorityStreamBroker
+from bitbd.plugins import Plugins
+from bitbd.settings import Settings
+
+log = logging.getLogger(__name__)
+_PREFIX_TOKENS = 24  # room for the title and heading path prepended to each chunk before embedding
+
+
+@dataclass
+class WorkerDeps:
+    settings: Settings
+    pool: asyncpg.Pool
+    plugins: Plugins
+    embedder: Embedder
+    store: VectorStore
+    fetcher: Fetcher
+    chunker: Chunker
+    broker: PriorityStreamBroker
+    delayed: Delayed
+
+    @classmethod
+    async def create(cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins,
+                     broker: PriorityStreamBroker) -> WorkerDeps:
+        embedder = make_embedder(settings, plugins)
+        stores = plugins.stores()
+        if settings.ingest.store not in stores:
+            raise ConfigError(f"vector store {settings.ingest.store!r} is not installed; installed: "
+                              f"{', '.join(sorted(stores)) or 'none'} (ingest.store)")
+        store = stores[settings.ingest.store](pool)  # type: ignore[call-arg]
+        await store.check(embedder.dimension)
+        tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
+        chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())
+        return cls(settings, pool, plugins, embedder, store, Fetcher(settings.crawler), chunker, broker,
+                   Delayed(broker, settings.jobs.queue_prefix))
+
+    async def close(self) -> None:
+        await self.fetcher.close()
+
+    async def enqueue(self, task: str, args: list[Any], priority: Priority) -> None:
+        await enqueue(self.broker, task, args, priority)
+
+
+def make_embedder(settings: Settings, plugins: Plugins) -> Embedder:
+    embedders = plugins.embedders()
+    name = settings.ingest.embedder
+    if name not in embedders:
+        raise ConfigError(f"embedder {name!r} is not installed; installed: {', '.join(sorted(embedders)) or 'none'} "
+                          "(ingest.embedder)")
+    return embedders[name](settings.plugins.plugin_table(name))  # type: ignore[call-arg]
+
+
+async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], priority: Priority) -> None:
+    decorated = broker.find_task(task)
+    if decorated is None:
+        raise RuntimeError(f"task {task} is not registered on this broker")
+    await decorated.kicker().with_labels(queue_name=broker.stream(priority)).kiq(*args)
+
+
+def deps_of(context: Context) -> WorkerDeps:
+    deps: WorkerDeps = context.state.deps
+    return deps
+
+
+async def warm(embedder: Embedder) -> None:
+    """Load the model before the first task needs it, off the event loop."""
+    load = getattr(embedder, "load", None)
+    if load is not None:
+        await asyncio.to_thread(load)

@@ -1,0 +1,41 @@
+"""Task registration: thin Taskiq tasks with stable names over the engine's functions."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from taskiq import Context, TaskiqDepends
+
+from bitbd.jobs import engine
+from bitbd.jobs.broker import PriorityStreamBroker
+from bitbd.jobs.runtime import deps_of
+
+log = logging.getLogger(__name__)
+
+
+async def start_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
+    deps = deps_of(context)
+    try:
+        await engine.start_job(deps, uuid.UUID(job_id))
+    except Exception as e:
+        # A bug or an outage must not leave the job running forever; if PostgreSQL is down this fails too,
+        # and the upkeep loop re-queues the job once things are back.
+        log.exception("start of job failed", extra={"job": job_id})
+        await engine.fail_job(deps, uuid.UUID(job_id), f"internal error: {type(e).__name__}; see the worker log")
+
+
+async def ingest_item(item_id: int, context: Annotated[Context, TaskiqDepends()]) -> None:
+    deps = deps_of(context)
+    try:
+        await engine.ingest_item(deps, item_id)
+    except Exception as e:
+        log.exception("ingesting an item failed", extra={"item": item_id})
+        await engine.fail_item(deps, item_id, f"internal error: {type(e).__name__}; see the worker log")
+
+
+def register_tasks(broker: PriorityStreamBroker) -> None:
+    # Stable names: renaming a module must not orphan queued messages.
+    broker.register_task(start_job, task_name=engine.START_TASK)
+    broker.register_task(ingest_item, task_name=engine.ITEM_TASK)

@@ -1,0 +1,115 @@
+"""Running workers (in `bitbd serve` or as `bitbd worker`) and the queue's upkeep loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from taskiq.receiver import Receiver
+
+from bitbd.jobs.broker import PriorityStreamBroker, build_broker
+from bitbd.jobs.engine import ITEM_TASK, START_TASK, finish_if_done
+from bitbd.jobs.runtime import WorkerDeps, enqueue, warm
+from bitbd.jobs.tasks import register_tasks
+from bitbd.plugins import Plugins
+from bitbd.settings import Settings
+
+log = logging.getLogger(__name__)
+UPKEEP_SECONDS = 1.0
+_STUCK = """SELECT i.id, j.priority FROM job_items i JOIN jobs j ON j.id = i.job_id
+WHERE i.status IN ('queued', 'running') AND j.status IN ('queued', 'running')
+AND i.updated_at < now() - make_interval(secs => $1) ORDER BY i.id LIMIT 1000"""
+_STUCK_JOBS = """SELECT id, priority FROM jobs WHERE status IN ('queued', 'running')
+AND updated_at < now() - make_interval(secs => $1)
+AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id AND i.status IN ('queued', 'running'))"""
+
+
+@contextlib.asynccontextmanager
+async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugins, workers: int
+                         ) -> AsyncIterator[PriorityStreamBroker]:
+    """A started broker with tasks registered; with `workers` > 0 this process also executes tasks."""
+    broker = build_broker(settings)
+    register_tasks(broker)
+    deps = await WorkerDeps.create(settings, pool, plugins, broker)
+    broker.state.deps = deps
+    if workers > 0:
+        broker.is_worker_process = True
+    stop = asyncio.Event()
+    # Loops are asked to stop, not cancelled: redis-py can turn a cancellation that lands inside a command into
+    # an ordinary error, which a retrying loop would swallow and carry on.
+    loops = [asyncio.create_task(_serve_queue(broker, deps, workers, stop))]
+    if workers > 0:
+        loops.append(asyncio.create_task(warm(deps.embedder)))
+    try:
+        yield broker
+    finally:
+        stop.set()
+        _, late = await asyncio.wait(loops, timeout=30)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await deps.close()
+        await broker.shutdown()
+
+
+async def _serve_queue(broker: PriorityStreamBroker, deps: WorkerDeps, workers: int, stop: asyncio.Event) -> None:
+    """Start the broker once Redis answers (the daemon serves HTTP meanwhile), then work until `stop`."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await broker.startup()
+            break
+        except Exception as e:
+            log.warning("Redis unreachable, jobs wait for it", extra={"error": f"{type(e).__name__}: {e}"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+    loops = [asyncio.create_task(upkeep(deps, stop))]
+    if workers > 0:
+        receiver = Receiver(broker, run_startup=False, max_async_tasks=workers, max_prefetch=0)
+        loops.append(asyncio.create_task(receiver.listen(stop)))  # lets running tasks finish, then returns
+    await asyncio.gather(*loops)
+
+
+async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:
+    """Move due retries to the queue, and re-queue work whose message was lost; every second until `stop`."""
+    lost_after = deps.settings.jobs.redelivery_seconds * 2
+    tick = 0
+    while not stop.is_set():
+        try:
+            await deps.delayed.move_due(lambda task, args, prio: enqueue(deps.broker, task, args, prio))
+            if tick % 10 == 0:  # at start-up too: work a dead process left behind is picked up at once
+                await requeue_lost(deps, 0 if tick == 0 else lost_after)
+        except Exception:  # Redis or PostgreSQL away for a moment; keep trying
+            log.warning("queue upkeep failed, retrying", exc_info=log.isEnabledFor(logging.DEBUG))
+        tick += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), UPKEEP_SECONDS)
+
+
+async def requeue_lost(deps: WorkerDeps, older_than: float) -> int:
+    """Re-queue items (and finish jobs) the queue no longer knows about, e.g. after Redis lost its data.
+
+    Only when both streams are empty: with messages waiting or running, old items are just queued behind them,
+    and redelivery of a dead worker's tasks is the broker's job. Tasks are idempotent, so a rare double is harmless.
+    """
+    depths = await deps.broker.queue_depths()
+    if any(depths.values()):
+        return 0
+    rows = await deps.pool.fetch(_STUCK, older_than)
+    for row in rows:
+        await deps.pool.execute("UPDATE job_items SET updated_at = now() WHERE id = $1", row["id"])
+        await enqueue(deps.broker, ITEM_TASK, [row["id"]], row["priority"])
+    for job in await deps.pool.fetch(_STUCK_JOBS, older_than):
+        started = await deps.pool.fetchval("SELECT count(*) FROM job_items WHERE job_id = $1", job["id"])
+        if started:
+            await finish_if_done(deps, job["id"])
+        else:
+            await deps.pool.execute("UPDATE jobs SET updated_at = now() WHERE id = $1", job["id"])
+            await enqueue(deps.broker, START_TASK, [str(job["id"])], job["priority"])
+    if rows:
+        log.info("re-queued lost work", extra={"items": len(rows)})
+    return len(rows)

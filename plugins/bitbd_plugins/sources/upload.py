@@ -1,0 +1,51 @@
+"""The `upload` source: files sent to POST /v1/uploads (HTML, Markdown, plain text, PDF)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from bitbd.hookspecs import hookimpl
+from bitbd.ingest.extract import ExtractError, extract
+from bitbd.interfaces import Fetched, Previous, Source, SourceError
+
+ACCEPTED = {
+    ".html": "text/html", ".htm": "text/html", ".md": "text/markdown", ".markdown": "text/markdown",
+    ".txt": "text/plain", ".text": "text/plain", ".pdf": "application/pdf",
+}
+_UPLOADS = "SELECT id::text FROM uploads WHERE tenant_id = $1 AND source_id = $2 ORDER BY created_at, filename"
+_UPLOAD = "SELECT filename, content_type, data FROM uploads WHERE tenant_id = $1 AND source_id = $2 AND id::text = $3"
+
+
+def content_type_for(filename: str, declared: str) -> str | None:
+    """The type to extract with: the declared one if we index it, else the one the file name says."""
+    declared = declared.split(";")[0].strip().lower()
+    if declared in ACCEPTED.values():
+        return declared
+    return ACCEPTED.get("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
+
+
+class UploadSource(Source):
+    type = "upload"
+
+    async def seeds(self) -> list[str]:
+        rows = await self.ctx.pool.fetch(_UPLOADS, self.ctx.tenant_id, self.ctx.source_id)
+        return [f"upload:{r['id']}" for r in rows]
+
+    async def fetch(self, item: str, previous: Previous | None) -> Fetched:
+        row = await self.ctx.pool.fetchrow(_UPLOAD, self.ctx.tenant_id, self.ctx.source_id,
+                                           item.removeprefix("upload:"))
+        if row is None:
+            raise SourceError("the uploaded file is gone (its source was deleted)")
+        name, ctype, data = row["filename"], row["content_type"], bytes(row["data"])
+        try:
+            doc = await asyncio.to_thread(extract, data, ctype, f"upload:{name}", None, name)
+        except ExtractError as e:
+            raise SourceError(f"{name}: {e}") from None
+        return Fetched(url=f"upload:{name}", title=doc.title, text=doc.text, content_type=ctype,
+                       content_hash=hashlib.sha256(doc.text.encode()).hexdigest())
+
+
+@hookimpl
+def register_sources() -> list[type[Source]]:
+    return [UploadSource]
