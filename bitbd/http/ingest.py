@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict
@@ -109,7 +110,7 @@ async def upload(request: web.Request) -> web.Response:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader) or not part.filename:
             continue
-        name = part.filename.replace("\\", "/").rsplit("/", 1)[-1]  # never a path from the client
+        name = safe_filename(part.filename)
         ctype = content_type_for(name, part.headers.get("Content-Type", ""))
         if ctype is None:
             raise UnsupportedMediaType(f"{name}: only {', '.join(sorted(ACCEPTED))} files are ingested")
@@ -181,6 +182,15 @@ async def delete_document(request: web.Request) -> web.Response:
     if deleted is None:
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)
+
+
+def safe_filename(raw: str) -> str:
+    """The last path segment only (after percent-decoding), no control characters: never a path from a client."""
+    name = unquote(raw).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".")[:200]
+    if not name:
+        raise InvalidRequest(f"file name {raw!r} is empty once its path is removed")
+    return name
 
 
 def _int(raw: str, name: str, low: int, high: int) -> int:

@@ -37,6 +37,8 @@ def normalize_url(url: str) -> str:
     """Drop the fragment and default port, lowercase scheme and host: one spelling per page."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     port = parts.port
     default = {"http": 80, "https": 443}.get(parts.scheme.lower())
     netloc = host if port is None or port == default else f"{host}:{port}"

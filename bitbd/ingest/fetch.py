@@ -85,6 +85,8 @@ class Fetcher:
             raise FetchError(str(e)) from None
         except TimeoutError:
             raise FetchError(f"no complete answer within {self.settings.timeout:.0f}s", transient=True) from None
+        except aiohttp.InvalidURL as e:
+            raise FetchError(f"invalid URL: {e}") from None
         except aiohttp.ClientResponseError as e:  # bad headers, too long lines
             raise FetchError(f"invalid HTTP response: {e.message}") from None
         except aiohttp.ClientError as e:

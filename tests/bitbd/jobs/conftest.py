@@ -1,0 +1,60 @@
+"""Fixtures for ingestion: a loopback website, an app with in-process workers, and a tenant's secret key."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bitbd import tenancy
+from bitbd.app import create_app
+from bitbd.embedded.redis import free_port
+from bitbd.settings import CrawlerSettings, JobSettings, Settings
+from bitbd.tenancy import KeySpec
+from tests.conftest import AiohttpClient, builtin_plugins
+from tests.site import Site, standard_site
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[Site, str]]:
+    site = standard_site(unreachable=f"http://127.0.0.1:{free_port()}/down")
+    server = TestServer(site.app(), host="127.0.0.1")
+    await server.start_server()
+    yield site, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+def ingest_settings(settings: Settings, **crawler: Any) -> Settings:
+    return settings.model_copy(update={
+        "crawler": CrawlerSettings(**{"allow_private": True, "max_page_bytes": 200_000, "timeout": 5, **crawler}),
+        "jobs": JobSettings(workers=2, retry_backoff=0.2, redelivery_seconds=5),
+    })
+
+
+@pytest.fixture
+async def ingest(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> tuple[Client, str]:
+    """A daemon with two in-process workers that may crawl loopback, and a secret key of tenant `acme`."""
+    client = await aiohttp_client(create_app(ingest_settings(settings), builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    return client, key
+
+
+async def wait_job(client: Client, key: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
+        body: dict[str, Any] = await resp.json()
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job still {body['status']} after {timeout}s: {body}")
+        await asyncio.sleep(0.2)

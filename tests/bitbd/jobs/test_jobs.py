@@ -1,0 +1,134 @@
+"""Uploads, the SSRF guard, cancellation and priorities, through the API with real workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bitbd import tenancy
+from bitbd.app import create_app
+from bitbd.settings import JobSettings, Settings
+from bitbd.tenancy import KeySpec
+from tests.bitbd.jobs.conftest import Client, ingest_settings, wait_job
+from tests.conftest import AiohttpClient, builtin_plugins
+from tests.site import Site, make_pdf, page
+
+
+@pytest.fixture
+async def big_site() -> AsyncIterator[str]:
+    """40 linked pages, each long enough to take a moment to embed."""
+    site = Site()
+    paths = [f"/p{i}" for i in range(40)]
+    site.html("/", page("Index", "<p>All the numbered pages of the archive are listed here.</p>", paths))
+    for i, path in enumerate(paths):
+        body = "".join(f"<h2>Part {j}</h2><p>Page {i} part {j} describes item {i * 7 + j} of the archive in "
+                       f"some detail, with notes on its origin, its condition and its history.</p>"
+                       for j in range(8))
+        site.html(path, page(f"Page {i}", body, ["/"]))
+    server = TestServer(site.app(), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def start(client: Client, key: str, body: dict[str, object]) -> str:
+    resp = await client.post("/v1/sources", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 202, await resp.text()
+    job_id: str = (await resp.json())["job_id"]
+    return job_id
+
+
+async def one_worker(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> tuple[Client, str]:
+    base = ingest_settings(settings)
+    client = await aiohttp_client(create_app(base.model_copy(update={"jobs": JobSettings(workers=1)}),
+                                             builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    return client, key
+
+
+async def test_private_addresses_are_refused_by_default(aiohttp_client: AiohttpClient, settings: Settings,
+                                                        pool: asyncpg.Pool, big_site: str) -> None:
+    guarded = ingest_settings(settings, allow_private=False)
+    client = await aiohttp_client(create_app(guarded, builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    port = big_site.rsplit(":", 1)[1]
+    for url in (big_site + "/", f"http://localhost:{port}/", "http://169.254.169.254/latest/meta-data/",
+                "http://[::1]:9/"):
+        job = await wait_job(client, key, await start(client, key, {"type": "web", "urls": [url]}))
+        assert job["status"] == "failed", url
+        assert "private, loopback or link-local" in job["errors"][-1]["error"], (url, job["errors"])
+    assert await pool.fetchval("SELECT count(*) FROM documents") == 0
+
+
+async def test_uploads(ingest: tuple[Client, str], pool: asyncpg.Pool) -> None:
+    client, key = ingest
+    auth = {"Authorization": f"Bearer {key}"}
+    form = aiohttp.FormData()
+    form.add_field("file", b"# Kettles\n\nDescale the kettle monthly with citric acid to keep it quiet.\n",
+                   filename="kettles.md", content_type="text/markdown")
+    form.add_field("file", b"Plain notes: the boiler is serviced every autumn by a certified engineer.",
+                   filename="../../etc/notes.txt")
+    form.add_field("file", make_pdf(["Tide tables list high and low water for each day of the year."]),
+                   filename="tides.pdf", content_type="application/pdf")
+    form.add_field("file", b"", filename="empty.txt")
+    form.add_field("file", b"%PDF-1.7 garbage", filename="broken.pdf")
+    resp = await client.post("/v1/uploads", data=form, headers=auth)
+    assert resp.status == 202, await resp.text()
+    queued = await resp.json()
+    assert queued["files"] == ["kettles.md", "notes.txt", "tides.pdf", "empty.txt", "broken.pdf"]
+    job = await wait_job(client, key, queued["job_id"])
+    assert job["status"] == "succeeded"
+    errors = {e["item"]: e["error"] for e in job["errors"]}
+    assert any("empty.txt: empty file" in e for e in errors.values())
+    assert any("broken.pdf: broken PDF" in e for e in errors.values())
+    titles = {r["url"]: r["title"] for r in await pool.fetch("SELECT url, title FROM documents")}
+    assert titles == {"upload:kettles.md": "Kettles", "upload:notes.txt": "notes.txt",
+                      "upload:tides.pdf": "tides.pdf"}
+
+    form = aiohttp.FormData()
+    form.add_field("file", b"MZ\x90\x00", filename="setup.exe")
+    resp = await client.post("/v1/uploads", data=form, headers=auth)
+    assert resp.status == 415 and ".pdf" in (await resp.json())["error"]["message"]
+    resp = await client.post("/v1/uploads", json={"file": "x"}, headers=auth)
+    assert resp.status == 415 and "multipart/form-data" in (await resp.json())["error"]["message"]
+
+
+async def test_cancel_stops_a_crawl(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool,
+                                    big_site: str) -> None:
+    client, key = await one_worker(aiohttp_client, settings, pool)
+    auth = {"Authorization": f"Bearer {key}"}
+    job_id = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
+    while (await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json())["progress"]["fetched"] < 2:
+        await asyncio.sleep(0.1)
+    resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+    assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+    await asyncio.sleep(1.5)  # the page in hand may finish; nothing after it starts
+    job = await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json()
+    assert job["status"] == "cancelled"
+    assert job["progress"]["fetched"] < 10 and job["progress"]["skipped"] > 25
+    resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+    assert resp.status == 409 and "already cancelled" in (await resp.json())["error"]["message"]
+
+
+async def test_high_priority_jobs_overtake_queued_normal_work(aiohttp_client: AiohttpClient, settings: Settings,
+                                                             pool: asyncpg.Pool, big_site: str) -> None:
+    client, key = await one_worker(aiohttp_client, settings, pool)
+    auth = {"Authorization": f"Bearer {key}"}
+    normal = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
+    while (await (await client.get(f"/v1/jobs/{normal}", headers=auth)).json())["progress"]["found"] < 41:
+        await asyncio.sleep(0.05)
+    high = await start(client, key, {"type": "web", "urls": [big_site + "/p39"], "max_depth": 0,
+                                     "sitemap": False, "priority": "high"})
+    done = await wait_job(client, key, high)
+    assert done["status"] == "succeeded" and done["priority"] == "high"
+    slow = await (await client.get(f"/v1/jobs/{normal}", headers=auth)).json()
+    assert slow["status"] == "running" and slow["progress"]["queued"] > 20, \
+        "the high job finished while most of the normal crawl was still waiting"
+    await client.post(f"/v1/jobs/{normal}/cancel", headers=auth)
