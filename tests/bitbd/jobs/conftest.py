@@ -48,13 +48,23 @@ async def ingest(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncp
     return client, key
 
 
-async def wait_job(client: Client, key: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def wait_job(client: Client, key: str, job_id: str, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
     while True:
         resp = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
         body: dict[str, Any] = await resp.json()
         if body["status"] in ("succeeded", "failed", "cancelled"):
             return body
         if time.monotonic() > deadline:
-            raise AssertionError(f"job still {body['status']} after {timeout}s: {body}")
+            raise AssertionError(f"job still {body['status']} after {seconds}s: {body}")
         await asyncio.sleep(0.2)
+
+
+async def wait_progress(client: Client, key: str, job_id: str, field: str, at_least: int) -> None:
+    """Poll until the job's progress[field] reaches `at_least` (a minute at most)."""
+    for _ in range(600):
+        resp = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
+        if (await resp.json())["progress"][field] >= at_least:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"progress {field} never reached {at_least}")

@@ -14,7 +14,7 @@ from bitbd import tenancy
 from bitbd.app import create_app
 from bitbd.settings import JobSettings, Settings
 from bitbd.tenancy import KeySpec
-from tests.bitbd.jobs.conftest import Client, ingest_settings, wait_job
+from tests.bitbd.jobs.conftest import Client, ingest_settings, wait_job, wait_progress
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.site import Site, make_pdf, page
 
@@ -105,8 +105,7 @@ async def test_cancel_stops_a_crawl(aiohttp_client: AiohttpClient, settings: Set
     client, key = await one_worker(aiohttp_client, settings, pool)
     auth = {"Authorization": f"Bearer {key}"}
     job_id = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
-    while (await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json())["progress"]["fetched"] < 2:
-        await asyncio.sleep(0.1)
+    await wait_progress(client, key, job_id, "fetched", 2)
     resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
     assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
     await asyncio.sleep(1.5)  # the page in hand may finish; nothing after it starts
@@ -122,8 +121,7 @@ async def test_high_priority_jobs_overtake_queued_normal_work(aiohttp_client: Ai
     client, key = await one_worker(aiohttp_client, settings, pool)
     auth = {"Authorization": f"Bearer {key}"}
     normal = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
-    while (await (await client.get(f"/v1/jobs/{normal}", headers=auth)).json())["progress"]["found"] < 41:
-        await asyncio.sleep(0.05)
+    await wait_progress(client, key, normal, "found", 41)
     high = await start(client, key, {"type": "web", "urls": [big_site + "/p39"], "max_depth": 0,
                                      "sitemap": False, "priority": "high"})
     done = await wait_job(client, key, high)
