@@ -43,6 +43,9 @@ WHERE tenant_id = $1 AND id = $2"""
 _TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
 _EXISTING = """SELECT content_hash, embedding FROM chunks WHERE tenant_id = $1 AND document_id = $2
 AND embedding IS NOT NULL"""
+# Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
+_TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
+AND content_hash = $4 AND url <> $5 LIMIT 1"""
 _OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
 _FINISH = """UPDATE jobs SET status = $2, error = $3, progress = progress || $4::jsonb, finished_at = now(),
 updated_at = now() WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
@@ -52,6 +55,10 @@ AND d.last_job_id IS DISTINCT FROM $3
 AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = $3 AND i.item = d.url
                 AND coalesce(i.error, '') !~ '^HTTP 4(04|10) ')
 RETURNING d.url"""
+
+
+class Duplicate(Exception):
+    """The item's content is already indexed under another URL of the same crawl."""
 
 
 def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
@@ -106,6 +113,8 @@ async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
     try:
         source = source_for(deps, job)
         outcome = await _ingest(deps, job, item, source)
+    except Duplicate as e:
+        await deps.pool.execute(_MARK, item_id, "skipped", str(e), 0, None)
     except SourceError as e:
         if e.transient and attempts < deps.settings.jobs.retry_attempts:
             delay = deps.settings.jobs.retry_backoff * 2 ** (attempts - 1)
@@ -139,6 +148,9 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
         if other is not None and other["content_hash"] == fetched.content_hash:
             await deps.pool.execute(_TOUCH_DOC, tenant, other["id"], job["id"])
             return "unchanged", 0, other["id"]
+    twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
+    if twin is not None:
+        raise Duplicate(f"same content as {twin}")
     doc_id, embedded = await store_document(deps, tenant, job["source_id"], job["id"], fetched)
     return "done", embedded, doc_id
 

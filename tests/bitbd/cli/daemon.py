@@ -30,8 +30,10 @@ def bitbd(*args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir, self.cwd, self.extra = data_dir, cwd, extra
+        self.env = env or clean_env()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -41,7 +43,7 @@ class Daemon:
         self._out = open(self.out, "w")  # closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bitbd", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             *self.extra], stdout=self._out, stderr=subprocess.STDOUT, text=True, cwd=self.cwd, env=clean_env())
+             *self.extra], stdout=self._out, stderr=subprocess.STDOUT, text=True, cwd=self.cwd, env=self.env)
         if wait:
             self.wait_ready()
         return self

@@ -1,0 +1,94 @@
+"""`kill -9` of a `bitbd worker` mid-crawl: another worker finishes the job; nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitbd.embedded.redis import free_port
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
+from tests.site import page
+
+PAGES = 40
+
+
+@pytest.fixture
+def static_site(tmp_path: Path) -> Iterator[str]:
+    """A static site on disk served by a separate `python -m http.server` process on loopback."""
+    root = tmp_path / "site"
+    root.mkdir()
+    paths = [f"p{i}.html" for i in range(PAGES)]
+    (root / "index.html").write_text(page("Index", "<p>Every page of the archive is linked from here.</p>", paths))
+    for i, name in enumerate(paths):
+        body = "".join(f"<h2>Part {j}</h2><p>Page {i} part {j} covers record {i * 9 + j}: where it was found, "
+                       f"who kept it, and what it says about the harbour trade of its year.</p>" for j in range(12))
+        (root / name).write_text(page(f"Record {i}", body, ["index.html"]))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/"
+    server.kill()
+    server.wait()
+
+
+def start_worker(data_dir: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(data_dir),
+                                 "--concurrency", "2"], cwd=log.parent, env=env, stdout=subprocess.DEVNULL,
+                                stderr=out)
+
+
+def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _, job = daemon.get(f"/v1/jobs/{job_id}", token=key)
+        if until(job):
+            return dict(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job never reached the state wanted: {job}")
+
+
+def test_a_killed_worker_loses_nothing(tmp_path: Path, static_site: str) -> None:
+    env = clean_env(BITBD_JOBS__WORKERS="0", BITBD_JOBS__REDELIVERY_SECONDS="5",
+                    BITBD_CRAWLER__ALLOW_PRIVATE="true")
+    daemon = Daemon(tmp_path / "data", tmp_path, env=env).start()
+    first = second = None
+    try:
+        assert bitbd("tenant", "create", "acme", "--data-dir", str(daemon.data_dir), cwd=tmp_path).returncode == 0
+        key = bitbd("key", "create", "--tenant", "acme", "--data-dir", str(daemon.data_dir), cwd=tmp_path
+                    ).stdout.strip()
+        first = start_worker(daemon.data_dir, tmp_path / "worker1.log", env)
+        status, queued = daemon.request("POST", "/v1/sources", {"type": "web", "urls": [static_site],
+                                                                "sitemap": False}, key)
+        assert status == 202
+        poll_job(daemon, key, queued["job_id"], lambda j: j["progress"]["fetched"] >= 5)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = poll_job(daemon, key, queued["job_id"], lambda j: True)["progress"]
+        assert killed_at["fetched"] < PAGES + 1, "the kill happened mid-crawl"
+
+        second = start_worker(daemon.data_dir, tmp_path / "worker2.log", env)
+        job = poll_job(daemon, key, queued["job_id"], lambda j: j["status"] != "running" and j["status"] != "queued")
+        assert job["status"] == "succeeded", job
+        assert job["progress"]["fetched"] == PAGES + 1 and job["progress"]["failed"] == 0
+        _, listing = daemon.get("/v1/documents?limit=1000", token=key)
+        docs = listing["documents"]
+        assert len(docs) == PAGES + 1, "every page is indexed once"
+        assert sum(d["chunks"] for d in docs) == job["progress"]["chunks_embedded"]
+        assert all(d["chunks"] > 0 for d in docs)
+        assert "task redelivered" in (tmp_path / "worker2.log").read_text(), \
+            "the tasks the killed worker held were given to the new one"
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                worker.wait(30)
+        daemon.stop()
