@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pypdf
 from aiohttp import web
@@ -123,3 +127,22 @@ def standard_site(unreachable: str) -> Site:
                                   b'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>/from-sitemap'
                                   b"</loc></url></urlset>")
     return site
+
+
+def write_static_site(root: Path, pages: int, parts: int) -> None:
+    """`index.html` linking `p0.html` … on disk, each page with `parts` sections of text."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = [f"p{i}.html" for i in range(pages)]
+    (root / "index.html").write_text(page("Index", "<p>Every page of the archive is linked from here.</p>", paths))
+    for i, name in enumerate(paths):
+        body = "".join(f"<h2>Part {j}</h2><p>Page {i} part {j} covers record {i * 9 + j}: where it was found, "
+                       f"who kept it, and what it says about the harbour trade of its year.</p>" for j in range(parts))
+        (root / name).write_text(page(f"Record {i}", body, ["index.html"]))
+
+
+def serve_static(root: Path, port: int) -> subprocess.Popen[bytes]:
+    """A separate `python -m http.server` process on loopback (so blocking test code cannot stall it)."""
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc

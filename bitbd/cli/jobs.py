@@ -116,7 +116,7 @@ async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, wo
                 hinted = True
             await asyncio.sleep(0.5)
     for error in view["errors"][:10]:
-        console.print(f"  [red]{error['item'] or 'job'}[/]: {error['error']}")
+        console.print(f"  [red]{error['item'] or 'job'}[/]: {error['error']}", soft_wrap=True)
     if len(view["errors"]) > 10:
         console.print(f"  … and more: GET /v1/jobs/{job_id}")
     print(f"{view['status']}: {p['fetched']} pages ({p['unchanged']} unchanged), {p['chunks_embedded']} chunks "

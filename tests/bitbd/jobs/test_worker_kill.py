@@ -14,27 +14,17 @@ import pytest
 
 from bitbd.embedded.redis import free_port
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
-from tests.site import page
+from tests.site import serve_static, write_static_site
 
 PAGES = 40
 
 
 @pytest.fixture
 def static_site(tmp_path: Path) -> Iterator[str]:
-    """A static site on disk served by a separate `python -m http.server` process on loopback."""
-    root = tmp_path / "site"
-    root.mkdir()
-    paths = [f"p{i}.html" for i in range(PAGES)]
-    (root / "index.html").write_text(page("Index", "<p>Every page of the archive is linked from here.</p>", paths))
-    for i, name in enumerate(paths):
-        body = "".join(f"<h2>Part {j}</h2><p>Page {i} part {j} covers record {i * 9 + j}: where it was found, "
-                       f"who kept it, and what it says about the harbour trade of its year.</p>" for j in range(12))
-        (root / name).write_text(page(f"Record {i}", body, ["index.html"]))
+    write_static_site(tmp_path / "site", PAGES, 12)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/"
+    server = serve_static(tmp_path / "site", port)
+    yield f"http://127.0.0.1:{port}/index.html"
     server.kill()
     server.wait()
 

@@ -1,0 +1,53 @@
+"""`bitbd ingest` from the command line, with no server running: it brings its own workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bitbd.embedded.redis import free_port
+from tests.bitbd.cli.daemon import bitbd, clean_env
+from tests.site import make_pdf, serve_static, write_static_site
+
+
+@pytest.fixture
+def site_url(tmp_path: Path) -> Iterator[str]:
+    write_static_site(tmp_path / "site", 6, 3)
+    port = free_port()
+    server = serve_static(tmp_path / "site", port)
+    yield f"http://127.0.0.1:{port}/index.html"
+    server.kill()
+    server.wait()
+
+
+def test_ingest_urls_then_files_then_mistakes(tmp_path: Path, site_url: str) -> None:
+    data = str(tmp_path / "data")
+    env = clean_env(BITBD_CRAWLER__ALLOW_PRIVATE="true")
+    assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=tmp_path).returncode == 0
+
+    result = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, cwd=tmp_path, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("succeeded: 7 pages (0 unchanged),"), result.stdout
+    assert "7/7" in result.stderr, "the progress bar reached the end"
+
+    again = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, cwd=tmp_path, env=env, timeout=180)
+    assert again.stdout.startswith("succeeded: 7 pages (7 unchanged), 0 chunks embedded"), again.stdout
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "faq.md").write_text("# FAQ\n\nReturns are accepted within thirty days with the receipt.\n")
+    (docs / "manual.pdf").write_bytes(make_pdf(["Hold the reset button for ten seconds to restore defaults."]))
+    (docs / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    files = bitbd("ingest", "--tenant", "acme", "--data-dir", data, str(docs), cwd=tmp_path, timeout=180)
+    assert files.returncode == 0, files.stderr
+    assert files.stdout.startswith("succeeded: 2 pages"), files.stdout
+
+    unknown = bitbd("ingest", "--tenant", "nobody", "--data-dir", data, site_url, cwd=tmp_path, env=env)
+    assert unknown.returncode == 1 and "tenant 'nobody' not found" in unknown.stderr
+    mixed = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, str(docs), cwd=tmp_path)
+    assert mixed.returncode == 1 and "either URLs or paths" in mixed.stderr
+    refused = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, cwd=tmp_path, timeout=180)
+    assert refused.returncode == 1, "without allow_private the loopback site is refused"
+    assert "private, loopback or link-local" in refused.stderr
