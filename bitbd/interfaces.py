@@ -147,6 +147,11 @@ class Embedder(ABC):
         """Longest input the model reads; chunks are kept below it."""
         return 256
 
+    @property
+    def model_name(self) -> str:
+        """Identifies the vectors: stored vectors of another model are never reused."""
+        return self.name
+
     def tokenizer(self) -> Any | None:
         """A ``tokenizers.Tokenizer`` to count tokens when chunking, or None to estimate from characters."""
         return None

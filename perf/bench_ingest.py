@@ -59,8 +59,10 @@ async def crawl(settings: Settings, url: str, pages: int) -> dict[str, float]:
                     job_id = await pool.fetchval(records.INSERT_JOB, tenant.id, source_id, "ingest", "normal", "{}")
                 started = time.perf_counter()
                 await enqueue(broker, START_TASK, [str(job_id)], "normal")
-                while (view := (await records.get_job(pool, tenant.id, job_id)).to_json())["status"] in (
-                        "queued", "running"):
+                for _ in range(36_000):  # two hours at most
+                    view = (await records.get_job(pool, tenant.id, job_id)).to_json()
+                    if view["status"] not in ("queued", "running"):
+                        break
                     await asyncio.sleep(0.2)
                 out[f"{run}_seconds"] = time.perf_counter() - started
                 out[f"{run}_pages"] = view["progress"]["fetched"]

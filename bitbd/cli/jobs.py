@@ -49,6 +49,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="queue the job, print its id, and return")
     p.set_defaults(handler=cmd_ingest)
 
+    p = sub.add_parser("reembed", parents=[common], help="re-run all of a tenant's sources (after a model switch)",
+                       description="Queue a job for each of the tenant's sources. Documents embedded by another "
+                                   "model than the configured one are fetched and embedded again; the rest are "
+                                   "checked for changes as in any re-crawl.")
+    p.add_argument("--tenant", required=True, help="tenant name or id")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run N workers in this process (default: 2 when no server uses the data dir, else 0)")
+    p.set_defaults(handler=cmd_reembed)
+
     p = sub.add_parser("worker", parents=[common], help="run ingestion tasks (scale out with more of these)")
     p.add_argument("--concurrency", type=int, metavar="N", help="tasks at once (default: jobs.workers, else 2)")
     p.set_defaults(handler=cmd_worker)
@@ -122,6 +131,36 @@ async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, wo
     print(f"{view['status']}: {p['fetched']} pages ({p['unchanged']} unchanged), {p['chunks_embedded']} chunks "
           f"embedded, {p['failed']} errors, {view['seconds']:.1f}s (job {job_id})")
     return 0 if view["status"] == "succeeded" else 1
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from bitbd.cli import settings_from
+
+    settings = settings_from(args)
+    with services(settings, "reembed") as running:
+        owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
+        workers = args.workers if args.workers is not None else (2 if owner else 0)
+        return asyncio.run(_reembed(running, args.tenant, workers))
+
+
+async def _reembed(settings: Settings, tenant_ref: str, workers: int) -> int:
+    await migrate_database(settings.database)
+    pool = await open_pool(settings.database.model_copy(update={"pool_min": 1, "pool_max": max(4, workers + 2)}))
+    try:
+        tenant = await tenancy.get_tenant(pool, tenant_ref)
+        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), workers) as broker:
+            jobs = await records.create_rerun_jobs(pool, tenant.id)
+            if not jobs:
+                print(f"tenant {tenant.name} has no sources to re-embed")
+                return 0
+            for job_id, _ in jobs:
+                await enqueue(broker, START_TASK, [str(job_id)], "normal")
+            failed = 0
+            for job_id, _ in jobs:
+                failed += await _watch(pool, tenant.id, job_id, workers)
+            return 1 if failed else 0
+    finally:
+        await pool.close()
 
 
 def _read_files(paths: list[Path]) -> list[tuple[str, str, bytes]]:

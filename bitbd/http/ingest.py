@@ -73,6 +73,16 @@ async def recrawl(request: web.Request) -> web.Response:
     return web.json_response({"job_id": str(job_id), "source_id": str(source_id)}, status=202)
 
 
+@routes.post("/v1/reembed")
+async def reembed(request: web.Request) -> web.Response:
+    """Re-run every source of the tenant: documents embedded by another model are fetched and embedded again."""
+    key = await require_key(request)
+    jobs = await records.create_rerun_jobs(request.config_dict[pool_key], key.tenant_id)
+    for job_id, _ in jobs:
+        await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], "normal")
+    return web.json_response({"jobs": [{"job_id": str(j), "source_id": str(s)} for j, s in jobs]}, status=202)
+
+
 @routes.get("/v1/sources")
 async def list_sources(request: web.Request) -> web.Response:
     key = await require_key(request)

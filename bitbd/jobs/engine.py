@@ -30,7 +30,8 @@ _MARK = "UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id 
 _START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 1, updated_at = now()
 WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
 _REQUEUE = "UPDATE job_items SET status = 'queued', error = $2, updated_at = now() WHERE id = $1"
-_PREVIOUS = """SELECT id, etag, last_modified, content_hash, links FROM documents WHERE tenant_id = $1 AND url = $2"""
+_PREVIOUS = """SELECT id, etag, last_modified, content_hash, links, embedding_model FROM documents
+WHERE tenant_id = $1 AND url = $2"""
 _UPSERT_DOC = """INSERT INTO documents (tenant_id, source_id, url, title, content_type, bytes, fetched_at, last_job_id)
 VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
 ON CONFLICT (tenant_id, url) DO UPDATE SET source_id = excluded.source_id, title = excluded.title,
@@ -38,11 +39,11 @@ ON CONFLICT (tenant_id, url) DO UPDATE SET source_id = excluded.source_id, title
   last_job_id = excluded.last_job_id
 RETURNING id"""
 # Written only after the chunks are in: a crash in between leaves a stale hash, so the next crawl redoes it.
-_DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, updated_at = now()
-WHERE tenant_id = $1 AND id = $2"""
+_DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, embedding_model = $7,
+updated_at = now() WHERE tenant_id = $1 AND id = $2"""
 _TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
-_EXISTING = """SELECT content_hash, embedding FROM chunks WHERE tenant_id = $1 AND document_id = $2
-AND embedding IS NOT NULL"""
+_EXISTING = """SELECT c.content_hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
+WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.embedding_model = $3"""
 # Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
 _TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
 AND content_hash = $4 AND url <> $5 LIMIT 1"""
@@ -133,6 +134,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
                   ) -> tuple[str, int, uuid.UUID | None]:
     tenant = job["tenant_id"]
     prev_row = await deps.pool.fetchrow(_PREVIOUS, tenant, item["item"])
+    if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
+        prev_row = None  # embedded by another model: fetch in full and embed again
     previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
     fetched = await source.fetch(item["item"], previous)
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
@@ -145,7 +148,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
             return "unchanged", 0, prev_row["id"]
     if fetched.url != item["item"]:  # redirected or canonical: the document lives under its final URL
         other = await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
-        if other is not None and other["content_hash"] == fetched.content_hash:
+        if other is not None and other["content_hash"] == fetched.content_hash \
+                and other["embedding_model"] == deps.embedder.model_name:
             await deps.pool.execute(_TOUCH_DOC, tenant, other["id"], job["id"])
             return "unchanged", 0, other["id"]
     twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
@@ -161,7 +165,8 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     chunks = to_chunks(deps.chunker.split(fetched.text))
     doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
                                       fetched.content_type, len(fetched.text.encode()), job_id)
-    known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id)}
+    model = deps.embedder.model_name
+    known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id, model)}
     todo = [c for c in chunks if c.content_hash not in known]
     vectors: dict[str, Any] = dict(known)
     for start in range(0, len(todo), _EMBED_BATCH):
@@ -172,7 +177,7 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
     await deps.store.replace_chunks(tenant, doc_id, ready)
     await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag, fetched.last_modified,
-                            fetched.links[:5000])
+                            fetched.links[:5000], model)
     return doc_id, len(todo)
 
 

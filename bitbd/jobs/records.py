@@ -89,6 +89,15 @@ async def create_upload_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: lis
     return job_id, source_id
 
 
+async def create_rerun_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, priority: str = "normal"
+                           ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """A new job for every source of the tenant (after switching embedding models, everything is re-embedded)."""
+    async with pool.acquire() as conn, conn.transaction():
+        sources = await conn.fetch("SELECT id FROM sources WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
+        return [(await conn.fetchval(INSERT_JOB, tenant_id, r["id"], "ingest", priority, "{}"), r["id"])
+                for r in sources]
+
+
 async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, max_errors: int = 100) -> JobView:
     row = await pool.fetchrow(JOB, tenant_id, job_id)
     if row is None:

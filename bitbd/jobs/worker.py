@@ -35,6 +35,12 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
     register_tasks(broker)
     deps = await WorkerDeps.create(settings, pool, plugins, broker)
     broker.state.deps = deps
+    stale = await pool.fetchval("SELECT count(*) FROM documents WHERE embedding_model <> $1",
+                                deps.embedder.model_name)
+    if stale:
+        log.warning("documents embedded by another model; search quality suffers until they are re-embedded with "
+                    "`bitbd reembed --tenant T` or POST /v1/reembed",
+                    extra={"documents": stale, "model": deps.embedder.model_name})
     if workers > 0:
         broker.is_worker_process = True
     stop = asyncio.Event()

@@ -89,7 +89,7 @@ class FastEmbedder(Embedder):
 
     @property
     def model_name(self) -> str:
-        return self.config.model
+        return f"fastembed:{self.config.model}"
 
     def _is_local(self) -> bool:
         return self.config.model == DEFAULT_MODEL or bool(self.config.model_path)
