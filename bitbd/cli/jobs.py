@@ -9,6 +9,8 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,11 @@ from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError, InvalidRequest
 from bitbd.jobs import records
+from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
 from bitbd.jobs.worker import running_broker
-from bitbd.plugins import load_plugins
+from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
 
@@ -64,42 +67,65 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
-
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
     paths = [Path(t) for t in args.targets if t not in urls]
     if urls and paths:
         raise InvalidRequest("give either URLs or paths, not both (they become different jobs)")
     files = _read_files(paths) if paths else []
+
+    async def ingest(queue: Queue) -> int:
+        if urls:
+            config = {"urls": urls, "include": args.include, "exclude": args.exclude,
+                      **{k: v for k, v in (("max_pages", args.max_pages), ("max_depth", args.max_depth)) if v}}
+            config = queue.plugins.sources()["web"].validate(config, queue.settings)
+            job_id, _ = await records.create_job(queue.pool, queue.tenant.id, "web", config, args.priority)
+        else:
+            job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, files)
+        await enqueue(queue.broker, START_TASK, [str(job_id)], args.priority)
+        if args.no_wait:
+            print(job_id)
+            return 0
+        return await _watch(queue.pool, queue.tenant.id, job_id, queue.workers)
+
+    return _with_queue(args, "ingest", ingest)
+
+
+@dataclass(frozen=True)
+class Queue:
+    settings: Settings
+    pool: asyncpg.Pool
+    plugins: Plugins
+    broker: PriorityStreamBroker
+    tenant: tenancy.Tenant
+    workers: int
+
+
+def _with_queue(args: argparse.Namespace, role: str, fn: Callable[[Queue], Awaitable[int]]) -> int:
+    """Run `fn` with the database, a started job queue and the tenant of --tenant.
+
+    When this command owns the data dir (no `bitbd serve` on it), nothing else would run its jobs, so it brings
+    its own workers unless --workers says otherwise.
+    """
+    from bitbd.cli import settings_from
+
     settings = settings_from(args)
-    with services(settings, "ingest") as running:
+    with services(settings, role) as running:
         owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
         workers = args.workers if args.workers is not None else (2 if owner else 0)
-        return asyncio.run(_ingest(running, args, urls, files, workers))
 
+        async def go() -> int:
+            await migrate_database(running.database)
+            pool = await open_pool(running.database.model_copy(update={"pool_min": 1,
+                                                                        "pool_max": max(4, workers + 2)}))
+            try:
+                tenant = await tenancy.get_tenant(pool, args.tenant)
+                plugins = load_plugins(running.plugins.disabled)
+                async with running_broker(running, pool, plugins, workers) as broker:
+                    return await fn(Queue(running, pool, plugins, broker, tenant, workers))
+            finally:
+                await pool.close()
 
-async def _ingest(settings: Settings, args: argparse.Namespace, urls: list[str],
-                  files: list[tuple[str, str, bytes]], workers: int) -> int:
-    await migrate_database(settings.database)
-    pool = await open_pool(settings.database.model_copy(update={"pool_min": 1, "pool_max": max(4, workers + 2)}))
-    try:
-        tenant = await tenancy.get_tenant(pool, args.tenant)
-        plugins = load_plugins(settings.plugins.disabled)
-        async with running_broker(settings, pool, plugins, workers) as broker:
-            if urls:
-                config = {"urls": urls, "include": args.include, "exclude": args.exclude,
-                          **{k: v for k, v in (("max_pages", args.max_pages), ("max_depth", args.max_depth)) if v}}
-                config = plugins.sources()["web"].validate(config, settings)
-                job_id, _ = await records.create_job(pool, tenant.id, "web", config, args.priority)
-            else:
-                job_id, _ = await records.create_upload_job(pool, tenant.id, files)
-            await enqueue(broker, START_TASK, [str(job_id)], args.priority)
-            if args.no_wait:
-                print(job_id)
-                return 0
-            return await _watch(pool, tenant.id, job_id, workers)
-    finally:
-        await pool.close()
+        return asyncio.run(go())
 
 
 async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, workers: int) -> int:
@@ -134,33 +160,17 @@ async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, wo
 
 
 def cmd_reembed(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
+    async def reembed(queue: Queue) -> int:
+        jobs = await records.create_rerun_jobs(queue.pool, queue.tenant.id)
+        if not jobs:
+            print(f"tenant {queue.tenant.name} has no sources to re-embed")
+            return 0
+        for job_id, _ in jobs:
+            await enqueue(queue.broker, START_TASK, [str(job_id)], "normal")
+        failed = [await _watch(queue.pool, queue.tenant.id, job_id, queue.workers) for job_id, _ in jobs]
+        return 1 if any(failed) else 0
 
-    settings = settings_from(args)
-    with services(settings, "reembed") as running:
-        owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
-        workers = args.workers if args.workers is not None else (2 if owner else 0)
-        return asyncio.run(_reembed(running, args.tenant, workers))
-
-
-async def _reembed(settings: Settings, tenant_ref: str, workers: int) -> int:
-    await migrate_database(settings.database)
-    pool = await open_pool(settings.database.model_copy(update={"pool_min": 1, "pool_max": max(4, workers + 2)}))
-    try:
-        tenant = await tenancy.get_tenant(pool, tenant_ref)
-        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), workers) as broker:
-            jobs = await records.create_rerun_jobs(pool, tenant.id)
-            if not jobs:
-                print(f"tenant {tenant.name} has no sources to re-embed")
-                return 0
-            for job_id, _ in jobs:
-                await enqueue(broker, START_TASK, [str(job_id)], "normal")
-            failed = 0
-            for job_id, _ in jobs:
-                failed += await _watch(pool, tenant.id, job_id, workers)
-            return 1 if failed else 0
-    finally:
-        await pool.close()
+    return _with_queue(args, "reembed", reembed)
 
 
 def _read_files(paths: list[Path]) -> list[tuple[str, str, bytes]]:

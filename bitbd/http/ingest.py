@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -13,6 +13,7 @@ from bitbd.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedM
 from bitbd.http.auth import require_key
 from bitbd.http.body import read_json
 from bitbd.jobs import records
+from bitbd.jobs.broker import Priority
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
 from bitbd.keys import broker_key, plugins_key, pool_key, settings_key
@@ -25,7 +26,7 @@ _MAX_FILES = 100
 class SourceBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
-    priority: Literal["high", "normal"] = "normal"
+    priority: Priority = "normal"
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -35,12 +36,11 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value!r} not found (ids are UUIDs)") from None
 
 
-async def _queue(request: web.Request, tenant: uuid.UUID, source_type: str, config: dict[str, Any],
-                 priority: str) -> web.Response:
-    pool = request.config_dict[pool_key]
-    job_id, source_id = await records.create_job(pool, tenant, source_type, config, priority)
-    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)  # type: ignore[arg-type]
-    return web.json_response({"job_id": str(job_id), "source_id": str(source_id)}, status=202)
+async def _started(request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal",
+                   **extra: Any) -> web.Response:
+    """Queue the job's first task; 202 with its ids."""
+    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)
+    return web.json_response({"job_id": str(job_id), "source_id": str(source_id), **extra}, status=202)
 
 
 @routes.post("/v1/sources")
@@ -53,7 +53,9 @@ async def create_source(request: web.Request) -> web.Response:
         known = ", ".join(sorted(t for t in sources if t != "upload"))
         raise InvalidRequest(f"unknown source type {body.type!r}; use one of: {known} (files go to POST /v1/uploads)")
     config = cls.validate(body.model_extra or {}, request.config_dict[settings_key])
-    return await _queue(request, key.tenant_id, body.type, config, body.priority)
+    job_id, source_id = await records.create_job(request.config_dict[pool_key], key.tenant_id, body.type, config,
+                                                 body.priority)
+    return await _started(request, job_id, source_id, body.priority)
 
 
 @routes.post("/v1/sources/{source}/crawl")
@@ -64,13 +66,13 @@ async def recrawl(request: web.Request) -> web.Response:
         "SELECT type, config FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id)
     if row is None:
         raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
-    priority = request.query.get("priority", "normal")
-    if priority not in ("high", "normal"):
+    raw = request.query.get("priority", "normal")
+    if raw not in ("high", "normal"):
         raise InvalidRequest("priority must be high or normal")
-    pool = request.config_dict[pool_key]
-    job_id = await pool.fetchval(records.INSERT_JOB, key.tenant_id, source_id, "ingest", priority, "{}")
-    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)  # type: ignore[arg-type]
-    return web.json_response({"job_id": str(job_id), "source_id": str(source_id)}, status=202)
+    priority: Priority = "high" if raw == "high" else "normal"
+    job_id = await request.config_dict[pool_key].fetchval(records.INSERT_JOB, key.tenant_id, source_id, "ingest",
+                                                          priority, "{}")
+    return await _started(request, job_id, source_id, priority)
 
 
 @routes.post("/v1/reembed")
@@ -135,9 +137,7 @@ async def upload(request: web.Request) -> web.Response:
     if not files:
         raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
     job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)
-    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], "normal")
-    return web.json_response({"job_id": str(job_id), "source_id": str(source_id),
-                              "files": [f[0] for f in files]}, status=202)
+    return await _started(request, job_id, source_id, files=[f[0] for f in files])
 
 
 @routes.get("/v1/jobs/{job}")
