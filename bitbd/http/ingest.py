@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict
+from redis.exceptions import RedisError
+from taskiq.exceptions import SendTaskError
 
 from bitbd.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from bitbd.http.auth import require_key
@@ -19,6 +22,7 @@ from bitbd.jobs.runtime import enqueue
 from bitbd.keys import broker_key, plugins_key, pool_key, settings_key
 from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _MAX_FILES = 100
 
@@ -39,7 +43,12 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 async def _started(request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal",
                    **extra: Any) -> web.Response:
     """Queue the job's first task; 202 with its ids."""
-    await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)
+    try:
+        await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)
+    except (RedisError, SendTaskError):
+        # The job is stored in PostgreSQL; the upkeep loop queues it once Redis answers again. Nothing is lost.
+        log.warning("job stored, Redis unreachable: it starts when Redis is back", extra={"job": str(job_id)})
+        extra["note"] = "Redis is unreachable right now; the job is saved and starts when Redis is back"
     return web.json_response({"job_id": str(job_id), "source_id": str(source_id), **extra}, status=202)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
+from redis.exceptions import RedisError
 
-from bitbd.errors import BitbdError, InternalError, error_body
+from bitbd.errors import BitbdError, InternalError, Unavailable, error_body
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -23,6 +25,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if e.status < 400:  # redirects and the like pass through
             raise
         return web.json_response(error_body(BitbdError.from_http(e)), status=e.status)
+    except (RedisError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError, asyncpg.InterfaceError) as e:
+        # A dependency is down: say which, without details that could hold a DSN, and that it is temporary.
+        what = "Redis" if isinstance(e, RedisError) else "PostgreSQL"
+        log.warning("dependency unavailable", extra={"dependency": what, "path": request.path,
+                                                     "error": type(e).__name__})
+        error = Unavailable(f"{what} is unreachable right now; try again shortly (GET /readyz shows what is down)")
+        return web.json_response(error_body(error), status=503)
     except Exception:
         # Never echo str(exc) to the client: it may hold a DSN or a document.
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})

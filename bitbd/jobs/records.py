@@ -25,6 +25,8 @@ JOBS = f"""SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN sources s ON s.id = j.sou
 WHERE j.tenant_id = $1 AND ($2::text IS NULL OR j.status = $2) ORDER BY j.created_at DESC LIMIT $3"""
 ITEM_COUNTS = """SELECT status, count(*) AS n, coalesce(sum(chunks), 0) AS chunks FROM job_items
 WHERE tenant_id = $1 AND job_id = $2 GROUP BY status"""
+LIST_COUNTS = """SELECT job_id, status, count(*) AS n, coalesce(sum(chunks), 0) AS chunks FROM job_items
+WHERE tenant_id = $1 AND job_id = ANY($2::uuid[]) GROUP BY job_id, status"""
 ITEM_ERRORS = """SELECT item, status, error, attempts FROM job_items
 WHERE tenant_id = $1 AND job_id = $2 AND error IS NOT NULL ORDER BY id LIMIT $3"""
 CANCEL_JOB = """UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
@@ -111,7 +113,10 @@ async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, m
 
 async def list_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, status: str | None, limit: int) -> list[JobView]:
     rows = await pool.fetch(JOBS, tenant_id, status, limit)
-    return [JobView(r, {}, []) for r in rows]
+    counts: dict[uuid.UUID, dict[str, tuple[int, int]]] = {r["id"]: {} for r in rows}
+    for c in await pool.fetch(LIST_COUNTS, tenant_id, list(counts)):
+        counts[c["job_id"]][c["status"]] = (c["n"], c["chunks"])
+    return [JobView(r, counts[r["id"]], []) for r in rows]
 
 
 async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import asyncpg
 from pydantic import SecretStr
 
+from bitbd import tenancy
 from bitbd.app import create_app
 from bitbd.embedded.redis import free_port
 from bitbd.embedded.services import services
 from bitbd.settings import RedisSettings, Settings
+from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 
 
@@ -50,3 +53,21 @@ async def test_readyz_names_postgres_when_it_stops(aiohttp_client: AiohttpClient
     assert resp.status == 503
     assert not body["checks"]["postgres"]["ok"] and body["checks"]["redis"]["ok"]
     assert "postgres" in body["error"]["message"]
+    resp = await client.get("/v1/tenant", headers={"Authorization": "Bearer sk_" + "x" * 43})
+    body = await resp.json()
+    assert resp.status == 503, body
+    assert body["error"] == {"code": "unavailable", "message": "PostgreSQL is unreachable right now; try again "
+                                                               "shortly (GET /readyz shows what is down)"}
+
+
+async def test_a_job_sent_while_redis_is_down_is_kept(aiohttp_client: AiohttpClient, settings: Settings,
+                                                      pool: asyncpg.Pool) -> None:
+    nowhere = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), timeout=0.5)
+    client = await aiohttp_client(create_app(settings.model_copy(update={"redis": nowhere}), builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    resp = await client.post("/v1/sources", json={"type": "web", "urls": ["https://docs.example/"]},
+                             headers={"Authorization": f"Bearer {key}"})
+    body = await resp.json()
+    assert resp.status == 202 and "starts when Redis is back" in body["note"]
+    assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", uuid.UUID(body["job_id"])) == "queued"

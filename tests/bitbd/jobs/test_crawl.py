@@ -58,6 +58,9 @@ async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
     assert all(n > 0 for n in docs.values()), docs
     progress = job["progress"]
     assert progress["fetched"] == 7 and progress["failed"] == len(expected)
+    resp = await client.get("/v1/jobs?status=succeeded", headers={"Authorization": f"Bearer {key}"})
+    listed = (await resp.json())["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["progress"]["fetched"] == 7
     assert progress["chunks_embedded"] == sum(docs.values())
 
     # The right page comes back for a question about it.
