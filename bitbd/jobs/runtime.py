@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -76,9 +75,3 @@ def deps_of(context: Context) -> WorkerDeps:
     deps: WorkerDeps = context.state.deps
     return deps
 
-
-async def warm(embedder: Embedder) -> None:
-    """Load the model before the first task needs it, off the event loop."""
-    load = getattr(embedder, "load", None)
-    if load is not None:
-        await asyncio.to_thread(load)

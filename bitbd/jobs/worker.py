@@ -12,7 +12,7 @@ from taskiq.receiver import Receiver
 
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
 from bitbd.jobs.engine import ITEM_TASK, START_TASK, finish_if_done
-from bitbd.jobs.runtime import WorkerDeps, enqueue, warm
+from bitbd.jobs.runtime import WorkerDeps, enqueue
 from bitbd.jobs.tasks import register_tasks
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -46,9 +46,8 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
     stop = asyncio.Event()
     # Loops are asked to stop, not cancelled: redis-py can turn a cancellation that lands inside a command into
     # an ordinary error, which a retrying loop would swallow and carry on.
+    # The model loads on first use (about 0.6 s): an idle daemon does not hold it in memory.
     loops = [asyncio.create_task(_serve_queue(broker, deps, workers, stop))]
-    if workers > 0:
-        loops.append(asyncio.create_task(warm(deps.embedder)))
     try:
         yield broker
     finally:

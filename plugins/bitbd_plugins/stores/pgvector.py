@@ -71,9 +71,14 @@ class PgVectorStore(VectorStore):
             return await conn.fetchval(_DELETE_DOCUMENT, tenant_id, document_id) is not None
 
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int) -> list[Hit]:
-        rows = await self.pool.fetch(_SEARCH, tenant_id, vector, k)
-        return [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small
+            # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = await conn.fetch(_SEARCH, tenant_id, vector, k)
+        hits = [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
                     float(r["score"])) for r in rows]
+        return sorted(hits, key=lambda h: -h.score)
 
 
 @hookimpl

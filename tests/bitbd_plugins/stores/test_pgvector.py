@@ -66,3 +66,26 @@ async def test_replace_search_delete_scoped_by_tenant(pool: asyncpg.Pool) -> Non
     assert await store.delete_document(a.id, doc_a) is True
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE document_id = $1", doc_a) == 0
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE document_id = $1", doc_b) == 3
+
+
+async def test_a_small_tenant_among_a_big_one_gets_k_hits(pool: asyncpg.Pool) -> None:
+    store = PgVectorStore(pool)
+    small = await tenancy.create_tenant(pool, "small")
+    big = await tenancy.create_tenant(pool, "big")
+    await store.replace_chunks(small.id, await document(pool, small.id, "https://s.example/"), chunks(*range(5)))
+    big_doc = await document(pool, big.id, "https://b.example/")
+    await store.replace_chunks(big.id, big_doc, chunks(*range(100, 3100)))
+    await pool.execute("ANALYZE chunks")
+    query = "SELECT id FROM chunks WHERE tenant_id = $1 ORDER BY embedding <=> $2 LIMIT 10"
+    found = {}
+    for mode in ("off", "relaxed_order"):
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_sort = off")  # force the HNSW scan, as on a big table
+            await conn.execute(f"SET LOCAL hnsw.iterative_scan = {mode}")
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query, small.id, unit(1)))
+            assert "chunks_embedding" in plan, plan
+            found[mode] = len(await conn.fetch(query, small.id, unit(1)))
+    assert found["off"] < 5 == found["relaxed_order"], found  # why the store turns iterative scans on
+    hits = await store.search(small.id, unit(1), 10)
+    assert len(hits) == 5 and hits[0].text == "text 1"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
