@@ -23,6 +23,8 @@ FROM jobs j JOIN sources s ON s.id = j.source_id WHERE j.id = $1"""
 _ITEM = "SELECT id, tenant_id, job_id, item, depth, status, attempts FROM job_items WHERE id = $1"
 _SET_RUNNING = """UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
 WHERE id = $1 AND status = 'queued'"""
+# A start that runs again (redelivered, or re-queued after a lost message) counts as another attempt.
+_COUNT_ATTEMPT = "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
 _ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth)
 SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
 _ITEM_COUNT = "SELECT count(*) FROM job_items WHERE job_id = $1"
@@ -48,8 +50,8 @@ WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.
 _TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
 AND content_hash = $4 AND url <> $5 LIMIT 1"""
 _OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
-_FINISH = """UPDATE jobs SET status = $2, error = $3, progress = progress || $4::jsonb, finished_at = now(),
-updated_at = now() WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
+_FINISH = """UPDATE jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
+WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
 # Gone: not reached by this crawl at all, or answered 404/410. A page that failed otherwise (timeout, 500) stays.
 _GONE = """DELETE FROM documents d WHERE d.tenant_id = $1 AND d.source_id = $2
 AND d.last_job_id IS DISTINCT FROM $3
@@ -75,6 +77,7 @@ async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
     if job is None or job["status"] not in ("queued", "running"):
         return  # deleted or cancelled meanwhile; a redelivered start of a running job re-adds nothing new
     await deps.pool.execute(_SET_RUNNING, job_id)
+    await deps.pool.execute(_COUNT_ATTEMPT, job_id)
     try:
         source = source_for(deps, job)
         seeds = await source.seeds()
@@ -200,7 +203,7 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
     job = await deps.pool.fetchrow(_JOB, job_id)
     truncated = bool(job and json.loads(job["progress"]).get("truncated"))
     async with deps.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_FINISH, job_id, status, error, json.dumps({}))
+        row = await conn.fetchrow(_FINISH, job_id, status, error)
         if row is None or status != "succeeded" or truncated or job is None or job["type"] != "web":
             return
         # A complete crawl saw every page the site still links to; what it did not see is gone from the site.

@@ -30,6 +30,7 @@ async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
     the_site, base = site
     job = await crawl(client, key, {"type": "web", "urls": [base + "/"], "max_pages": 50})
     assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1
     errors = errors_by_item(job, base)
     unreachable = next(k for k in errors if k.startswith("http://127.0.0.1:"))
     expected = {
