@@ -19,6 +19,7 @@ from bitbd.settings import Settings
 
 log = logging.getLogger(__name__)
 UPKEEP_SECONDS = 1.0
+STARTUP_GRACE = 5.0
 _STUCK = """SELECT i.id, j.priority FROM job_items i JOIN jobs j ON j.id = i.job_id
 WHERE i.status IN ('queued', 'running') AND j.status IN ('queued', 'running')
 AND i.updated_at < now() - make_interval(secs => $1) ORDER BY i.id LIMIT 1000"""
@@ -87,7 +88,8 @@ async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:
         try:
             await deps.delayed.move_due(lambda task, args, prio: enqueue(deps.broker, task, args, prio))
             if tick % 10 == 0:  # at start-up too: work a dead process left behind is picked up at once
-                await requeue_lost(deps, 0 if tick == 0 else lost_after)
+                # Never younger than a few seconds: a job just created may not have its message queued yet.
+                await requeue_lost(deps, STARTUP_GRACE if tick == 0 else lost_after)
         except Exception:  # Redis or PostgreSQL away for a moment; keep trying
             log.warning("queue upkeep failed, retrying", exc_info=log.isEnabledFor(logging.DEBUG))
         tick += 1
