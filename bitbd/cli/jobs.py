@@ -82,6 +82,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         else:
             job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, files)
         await enqueue(queue.broker, START_TASK, [str(job_id)], args.priority)
+        if queue.workers == 0:
+            # Then the job runs in the server's (or `bitbd worker`'s) processes, under their settings, e.g. whether
+            # crawler.allow_private lets it fetch internal addresses; this command's environment does not apply.
+            print("the running bitbd server's workers take this job; their settings apply (crawler.*, ingest.*)",
+                  file=sys.stderr)
         if args.no_wait:
             print(job_id)
             return 0
