@@ -38,3 +38,4 @@ async def test_unreachable_daemon_shows_a_banner() -> None:
         banner = app.query_one("#banner", Static)
         assert banner.has_class("shown")
         assert "daemon unreachable" in str(banner.render())
+        assert str(app.query_one("#status", Static).render()) == "status unknown"

@@ -66,6 +66,9 @@ class BitbdTUI(App[None]):
         banner = self.query_one("#banner", Static)
         banner.update(f"daemon unreachable, retrying every {POLL_SECONDS:.0f}s: {error}" if error else "")
         banner.set_class(bool(error), "shown")
+        if error:  # what was shown before is no longer known to be true
+            self.readiness = None
+            self.query_one("#status", Static).update("status unknown")
 
     def watch_readiness(self, readiness: Readiness | None) -> None:
         if readiness is None:
