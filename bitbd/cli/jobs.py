@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bitbd import tenancy
 from bitbd.db.migrate import current_version, latest_version
-from bitbd.db.pool import migrate_database, open_pool
+from bitbd.db.pool import migrated_pool, open_pool
 from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError, InvalidRequest
@@ -119,16 +119,11 @@ def _with_queue(args: argparse.Namespace, role: str, fn: Callable[[Queue], Await
         workers = args.workers if args.workers is not None else (2 if owner else 0)
 
         async def go() -> int:
-            await migrate_database(running.database)
-            pool = await open_pool(running.database.model_copy(update={"pool_min": 1,
-                                                                        "pool_max": max(4, workers + 2)}))
-            try:
+            async with migrated_pool(running.database, max(4, workers + 2)) as pool:
                 tenant = await tenancy.get_tenant(pool, args.tenant)
                 plugins = load_plugins(running.plugins.disabled)
                 async with running_broker(running, pool, plugins, workers) as broker:
                     return await fn(Queue(running, pool, plugins, broker, tenant, workers))
-            finally:
-                await pool.close()
 
         return asyncio.run(go())
 

@@ -16,7 +16,7 @@ import asyncpg
 from bitbd import tenancy
 from bitbd.admin_token import ensure_admin_token, token_path
 from bitbd.db.migrate import latest_version
-from bitbd.db.pool import migrate_database, open_pool
+from bitbd.db.pool import migrate_database, migrated_pool
 from bitbd.embedded.services import services
 from bitbd.errors import InvalidRequest
 from bitbd.plugins import load_plugins
@@ -89,15 +89,10 @@ def with_pool(args: argparse.Namespace, fn: Callable[[asyncpg.Pool], Awaitable[T
 
     settings = settings_from(args)
     with services(settings, "cli", redis=False) as running:
-        db = running.database.model_copy(update={"pool_min": 1, "pool_max": 2})
 
         async def go() -> T:
-            await migrate_database(db)
-            pool = await open_pool(db)
-            try:
+            async with migrated_pool(running.database, 2) as pool:
                 return await fn(pool)
-            finally:
-                await pool.close()
 
         return asyncio.run(go())
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 from pgvector.asyncpg import register_vector
@@ -44,3 +46,14 @@ async def open_pool(db: DatabaseSettings) -> asyncpg.Pool:
         raise Unavailable(f"cannot open a PostgreSQL pool: {type(e).__name__}: {e}") from None
     assert pool is not None
     return pool
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(db: DatabaseSettings, pool_max: int) -> AsyncIterator[asyncpg.Pool]:
+    """For a command: the schema brought up to date, then a small pool, closed afterwards."""
+    await migrate_database(db)
+    pool = await open_pool(db.model_copy(update={"pool_min": 1, "pool_max": pool_max}))
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -11,8 +11,6 @@ from bitbd.http.middlewares import Handler
 from bitbd.keys import pool_key, settings_key
 from bitbd.tenancy import ApiKey, KeyKind, authenticate
 
-api_key_key = web.RequestKey("api_key", ApiKey)
-
 
 def bearer(request: web.Request, what: str) -> str:
     header = request.headers.get("Authorization", "")
@@ -35,7 +33,5 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def require_key(request: web.Request, kind: KeyKind | None = "secret") -> ApiKey:
-    """Authenticate the request's bearer key and remember it on the request."""
-    key = await authenticate(request.config_dict[pool_key], bearer(request, "API key"), kind)
-    request[api_key_key] = key
-    return key
+    """Authenticate the request's bearer key."""
+    return await authenticate(request.config_dict[pool_key], bearer(request, "API key"), kind)

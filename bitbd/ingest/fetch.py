@@ -10,6 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bitbd.ingest.guard import ForbiddenAddress, GuardedResolver, literal_host_forbidden
+from bitbd.interfaces import SourceError
 from bitbd.settings import CrawlerSettings
 
 CONTENT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "text/x-markdown",
@@ -17,12 +18,8 @@ CONTENT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markd
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-class FetchError(Exception):
+class FetchError(SourceError):
     """A page could not be fetched; `transient` ones (timeouts, 5xx, 429) are worth retrying."""
-
-    def __init__(self, message: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class Duplicate(Exception):
 
 
 def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
-    cls = deps.plugins.sources().get(job["type"])
+    cls = deps.sources.get(job["type"])
     if cls is None:
         raise SourceError(f"source type {job['type']!r} is not installed on this worker")
     ctx = SourceContext(job["tenant_id"], job["source_id"], deps.pool, deps.fetcher, deps.settings)

@@ -12,7 +12,7 @@ from taskiq import Context
 from bitbd.errors import ConfigError
 from bitbd.ingest.chunking import Chunker
 from bitbd.ingest.fetch import Fetcher
-from bitbd.interfaces import Embedder, VectorStore
+from bitbd.interfaces import Embedder, Source, VectorStore
 from bitbd.jobs.broker import Delayed, Priority, PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -32,6 +32,7 @@ class WorkerDeps:
     chunker: Chunker
     broker: PriorityStreamBroker
     delayed: Delayed
+    sources: dict[str, type[Source]]  # resolved once: every page looks its source type up here
 
     @classmethod
     async def create(cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins,
@@ -46,7 +47,7 @@ class WorkerDeps:
         tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
         chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())
         return cls(settings, pool, plugins, embedder, store, Fetcher(settings.crawler), chunker, broker,
-                   Delayed(broker, settings.jobs.queue_prefix))
+                   Delayed(broker, settings.jobs.queue_prefix), plugins.sources())
 
     async def close(self) -> None:
         await self.fetcher.close()

@@ -98,12 +98,9 @@ class WebSource(Source):
     async def fetch(self, item: str, previous: Previous | None) -> Fetched:
         if not await self._allowed(item):
             raise SourceError("disallowed by robots.txt")
-        try:
-            page = await self.ctx.fetcher.get(item, in_scope=self.in_site,
-                                              etag=previous.etag if previous else None,
-                                              last_modified=previous.last_modified if previous else None)
-        except FetchError as e:
-            raise SourceError(str(e), transient=e.transient) from None
+        # A FetchError is a SourceError: it goes to the job engine as it is, transient or not.
+        page = await self.ctx.fetcher.get(item, in_scope=self.in_site, etag=previous.etag if previous else None,
+                                          last_modified=previous.last_modified if previous else None)
         if page.status == 304:
             return Fetched(url=item, unchanged=True)
         final = normalize_url(page.url)
