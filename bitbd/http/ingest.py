@@ -43,13 +43,21 @@ def _uuid(value: str, what: str) -> uuid.UUID:
 async def _started(request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal",
                    **extra: Any) -> web.Response:
     """Queue the job's first task; 202 with its ids."""
+    note = await _enqueue_start(request, [job_id], priority)
+    body = {"job_id": str(job_id), "source_id": str(source_id), **extra, **({"note": note} if note else {})}
+    return web.json_response(body, status=202)
+
+
+async def _enqueue_start(request: web.Request, job_ids: list[uuid.UUID], priority: Priority) -> str | None:
+    """Queue each job's first task; with Redis down, a note instead of an error (the jobs are stored)."""
     try:
-        await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)
+        for job_id in job_ids:
+            await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], priority)
     except (RedisError, SendTaskError):
-        # The job is stored in PostgreSQL; the upkeep loop queues it once Redis answers again. Nothing is lost.
-        log.warning("job stored, Redis unreachable: it starts when Redis is back", extra={"job": str(job_id)})
-        extra["note"] = "Redis is unreachable right now; the job is saved and starts when Redis is back"
-    return web.json_response({"job_id": str(job_id), "source_id": str(source_id), **extra}, status=202)
+        # The jobs are in PostgreSQL; the upkeep loop queues them once Redis answers again. Nothing is lost.
+        log.warning("job stored, Redis unreachable: it starts when Redis is back", extra={"jobs": len(job_ids)})
+        return "Redis is unreachable right now; the job is saved and starts when Redis is back"
+    return None
 
 
 @routes.post("/v1/sources")
@@ -72,7 +80,7 @@ async def recrawl(request: web.Request) -> web.Response:
     key = await require_key(request)
     source_id = _uuid(request.match_info["source"], "source")
     row = await request.config_dict[pool_key].fetchrow(
-        "SELECT type, config FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id)
+        "SELECT id FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id)
     if row is None:
         raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
     raw = request.query.get("priority", "normal")
@@ -89,9 +97,9 @@ async def reembed(request: web.Request) -> web.Response:
     """Re-run every source of the tenant: documents embedded by another model are fetched and embedded again."""
     key = await require_key(request)
     jobs = await records.create_rerun_jobs(request.config_dict[pool_key], key.tenant_id)
-    for job_id, _ in jobs:
-        await enqueue(request.config_dict[broker_key], START_TASK, [str(job_id)], "normal")
-    return web.json_response({"jobs": [{"job_id": str(j), "source_id": str(s)} for j, s in jobs]}, status=202)
+    note = await _enqueue_start(request, [job_id for job_id, _ in jobs], "normal")
+    body = {"jobs": [{"job_id": str(j), "source_id": str(s)} for j, s in jobs], **({"note": note} if note else {})}
+    return web.json_response(body, status=202)
 
 
 @routes.get("/v1/sources")

@@ -107,8 +107,9 @@ async def requeue_lost(deps: WorkerDeps, older_than: float) -> int:
     if any(depths.values()):
         return 0
     rows = await deps.pool.fetch(_STUCK, older_than)
+    await deps.pool.execute("UPDATE job_items SET updated_at = now() WHERE id = ANY($1::bigint[])",
+                            [row["id"] for row in rows])
     for row in rows:
-        await deps.pool.execute("UPDATE job_items SET updated_at = now() WHERE id = $1", row["id"])
         await enqueue(deps.broker, ITEM_TASK, [row["id"]], row["priority"])
     for job in await deps.pool.fetch(_STUCK_JOBS, older_than):
         started = await deps.pool.fetchval("SELECT count(*) FROM job_items WHERE job_id = $1", job["id"])

@@ -71,3 +71,6 @@ async def test_a_job_sent_while_redis_is_down_is_kept(aiohttp_client: AiohttpCli
     body = await resp.json()
     assert resp.status == 202 and "starts when Redis is back" in body["note"]
     assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", uuid.UUID(body["job_id"])) == "queued"
+    resp = await client.post("/v1/reembed", headers={"Authorization": f"Bearer {key}"})
+    body = await resp.json()
+    assert resp.status == 202 and len(body["jobs"]) == 1 and "starts when Redis is back" in body["note"]
