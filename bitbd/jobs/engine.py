@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -144,17 +145,13 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
     if links and item["depth"] < source.max_depth:
         await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
-    if fetched.unchanged or (prev_row and fetched.content_hash == prev_row["content_hash"]
-                             and fetched.url == item["item"]):
-        if prev_row is not None:
-            await deps.pool.execute(_TOUCH_DOC, tenant, prev_row["id"], job["id"])
-            return "unchanged", 0, prev_row["id"]
-    if fetched.url != item["item"]:  # redirected or canonical: the document lives under its final URL
-        other = await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
-        if other is not None and other["content_hash"] == fetched.content_hash \
-                and other["embedding_model"] == deps.embedder.model_name:
-            await deps.pool.execute(_TOUCH_DOC, tenant, other["id"], job["id"])
-            return "unchanged", 0, other["id"]
+    # Indexed already with this text and this model (under the item's URL, or its final URL after a redirect or
+    # a canonical link): the page costs a request and nothing else.
+    current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
+    if current is not None and current["embedding_model"] == deps.embedder.model_name \
+            and (fetched.unchanged or current["content_hash"] == fetched.content_hash):
+        await deps.pool.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
+        return "unchanged", 0, current["id"]
     twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
     if twin is not None:
         raise Duplicate(f"same content as {twin}")
@@ -165,7 +162,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
 async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UUID, job_id: uuid.UUID,
                          fetched: Fetched) -> tuple[uuid.UUID, int]:
     """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
-    chunks = to_chunks(deps.chunker.split(fetched.text))
+    # CPU work (tokenizer, splitter) off the event loop, like extraction: HTTP and other tasks keep going.
+    chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
     doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
                                       fetched.content_type, len(fetched.text.encode()), job_id)
     model = deps.embedder.model_name
