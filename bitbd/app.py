@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bitbd.answer.service import Answerer
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.errors import ConfigError
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
 from bitbd.jobs.worker import running_broker
-from bitbd.keys import broker_key, plugins_key, pool_key, redis_key, settings_key
+from bitbd.keys import answerer_key, broker_key, plugins_key, pool_key, redis_key, settings_key
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 
@@ -29,7 +31,7 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes)
     app[settings_key] = settings
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
     setup_routes(app)
     app[plugins_key].register_routes(app)
     return app
@@ -61,3 +63,16 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     async with running_broker(settings, app[pool_key], app[plugins_key], settings.jobs.workers) as broker:
         app[broker_key] = broker
         yield
+
+
+async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Answering shares the workers' embedder (one model in memory) and vector store."""
+    deps = app[broker_key].state.deps
+    answerer = Answerer.create(app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder,
+                               deps.store)
+    app[answerer_key] = answerer
+    # Load the query model now, in the background, so that the first visitor does not wait for it (~0.5 s).
+    warm = asyncio.create_task(answerer.warm_up())
+    yield
+    warm.cancel()
+    await answerer.close()

@@ -62,6 +62,46 @@ class NotFound(BitbdError):
     status, code = 404, "not_found"
 
 
+class KeyRevoked(Unauthorized):
+    code = "key_revoked"
+
+
+class KeyExpired(Unauthorized):
+    """An expired (trial) key."""
+
+    code = "key_expired"
+
+
+class OriginNotAllowed(Forbidden):
+    """A public key used from a page whose origin the key is not bound to."""
+
+    code = "origin_not_allowed"
+
+
+class QuotaExhausted(Forbidden):
+    """A (trial) key that has used all the messages it was given."""
+
+    code = "quota_exhausted"
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation_not_found"
+
+
+class NoDocuments(BitbdError):
+    """A question or search for a tenant that has nothing indexed yet."""
+
+    status, code = 409, "no_documents"
+
+
+class QuestionTooLong(BadRequest):
+    code = "question_too_long"
+
+
+class RateLimited(BitbdError):
+    status, code = 429, "rate_limited"
+
+
 class MethodNotAllowed(BitbdError):
     status, code = 405, "method_not_allowed"
 

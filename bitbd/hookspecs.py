@@ -9,7 +9,7 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bitbd.interfaces import AnswerGenerator, Embedder, Source, VectorStore
+    from bitbd.interfaces import AnswerGenerator, Embedder, Reranker, Source, VectorStore
 
 PROJECT = "bitbd"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -41,6 +41,15 @@ def register_stores() -> list[type[VectorStore]]:
 @hookspec
 def register_generators() -> list[type[AnswerGenerator]]:
     """Return answer generator classes this plugin adds, each with a unique ``name`` selected by settings."""
+
+
+@hookspec
+def register_rerankers() -> list[type[Reranker]]:
+    """Return rerankers this plugin adds, each with a unique ``name``: the rerank hook.
+
+    The one named by ``retrieval.reranker`` reorders the fused candidates of every search and question before the
+    best ``k`` are kept. It is built once with its ``[plugins.<name>]`` table.
+    """
 
 
 @hookspec

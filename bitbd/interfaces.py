@@ -27,7 +27,11 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result, best first."""
+    """One search result, best first.
+
+    ``score`` orders the results of one search (for hybrid search it is the fused score); ``similarity`` is the
+    cosine similarity between the query and the chunk, comparable across searches, or None if unknown.
+    """
 
     chunk_id: int
     document_id: uuid.UUID
@@ -36,6 +40,7 @@ class Hit:
     heading: str
     text: str
     score: float
+    similarity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,14 @@ class Passage:
 
     n: int
     hit: Hit
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier message of the conversation, oldest first."""
+
+    role: str  # "user" or "assistant"
+    content: str
 
 
 class SourceError(Exception):
@@ -142,6 +155,10 @@ class Embedder(ABC):
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Embed a small batch of texts, in order."""
 
+    async def embed_queries(self, texts: Sequence[str]) -> list[Vector]:
+        """Embed short search queries; an embedder may serve these ahead of (bulk) ingestion batches."""
+        return await self.embed(texts)
+
     @property
     def max_tokens(self) -> int:
         """Longest input the model reads; chunks are kept below it."""
@@ -175,8 +192,35 @@ class VectorStore(ABC):
         """Delete a document and its chunks in one transaction; False if it did not exist."""
 
     @abstractmethod
-    async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int) -> list[Hit]:
-        """The ``k`` chunks of this tenant nearest to ``vector``, best first."""
+    async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
+        """The ``k`` chunks of this tenant nearest to ``vector``, best first, with ``similarity`` set.
+
+        ``ef_search`` (``retrieval.ef_search``) is the breadth of an approximate index walk, if the store has one.
+        """
+
+    async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:
+        """The ``k`` chunks of this tenant that best match ``query``'s words, best first, with ``similarity`` to
+        ``vector`` set. Stores without full-text search return none, and hybrid retrieval becomes vector-only."""
+        return []
+
+
+class Reranker(ABC):
+    """Reorders the fused candidates of a retrieval (e.g. with a cross-encoder), selected by ``retrieval.reranker``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config  # its [plugins.<name>] table
+
+    @abstractmethod
+    async def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits, best first; it may drop some, and should not add any."""
+
+
+class GeneratorUnavailable(Exception):
+    """Raised by a generator before its first piece when its backend cannot be reached: bitbd then answers with
+    the ``extractive`` generator instead and logs a warning."""
 
 
 class AnswerGenerator(ABC):
@@ -184,6 +228,14 @@ class AnswerGenerator(ABC):
 
     name: ClassVar[str]
 
+    def __init__(self, config: dict[str, Any], settings: Any) -> None:
+        self.config = config  # its [plugins.<name>] table
+        self.settings = settings  # bitbd.settings.Settings
+
     @abstractmethod
-    def generate(self, question: str, passages: Sequence[Passage]) -> AsyncIterator[str]:
-        """Yield the answer's text in pieces, citing passages as ``[n]``."""
+    def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
+                 ) -> AsyncIterator[str]:
+        """Yield the answer's text in pieces, citing passages as ``[n]``; ``history`` holds earlier turns."""
+
+    async def close(self) -> None:  # noqa: B027 (optional: most generators hold nothing)
+        """Release connections; called when the server stops."""

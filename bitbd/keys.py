@@ -6,6 +6,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bitbd.answer.service import Answerer
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -15,3 +16,4 @@ plugins_key = web.AppKey("plugins", Plugins)
 pool_key = web.AppKey("pool", asyncpg.Pool)
 redis_key = web.AppKey("redis", aioredis.Redis)
 broker_key = web.AppKey("broker", PriorityStreamBroker)
+answerer_key = web.AppKey("answerer", Answerer)

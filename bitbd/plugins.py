@@ -15,7 +15,7 @@ from bitbd import hookspecs
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bitbd.interfaces import AnswerGenerator, Embedder, Source, VectorStore
+    from bitbd.interfaces import AnswerGenerator, Embedder, Reranker, Source, VectorStore
 
 log = logging.getLogger(__name__)
 GROUP = "bitbd"
@@ -59,6 +59,9 @@ class Plugins:
 
     def generators(self) -> dict[str, type[AnswerGenerator]]:
         return self._by_name(self.pm.hook.register_generators(), "name", "answer generator")
+
+    def rerankers(self) -> dict[str, type[Reranker]]:
+        return self._by_name(self.pm.hook.register_rerankers(), "name", "reranker")
 
     def register_routes(self, app: web.Application) -> None:
         """Let each plugin add routes; one that raises is logged and the others still run."""

@@ -101,6 +101,62 @@ class JobSettings(_Section):
     """Prefix of the Redis keys (streams, delayed set) the job queue uses."""
 
 
+class RetrievalSettings(_Section):
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    """How chunks are found: vector (HNSW cosine), keyword (full text) or both fused (perf/RESULTS.md)."""
+    k: int = Field(5, ge=1, le=50)
+    """Passages an answer is written from (POST /v1/search takes its own k)."""
+    candidates: int = Field(40, ge=1, le=1000)
+    """Chunks each retriever (vector, keyword) proposes before fusion and re-ranking."""
+    ef_search: int = Field(100, ge=1, le=1000)
+    """pgvector hnsw.ef_search: candidates the HNSW graph walk keeps; more is slower and more exact."""
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal rank fusion constant: a chunk at rank r scores weight / (rrf_k + r) in each list."""
+    keyword_weight: float = Field(1.0, ge=0)
+    """Weight of the keyword list in the fusion (the vector list weighs 1)."""
+    reranker: str = ""
+    """Reranker plugin that reorders the fused candidates; empty: none."""
+
+
+class AnswerSettings(_Section):
+    generator: str = "extractive"
+    """Answer generator plugin: `extractive` (no LLM) or `openai` (any OpenAI-compatible server)."""
+    dont_know: str = "I don't know based on the available documents."
+    """What the answer says when the documents do not support one."""
+    min_support: float = Field(0.3, ge=-1, le=1)
+    """Least cosine similarity between question and best passage for an answer to be attempted."""
+    max_question_chars: int = Field(2000, ge=10)
+    """Longest question accepted, in characters."""
+    history_turns: int = Field(2, ge=0, le=20)
+    """Earlier questions of the conversation added to a follow-up's retrieval query."""
+
+
+class ChatSettings(_Section):
+    max_message_bytes: int = Field(65_536, ge=1024)
+    """Largest WebSocket message a client may send; a larger one closes the connection (code 1009)."""
+    heartbeat: float = Field(30.0, gt=0)
+    """Seconds between WebSocket pings; a client that does not answer one is disconnected."""
+    idle_timeout: float = Field(600.0, gt=0)
+    """Seconds a connection may stay open with no question before it is closed."""
+    max_in_flight: int = Field(4, ge=1)
+    """Questions one connection may have unanswered at once."""
+    rate_limit_per_minute: int = Field(120, ge=0)
+    """Questions (and searches) one API key may ask per minute; 0: no limit."""
+    answer_timeout: float = Field(120.0, gt=0)
+    """Seconds one answer may take from question to done."""
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    """Serve the cached answer of a near-identical earlier question (same tenant, unchanged documents)."""
+    threshold: float = Field(0.95, ge=0, le=1)
+    """Least cosine similarity between two questions for the earlier answer to be reused."""
+    ttl_seconds: int = Field(86_400, ge=1)
+    """How long a cached answer is served."""
+    max_entries: int = Field(1000, ge=1)
+    """Cached answers kept per tenant (the oldest go first)."""
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
@@ -147,6 +203,10 @@ class Settings(BaseSettings):
     crawler: CrawlerSettings = CrawlerSettings()
     ingest: IngestSettings = IngestSettings()
     jobs: JobSettings = JobSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
+    chat: ChatSettings = ChatSettings()
+    cache: CacheSettings = CacheSettings()
     log: LogSettings = LogSettings()
     plugins: PluginSettings = PluginSettings()
 

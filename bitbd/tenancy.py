@@ -15,7 +15,15 @@ import asyncpg
 from yarl import URL
 
 from bitbd.db import queries as q
-from bitbd.errors import Conflict, InvalidRequest, NotFound, Unauthorized
+from bitbd.errors import (
+    Conflict,
+    InvalidRequest,
+    KeyExpired,
+    KeyRevoked,
+    NotFound,
+    QuotaExhausted,
+    Unauthorized,
+)
 
 KeyKind = Literal["public", "secret"]
 PREFIXES: dict[str, KeyKind] = {"sk_": "secret", "pk_": "public"}
@@ -207,11 +215,38 @@ async def authenticate(pool: asyncpg.Pool, raw: str, kind: KeyKind | None = None
         raise Unauthorized("unknown API key; create one with `bitbd key create` or "
                            "POST /v1/admin/tenants/{id}/keys")
     key = ApiKey.from_row(row)
-    if key.status == "revoked":
-        raise Unauthorized(f"API key {key.prefix}… was revoked; ask the operator for a new key")
-    if key.status == "expired":
-        assert key.expires_at is not None
-        raise Unauthorized(f"API key {key.prefix}… expired at {key.expires_at.isoformat()}; ask for a new key")
+    refuse_dead(key)
     await pool.execute(q.TOUCH_KEY, key.tenant_id, key.id)
     return key
+
+
+def refuse_dead(key: ApiKey, exhausted: bool = False) -> None:
+    """Raise the specific error for a revoked or expired key (and, if asked, one that used its quota)."""
+    if key.status == "revoked":
+        raise KeyRevoked(f"API key {key.prefix}… was revoked; ask the operator for a new key")
+    if key.status == "expired":
+        assert key.expires_at is not None
+        what = "This trial has ended" if key.trial else f"API key {key.prefix}… expired"
+        raise KeyExpired(f"{what} (expired at {key.expires_at.isoformat()}); ask for a new key")
+    if exhausted and key.status == "exhausted":
+        what = "This trial has ended" if key.trial else f"API key {key.prefix}… has used its quota"
+        raise QuotaExhausted(f"{what}: all {key.quota} messages are used; ask for a new key or a larger quota")
+
+
+async def charge(pool: asyncpg.Pool, key: ApiKey) -> None:
+    """Count one answered question against the key, atomically: no over-spend under concurrency, and a key
+    revoked or expired since the connection opened is refused here."""
+    if await pool.fetchval(q.CHARGE_KEY, key.tenant_id, key.id) is not None:
+        return
+    row = await pool.fetchrow(q.KEY_BY_ID, key.tenant_id, key.id)
+    if row is None:
+        raise KeyRevoked(f"API key {key.prefix}… no longer exists; ask the operator for a new key")
+    now = ApiKey.from_row(row)
+    refuse_dead(now, exhausted=True)
+    raise QuotaExhausted(f"API key {key.prefix}… cannot be used right now")  # raced with a change; say no
+
+
+async def refund(pool: asyncpg.Pool, key: ApiKey) -> None:
+    """Give back a charge for a question that was not answered (an error on our side)."""
+    await pool.execute(q.REFUND_KEY, key.tenant_id, key.id)
 

@@ -1,6 +1,6 @@
 """Ingestion end to end on a real documentation site, against the embedder alone on the same chunks.
 
-    python perf/bench_ingest.py [--pages 200] [--quick] [--site /usr/share/doc/python3.11/html]
+    python -m perf.bench_ingest [--pages 200] [--quick] [--site /usr/share/doc/python3.11/html]
 
 Serves the site (Debian's python3.11-doc by default: `apt-get install python3.11-doc`) with `python -m
 http.server` on loopback, crawls it from index.html with the daemon's own job code (in-process workers, embedded
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,19 +25,13 @@ from bitbd.embedded.services import services
 from bitbd.ingest.chunking import embedding_text
 from bitbd.interfaces import Chunk
 from bitbd.jobs import records
-from bitbd.jobs.engine import START_TASK
-from bitbd.jobs.runtime import enqueue
 from bitbd.jobs.worker import running_broker
 from bitbd.plugins import load_plugins
 from bitbd.settings import CrawlerSettings, JobSettings, Settings
+from perf import report
+from perf.corpus import PYDOCS, run_job, served
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def crawl(settings: Settings, url: str, pages: int) -> dict[str, float]:
@@ -58,12 +49,7 @@ async def crawl(settings: Settings, url: str, pages: int) -> dict[str, float]:
                 else:
                     job_id = await pool.fetchval(records.INSERT_JOB, tenant.id, source_id, "ingest", "normal", "{}")
                 started = time.perf_counter()
-                await enqueue(broker, START_TASK, [str(job_id)], "normal")
-                for _ in range(36_000):  # two hours at most
-                    view = (await records.get_job(pool, tenant.id, job_id)).to_json()
-                    if view["status"] not in ("queued", "running"):
-                        break
-                    await asyncio.sleep(0.2)
+                view = await run_job(pool, broker, tenant.id, job_id)
                 out[f"{run}_seconds"] = time.perf_counter() - started
                 out[f"{run}_pages"] = view["progress"]["fetched"]
                 out[f"{run}_failed"] = view["progress"]["failed"]
@@ -85,25 +71,14 @@ async def crawl(settings: Settings, url: str, pages: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=200)
-    parser.add_argument("--site", type=Path, default=Path("/usr/share/doc/python3.11/html"))
+    parser.add_argument("--site", type=Path, default=PYDOCS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, nothing appended")
     args = parser.parse_args()
     pages = 10 if args.quick else args.pages
-    if not (args.site / "index.html").is_file():
-        print(f"{args.site}/index.html not found: apt-get install python3.11-doc, or pass --site", file=sys.stderr)
-        return 2
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                              cwd=args.site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        with tempfile.TemporaryDirectory() as data:
-            base = Settings(data_dir=Path(data), crawler=CrawlerSettings(allow_private=True),
-                            jobs=JobSettings(workers=2))
-            with services(base, "bench") as running:
-                r = asyncio.run(crawl(running, f"http://127.0.0.1:{port}/index.html", pages))
-    finally:
-        server.kill()
+    with served(args.site) as url, tempfile.TemporaryDirectory() as data:
+        base = Settings(data_dir=Path(data), crawler=CrawlerSettings(allow_private=True), jobs=JobSettings(workers=2))
+        with services(base, "bench") as running:
+            r = asyncio.run(crawl(running, f"{url}/index.html", pages))
     ratio = r["first_seconds"] / r["embed_only_seconds"]
     table = "\n".join([
         "| measure | value |", "| --- | --- |",
@@ -120,7 +95,7 @@ def main() -> int:
     ])
     print(table)
     if not args.quick:
-        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        command = report.command()
         with RESULTS.open("a") as f:
             f.write(f"\n### Ingestion end to end, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n`{command}` "
                     f"(2 cores, in-process workers 2, site {args.site})\n\n{table}\n")

@@ -19,10 +19,12 @@ from bitbd.embedded.services import services
 from bitbd.plugins import Plugins, new_manager
 from bitbd.settings import DatabaseSettings, JobSettings, RedisSettings, Settings
 from bitbd_plugins.embedders import fastembed
+from bitbd_plugins.generators import extractive, openai
 from bitbd_plugins.sources import upload as upload_source
 from bitbd_plugins.sources import web as web_source
 from bitbd_plugins.stores import pgvector
 
+pytest_plugins = ["tests.corpus"]  # the indexed corpus fixtures: embedder, acme, globex
 ADMIN_TOKEN = "adm_test_token_for_the_suite"
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -72,7 +74,7 @@ def builtin_plugins() -> Plugins:
     """Built-ins registered explicitly, never through whatever entry points happen to be installed."""
     plugins = Plugins(new_manager())
     for name, module in (("pgvector", pgvector), ("fastembed", fastembed), ("web", web_source),
-                         ("upload", upload_source)):
+                         ("upload", upload_source), ("extractive", extractive), ("openai", openai)):
         plugins.pm.register(module, name=name)
     return plugins
 

@@ -25,11 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bitbd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from bitbd.cli import jobs, manage, serve
+    from bitbd.cli import chat, jobs, manage, serve
 
     serve.add_parser(sub, common)
     jobs.add_parsers(sub, common)
     manage.add_parsers(sub, common)
+    chat.add_parsers(sub, common)
     return parser
 
 

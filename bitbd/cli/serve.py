@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bitbd.admin_token import ensure_admin_token, token_path
 from bitbd.app import create_app
+from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError
 from bitbd.settings import Settings
@@ -60,6 +61,7 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{_url_host(str(bound_host))}:{bound_port}"
         log.info("bitbd listening", extra={"url": url, "data_dir": str(settings.data_dir), **where})
+        DataDir(settings.data_dir).write_server(url)
         if new_token:
             print(f"Admin token (shown once; kept in {token_path(settings)}):\n  {new_token}", flush=True)
         await stop.wait()

@@ -28,3 +28,10 @@ KEY_BY_HASH = f"SELECT {KEY_COLUMNS}, key_hash FROM api_keys WHERE key_hash = $1
 TOUCH_KEY = """
 UPDATE api_keys SET last_used_at = now()
 WHERE tenant_id = $1 AND id = $2 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"""
+KEY_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+CHARGE_KEY = """
+UPDATE api_keys SET used = used + 1, last_used_at = now()
+WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+  AND (quota IS NULL OR used < quota)
+RETURNING used"""
+REFUND_KEY = "UPDATE api_keys SET used = used - 1 WHERE tenant_id = $1 AND id = $2 AND used > 0"

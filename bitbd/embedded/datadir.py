@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bitbd.embedded.process import write_private
 from bitbd.errors import DataDirBusy
 
 LOCK_NAME = "bitbd.lock"
+SERVER_NAME = "server.json"
 STATE_NAME = "services.json"
 
 
@@ -70,6 +73,22 @@ class DataDir:
     def write_state(self, state: dict[str, object]) -> None:
         """Publish the owner's service endpoints (0600: the Redis URL holds its password)."""
         write_private(self.path / STATE_NAME, json.dumps(state))
+
+    def write_server(self, url: str) -> None:
+        """Publish where `bitbd serve` listens, for `bitbd ask`/`bitbd search` and the TUI on this machine."""
+        write_private(self.path / SERVER_NAME, json.dumps({"url": url, "pid": os.getpid()}))
+
+    def server_url(self) -> str | None:
+        """The URL of the `bitbd serve` that holds this data dir now, if one does."""
+        try:
+            data = json.loads((self.path / SERVER_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        holder = self.holder()
+        if not isinstance(data, dict) or holder.get("pid") != data.get("pid") or holder.get("role") != "serve" \
+                or not psutil.pid_exists(int(data["pid"])):
+            return None
+        return str(data["url"])
 
     def clear_state(self) -> None:
         (self.path / STATE_NAME).unlink(missing_ok=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from aiohttp import web
 
-from bitbd.errors import Unauthorized
+from bitbd.answer.service import Caller
+from bitbd.errors import InvalidRequest, OriginNotAllowed, Unauthorized
 from bitbd.http.middlewares import Handler
 from bitbd.keys import pool_key, settings_key
-from bitbd.tenancy import ApiKey, KeyKind, authenticate
+from bitbd.tenancy import ApiKey, KeyKind, authenticate, get_tenant, normalize_origin
+
+log = logging.getLogger(__name__)
 
 
 def bearer(request: web.Request, what: str) -> str:
@@ -35,3 +39,44 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def require_key(request: web.Request, kind: KeyKind | None = "secret") -> ApiKey:
     """Authenticate the request's bearer key."""
     return await authenticate(request.config_dict[pool_key], bearer(request, "API key"), kind)
+
+
+async def caller_of(request: web.Request, public: bool = False) -> Caller:
+    """Who is asking: a secret key (Authorization header), a public key bound to the request's Origin (`?key=`,
+    when `public`), or the admin token with `?tenant=NAME` (the operator trying a tenant out, e.g. `bitbd ask`)."""
+    pool = request.config_dict[pool_key]
+    in_query = request.query.get("key", "")
+    if in_query:
+        if in_query.startswith("sk_"):
+            raise Unauthorized("secret keys must not be put in URLs (they end up in logs); send them as "
+                               "Authorization: Bearer sk_…, and give browsers a public key (pk_…) instead")
+        if not public:
+            raise Unauthorized("this endpoint needs a secret key in the Authorization header, not ?key=")
+        key = await authenticate(pool, in_query, "public")
+        check_origin(request, key)
+        return Caller(key.tenant_id, key)
+    token = bearer(request, "API key")
+    admin = request.config_dict[settings_key].admin_token.get_secret_value()
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        ref = request.query.get("tenant", "")
+        if not ref:
+            raise InvalidRequest("with the admin token, name the tenant to act for: ?tenant=NAME")
+        return Caller((await get_tenant(pool, ref)).id)
+    key = await authenticate(pool, token, None if public else "secret")
+    if key.kind == "public":
+        check_origin(request, key)
+    return Caller(key.tenant_id, key)
+
+
+def check_origin(request: web.Request, key: ApiKey) -> None:
+    """A public key works only from the origins it is bound to (the browser's Origin header)."""
+    origin = request.headers.get("Origin", "")
+    try:
+        normalized = normalize_origin(origin) if origin else ""
+    except InvalidRequest:
+        normalized = ""
+    if normalized not in key.origins:
+        log.warning("public key used from a foreign origin", extra={"key": key.prefix, "origin": origin[:200]})
+        shown = origin[:200] or "none (not a browser)"
+        raise OriginNotAllowed(f"this public key does not work on this site (origin {shown}); the site's owner "
+                               "must add this origin to the key's allowed origins")

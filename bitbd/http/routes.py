@@ -7,7 +7,9 @@ from aiohttp import web
 from bitbd.http import health
 from bitbd.http.admin import admin_app
 from bitbd.http.auth import require_key
+from bitbd.http.chat import chat
 from bitbd.http.ingest import routes as ingest_routes
+from bitbd.http.search import routes as search_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
 
@@ -24,4 +26,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/v1/tenant", whoami)
     app.router.add_routes(ingest_routes)
+    app.router.add_routes(search_routes)
+    app.router.add_get("/v1/chat", chat)
     app.add_subapp("/v1/admin", admin_app())

@@ -23,10 +23,21 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (tenant_id, document_id, content_hash) DO UPDATE
 SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding"""
 _SEARCH = """
-SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS score
+SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
+       1 - (c.embedding <=> $2) AS score
 FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
 ORDER BY c.embedding <=> $2 LIMIT $3"""
+# Any of the question's words (stemmed, stop words dropped), ranked by how often and how densely they occur:
+# websearch_to_tsquery ANDs the words, which a natural-language question rarely matches in full, so its ANDs
+# become ORs ("quoted phrases" stay phrases).
+_KEYWORD = """
+WITH q AS (SELECT replace(websearch_to_tsquery('english', $2)::text, ' & ', ' | ')::tsquery AS query)
+SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $3) AS similarity,
+       ts_rank(c.tsv, q.query, 1) AS score
+FROM q, chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
+WHERE c.tenant_id = $1 AND c.tsv @@ q.query
+ORDER BY score DESC, c.id LIMIT $4"""
 
 
 class PgVectorStore(VectorStore):
@@ -70,15 +81,23 @@ class PgVectorStore(VectorStore):
             await conn.execute(_DELETE_CHUNKS, tenant_id, document_id)
             return await conn.fetchval(_DELETE_DOCUMENT, tenant_id, document_id) is not None
 
-    async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int) -> list[Hit]:
+    async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
         async with self.pool.acquire() as conn, conn.transaction():
             # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small
             # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            if ef_search is not None:
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), k)}")
             rows = await conn.fetch(_SEARCH, tenant_id, vector, k)
-        hits = [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
-                    float(r["score"])) for r in rows]
-        return sorted(hits, key=lambda h: -h.score)
+        return sorted(_hits(rows), key=lambda h: -h.score)
+
+    async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:
+        return _hits(await self.pool.fetch(_KEYWORD, tenant_id, query, vector, k))
+
+
+def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
+    return [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
+                float(r["score"]), None if r["similarity"] is None else float(r["similarity"])) for r in rows]
 
 
 @hookimpl

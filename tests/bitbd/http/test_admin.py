@@ -182,4 +182,5 @@ async def test_plugins_endpoint_lists_builtins(client: Client) -> None:
     body = await resp.json()
     hooks = {p["name"]: p["hooks"] for p in body["plugins"]}
     assert hooks == {"fastembed": ["register_embedders"], "pgvector": ["register_stores"],
-                     "upload": ["register_sources"], "web": ["register_sources"]}
+                     "upload": ["register_sources"], "web": ["register_sources"],
+                     "extractive": ["register_generators"], "openai": ["register_generators"]}

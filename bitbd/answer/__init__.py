@@ -1,0 +1,1 @@
+"""Answering questions: retrieval, generation, the semantic cache, conversations."""

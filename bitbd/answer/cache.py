@@ -1,0 +1,118 @@
+"""The semantic response cache: answers to near-identical earlier questions, per tenant and corpus version.
+
+Each (tenant, namespace, corpus version) has one Redis stream of entries: the question's embedding, the
+question, and the answer with its citations. Stream ids are timestamps, so entries older than the TTL are
+skipped by id; MAXLEN bounds the size; the key expires with its last entry. Any change to a tenant's documents
+bumps its corpus version (a trigger, migration 0006), so lookups go to a new, empty stream: a stale answer is
+never served. Every process keeps a mirror of the streams it reads and fetches only entries newer than the last
+one it has, so a lookup is one small Redis round trip plus a matrix product.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from bitbd.interfaces import Vector
+from bitbd.settings import CacheSettings
+
+_MIRRORS = 512  # streams mirrored per process, least recently used dropped
+
+
+@dataclass
+class Cached:
+    question: str
+    answer: str
+    sources: list[dict[str, Any]]
+    similarity: float
+
+
+@dataclass
+class _Mirror:
+    last_id: str = "0-0"
+    ids: list[int] = field(default_factory=list)  # entry time in ms
+    vectors: list[Vector] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+    matrix: Any = None  # stacked vectors, rebuilt when entries arrive
+
+
+class SemanticCache:
+    def __init__(self, redis: aioredis.Redis, settings: CacheSettings, prefix: str) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.prefix = prefix
+        self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, tenant_id: uuid.UUID, namespace: str, version: int) -> str:
+        return f"{self.prefix}:cache:{tenant_id}:{namespace}:{version}"
+
+    async def get(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector) -> Cached | None:
+        if not self.settings.enabled:
+            return None
+        key = self.key(tenant_id, namespace, version)
+        mirror = await self._sync(key)
+        found = self._best(mirror, vector)
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    async def put(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector, question: str,
+                  answer: str, sources: list[dict[str, Any]]) -> None:
+        if not self.settings.enabled:
+            return
+        key = self.key(tenant_id, namespace, version)
+        payload = json.dumps({"q": question, "a": answer, "s": sources})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {"v": np.asarray(vector, dtype=np.float32).tobytes(), "p": payload},
+                      maxlen=self.settings.max_entries, approximate=False)
+            pipe.expire(key, self.settings.ttl_seconds)
+            await pipe.execute()
+
+    async def _sync(self, key: str) -> _Mirror:
+        mirror = self._mirrors.pop(key, None) or _Mirror()
+        self._mirrors[key] = mirror
+        while len(self._mirrors) > _MIRRORS:
+            self._mirrors.popitem(last=False)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(key)
+            pipe.xrange(key, min=f"({mirror.last_id}", max="+", count=self.settings.max_entries)
+            exists, entries = await pipe.execute()
+        if not exists:  # expired or flushed: forget what we mirrored
+            mirror = self._mirrors[key] = _Mirror()
+            return mirror
+        for entry_id, fields in entries:
+            entry = entry_id.decode()
+            mirror.last_id = entry
+            mirror.ids.append(int(entry.split("-")[0]))
+            mirror.vectors.append(np.frombuffer(fields[b"v"], dtype=np.float32))
+            mirror.payloads.append(json.loads(fields[b"p"]))
+        keep = self.settings.max_entries
+        oldest = int(time.time() * 1000) - self.settings.ttl_seconds * 1000
+        drop = max(len(mirror.ids) - keep, next((i for i, t in enumerate(mirror.ids) if t >= oldest), len(mirror.ids)))
+        if drop:
+            del mirror.ids[:drop], mirror.vectors[:drop], mirror.payloads[:drop]
+        if entries or drop:
+            mirror.matrix = np.vstack(mirror.vectors) if mirror.vectors else None
+        return mirror
+
+    def _best(self, mirror: _Mirror, vector: Vector) -> Cached | None:
+        if mirror.matrix is None:
+            return None
+        similarities = mirror.matrix @ np.asarray(vector, dtype=np.float32)
+        best = int(np.argmax(similarities))
+        similarity = float(similarities[best])
+        if similarity < self.settings.threshold:
+            return None
+        payload = mirror.payloads[best]
+        return Cached(payload["q"], payload["a"], payload["s"], similarity)

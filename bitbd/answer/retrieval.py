@@ -1,0 +1,95 @@
+"""Hybrid retrieval: vector and keyword candidates of one tenant, fused by weighted reciprocal rank, re-ranked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from bitbd.interfaces import Embedder, Hit, Reranker, Vector, VectorStore
+from bitbd.settings import RetrievalSettings
+
+Mode = Literal["hybrid", "vector", "keyword"]
+_MAX_BATCH = 32
+
+
+class QueryEmbedder:
+    """Embeds questions, batching the ones that arrive together into one model call.
+
+    Under load (many visitors at once) one call for 32 short questions costs little more than one for a single
+    question, so waiting questions are embedded together instead of one after another.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._waiting: list[tuple[str, asyncio.Future[Vector]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def embed(self, text: str) -> Vector:
+        future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
+        self._waiting.append((text, future))
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+            try:
+                vectors = await self.embedder.embed_queries([text for text, _ in batch])
+            except Exception as e:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                if not future.done():
+                    future.set_result(vector)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+
+@dataclass
+class Retriever:
+    settings: RetrievalSettings
+    store: VectorStore
+    queries: QueryEmbedder
+    reranker: Reranker | None = None
+
+    async def search(self, tenant_id: uuid.UUID, query: str, k: int, vector: Vector | None = None,
+                     mode: Mode | None = None) -> list[Hit]:
+        """The ``k`` best chunks of this tenant for ``query``, best first."""
+        cfg = self.settings
+        mode = mode or cfg.mode
+        if vector is None:
+            vector = await self.queries.embed(query)
+        pool = max(cfg.candidates, k)
+        lists: list[tuple[float, list[Hit]]] = []
+        if mode in ("hybrid", "vector"):
+            lists.append((1.0, await self.store.search(tenant_id, vector, pool, cfg.ef_search)))
+        if mode in ("hybrid", "keyword"):
+            lists.append((cfg.keyword_weight, await self.store.keyword_search(tenant_id, query, vector, pool)))
+        hits = lists[0][1] if len(lists) == 1 else fuse(lists, cfg.rrf_k)
+        if self.reranker is not None and hits:
+            hits = await self.reranker.rerank(query, hits)
+        return hits[:k]
+
+
+def fuse(lists: Sequence[tuple[float, Sequence[Hit]]], rrf_k: int) -> list[Hit]:
+    """Weighted reciprocal rank fusion: each list adds ``weight / (rrf_k + rank)`` to a chunk's score."""
+    scores: dict[int, float] = {}
+    first: dict[int, Hit] = {}
+    for weight, hits in lists:
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (rrf_k + rank)
+            if hit.chunk_id not in first or first[hit.chunk_id].similarity is None:
+                first[hit.chunk_id] = hit
+    ranked = sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+    return [replace(first[chunk_id], score=round(scores[chunk_id], 6)) for chunk_id in ranked]

@@ -1,0 +1,241 @@
+"""Answering one question: limits, conversation, cache, retrieval, generation, citations, records."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bitbd import tenancy
+from bitbd.answer import conversations
+from bitbd.answer.cache import SemanticCache
+from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
+from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
+from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, VectorStore
+from bitbd.plugins import Plugins
+from bitbd.settings import Settings
+from bitbd.tenancy import ApiKey
+
+log = logging.getLogger(__name__)
+Event = dict[str, Any]
+Send = Callable[[Event], Awaitable[None]]
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+_SNIPPET = 240
+
+
+class AnswerTimeout(BitbdError):
+    status, code = 504, "timeout"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a tenant's API key, or the operator (admin token) acting for a tenant, with no key limits."""
+
+    tenant_id: uuid.UUID
+    key: ApiKey | None = None
+
+
+@dataclass
+class Answerer:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    retriever: Retriever
+    generator: AnswerGenerator
+    fallback: AnswerGenerator
+    cache: SemanticCache
+    namespace: str  # cache entries are only shared by identical answering set-ups
+
+    @classmethod
+    def create(cls, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, plugins: Plugins,
+               embedder: Embedder, store: VectorStore) -> Answerer:
+        generators = plugins.generators()
+        name = settings.answer.generator
+        if name not in generators or "extractive" not in generators:
+            missing = name if name not in generators else "extractive"
+            raise ConfigError(f"answer generator {missing!r} is not installed; installed: "
+                              f"{', '.join(sorted(generators)) or 'none'} (answer.generator)")
+        generator = generators[name](settings.plugins.plugin_table(name), settings)
+        fallback = generator if name == "extractive" else \
+            generators["extractive"](settings.plugins.plugin_table("extractive"), settings)
+        reranker = None
+        if settings.retrieval.reranker:
+            rerankers = plugins.rerankers()
+            if settings.retrieval.reranker not in rerankers:
+                raise ConfigError(f"reranker {settings.retrieval.reranker!r} is not installed; installed: "
+                                  f"{', '.join(sorted(rerankers)) or 'none'} (retrieval.reranker)")
+            rr = settings.retrieval.reranker
+            reranker = rerankers[rr](settings.plugins.plugin_table(rr))
+        retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
+        table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
+        fingerprint = json.dumps([settings.retrieval.model_dump(), settings.answer.model_dump(), table,
+                                  embedder.model_name], sort_keys=True, default=str)
+        namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
+        cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
+        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace)
+
+    async def warm_up(self) -> None:
+        try:
+            await self.retriever.queries.embed("warm up")
+        except Exception as e:  # the first question will say what is wrong
+            log.warning("embedding model failed to load", extra={"error": f"{type(e).__name__}: {e}"})
+
+    async def close(self) -> None:
+        await self.retriever.queries.close()
+        await self.generator.close()
+        if self.fallback is not self.generator:
+            await self.fallback.close()
+
+    async def search(self, caller: Caller, query: str, k: int, mode: Mode | None = None) -> list[Hit]:
+        """`POST /v1/search`: the tenant's best chunks for `query`."""
+        query = self.check_question(query, "query")
+        await self.limit(caller)
+        hits = await self.retriever.search(caller.tenant_id, query, k, mode=mode)
+        if not hits:
+            await self.refuse_if_empty(caller.tenant_id)
+        return hits
+
+    def check_question(self, text: str, what: str = "question") -> str:
+        text = text.strip()
+        if not text:
+            raise InvalidRequest(f"the {what} is empty; send some words to look for")
+        limit = self.settings.answer.max_question_chars
+        if len(text) > limit:
+            raise QuestionTooLong(f"the {what} is {len(text)} characters long; the limit is {limit} "
+                                  "(answer.max_question_chars): ask something shorter")
+        return text
+
+    async def limit(self, caller: Caller) -> None:
+        """Per-key rate limit, in fixed one-minute windows shared by every server process (Redis)."""
+        per_minute = self.settings.chat.rate_limit_per_minute
+        if not per_minute or caller.key is None:
+            return
+        now = time.time()
+        key = f"{self.settings.jobs.queue_prefix}:rate:{caller.key.id}:{int(now // 60)}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        if count > per_minute:
+            wait = 60 - int(now % 60)
+            raise RateLimited(f"this key asked {per_minute} questions this minute, its limit "
+                              f"(chat.rate_limit_per_minute); try again in {wait} s")
+
+    async def refuse_if_empty(self, tenant_id: uuid.UUID) -> None:
+        if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM chunks WHERE tenant_id = $1)", tenant_id):
+            raise NoDocuments("this tenant has no documents yet, so there is nothing to answer from; ingest its "
+                              "website or files first (`bitbd ingest`, POST /v1/sources or POST /v1/uploads)")
+
+    async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
+                  send: Send) -> None:
+        """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`."""
+        try:
+            async with asyncio.timeout(self.settings.chat.answer_timeout):
+                await self._ask(caller, ask_id, question, conversation_id, send)
+        except TimeoutError:
+            raise AnswerTimeout(f"the answer took longer than {self.settings.chat.answer_timeout:g} s "
+                                "(chat.answer_timeout); try again, or ask something narrower") from None
+
+    async def _ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
+                   send: Send) -> None:
+        started = time.monotonic()
+        question = self.check_question(question)
+        conv = conversations.parse_id(conversation_id) if conversation_id else None
+        history = await conversations.recent_turns(self.pool, caller.tenant_id, conv,
+                                                   self.settings.answer.history_turns) if conv else []
+        await self.limit(caller)
+        if caller.key is not None:
+            await tenancy.charge(self.pool, caller.key)
+        answered = False
+        try:
+            query = retrieval_query(question, history, self.settings.answer.history_turns)
+            vector, version = await asyncio.gather(
+                self.retriever.queries.embed(query),
+                self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id))
+            cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector)
+            retrieved = time.monotonic()
+            cacheable = False
+            if cached is not None:
+                answer, sources = cached.answer, cached.sources
+                await send({"type": "delta", "id": ask_id, "text": answer})
+            else:
+                hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
+                if not hits:
+                    await self.refuse_if_empty(caller.tenant_id)
+                retrieved = time.monotonic()
+                answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send)
+            generated = time.monotonic()
+            latency = int((generated - started) * 1000)
+            conv = await conversations.record(self.pool, caller.tenant_id, conv,
+                                              caller.key.id if caller.key else None, question, answer, sources,
+                                              cached is not None, latency)
+            await send({"type": "citations", "id": ask_id, "sources": sources})
+            await send({"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
+                        "timings_ms": {"retrieve": round((retrieved - started) * 1000),
+                                       "generate": round((generated - retrieved) * 1000),
+                                       "total": round((time.monotonic() - started) * 1000)}})
+            answered = True
+            if cacheable:
+                await self.cache.put(caller.tenant_id, self.namespace, version, vector, question, answer, sources)
+        finally:
+            if not answered and caller.key is not None:
+                await asyncio.shield(tenancy.refund(self.pool, caller.key))
+
+    async def _answer(self, question: str, hits: Sequence[Hit], history: Sequence[Turn], ask_id: str,
+                      send: Send) -> tuple[str, list[dict[str, Any]], bool]:
+        """Stream the answer; returns its text, the sources it cites, and whether it may be cached."""
+        support = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
+        if not hits or support < self.settings.answer.min_support:
+            answer = self.settings.answer.dont_know
+            await send({"type": "delta", "id": ask_id, "text": answer})
+            return answer, [], True
+        passages = [Passage(n, hit) for n, hit in enumerate(hits, start=1)]
+        pieces: list[str] = []
+
+        async def emit(stream: AsyncIterator[str]) -> None:
+            async for piece in stream:
+                pieces.append(piece)
+                await send({"type": "delta", "id": ask_id, "text": piece})
+
+        try:
+            await emit(self.generator.generate(question, passages, history))
+            fell_back = False
+        except GeneratorUnavailable as e:
+            log.warning("answer generator unavailable, answering with extractive",
+                        extra={"generator": self.generator.name, "reason": str(e)})
+            await emit(self.fallback.generate(question, passages, history))
+            fell_back = True
+        answer = "".join(pieces).strip() or self.settings.answer.dont_know
+        return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
+
+
+def retrieval_query(question: str, history: Sequence[Turn], turns: int) -> str:
+    """A follow-up ("and on Windows?") is looked up together with the conversation's last questions."""
+    asked = [t.content for t in history if t.role == "user"][-turns:] if turns else []
+    return "\n".join([*asked, question])
+
+
+def citations(answer: str, passages: Sequence[Passage], dont_know: str) -> list[dict[str, Any]]:
+    """The passages the answer cites as [n] (all of them if it cites none), in order of n."""
+    if answer.strip() == dont_know.strip():
+        return []
+    by_n = {p.n: p for p in passages}
+    cited = sorted({int(n) for n in _CITATION.findall(answer)} & by_n.keys())
+    chosen = [by_n[n] for n in cited] if cited else list(passages)
+    return [{"n": p.n, "url": p.hit.url, "title": p.hit.title, "snippet": snippet(p.hit.text)} for p in chosen]
+
+
+def snippet(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    flat = " ".join(" ".join(lines).split())
+    return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET].rsplit(" ", 1)[0] + "…"

@@ -1,0 +1,141 @@
+"""`bitbd ask` (a question over the WebSocket, streamed) and `bitbd search` (POST /v1/search), against a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+import aiohttp
+
+from bitbd.admin_token import token_path
+from bitbd.embedded.datadir import DataDir
+from bitbd.errors import BitbdError, ConfigError
+from bitbd.settings import Settings
+
+DEFAULT_URL = "http://127.0.0.1:8740"
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--tenant", help="tenant name or id (with the admin token; not needed with --key)")
+    client.add_argument("--url", help="server URL (default: $BITBD_URL, else the server running on this data dir, "
+                                      f"else {DEFAULT_URL})")
+    client.add_argument("--key", help="a secret key sk_… of the tenant (default: $BITBD_KEY, else the admin token)")
+
+    p = sub.add_parser("ask", parents=[common, client], help="ask a question; the answer streams in",
+                       description="Ask a tenant's documents a question over the chat WebSocket; prints the answer "
+                                   "as it arrives, then its sources.")
+    p.add_argument("question")
+    p.add_argument("--conversation", metavar="ID", help="continue a conversation (its id is printed after each answer)")
+    p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser("search", parents=[common, client], help="show the chunks a query finds",
+                       description="Search a tenant's documents (hybrid retrieval, as answers use it).")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
+    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], help="retrieval mode (default: the server's)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(handler=cmd_search)
+
+
+def target(args: argparse.Namespace) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Server URL, auth headers and query parameters for a command."""
+    from bitbd.cli import settings_from
+
+    settings = settings_from(args)
+    url = args.url or os.environ.get("BITBD_URL") or DataDir(settings.data_dir).server_url() or DEFAULT_URL
+    key = args.key or os.environ.get("BITBD_KEY", "")
+    if key:
+        return url.rstrip("/"), {"Authorization": f"Bearer {key}"}, {}
+    if not args.tenant:
+        raise ConfigError("name the tenant with --tenant (or give a tenant's secret key with --key)")
+    return url.rstrip("/"), {"Authorization": f"Bearer {_admin_token(settings)}"}, {"tenant": args.tenant}
+
+
+def _admin_token(settings: Settings) -> str:
+    token = settings.admin_token.get_secret_value()
+    if token:
+        return token
+    try:
+        return token_path(settings).read_text().strip()
+    except OSError:
+        raise ConfigError(f"no admin token in {token_path(settings)}: pass --key sk_…, set BITBD_ADMIN_TOKEN, or "
+                          "point --data-dir at the server's data dir") from None
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    url, headers, params = target(args)
+    return asyncio.run(_ask(url, headers, params, args.question, args.conversation))
+
+
+async def _ask(url: str, headers: dict[str, str], params: dict[str, str], question: str,
+               conversation: str | None) -> int:
+    ask = {"type": "ask", "id": "cli", "question": question, **({"conversation_id": conversation} if conversation
+                                                                  else {})}
+    async with aiohttp.ClientSession() as session:
+        try:
+            ws = await session.ws_connect(f"{url}/v1/chat", headers=headers, params=params, heartbeat=30)
+        except (aiohttp.ClientError, OSError) as e:
+            raise _unreachable(url, e) from None
+        async with ws:
+            await ws.send_json(ask)
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                event = json.loads(msg.data)
+                if event["type"] == "delta":
+                    print(event["text"], end="", flush=True)
+                elif event["type"] == "citations":
+                    print()
+                    for source in event["sources"]:
+                        print(f"  [{source['n']}] {source['title'] or source['url']} — {source['url']}")
+                elif event["type"] == "done":
+                    cached = ", cached" if event["cached"] else ""
+                    t = event["timings_ms"]
+                    print(f"(conversation {event['conversation_id']}; retrieve {t['retrieve']} ms, "
+                          f"generate {t['generate']} ms{cached})", file=sys.stderr)
+                    return 0
+                elif event["type"] == "error":
+                    print(f"bitbd: {event['message']} ({event['code']})", file=sys.stderr)
+                    return 1
+    print(f"bitbd: the server closed the connection ({ws.close_code})", file=sys.stderr)
+    return 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    url, headers, params = target(args)
+    body = {"query": args.query, "k": args.k, **({"mode": args.mode} if args.mode else {})}
+    result = asyncio.run(_post(f"{url}/v1/search", headers, params, body))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if not result["hits"]:
+        print("no hits")
+    for i, hit in enumerate(result["hits"], start=1):
+        text = " ".join(hit["text"].split())
+        print(f"{i}. {hit['title'] or hit['url']} — {hit['url']}  (score {hit['score']:.4f})")
+        if hit["heading"]:
+            print(f"   {hit['heading']}")
+        print(f"   {text[:200]}{'…' if len(text) > 200 else ''}")
+    return 0
+
+
+async def _post(url: str, headers: dict[str, str], params: dict[str, str], body: dict[str, Any]) -> Any:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.post(url, json=body, headers=headers, params=params) as resp:
+                data = await resp.json()
+        except (aiohttp.ClientError, OSError) as e:
+            raise _unreachable(url, e) from None
+    if "error" in data:
+        raise BitbdError(f"{data['error']['message']} ({data['error']['code']})")
+    return data
+
+
+def _unreachable(url: str, e: Exception) -> BitbdError:
+    return BitbdError(f"no bitbd server answers at {url} ({type(e).__name__}); start one with `bitbd serve`, "
+                      "or pass --url")

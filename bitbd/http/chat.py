@@ -1,0 +1,192 @@
+"""`GET /v1/chat`: the WebSocket chat protocol (docs/protocol.md).
+
+The upgrade always succeeds, so that a browser (which cannot read a refused handshake) learns why it is refused:
+an authentication problem is sent as an `error` message and the connection is then closed with code 4401 or 4403.
+Any other problem is an `error` for that question only, and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from bitbd.answer.service import Caller, Event
+from bitbd.errors import BitbdError, Forbidden, InternalError, Unauthorized, Unavailable
+from bitbd.http.auth import caller_of
+from bitbd.keys import answerer_key, settings_key
+
+log = logging.getLogger(__name__)
+_MAX_ID = 64
+CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_IDLE = 4401, 4403, 4408
+
+
+class ChatSocket(web.WebSocketResponse):
+    """Says why before aiohttp closes a connection for an oversized message (code 1009)."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
+            limit = self._max_msg_size
+            with contextlib.suppress(Exception):
+                await self.send_json(error_event(None, "message_too_large",
+                                                 f"message larger than {limit} bytes (chat.max_message_bytes); "
+                                                 "send one question per message, and shorter"))
+            message = message or b"message too large"
+        return await super().close(code=code, message=message, drain=drain)
+
+
+def error_event(ask_id: str | None, code: str, message: str) -> Event:
+    return {"type": "error", "id": ask_id, "code": code, "message": message}
+
+
+class ChatSession:
+    """One connection: several questions may be in flight, matched by their `id`."""
+
+    def __init__(self, request: web.Request, ws: ChatSocket, caller: Caller) -> None:
+        self.ws = ws
+        self.caller = caller
+        self.settings = request.config_dict[settings_key]
+        self.answerer = request.config_dict[answerer_key]
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.closing = False
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, event: Event) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_json(event)
+
+    async def run(self) -> None:
+        try:
+            while not self.closing:
+                try:
+                    msg = await self.ws.receive(timeout=self.settings.chat.idle_timeout)
+                except TimeoutError:
+                    if self.in_flight:
+                        continue
+                    await self.send(error_event(None, "idle_timeout", "no question for "
+                                                f"{self.settings.chat.idle_timeout:g} s; reconnect to ask again"))
+                    await self.ws.close(code=CLOSE_IDLE, message=b"idle")
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self.send(error_event(None, "binary_not_supported",
+                                                "binary messages are not understood; send JSON text messages"))
+                else:  # CLOSE, CLOSING, CLOSED, ERROR (the socket is closing already)
+                    break
+        finally:
+            for task in self.in_flight.values():
+                task.cancel()
+            await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+
+    async def on_text(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError as e:
+            await self.send(error_event(None, "invalid_json", f"message is not valid JSON ({e}); send objects "
+                                        'like {"type": "ask", "id": "c1", "question": "..."}'))
+            return
+        if not isinstance(message, dict):
+            await self.send(error_event(None, "invalid_message", "a message must be a JSON object"))
+            return
+        raw_id = message.get("id")
+        ask_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= _MAX_ID else None
+        kind = message.get("type")
+        if kind == "ping":
+            await self.send({"type": "pong", "id": ask_id})
+            return
+        if kind != "ask":
+            shown = json.dumps(kind)[:40] if kind is not None else "missing"
+            await self.send(error_event(ask_id, "unknown_type", f"unknown message type {shown}; this server "
+                                        'understands "ask" and "ping"'))
+            return
+        problem = self.check_ask(message, raw_id)
+        if problem is not None:
+            await self.send(error_event(ask_id, "invalid_message", problem))
+            return
+        assert ask_id is not None
+        if ask_id in self.in_flight:
+            await self.send(error_event(ask_id, "duplicate_id", f"question {ask_id!r} is still being answered; "
+                                        "give each question its own id"))
+            return
+        if len(self.in_flight) >= self.settings.chat.max_in_flight:
+            await self.send(error_event(ask_id, "too_many_in_flight", f"{len(self.in_flight)} questions are still "
+                                        "being answered on this connection; wait for one to be done"))
+            return
+        task = asyncio.create_task(self.answer(ask_id, message["question"], message.get("conversation_id")))
+        self.in_flight[ask_id] = task
+        task.add_done_callback(lambda _: self.in_flight.pop(ask_id, None))
+
+    @staticmethod
+    def check_ask(message: dict[str, Any], raw_id: Any) -> str | None:
+        if not isinstance(raw_id, str) or not 0 < len(raw_id) <= _MAX_ID:
+            return f'"id" must be a string of 1 to {_MAX_ID} characters, chosen by the client to match the answer'
+        if not isinstance(message.get("question"), str):
+            return '"question" is missing or not a string'
+        conversation = message.get("conversation_id")
+        if conversation is not None and not isinstance(conversation, str):
+            return '"conversation_id" must be a string (from an earlier "done"), or left out'
+        unknown = set(message) - {"type", "id", "question", "conversation_id"}
+        if unknown:
+            return f"unknown field(s) {', '.join(sorted(unknown))}; an ask has type, id, question, conversation_id"
+        return None
+
+    async def answer(self, ask_id: str, question: str, conversation_id: str | None) -> None:
+        try:
+            await self.answerer.ask(self.caller, ask_id, question, conversation_id, self.send)
+        except BitbdError as e:
+            await self.send(error_event(ask_id, e.code, e.message))
+            if isinstance(e, Unauthorized):  # a key revoked or expired meanwhile; a used-up quota leaves it open
+                self.closing = True
+                await self.ws.close(code=close_code(e), message=e.code.encode())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            error = as_error(e, ask_id)
+            await self.send(error_event(ask_id, error.code, error.message))
+
+
+def as_error(e: Exception, ask_id: str | None = None) -> BitbdError:
+    """An unexpected exception as what a client may see: a dependency outage by name, anything else as internal."""
+    import asyncpg
+    from redis.exceptions import RedisError
+
+    if isinstance(e, BitbdError):
+        return e
+    if isinstance(e, RedisError | OSError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError |
+                  asyncpg.InterfaceError | asyncpg.AdminShutdownError):
+        dependency = "Redis" if isinstance(e, RedisError) else "PostgreSQL"
+        log.warning("dependency unavailable", extra={"dependency": dependency, "error": type(e).__name__})
+        return Unavailable(f"{dependency} is unreachable right now; try again shortly")
+    log.exception("answering failed", extra={"id": ask_id})
+    return InternalError()
+
+
+def close_code(e: BitbdError) -> int:
+    if isinstance(e, Forbidden):
+        return CLOSE_FORBIDDEN
+    return CLOSE_UNAUTHORIZED if isinstance(e, Unauthorized) else WSCloseCode.TRY_AGAIN_LATER
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    cfg = request.config_dict[settings_key].chat
+    ws = ChatSocket(heartbeat=cfg.heartbeat, max_msg_size=cfg.max_message_bytes)
+    if not ws.can_prepare(request).ok:
+        raise web.HTTPBadRequest(reason="this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
+    await ws.prepare(request)
+    try:
+        caller = await caller_of(request, public=True)
+    except Exception as exc:
+        e = as_error(exc)
+        await ws.send_json(error_event(None, e.code, e.message))
+        await ws.close(code=close_code(e), message=e.code.encode())
+        return ws
+    await ChatSession(request, ws, caller).run()
+    return ws

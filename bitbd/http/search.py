@@ -1,0 +1,32 @@
+"""`POST /v1/search`: a tenant's best chunks for a query (the hit field names are a public contract)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bitbd.http.auth import caller_of
+from bitbd.http.body import read_json
+from bitbd.keys import answerer_key
+
+routes = web.RouteTableDef()
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    k: int = Field(10, ge=1, le=50)
+    mode: Literal["hybrid", "vector", "keyword"] | None = None
+
+
+@routes.post("/v1/search")
+async def search(request: web.Request) -> web.Response:
+    caller = await caller_of(request)
+    body = await read_json(request, SearchRequest)
+    hits = await request.config_dict[answerer_key].search(caller, body.query, body.k, body.mode)
+    return web.json_response({"hits": [
+        {"chunk_id": str(h.chunk_id), "document_id": str(h.document_id), "url": h.url, "title": h.title,
+         "heading": h.heading, "text": h.text, "score": h.score} for h in hits
+    ]})

@@ -1,0 +1,169 @@
+"""Chat under load: time to first delta and to done over the WebSocket, 50 concurrent clients, without and with
+the semantic cache, against a real `bitbd serve` on loopback.
+
+    python -m perf.bench_chat [--data-dir DIR] [--clients 50] [--questions 4] [--quick]
+
+Uses the Python library reference tenant that perf/bench_retrieval.py crawls (crawling it first if the data dir
+has none). Each client opens its own WebSocket and asks its questions one after another, drawn from the
+hand-written questions and their paraphrases (perf/questions.py). The server runs twice: with the cache off, then
+on (starting empty). The per-key rate limit is lifted for the run (all clients share one key). Appends the table
+with this command to perf/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from bitbd.db.pool import migrate_database, open_pool
+from bitbd.embedded.services import services
+from bitbd.plugins import load_plugins
+from bitbd.settings import CrawlerSettings, Settings
+from perf.corpus import PYDOCS, ensure_crawled, free_port, served
+from perf.questions import QUESTIONS
+from perf.report import append, markdown_table
+
+
+async def crawl_if_needed(settings: Settings, url: str, pages: int) -> None:
+    await migrate_database(settings.database)
+    pool = await open_pool(settings.database)
+    try:
+        config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1,
+                  "max_pages": pages}
+        await ensure_crawled(settings, pool, load_plugins(), "pydocs", config)
+    finally:
+        await pool.close()
+
+
+def start_server(data_dir: Path, port: int, cache: bool) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBD_")}
+    env.update(BITBD_CACHE__ENABLED=str(cache).lower(), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
+    return subprocess.Popen([sys.executable, "-m", "bitbd", "serve", "--data-dir", str(data_dir), "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def admin(session: aiohttp.ClientSession, base: str, token: str, method: str, path: str,
+                body: Any = None) -> Any:
+    async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+        return await r.json()
+
+
+async def client(session: aiohttp.ClientSession, base: str, key: str, questions: list[str]) -> list[dict[str, Any]]:
+    out = []
+    async with session.ws_connect(base.replace("http", "ws") + "/v1/chat",
+                                  headers={"Authorization": f"Bearer {key}"}) as ws:
+        for i, question in enumerate(questions):
+            started = time.perf_counter()
+            first = None
+            await ws.send_json({"type": "ask", "id": str(i), "question": question})
+            async for msg in ws:
+                event = json.loads(msg.data)
+                if event["type"] == "delta" and first is None:
+                    first = time.perf_counter() - started
+                if event["type"] in ("done", "error"):
+                    out.append({"first": first, "done": time.perf_counter() - started,
+                                "ok": event["type"] == "done", "cached": event.get("cached", False)})
+                    break
+    return out
+
+
+async def load(base: str, token: str, clients: int, per_client: int) -> list[dict[str, Any]]:
+    phrasings = [q for q, _, paraphrases in QUESTIONS for q in (q, *paraphrases)]
+    rng = random.Random(11)
+    async with aiohttp.ClientSession() as session:
+        key = (await admin(session, base, token, "POST", "/v1/admin/tenants/pydocs/keys", {"kind": "secret"}))["key"]
+        await client(session, base, key, ["warm-up question about json"])
+        runs = await asyncio.gather(*(client(session, base, key, rng.sample(phrasings, per_client))
+                                      for _ in range(clients)))
+    return [r for run in runs for r in run]
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"bitbd serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("bitbd serve did not become ready")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))] * 1000
+
+
+async def clear_cache(data_dir: Path) -> None:
+    state = json.loads((data_dir / "services.json").read_text())
+    redis = aioredis.Redis.from_url(state["redis_url"])
+    keys = [k async for k in redis.scan_iter("bitbd:cache:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bitbd-perf-pydocs"))
+    parser.add_argument("--pages", type=int, default=400)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--questions", type=int, default=4, help="questions per client, one after another")
+    parser.add_argument("--site", type=Path, default=PYDOCS)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 3 clients, nothing appended")
+    args = parser.parse_args()
+    if args.quick:
+        args.pages, args.clients, args.questions = 10, 3, 2
+    with served(args.site) as url:
+        base_settings = Settings(data_dir=args.data_dir, crawler=CrawlerSettings(allow_private=True))
+        with services(base_settings, "bench") as running:
+            asyncio.run(crawl_if_needed(running, url, args.pages))
+    rows = []
+    for cache in (False, True):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(args.data_dir, port, cache)
+        try:
+            wait_ready(base, proc)
+            if cache:
+                asyncio.run(clear_cache(args.data_dir))
+            token = (args.data_dir / "admin_token").read_text().strip()
+            started = time.perf_counter()
+            results = asyncio.run(load(base, token, args.clients, args.questions))
+            seconds = time.perf_counter() - started
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        ok = [r for r in results if r["ok"]]
+        firsts = [r["first"] for r in ok if r["first"] is not None]
+        dones = [r["done"] for r in ok]
+        hits = sum(r["cached"] for r in ok)
+        rows.append([f"cache {'on' if cache else 'off'}", f"{len(ok)}/{len(results)}",
+                     f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms", f"{pct(dones, 0.5):.0f} / "
+                     f"{pct(dones, 0.95):.0f} ms", f"{len(ok) / seconds:.1f}", f"{hits / max(len(ok), 1):.0%}"])
+    head = ["run", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits"]
+    table = markdown_table(head, rows)
+    print(table)
+    if not args.quick:
+        append("Chat under load", f"{args.clients} concurrent WebSocket clients x {args.questions} questions each, "
+               "extractive generator, `bitbd serve` on loopback, 2 cores shared by server and clients", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

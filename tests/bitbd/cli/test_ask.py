@@ -1,0 +1,53 @@
+"""`bitbd ask` and `bitbd search` against a real `bitbd serve` process, found through the data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bitbd.embedded.redis import free_port
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
+
+
+def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "returns.md").write_text("# Returns\n\nYou can return any item within 30 days of delivery for a full "
+                                     "refund. Refunds are paid within five working days.\n")
+    (docs / "shipping.md").write_text("# Shipping\n\nWe ship every order within two business days. Express "
+                                      "delivery arrives the next working day.\n")
+    daemon = Daemon(data, tmp_path).start()
+    try:
+        d = str(data)
+        assert bitbd("tenant", "create", "acme", "--data-dir", d, cwd=tmp_path).returncode == 0
+        ingested = bitbd("ingest", "--tenant", "acme", "--data-dir", d, str(docs), cwd=tmp_path, timeout=180)
+        assert ingested.returncode == 0, ingested.stderr
+
+        asked = bitbd("ask", "--tenant", "acme", "--data-dir", d, "How long do I have to return an item?",
+                      cwd=tmp_path)
+        assert asked.returncode == 0, asked.stderr
+        assert "within 30 days of delivery" in asked.stdout and "[1]" in asked.stdout
+        assert "[1] Returns — upload:returns.md" in asked.stdout, asked.stdout
+        conversation = asked.stderr.split("conversation ")[1].split(";")[0]
+        follow = bitbd("ask", "--tenant", "acme", "--data-dir", d, "--conversation", conversation,
+                       "And how fast is express delivery?", cwd=tmp_path)
+        assert follow.returncode == 0 and "next working day" in follow.stdout, follow.stdout + follow.stderr
+
+        found = bitbd("search", "--tenant", "acme", "--data-dir", d, "express delivery", "-k", "1", cwd=tmp_path)
+        assert found.returncode == 0, found.stderr
+        assert found.stdout.startswith("1. Shipping — upload:shipping.md") and "Express" in found.stdout
+
+        status, body = daemon.request("POST", "/v1/admin/tenants/acme/keys", {"kind": "secret"}, daemon.token())
+        assert status == 201, body
+        with_key = bitbd("search", "--key", body["key"], "--data-dir", d, "refund", "--json", cwd=tmp_path)
+        assert '"url": "upload:' in with_key.stdout, with_key.stdout + with_key.stderr
+
+        wrong = bitbd("ask", "--key", "sk_not_a_real_key", "--data-dir", d, "hello", cwd=tmp_path)
+        assert wrong.returncode == 1 and "unknown API key" in wrong.stderr
+        no_tenant = bitbd("ask", "--data-dir", d, "hello", cwd=tmp_path)
+        assert no_tenant.returncode == 2 and "--tenant" in no_tenant.stderr
+    finally:
+        daemon.stop()
+    nobody = bitbd("search", "--tenant", "acme", "--url", f"http://127.0.0.1:{free_port()}", "x",
+                   cwd=tmp_path, env=clean_env(BITBD_ADMIN_TOKEN="adm_x"))
+    assert nobody.returncode == 1 and "no bitbd server answers" in nobody.stderr

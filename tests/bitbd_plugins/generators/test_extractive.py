@@ -1,0 +1,71 @@
+"""The extractive generator: sentences of the passages that support the question, each cited."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from bitbd.errors import ConfigError
+from bitbd.interfaces import Hit, Passage
+from bitbd.settings import Settings
+from bitbd_plugins.generators.extractive import ExtractiveGenerator, split_sentences
+
+
+def passage(n: int, text: str) -> Passage:
+    return Passage(n, Hit(n, uuid.uuid4(), f"https://acme.example/{n}", f"Page {n}", "", text, 1.0 / n, 0.6))
+
+
+PASSAGES = [
+    passage(1, "# Returns\nYou can return any item within 30 days of delivery for a full refund. Our office has "
+               "plants. Refunds are paid to the original payment method within 5 days."),
+    passage(2, "# Shipping\nWe ship within 2 business days. Returns of damaged items are collected by courier at "
+               "no cost."),
+]
+
+
+async def answer(question: str, passages: list[Passage], **config: object) -> str:
+    generator = ExtractiveGenerator(dict(config), Settings())
+    return "".join([piece async for piece in generator.generate(question, passages)])
+
+
+async def test_answer_is_made_of_cited_supporting_sentences() -> None:
+    text = await answer("How many days do I have to return an item for a refund?", PASSAGES)
+    assert text.startswith("You can return any item within 30 days of delivery for a full refund. [1]")
+    assert "Our office has plants" not in text, "sentences that do not bear on the question are left out"
+    # Every sentence carries the marker of the passage it was taken from.
+    for sentence, n in re.findall(r"([^\]]+?)\s\[(\d)\]", text):
+        source = PASSAGES[int(n) - 1].hit.text
+        assert sentence.strip().lstrip() in source.replace("\n", " "), sentence
+
+
+async def test_sentences_follow_passage_order_and_respect_limits() -> None:
+    text = await answer("returns refund courier damaged", PASSAGES, max_sentences=2)
+    assert len(re.findall(r"\[\d\]", text)) == 2
+    assert text.index("[1]") < text.index("[2]")
+
+
+async def test_with_no_shared_word_the_best_passage_opening_is_used() -> None:
+    text = await answer("Can I send back something I bought?", PASSAGES)
+    assert text == "You can return any item within 30 days of delivery for a full refund. [1]"
+
+
+async def test_streams_in_pieces() -> None:
+    generator = ExtractiveGenerator({}, Settings())
+    pieces = [p async for p in generator.generate("refund days", PASSAGES)]
+    assert len(pieces) > 3
+
+
+def test_markdown_is_reduced_to_prose_sentences() -> None:
+    md = ("# Title\n\nUse the **install** command, see [the guide](https://x.example/g). It is quick.\n\n"
+          "```\npip install thing and more words here\n```\n- A list item that is long enough to count as a line\n"
+          "| a | table | row that should be skipped entirely |\nshort.")
+    # Headings, code, tables and fragments too short to stand alone ("It is quick.", "short.") are left out.
+    assert split_sentences(md) == ["Use the install command, see the guide.",
+                                   "A list item that is long enough to count as a line."]
+
+
+def test_bad_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"plugins.extractive.*max_sentences"):
+        ExtractiveGenerator({"max_sentences": 0}, Settings())
