@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -71,8 +70,5 @@ async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     answerer = Answerer.create(app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder,
                                deps.store)
     app[answerer_key] = answerer
-    # Load the query model now, in the background, so that the first visitor does not wait for it (~0.5 s).
-    warm = asyncio.create_task(answerer.warm_up())
     yield
-    warm.cancel()
     await answerer.close()

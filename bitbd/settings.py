@@ -110,7 +110,7 @@ class RetrievalSettings(_Section):
     """Chunks each retriever (vector, keyword) proposes before fusion and re-ranking."""
     ef_search: int = Field(100, ge=1, le=1000)
     """pgvector hnsw.ef_search: candidates the HNSW graph walk keeps; more is slower and more exact."""
-    rrf_k: int = Field(60, ge=1)
+    rrf_k: int = Field(20, ge=1)
     """Reciprocal rank fusion constant: a chunk at rank r scores weight / (rrf_k + r) in each list."""
     keyword_weight: float = Field(1.0, ge=0)
     """Weight of the keyword list in the fusion (the vector list weighs 1)."""
@@ -149,7 +149,7 @@ class ChatSettings(_Section):
 class CacheSettings(_Section):
     enabled: bool = True
     """Serve the cached answer of a near-identical earlier question (same tenant, unchanged documents)."""
-    threshold: float = Field(0.95, ge=0, le=1)
+    threshold: float = Field(0.92, ge=0, le=1)
     """Least cosine similarity between two questions for the earlier answer to be reused."""
     ttl_seconds: int = Field(86_400, ge=1)
     """How long a cached answer is served."""

@@ -52,7 +52,7 @@ async def measure(settings: Settings, quick: bool) -> list[list[str]]:
             lookups = []
             for (topic, question), vector in zip(stream, vectors, strict=True):
                 started = time.perf_counter()
-                hit = await cache.get(tenant, "ns", 1, vector)
+                hit = await cache.get(tenant, "ns", 1, vector, question)
                 lookups.append(time.perf_counter() - started)
                 if hit is None:
                     await cache.put(tenant, "ns", 1, vector, question, f"answer about topic {topic}", [])

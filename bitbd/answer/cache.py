@@ -11,6 +11,7 @@ one it has, so a lookup is one small Redis round trip plus a matrix product.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -19,11 +20,37 @@ from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
+import snowballstemmer
 
 from bitbd.interfaces import Vector
 from bitbd.settings import CacheSettings
 
 _MIRRORS = 512  # streams mirrored per process, least recently used dropped
+_CANDIDATES = 5  # cached questions above the threshold checked with same_question(), most similar first
+_WORD = re.compile(r"[a-z0-9]+")
+# Words that do not change what is asked. Direction and negation words ("up", "down", "not", "before") are kept:
+# "round a number down" and "round a number up" embed almost alike but need different answers.
+_FILLER = frozenset("""a an the i my me we our us you your he she they it its this that these those there do does
+did can could would should will shall may might must how what which who whom why when where is are was were be been
+being am to of for in on at by with and or as please tell explain show way ways some any way get""".split())
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+def same_question(a: str, b: str) -> bool:
+    """A guard on top of embedding similarity, which a bag-of-words-like model gets wrong in two ways: word order
+    ("a string to a date" / "a date to a string", cosine 0.99) and one swapped word ("down" / "up", 0.95)."""
+    words_a, words_b = _content_words(a), _content_words(b)
+    if words_a == words_b:
+        return True
+    if sorted(words_a) == sorted(words_b):
+        return False  # the same words in another order
+    only_a, only_b = set(words_a) - set(words_b), set(words_b) - set(words_a)
+    return not (len(only_a) == 1 and len(only_b) == 1)  # one word swapped for another
+
+
+def _content_words(text: str) -> list[str]:
+    words = [w for w in _WORD.findall(text.lower()) if w not in _FILLER]
+    return list(_STEMMER.stemWords(words))
 
 
 @dataclass
@@ -55,12 +82,13 @@ class SemanticCache:
     def key(self, tenant_id: uuid.UUID, namespace: str, version: int) -> str:
         return f"{self.prefix}:cache:{tenant_id}:{namespace}:{version}"
 
-    async def get(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector) -> Cached | None:
+    async def get(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector,
+                  question: str) -> Cached | None:
         if not self.settings.enabled:
             return None
         key = self.key(tenant_id, namespace, version)
         mirror = await self._sync(key)
-        found = self._best(mirror, vector)
+        found = self._best(mirror, vector, question)
         if found is None:
             self.misses += 1
         else:
@@ -106,13 +134,15 @@ class SemanticCache:
             mirror.matrix = np.vstack(mirror.vectors) if mirror.vectors else None
         return mirror
 
-    def _best(self, mirror: _Mirror, vector: Vector) -> Cached | None:
+    def _best(self, mirror: _Mirror, vector: Vector, question: str) -> Cached | None:
         if mirror.matrix is None:
             return None
         similarities = mirror.matrix @ np.asarray(vector, dtype=np.float32)
-        best = int(np.argmax(similarities))
-        similarity = float(similarities[best])
-        if similarity < self.settings.threshold:
-            return None
-        payload = mirror.payloads[best]
-        return Cached(payload["q"], payload["a"], payload["s"], similarity)
+        for index in np.argsort(-similarities)[:_CANDIDATES]:
+            similarity = float(similarities[index])
+            if similarity < self.settings.threshold:
+                return None
+            payload = mirror.payloads[int(index)]
+            if same_question(question, payload["q"]):
+                return Cached(payload["q"], payload["a"], payload["s"], similarity)
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -71,11 +71,14 @@ class Retriever:
         if vector is None:
             vector = await self.queries.embed(query)
         pool = max(cfg.candidates, k)
-        lists: list[tuple[float, list[Hit]]] = []
+        searches: list[tuple[float, Awaitable[list[Hit]]]] = []
         if mode in ("hybrid", "vector"):
-            lists.append((1.0, await self.store.search(tenant_id, vector, pool, cfg.ef_search)))
+            searches.append((1.0, self.store.search(tenant_id, vector, pool, cfg.ef_search)))
         if mode in ("hybrid", "keyword"):
-            lists.append((cfg.keyword_weight, await self.store.keyword_search(tenant_id, query, vector, pool)))
+            searches.append((cfg.keyword_weight, self.store.keyword_search(tenant_id, query, vector, pool)))
+        # Both at once, on two connections: hybrid costs the slower of the two, not their sum.
+        results = await asyncio.gather(*(search for _, search in searches))
+        lists = [(weight, hits) for (weight, _), hits in zip(searches, results, strict=True)]
         hits = lists[0][1] if len(lists) == 1 else fuse(lists, cfg.rrf_k)
         if self.reranker is not None and hits:
             hits = await self.reranker.rerank(query, hits)

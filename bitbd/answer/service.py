@@ -10,13 +10,13 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from bitbd import tenancy
+from bitbd import __version__, tenancy
 from bitbd.answer import conversations
 from bitbd.answer.cache import SemanticCache
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
@@ -55,6 +55,7 @@ class Answerer:
     fallback: AnswerGenerator
     cache: SemanticCache
     namespace: str  # cache entries are only shared by identical answering set-ups
+    _warming: asyncio.Task[None] | None = None
 
     @classmethod
     def create(cls, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, plugins: Plugins,
@@ -78,19 +79,27 @@ class Answerer:
             reranker = rerankers[rr](settings.plugins.plugin_table(rr))
         retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
         table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
-        fingerprint = json.dumps([settings.retrieval.model_dump(), settings.answer.model_dump(), table,
+        fingerprint = json.dumps([__version__, settings.retrieval.model_dump(), settings.answer.model_dump(), table,
                                   embedder.model_name], sort_keys=True, default=str)
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
         return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace)
 
-    async def warm_up(self) -> None:
+    def warm_up(self) -> None:
+        """Load the query model in the background, once: called when a chat connection opens, so the visitor's
+        first question (typed seconds later) does not wait ~0.5 s for it, while an idle server stays small."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm())
+
+    async def _warm(self) -> None:
         try:
             await self.retriever.queries.embed("warm up")
         except Exception as e:  # the first question will say what is wrong
             log.warning("embedding model failed to load", extra={"error": f"{type(e).__name__}: {e}"})
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         await self.retriever.queries.close()
         await self.generator.close()
         if self.fallback is not self.generator:
@@ -162,7 +171,11 @@ class Answerer:
             vector, version = await asyncio.gather(
                 self.retriever.queries.embed(query),
                 self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id))
-            cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector)
+            # A follow-up means what its conversation makes it mean ("what does it not cover?"): only opening
+            # questions are answered from, and stored in, the cache.
+            opening = not history
+            cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) \
+                if opening else None
             retrieved = time.monotonic()
             cacheable = False
             if cached is not None:
@@ -185,8 +198,8 @@ class Answerer:
                                        "generate": round((generated - retrieved) * 1000),
                                        "total": round((time.monotonic() - started) * 1000)}})
             answered = True
-            if cacheable:
-                await self.cache.put(caller.tenant_id, self.namespace, version, vector, question, answer, sources)
+            if cacheable and opening:
+                await self.cache.put(caller.tenant_id, self.namespace, version, vector, query, answer, sources)
         finally:
             if not answered and caller.key is not None:
                 await asyncio.shield(tenancy.refund(self.pool, caller.key))
@@ -199,7 +212,7 @@ class Answerer:
             answer = self.settings.answer.dont_know
             await send({"type": "delta", "id": ask_id, "text": answer})
             return answer, [], True
-        passages = [Passage(n, hit) for n, hit in enumerate(hits, start=1)]
+        passages = by_page(hits)
         pieces: list[str] = []
 
         async def emit(stream: AsyncIterator[str]) -> None:
@@ -217,6 +230,15 @@ class Answerer:
             fell_back = True
         answer = "".join(pieces).strip() or self.settings.answer.dont_know
         return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
+
+
+def by_page(hits: Sequence[Hit]) -> list[Passage]:
+    """One numbered passage per page, in the order of its best chunk: a page cited twice is one source."""
+    pages: dict[str, list[Hit]] = {}
+    for hit in hits:
+        pages.setdefault(hit.url, []).append(hit)
+    return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)))
+            for n, group in enumerate(pages.values(), start=1)]
 
 
 def retrieval_query(question: str, history: Sequence[Turn], turns: int) -> str:

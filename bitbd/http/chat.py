@@ -188,5 +188,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await ws.send_json(error_event(None, e.code, e.message))
         await ws.close(code=close_code(e), message=e.code.encode())
         return ws
+    request.config_dict[answerer_key].warm_up()
     await ChatSession(request, ws, caller).run()
     return ws

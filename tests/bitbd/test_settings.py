@@ -136,3 +136,18 @@ def test_repo_bitbd_toml_documents_every_key_with_its_default(tmp_path: Path,
         assert name in node, f"bitbd.toml does not document {key}"
         index = next(i for i, line in enumerate(lines) if line.startswith(f"{name} ="))
         assert lines[index - 1].startswith("#"), f"{key} in bitbd.toml needs a comment line above it"
+
+
+def test_repo_bitbd_toml_documents_the_builtin_plugin_tables_at_their_defaults() -> None:
+    from bitbd_plugins.embedders.fastembed import FastembedConfig
+    from bitbd_plugins.generators.extractive import ExtractiveConfig
+    from bitbd_plugins.generators.openai import OpenAIConfig
+
+    data = tomllib.loads((repo_root() / "bitbd.toml").read_text())
+    for name, model in (("fastembed", FastembedConfig), ("extractive", ExtractiveConfig), ("openai", OpenAIConfig)):
+        table = data["plugins"][name]
+        assert set(table) == set(model.model_fields), f"[plugins.{name}] must list every key"
+        defaults = {k: (v.get_secret_value() if isinstance(v, SecretStr) else v)
+                    for k, v in model().model_dump().items()}
+        assert model.model_validate(table).model_dump() == model().model_dump(), name
+        assert table == defaults, f"[plugins.{name}] must hold the defaults"

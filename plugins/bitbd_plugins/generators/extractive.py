@@ -27,6 +27,7 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.'-][A-Za-z0-9_]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9`])")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_ENDED = re.compile(r"[.!?][\"')\]]*$")
 _MIN_CHARS, _MAX_CHARS = 25, 500
 
 
@@ -70,7 +71,7 @@ class ExtractiveGenerator(AnswerGenerator):
             yield f" [{sentence.n}]"
 
     def choose(self, question: str, passages: Sequence[Passage]) -> list[_Sentence]:
-        """The best-supported sentences, in the order of their passages."""
+        """The best-supported sentences: the best first, then the others in the order of their passages."""
         sentences = [s for rank, p in enumerate(passages) for s in self._sentences(p, rank)]
         if not sentences:
             return []
@@ -101,7 +102,8 @@ class ExtractiveGenerator(AnswerGenerator):
             picked.append(s)
             length += len(s.text)
             per_passage[s.n] = per_passage.get(s.n, 0) + 1
-        return sorted(picked, key=lambda s: (s.rank, s.position))
+        # The best sentence leads; the others follow in the order of their passages, as the documents tell it.
+        return picked[:1] + sorted(picked[1:], key=lambda s: (s.rank, s.position))
 
     def _terms(self, text: str) -> frozenset[str]:
         words = [w.lower() for w in _WORD.findall(text)]
@@ -115,23 +117,52 @@ class ExtractiveGenerator(AnswerGenerator):
 
 
 def split_sentences(markdown: str) -> list[str]:
-    """Prose sentences of a chunk: headings, code blocks, tables and fragments left out, Markdown marks removed."""
-    sentences = []
+    """Prose sentences of a chunk: wrapped lines joined into paragraphs; headings, code blocks, tables and fragments
+    left out; Markdown marks removed; each sentence once."""
+    sentences: list[str] = []
+    for paragraph in _paragraphs(markdown):
+        text = _EMPHASIS.sub("", _LINK.sub(r"\1", paragraph))
+        for sentence in _SENTENCE_END.split(text):
+            sentence = sentence.strip()
+            ended = _ENDED.search(sentence) is not None
+            # An unterminated line can stand alone (a list item), unless it leads into what follows ("so that:").
+            last = sentence.rstrip(":;,").rsplit(" ", 1)[-1].lower()
+            dangling = sentence.endswith((":", ",", ";")) or last in _STOP
+            if _MIN_CHARS <= len(sentence) <= _MAX_CHARS and " " in sentence and (
+                    ended or (len(sentence) >= 40 and not dangling)):
+                sentence = sentence if ended else sentence + "."
+                if sentence not in sentences:
+                    sentences.append(sentence)
+    return sentences
+
+
+def _paragraphs(markdown: str) -> list[str]:
+    """Runs of prose lines; a blank line, heading, list item, table row or code block ends one."""
+    paragraphs: list[str] = []
+    current: list[str] = []
     in_code = False
+
+    def flush() -> None:
+        if current:
+            paragraphs.append(" ".join(current))
+            current.clear()
+
     for raw in markdown.splitlines():
         line = raw.strip()
         if line.startswith("```"):
+            flush()
             in_code = not in_code
             continue
         if in_code or not line or line.startswith(("#", "|", ">>>", "$ ")) or raw.startswith("    "):
+            flush()
             continue
-        line = _EMPHASIS.sub("", _LINK.sub(r"\1", re.sub(r"^([-*+]|\d+[.)])\s+", "", line)))
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            ended = sentence[-1:] in ".!?)\"'"
-            if _MIN_CHARS <= len(sentence) <= _MAX_CHARS and " " in sentence and (ended or len(sentence) >= 40):
-                sentences.append(sentence if ended else sentence.rstrip(":;,") + ".")
-    return sentences
+        item = re.match(r"^([-*+]|\d+[.)])\s+", line)
+        if item:
+            flush()
+            line = line[item.end():]
+        current.append(line)
+    flush()
+    return paragraphs
 
 
 @hookimpl

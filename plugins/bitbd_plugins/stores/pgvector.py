@@ -28,13 +28,15 @@ SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embed
 FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
 ORDER BY c.embedding <=> $2 LIMIT $3"""
-# Any of the question's words (stemmed, stop words dropped), ranked by how often and how densely they occur:
+# Any of the question's words (stemmed, stop words dropped; dots, underscores and slashes split identifiers as in
+# the indexed text, migration 0007), ranked by how often they occur (no length normalisation: measured better):
 # websearch_to_tsquery ANDs the words, which a natural-language question rarely matches in full, so its ANDs
 # become ORs ("quoted phrases" stay phrases).
 _KEYWORD = """
-WITH q AS (SELECT replace(websearch_to_tsquery('english', $2)::text, ' & ', ' | ')::tsquery AS query)
+WITH q AS (SELECT replace(websearch_to_tsquery('english', regexp_replace($2, '[._/]+', ' ', 'g'))::text,
+                          ' & ', ' | ')::tsquery AS query)
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $3) AS similarity,
-       ts_rank(c.tsv, q.query, 1) AS score
+       ts_rank(c.tsv, q.query) AS score
 FROM q, chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.tsv @@ q.query
 ORDER BY score DESC, c.id LIMIT $4"""

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bitbd import tenancy
-from bitbd.answer.cache import SemanticCache
+from bitbd.answer.cache import SemanticCache, same_question
 from bitbd.interfaces import Vector
 from bitbd.settings import CacheSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
@@ -36,16 +36,16 @@ async def test_a_paraphrase_hits_and_another_question_misses(redis: aioredis.Red
     tenant = uuid.uuid4()
     asked = "How do I return an item?"
     await cache.put(tenant, "ns", 1, await vec(embedder, asked), asked, "Within 30 days [1].", SOURCES)
-    hit = await cache.get(tenant, "ns", 1, await vec(embedder, "how do I return an item"))
+    hit = await cache.get(tenant, "ns", 1, await vec(embedder, "how do I return an item"), "how do I return an item")
     assert hit is not None and hit.answer == "Within 30 days [1]." and hit.sources == SOURCES
     assert hit.question == asked and hit.similarity > 0.9
-    assert await cache.get(tenant, "ns", 1, await vec(embedder, "How do I contact support?")) is None
+    assert await cache.get(tenant, "ns", 1, await vec(embedder, "How do I contact support?"), "contact") is None
     assert (cache.hits, cache.misses) == (1, 1)
     # Same question, but another tenant, another corpus version or another answering set-up: never shared.
     same = await vec(embedder, asked)
-    assert await cache.get(uuid.uuid4(), "ns", 1, same) is None
-    assert await cache.get(tenant, "ns", 2, same) is None
-    assert await cache.get(tenant, "other", 1, same) is None
+    assert await cache.get(uuid.uuid4(), "ns", 1, same, asked) is None
+    assert await cache.get(tenant, "ns", 2, same, asked) is None
+    assert await cache.get(tenant, "other", 1, same, asked) is None
 
 
 async def test_entries_are_shared_across_processes_and_bounded(redis: aioredis.Redis,
@@ -54,15 +54,30 @@ async def test_entries_are_shared_across_processes_and_bounded(redis: aioredis.R
     writer, reader = SemanticCache(redis, settings, "t"), SemanticCache(redis, settings, "t")
     tenant = uuid.uuid4()
     questions = ["What is the refund policy?", "When do you ship?", "Where is your office?", "Do you sell gifts?"]
-    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0])) is None  # mirror starts empty
+    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0]), questions[0]) is None  # empty
     for q in questions:
         await writer.put(tenant, "ns", 1, await vec(embedder, q), q, f"answer to {q}", [])
     assert await redis.xlen(writer.key(tenant, "ns", 1)) == 3, "max_entries bounds the stream"
     # The reader (another process) picks up entries written after it first looked.
-    found = await reader.get(tenant, "ns", 1, await vec(embedder, questions[3]))
+    found = await reader.get(tenant, "ns", 1, await vec(embedder, questions[3]), questions[3])
     assert found is not None and found.answer == f"answer to {questions[3]}"
-    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0])) is None, "the oldest went first"
+    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0]), questions[0]) is None, \
+        "the oldest went first"
     assert 0 < await redis.ttl(writer.key(tenant, "ns", 1)) <= settings.ttl_seconds
+
+
+async def test_look_alike_questions_are_not_served_each_others_answers(redis: aioredis.Redis,
+                                                                      embedder: FastEmbedder) -> None:
+    cache = SemanticCache(redis, CacheSettings(threshold=0.9), "t")
+    tenant = uuid.uuid4()
+    for asked, other in [("How do I convert a string to a date?", "How do I convert a date to a string?"),
+                         ("How do I round a number down?", "How do I round a number up?")]:
+        await cache.put(tenant, "ns", 1, await vec(embedder, asked), asked, f"answer to {asked}", [])
+        v = await vec(embedder, other)
+        assert float(v @ await vec(embedder, asked)) > 0.95, "the model alone cannot tell them apart"
+        assert await cache.get(tenant, "ns", 1, v, other) is None
+    assert same_question("How do I convert a string to a date?", "how can I convert strings to a date")
+    assert not same_question("How do I encode a URL?", "How do I decode a URL?")
 
 
 async def test_expired_entries_are_not_served(redis: aioredis.Redis, embedder: FastEmbedder) -> None:
@@ -70,9 +85,9 @@ async def test_expired_entries_are_not_served(redis: aioredis.Redis, embedder: F
     tenant = uuid.uuid4()
     v = await vec(embedder, "When do you ship?")
     await cache.put(tenant, "ns", 1, v, "When do you ship?", "In two days.", [])
-    assert await cache.get(tenant, "ns", 1, v) is not None
+    assert await cache.get(tenant, "ns", 1, v, "When do you ship?") is not None
     await asyncio.sleep(1.2)
-    assert await cache.get(tenant, "ns", 1, v) is None
+    assert await cache.get(tenant, "ns", 1, v, "When do you ship?") is None
 
 
 async def test_disabled_cache_stores_nothing(redis: aioredis.Redis) -> None:

@@ -86,6 +86,7 @@ async def test_follow_ups_continue_the_conversation(client: Client, acme: Indexe
         text, sources, second = await ask(ws, "What does it not cover?", "c2", conversation)
     assert second["conversation_id"] == conversation
     assert sources[0]["url"] == "https://acme.example/warranty" and "misuse" in text
+    assert second["cached"] is False, "a follow-up is never answered from the cache: its meaning is its context"
     count = await pool.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", conversation)
     assert count == 4
 
@@ -165,6 +166,15 @@ async def test_malformed_messages_get_specific_errors_and_the_connection_stays(c
         assert await receive(ws) == {"type": "pong", "id": "p"}
         text, _, _ = await ask(ws, "When do you ship?")  # still open, still answering
         assert "ship" in text
+
+
+async def test_answers_never_use_another_tenants_documents(client: Client, acme: Indexed, globex: Indexed) -> None:
+    async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
+        for i, question in enumerate(["When does the Globex quantum toaster launch and at what price?",
+                                      "confidential launch plan March 3 499 dollars"]):
+            text, sources, _ = await ask(ws, question, f"c{i}")
+            assert "Globex" not in text and "499" not in text, text
+            assert all(s["url"].startswith("https://acme.example/") for s in sources)
 
 
 async def test_another_tenants_conversation_cannot_be_continued(client: Client, acme: Indexed,
