@@ -31,15 +31,18 @@ ORDER BY c.embedding <=> $2 LIMIT $3"""
 # Any of the question's words (stemmed, stop words dropped; dots, underscores and slashes split identifiers as in
 # the indexed text, migration 0007), ranked by how often they occur (no length normalisation: measured better):
 # websearch_to_tsquery ANDs the words, which a natural-language question rarely matches in full, so its ANDs
-# become ORs ("quoted phrases" stay phrases).
+# become ORs ("quoted phrases" stay phrases). The best ids first, then their rows: a common word matches thousands
+# of chunks, and joining documents and computing similarity for only the top k was 25% faster.
 _KEYWORD = """
 WITH q AS (SELECT replace(websearch_to_tsquery('english', regexp_replace($2, '[._/]+', ' ', 'g'))::text,
-                          ' & ', ' | ')::tsquery AS query)
+                          ' & ', ' | ')::tsquery AS query),
+top AS (SELECT c.id, ts_rank(c.tsv, q.query) AS score FROM q, chunks c
+        WHERE c.tenant_id = $1 AND c.tsv @@ q.query ORDER BY score DESC, c.id LIMIT $4)
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $3) AS similarity,
-       ts_rank(c.tsv, q.query) AS score
-FROM q, chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
-WHERE c.tenant_id = $1 AND c.tsv @@ q.query
-ORDER BY score DESC, c.id LIMIT $4"""
+       top.score
+FROM top JOIN chunks c ON c.id = top.id AND c.tenant_id = $1
+JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
+ORDER BY top.score DESC, c.id"""
 
 
 class PgVectorStore(VectorStore):
