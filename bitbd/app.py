@@ -11,10 +11,12 @@ from aiohttp import web
 from bitbd.answer.service import Answerer
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.errors import ConfigError
+from bitbd.events import EventHub
+from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
 from bitbd.jobs.worker import running_broker
-from bitbd.keys import answerer_key, broker_key, plugins_key, pool_key, redis_key, settings_key
+from bitbd.keys import answerer_key, broker_key, hub_key, plugins_key, pool_key, redis_key, settings_key
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 
@@ -27,7 +29,8 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
         raise ConfigError("no admin token: set admin_token (BITBD_ADMIN_TOKEN), or start with `bitbd serve`")
     if settings.embedded_postgres or settings.embedded_redis:
         raise ConfigError("create_app() needs a database DSN and a Redis URL; `bitbd serve` starts embedded ones")
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes)
+    app = web.Application(middlewares=[metrics_middleware, error_middleware],
+                          client_max_size=settings.server.max_body_bytes)
     app[settings_key] = settings
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
@@ -70,5 +73,7 @@ async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     answerer = Answerer.create(app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder,
                                deps.store)
     app[answerer_key] = answerer
+    app[hub_key] = EventHub(app[settings_key], app[pool_key], app[redis_key], app[broker_key])
     yield
+    await app[hub_key].close()
     await answerer.close()

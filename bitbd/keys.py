@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bitbd.answer.service import Answerer
+from bitbd.events import EventHub
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -17,3 +18,4 @@ pool_key = web.AppKey("pool", asyncpg.Pool)
 redis_key = web.AppKey("redis", aioredis.Redis)
 broker_key = web.AppKey("broker", PriorityStreamBroker)
 answerer_key = web.AppKey("answerer", Answerer)
+hub_key = web.AppKey("events", EventHub)

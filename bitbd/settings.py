@@ -157,6 +157,15 @@ class CacheSettings(_Section):
     """Cached answers kept per tenant (the oldest go first)."""
 
 
+class MetricsSettings(_Section):
+    token: SecretStr = SecretStr("")
+    """Bearer token GET /metrics requires; empty: /metrics is open (bind to loopback, or set one)."""
+    worker_port: int = Field(9741, ge=0, le=65535)
+    """Port on which each `bitbd worker` serves its own /metrics (0: none)."""
+    worker_host: str = "127.0.0.1"
+    """Address a worker's /metrics listens on."""
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
@@ -207,6 +216,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     chat: ChatSettings = ChatSettings()
     cache: CacheSettings = CacheSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     plugins: PluginSettings = PluginSettings()
 

@@ -36,7 +36,7 @@ class Tenant:
     id: uuid.UUID
     name: str
     created_at: datetime
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": str(self.id), "name": self.name, "created_at": self.created_at.isoformat(), **self.stats}
@@ -153,8 +153,10 @@ async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
 
 async def list_tenants(pool: asyncpg.Pool) -> list[Tenant]:
     rows = await pool.fetch(q.LIST_TENANTS)
-    return [Tenant(r["id"], r["name"], r["created_at"],
-                   {"active_keys": r["active_keys"], "documents": r["documents"]}) for r in rows]
+    return [Tenant(r["id"], r["name"], r["created_at"], {
+        "active_keys": r["active_keys"], "documents": r["documents"], "chunks": r["chunks"],
+        "questions": r["questions"], "last_crawl": r["last_crawl"].isoformat() if r["last_crawl"] else None,
+    }) for r in rows]
 
 
 async def get_tenant(pool: asyncpg.Pool, ref: str) -> Tenant:

@@ -24,7 +24,7 @@ from bitbd_plugins.sources import upload as upload_source
 from bitbd_plugins.sources import web as web_source
 from bitbd_plugins.stores import pgvector
 
-pytest_plugins = ["tests.corpus"]  # the indexed corpus fixtures: embedder, acme, globex
+pytest_plugins = ["tests.corpus", "tests.ingesting"]  # fixtures: an indexed corpus; a site and an ingesting app
 ADMIN_TOKEN = "adm_test_token_for_the_suite"
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 

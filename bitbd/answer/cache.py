@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import snowballstemmer
 
 from bitbd.interfaces import Vector
+from bitbd.metrics import METRICS
 from bitbd.settings import CacheSettings
 
 _MIRRORS = 512  # streams mirrored per process, least recently used dropped
@@ -93,6 +94,7 @@ class SemanticCache:
             self.misses += 1
         else:
             self.hits += 1
+        METRICS.cache_requests.inc({"result": "miss" if found is None else "hit"})
         return found
 
     async def put(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector, question: str,

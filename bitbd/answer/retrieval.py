@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from bitbd.interfaces import Embedder, Hit, Reranker, Vector, VectorStore
+from bitbd.metrics import METRICS
 from bitbd.settings import RetrievalSettings
 
 Mode = Literal["hybrid", "vector", "keyword"]
@@ -39,7 +40,8 @@ class QueryEmbedder:
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:
-                vectors = await self.embedder.embed_queries([text for text, _ in batch])
+                with METRICS.embedding("query"):
+                    vectors = await self.embedder.embed_queries([text for text, _ in batch])
             except Exception as e:
                 for _, future in batch:
                     if not future.done():

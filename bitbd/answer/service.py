@@ -22,6 +22,7 @@ from bitbd.answer.cache import SemanticCache
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
 from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, VectorStore
+from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 from bitbd.tenancy import ApiKey
@@ -148,12 +149,16 @@ class Answerer:
     async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
                   send: Send) -> None:
         """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`."""
+        success = "false"
         try:
             async with asyncio.timeout(self.settings.chat.answer_timeout):
                 await self._ask(caller, ask_id, question, conversation_id, send)
+            success = "true"
         except TimeoutError:
             raise AnswerTimeout(f"the answer took longer than {self.settings.chat.answer_timeout:g} s "
                                 "(chat.answer_timeout); try again, or ask something narrower") from None
+        finally:
+            METRICS.rag_queries.inc({"success": success})
 
     async def _ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
                    send: Send) -> None:
@@ -183,6 +188,7 @@ class Answerer:
                 await send({"type": "delta", "id": ask_id, "text": answer})
             else:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
+                METRICS.rag_chunks.observe({}, len(hits))
                 if not hits:
                     await self.refuse_if_empty(caller.tenant_id)
                 retrieved = time.monotonic()
@@ -198,6 +204,9 @@ class Answerer:
                                        "generate": round((generated - retrieved) * 1000),
                                        "total": round((time.monotonic() - started) * 1000)}})
             answered = True
+            for phase, seconds in (("retrieve", retrieved - started), ("generate", generated - retrieved),
+                                   ("total", time.monotonic() - started)):
+                METRICS.rag_latency.observe({"phase": phase}, seconds)
             if cacheable and opening:
                 await self.cache.put(caller.tenant_id, self.namespace, version, vector, query, answer, sources)
         finally:

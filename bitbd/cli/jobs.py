@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,11 +26,13 @@ from bitbd.db.pool import migrated_pool, open_pool
 from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError, InvalidRequest
+from bitbd.http.metrics import metrics
 from bitbd.jobs import records
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
 from bitbd.jobs.worker import running_broker
+from bitbd.keys import settings_key
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
@@ -63,6 +67,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("worker", parents=[common], help="run ingestion tasks (scale out with more of these)")
     p.add_argument("--concurrency", type=int, metavar="N", help="tasks at once (default: jobs.workers, else 2)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve this worker's /metrics on PORT (default metrics.worker_port, 9741; 0: none)")
     p.set_defaults(handler=cmd_worker)
 
 
@@ -122,7 +128,7 @@ def _with_queue(args: argparse.Namespace, role: str, fn: Callable[[Queue], Await
             async with migrated_pool(running.database, max(4, workers + 2)) as pool:
                 tenant = await tenancy.get_tenant(pool, args.tenant)
                 plugins = load_plugins(running.plugins.disabled)
-                async with running_broker(running, pool, plugins, workers) as broker:
+                async with running_broker(running, pool, plugins, workers, f"bitbd {role}") as broker:
                     return await fn(Queue(running, pool, plugins, broker, tenant, workers))
 
         return asyncio.run(go())
@@ -195,6 +201,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from bitbd.cli import settings_from
 
     settings = settings_from(args)
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"metrics": settings.metrics.model_copy(
+            update={"worker_port": args.metrics_port})})
     with services(settings, "worker") as running:
         return asyncio.run(_work(running, args.concurrency or settings.jobs.workers or 2))
 
@@ -216,9 +225,34 @@ async def _work(settings: Settings, concurrency: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), concurrency):
-            print(f"bitbd worker: {concurrency} task(s) at once; Ctrl-C to stop", file=sys.stderr)
+        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), concurrency, "worker"), \
+                metrics_server(settings) as where:
+            print(f"bitbd worker: {concurrency} task(s) at once{where}; Ctrl-C to stop", file=sys.stderr)
             await stop.wait()
     finally:
         await pool.close()
     return 0
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(settings: Settings) -> AsyncIterator[str]:
+    """This worker's own /metrics (the tasks it ran), for Prometheus to scrape next to the server's."""
+    cfg = settings.metrics
+    if not cfg.worker_port:
+        yield ""
+        return
+    app = web.Application()
+    app[settings_key] = settings
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, cfg.worker_host, cfg.worker_port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError(f"cannot serve worker metrics on {cfg.worker_host}:{cfg.worker_port}: {e.strerror}; "
+                          "give each worker on a machine its own --metrics-port (or 0 for none)") from None
+    try:
+        yield f", metrics on http://{cfg.worker_host}:{cfg.worker_port}/metrics"
+    finally:
+        await runner.cleanup()

@@ -10,7 +10,10 @@ INSERT_TENANT = f"INSERT INTO tenants (name) VALUES ($1) RETURNING {TENANT_COLUM
 LIST_TENANTS = f"""
 SELECT {TENANT_COLUMNS},
        (SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id AND k.revoked_at IS NULL) AS active_keys,
-       (SELECT count(*) FROM documents d WHERE d.tenant_id = t.id) AS documents
+       (SELECT count(*) FROM documents d WHERE d.tenant_id = t.id) AS documents,
+       (SELECT count(*) FROM chunks c WHERE c.tenant_id = t.id) AS chunks,
+       (SELECT max(j.finished_at) FROM jobs j WHERE j.tenant_id = t.id) AS last_crawl,
+       (SELECT coalesce(sum(k.used), 0) FROM api_keys k WHERE k.tenant_id = t.id) AS questions
 FROM tenants t ORDER BY created_at, name"""
 TENANT_BY_ID = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
 TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"

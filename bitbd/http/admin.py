@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from bitbd import tenancy
 from bitbd.http.auth import admin_middleware
 from bitbd.http.body import read_json
+from bitbd.http.console import routes as console_routes
 from bitbd.keys import plugins_key, pool_key
 
 routes = web.RouteTableDef()
@@ -92,4 +93,5 @@ async def list_plugins(request: web.Request) -> web.Response:
 def admin_app() -> web.Application:
     app = web.Application(middlewares=[admin_middleware])
     app.add_routes(routes)
+    app.add_routes(console_routes)
     return app

@@ -19,6 +19,7 @@ from bitbd.answer.service import Caller, Event
 from bitbd.errors import BitbdError, Forbidden, InternalError, Unauthorized, Unavailable
 from bitbd.http.auth import caller_of
 from bitbd.keys import answerer_key, settings_key
+from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
 _MAX_ID = 64
@@ -189,5 +190,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await ws.close(code=close_code(e), message=e.code.encode())
         return ws
     request.config_dict[answerer_key].warm_up()
-    await ChatSession(request, ws, caller).run()
+    METRICS.ws_connections.inc({})
+    try:
+        await ChatSession(request, ws, caller).run()
+    finally:
+        METRICS.ws_connections.dec({})
     return ws

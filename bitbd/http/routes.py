@@ -9,6 +9,7 @@ from bitbd.http.admin import admin_app
 from bitbd.http.auth import require_key
 from bitbd.http.chat import chat
 from bitbd.http.ingest import routes as ingest_routes
+from bitbd.http.metrics import metrics
 from bitbd.http.search import routes as search_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
@@ -24,6 +25,7 @@ async def whoami(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/tenant", whoami)
     app.router.add_routes(ingest_routes)
     app.router.add_routes(search_routes)

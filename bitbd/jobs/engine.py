@@ -13,6 +13,7 @@ import asyncpg
 from bitbd.ingest.chunking import embedding_text, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
 from bitbd.jobs.runtime import WorkerDeps
+from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
 START_TASK = "bitbd.start_job"
@@ -44,6 +45,10 @@ RETURNING id"""
 # Written only after the chunks are in: a crash in between leaves a stale hash, so the next crawl redoes it.
 _DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, embedding_model = $7,
 updated_at = now() WHERE tenant_id = $1 AND id = $2"""
+_JOB_STATS = """SELECT count(*) FILTER (WHERE i.status IN ('done', 'unchanged')) AS pages,
+coalesce(sum(i.chunks), 0) AS chunks,
+extract(epoch FROM max(j.finished_at) - max(coalesce(j.started_at, j.created_at))) AS seconds
+FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id WHERE j.id = $1 GROUP BY j.id"""
 _TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
 _EXISTING = """SELECT c.content_hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.embedding_model = $3"""
@@ -172,8 +177,9 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     vectors: dict[str, Any] = dict(known)
     for start in range(0, len(todo), _EMBED_BATCH):
         batch = todo[start: start + _EMBED_BATCH]
-        for chunk, vector in zip(batch, await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch]),
-                                 strict=True):
+        with METRICS.embedding("document"):
+            embedded = await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch])
+        for chunk, vector in zip(batch, embedded, strict=True):
             vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
     await deps.store.replace_chunks(tenant, doc_id, ready)
@@ -202,14 +208,25 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
     truncated = bool(job and json.loads(job["progress"]).get("truncated"))
     async with deps.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_FINISH, job_id, status, error)
-        if row is None or status != "succeeded" or truncated or job is None or job["type"] != "web":
-            return
-        # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
-        gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
-        if gone:
-            await conn.execute("UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1", job_id,
-                               json.dumps({"removed": len(gone)}))
+        if row is not None and status == "succeeded" and not truncated and job is not None and job["type"] == "web":
+            # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
+            gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
+            if gone:
+                await conn.execute("UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1", job_id,
+                                   json.dumps({"removed": len(gone)}))
+    if row is not None:  # this call ended the job (a redelivered task finds it ended already)
+        await count_finished(deps.pool, job_id, status)
     log.debug("job finished", extra={"job": str(job_id), "status": status})
+
+
+async def count_finished(pool: asyncpg.Pool, job_id: uuid.UUID, status: str) -> None:
+    """Metrics of a job that just ended: its status, pages, chunks and wall time."""
+    stats = await pool.fetchrow(_JOB_STATS, job_id)
+    METRICS.ingestion_jobs.inc({"status": status})
+    if stats is not None:
+        METRICS.ingestion_pages.observe({}, stats["pages"])
+        METRICS.ingestion_chunks.observe({}, stats["chunks"])
+        METRICS.ingestion_job_duration.observe({}, float(stats["seconds"] or 0))
 
 
 async def fail_job(deps: WorkerDeps, job_id: uuid.UUID, error: str) -> None:

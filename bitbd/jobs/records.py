@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from bitbd.errors import Conflict, NotFound
+from bitbd.metrics import METRICS
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 _JOB_COLUMNS = ("j.id, j.tenant_id, j.source_id, j.kind, j.status, j.priority, j.params, j.progress, j.error, "
@@ -126,4 +127,46 @@ async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID
             raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be "
                            "cancelled")
         await conn.execute(CANCEL_ITEMS, tenant_id, job_id)
+    METRICS.ingestion_jobs.inc({"status": "cancelled"})
     return await get_job(pool, tenant_id, job_id)
+
+
+# Across tenants: the operator's console (admin API) only.
+ALL_JOBS = f"""SELECT {_JOB_COLUMNS}, t.name AS tenant FROM jobs j JOIN tenants t ON t.id = j.tenant_id
+LEFT JOIN sources s ON s.id = j.source_id
+WHERE ($1::text IS NULL OR j.status = $1) AND ($2::uuid[] IS NULL OR j.id = ANY($2::uuid[]))
+ORDER BY j.created_at DESC LIMIT $3"""
+ALL_COUNTS = """SELECT job_id, status, count(*) AS n, coalesce(sum(chunks), 0) AS chunks FROM job_items
+WHERE job_id = ANY($1::uuid[]) GROUP BY job_id, status"""
+
+
+async def list_all_jobs(pool: asyncpg.Pool, status: str | None, limit: int,
+                        ids: list[uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Jobs of every tenant, newest first, each with its tenant's name (admin only)."""
+    rows = await pool.fetch(ALL_JOBS, status, ids, limit)
+    counts: dict[uuid.UUID, dict[str, tuple[int, int]]] = {r["id"]: {} for r in rows}
+    for c in await pool.fetch(ALL_COUNTS, list(counts)):
+        counts[c["job_id"]][c["status"]] = (c["n"], c["chunks"])
+    return [{**JobView(r, counts[r["id"]], []).to_json(), "tenant": r["tenant"]} for r in rows]
+
+
+async def tenant_of_job(pool: asyncpg.Pool, job_id: uuid.UUID) -> uuid.UUID:
+    tenant_id: uuid.UUID | None = await pool.fetchval("SELECT tenant_id FROM jobs WHERE id = $1", job_id)
+    if tenant_id is None:
+        raise NotFound(f"job {job_id} not found; list jobs with GET /v1/admin/jobs")
+    return tenant_id
+
+
+async def retry_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> uuid.UUID:
+    """A new job over the same source, with the same priority and parameters; the old one stays as it was."""
+    old = await pool.fetchrow("SELECT status, source_id, kind, priority, params FROM jobs "
+                              "WHERE tenant_id = $1 AND id = $2", tenant_id, job_id)
+    if old is None:
+        raise NotFound(f"job {job_id} not found")
+    if old["status"] not in TERMINAL:
+        raise Conflict(f"job {job_id} is still {old['status']}; cancel it first, or wait for it to end")
+    if old["source_id"] is None:
+        raise Conflict(f"the source of job {job_id} was deleted; there is nothing to run again")
+    new_id: uuid.UUID = await pool.fetchval(INSERT_JOB, tenant_id, old["source_id"], old["kind"], old["priority"],
+                                            old["params"])
+    return new_id

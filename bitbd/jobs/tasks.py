@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from taskiq import Context, TaskiqDepends
@@ -11,11 +14,36 @@ from taskiq import Context, TaskiqDepends
 from bitbd.jobs import engine
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.jobs.runtime import deps_of
+from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
 
+@contextmanager
+def measured(context: Context) -> Iterator[None]:
+    """Count the task by its queue (high, normal) and outcome, and time it."""
+    queue = "high" if str(context.message.labels.get("queue_name", "")).endswith("high") else "normal"
+    started = time.perf_counter()
+    status = "error"
+    try:
+        yield
+        status = "success"
+    finally:
+        METRICS.queue_jobs.inc({"queue": queue, "status": status})
+        METRICS.queue_job_duration.observe({"queue": queue}, time.perf_counter() - started)
+
+
 async def start_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
+    with measured(context):
+        await _start_job(job_id, context)
+
+
+async def ingest_item(item_id: int, context: Annotated[Context, TaskiqDepends()]) -> None:
+    with measured(context):
+        await _ingest_item(item_id, context)
+
+
+async def _start_job(job_id: str, context: Context) -> None:
     deps = deps_of(context)
     try:
         await engine.start_job(deps, uuid.UUID(job_id))
@@ -26,7 +54,7 @@ async def start_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -
         await engine.fail_job(deps, uuid.UUID(job_id), f"internal error: {type(e).__name__}; see the worker log")
 
 
-async def ingest_item(item_id: int, context: Annotated[Context, TaskiqDepends()]) -> None:
+async def _ingest_item(item_id: int, context: Context) -> None:
     deps = deps_of(context)
     try:
         await engine.ingest_item(deps, item_id)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
+import redis.asyncio as aioredis
 from taskiq.receiver import Receiver
 
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
@@ -19,6 +24,7 @@ from bitbd.settings import Settings
 
 log = logging.getLogger(__name__)
 UPKEEP_SECONDS = 1.0
+HEARTBEAT_TTL = 10
 STARTUP_GRACE = 5.0
 _STUCK = """SELECT i.id, j.priority FROM job_items i JOIN jobs j ON j.id = i.job_id
 WHERE i.status IN ('queued', 'running') AND j.status IN ('queued', 'running')
@@ -29,8 +35,8 @@ AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id AND i.status 
 
 
 @contextlib.asynccontextmanager
-async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugins, workers: int
-                         ) -> AsyncIterator[PriorityStreamBroker]:
+async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugins, workers: int,
+                         role: str = "serve") -> AsyncIterator[PriorityStreamBroker]:
     """A started broker with tasks registered; with `workers` > 0 this process also executes tasks."""
     broker = build_broker(settings)
     register_tasks(broker)
@@ -48,7 +54,7 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
     # Loops are asked to stop, not cancelled: redis-py can turn a cancellation that lands inside a command into
     # an ordinary error, which a retrying loop would swallow and carry on.
     # The model loads on first use (about 0.6 s): an idle daemon does not hold it in memory.
-    loops = [asyncio.create_task(_serve_queue(broker, deps, workers, stop))]
+    loops = [asyncio.create_task(_serve_queue(broker, deps, workers, stop, role))]
     try:
         yield broker
     finally:
@@ -61,7 +67,8 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
         await broker.shutdown()
 
 
-async def _serve_queue(broker: PriorityStreamBroker, deps: WorkerDeps, workers: int, stop: asyncio.Event) -> None:
+async def _serve_queue(broker: PriorityStreamBroker, deps: WorkerDeps, workers: int, stop: asyncio.Event,
+                       role: str) -> None:
     """Start the broker once Redis answers (the daemon serves HTTP meanwhile), then work until `stop`."""
     delay = 0.5
     while not stop.is_set():
@@ -75,9 +82,28 @@ async def _serve_queue(broker: PriorityStreamBroker, deps: WorkerDeps, workers: 
             delay = min(delay * 2, 10.0)
     loops = [asyncio.create_task(upkeep(deps, stop))]
     if workers > 0:
+        loops.append(asyncio.create_task(heartbeat(deps, workers, role, stop)))
         receiver = Receiver(broker, run_startup=False, max_async_tasks=workers, max_prefetch=0)
         loops.append(asyncio.create_task(receiver.listen(stop)))  # lets running tasks finish, then returns
     await asyncio.gather(*loops)
+
+
+async def heartbeat(deps: WorkerDeps, workers: int, role: str, stop: asyncio.Event) -> None:
+    """Say in Redis that this process runs tasks (the console's workers list); gone 10 s after it stops."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    key = f"{deps.settings.jobs.queue_prefix}:workers:{me}"
+    value = json.dumps({"id": me, "role": role, "concurrency": workers, "started": datetime.now(UTC).isoformat()})
+    redis = aioredis.Redis(connection_pool=deps.broker.connection_pool)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # Redis away: the entry expires, and comes back with Redis
+                await redis.set(key, value, ex=HEARTBEAT_TTL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_TTL / 3)
+        with contextlib.suppress(Exception):
+            await redis.delete(key)
+    finally:
+        await redis.aclose(close_connection_pool=False)
 
 
 async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:

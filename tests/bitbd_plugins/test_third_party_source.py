@@ -16,8 +16,8 @@ from bitbd.app import create_app
 from bitbd.plugins import load_plugins
 from bitbd.settings import PluginSettings, Settings
 from bitbd.tenancy import KeySpec
-from tests.bitbd.jobs.conftest import ingest_settings, wait_job
 from tests.conftest import AiohttpClient, repo_root
+from tests.ingesting import ingest_settings, wait_job
 
 EXAMPLE = repo_root() / "examples" / "bitbd-folder-source"
 

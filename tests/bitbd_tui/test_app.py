@@ -1,8 +1,21 @@
-"""The TUI against a real daemon on loopback: it shows readiness and tenants, and says when it cannot connect."""
+"""`bitbd-tui` driven by Textual's pilot against a real daemon (in-process app on loopback, real workers, real jobs):
+live overview and jobs, filter, details, retry and cancel with confirmation, tenants and questions, an
+unreachable daemon and the reconnection; and snapshots of the main screens."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import asyncpg
+from aiohttp.test_utils import TestServer
+from rich.console import Console
 from textual.widgets import DataTable, Static
 
 from bitbd import tenancy
@@ -11,31 +24,164 @@ from bitbd.embedded.redis import free_port
 from bitbd.settings import Settings
 from bitbd_tui.app import BitbdTUI
 from bitbd_tui.client import DaemonClient
-from tests.conftest import ADMIN_TOKEN, AiohttpClient, builtin_plugins
+from tests.conftest import ADMIN_TOKEN, builtin_plugins
+from tests.ingesting import Client, ingest_settings, wait_job
+from tests.site import Site
+
+SNAPSHOTS = Path(__file__).with_name("snapshots")
 
 
-async def test_shows_readiness_and_tenants(aiohttp_client: AiohttpClient, settings: Settings,
-                                           pool: asyncpg.Pool) -> None:
-    await tenancy.create_tenant(pool, "acme")
-    await tenancy.create_tenant(pool, "globex")
-    server = await aiohttp_client(create_app(settings, builtin_plugins()))
-    app = BitbdTUI(DaemonClient(str(server.make_url("/")), ADMIN_TOKEN))
+def console(client: Client) -> BitbdTUI:
+    return BitbdTUI(DaemonClient(str(client.make_url("/")), ADMIN_TOKEN, timeout=2))
+
+
+async def until(pilot: Any, check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the console never showed what was expected:\n{screen_text(pilot.app)}")
+        await pilot.pause(0.1)
+
+
+def rows(app: BitbdTUI, selector: str) -> list[list[str]]:
+    table = app.query_one(selector, DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def text_of(app: BitbdTUI, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def screen_text(app: BitbdTUI) -> str:
+    """The screen as plain text, as a terminal shows it (what export_screenshot draws, without the SVG)."""
+    width, height = app.size
+    out = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
+                  record=True, legacy_windows=False, safe_box=False)
+    out.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return out.export_text()
+
+
+def normalized(text: str) -> str:
+    """Screen text without what changes from run to run: ids, ports, times, ages, latencies, and the heights of
+    the sparklines (rows made only of bar glyphs)."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+    text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "UUID", text)
+    text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", "TIME", text)
+    text = re.sub(r"\b[0-9a-f]{8}\b", "ID", text)
+    text = re.sub(r"(?<![(\w])\d+[smhd]( ago)?\b", "AGE", text)
+    text = re.sub(r"\b\d+ ms\b", "N ms", text)
+    lines = ["" if re.fullmatch(r"[\s▁▂▃▄▅▆▇█]*", line) else line.rstrip() for line in text.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def check_snapshot(name: str, app: BitbdTUI) -> None:
+    """Compare a screen with tests/bitbd_tui/snapshots/<name>.txt; TUI_UPDATE_SNAPSHOTS=1 rewrites it."""
+    got = normalized(screen_text(app))
+    path = SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("TUI_UPDATE_SNAPSHOTS") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(got)
+    assert path.exists(), f"no snapshot {path}; run with TUI_UPDATE_SNAPSHOTS=1 once and review it"
+    assert got == path.read_text(), f"screen {name} changed:\n{got}"
+
+
+async def crawl(client: Client, key: str, url: str) -> str:
+    resp = await client.post("/v1/sources", json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False},
+                             headers={"Authorization": f"Bearer {key}"})
+    job_id: str = (await resp.json())["job_id"]
+    await wait_job(client, key, job_id)
+    return job_id
+
+
+async def test_overview_and_jobs_follow_real_jobs(ingest: tuple[Client, str], site: tuple[Site, str],
+                                                  pool: asyncpg.Pool) -> None:
+    client, key = ingest
+    _, base = site
+    app = console(client)
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        status = str(app.query_one("#status", Static).render())
-        assert status.startswith("READY") and "postgres: ok" in status and "redis: ok" in status
-        table = app.query_one("#tenants", DataTable)
-        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["acme", "globex"]
-        assert not app.query_one("#banner").has_class("shown")
+        good = await crawl(client, key, f"{base}/volcanoes")
+        bad = await crawl(client, key, f"{base}/missing")
+        await until(pilot, lambda: "succeeded 1 (24h)" in text_of(app, "#summary")
+                    and "failed 1 (24h)" in text_of(app, "#summary"))
+        summary = text_of(app, "#summary")
+        assert "workers 1 process(es), 2 task slot(s)" in summary and "queues  high 0  normal 0" in summary
+        check_snapshot("overview", app)
+
+        await pilot.press("j")
+        await until(pilot, lambda: {r[-1] for r in rows(app, "#jobs-table")} == {good[:8], bad[:8]})
+        assert [r[0] for r in rows(app, "#jobs-table")] == ["failed", "succeeded"]  # newest first
+        assert rows(app, "#jobs-table")[1][3] == "██████████ 1/1"
+        check_snapshot("jobs", app)
+
+        await pilot.press("f", "f", "f")  # all -> running -> queued -> failed
+        await until(pilot, lambda: [r[-1] for r in rows(app, "#jobs-table")] == [bad[:8]])
+        assert text_of(app, "#jobs-filter").startswith("failed jobs")
+
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app.screen.query("#detail-text")))
+        detail = str(app.screen.query_one("#detail-text", Static).render())
+        assert f"job {bad}" in detail and "404" in detail
+        check_snapshot("job-detail", app)
+        await pilot.press("r")
+        await until(pilot, lambda: bool(app.screen.query("#question")))
+        assert "Retry job" in str(app.screen.query_one("#question", Static).render())
+        await pilot.press("y")
+        await until(pilot, lambda: len(rows(app, "#jobs-table")) == 2, 60)  # the retry failed too: 404 still
+        retried = await pool.fetchval("SELECT count(*) FROM jobs WHERE source_id = "
+                                      "(SELECT source_id FROM jobs WHERE id = $1)", bad)
+        assert retried == 2
+
+        tenant = await tenancy.get_tenant(pool, "acme")
+        queued = str(await pool.fetchval("INSERT INTO jobs (tenant_id, kind) VALUES ($1, 'ingest') RETURNING id",
+                                         tenant.id))
+        await pilot.press("f", "f", "f", "f", "f")  # failed -> succeeded -> cancelled -> all -> running -> queued
+        await until(pilot, lambda: [r[-1] for r in rows(app, "#jobs-table")] == [queued[:8]])
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app.screen.query("#detail-text")))
+        await pilot.press("c")
+        await until(pilot, lambda: bool(app.screen.query("#question")))
+        await pilot.press("n")  # changed my mind: nothing happens
+        await pilot.pause(0.3)
+        assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", queued) == "queued"
+        await pilot.press("enter", "c", "y")
+        await until(pilot, lambda: app.jobs.get(queued, {}).get("status") == "cancelled")
+        assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", queued) == "cancelled"
 
 
-async def test_unreachable_daemon_shows_a_banner() -> None:
-    app = BitbdTUI(DaemonClient(f"http://127.0.0.1:{free_port()}", ADMIN_TOKEN, timeout=1))
+async def test_tenants_and_recent_questions(ingest: tuple[Client, str], site: tuple[Site, str]) -> None:
+    client, key = ingest
+    _, base = site
+    await crawl(client, key, f"{base}/volcanoes")
+    async with client.ws_connect("/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+        await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
+        while (await ws.receive_json())["type"] != "done":
+            pass
+    app = console(client)
     async with app.run_test(size=(80, 24)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        banner = app.query_one("#banner", Static)
-        assert banner.has_class("shown")
-        assert "daemon unreachable" in str(banner.render())
-        assert str(app.query_one("#status", Static).render()) == "status unknown"
+        await pilot.press("t")
+        await until(pilot, lambda: bool(rows(app, "#tenants-table")))
+        assert rows(app, "#tenants-table")[0][:5] == ["acme", "1", "1", "1", "1"]
+        check_snapshot("tenants", app)
+        await pilot.press("u")
+        await until(pilot, lambda: bool(rows(app, "#questions-table")))
+        row = rows(app, "#questions-table")[0]
+        assert row[1:3] == ["acme", "How do volcanoes erupt?"] and row[4:] == ["no", "1"]
+        await until(pilot, lambda: "1 in 15 min" in text_of(app, "#summary"))
+
+
+async def test_unreachable_daemon_then_reconnects(settings: Settings, pool: asyncpg.Pool) -> None:
+    port = free_port()
+    app = BitbdTUI(DaemonClient(f"http://127.0.0.1:{port}", ADMIN_TOKEN, timeout=1))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.query_one("#banner").has_class("shown"), 10)
+        assert "daemon unreachable, reconnecting" in text_of(app, "#banner")
+        assert text_of(app, "#summary").startswith("status unknown")
+        check_snapshot("unreachable", app)
+        server = TestServer(create_app(ingest_settings(settings), builtin_plugins()), host="127.0.0.1", port=port)
+        await server.start_server()
+        try:
+            await until(pilot, lambda: not app.query_one("#banner").has_class("shown"), 20)
+            await until(pilot, lambda: text_of(app, "#summary").startswith("queues"), 10)
+        finally:
+            await server.close()
+        await asyncio.sleep(0)

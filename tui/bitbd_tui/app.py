@@ -1,80 +1,225 @@
-"""The Textual application: for now one screen with the daemon's health and its tenants."""
+"""`bitbd-tui`: the operator's live console. Overview, jobs, tenants and recent questions of one daemon.
+
+The overview and the jobs table follow the daemon's live events feed (a snapshot a second, job changes as they
+happen); tenants and questions are re-read every few seconds. When the daemon cannot be reached a banner says
+so, and the console reconnects by itself.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from collections import deque
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import platformdirs
-from textual import work
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import BindingType
 from textual.reactive import reactive
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
 
-from bitbd_tui.client import DaemonClient, DaemonError, Readiness
+from bitbd_tui.client import DaemonClient, DaemonError
+from bitbd_tui.screens import Confirm, JobDetail
+from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, question_row, tenant_row
 
-POLL_SECONDS = 2.0
+POLL_SECONDS = 3.0
+RECONNECT_MAX = 5.0
+HISTORY = 120  # snapshots kept for the sparklines: two minutes
 
 
 class BitbdTUI(App[None]):
     TITLE = "bitbd"
     CSS_PATH = "app.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = [("r", "refresh", "Refresh"), ("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        ("o", "show('overview')", "Overview"), ("j", "show('jobs')", "Jobs"), ("t", "show('tenants')", "Tenants"),
+        ("u", "show('questions')", "Questions"), ("f", "filter", "Filter"), ("enter", "details", "Details"),
+        ("r", "refresh", "Refresh"), ("q", "quit", "Quit"),
+    ]
 
-    readiness: reactive[Readiness | None] = reactive(None)
     error: reactive[str] = reactive("")
+    status_filter: reactive[str | None] = reactive(None)
 
     def __init__(self, client: DaemonClient) -> None:
         super().__init__()
         self.client = client
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.snapshot: dict[str, Any] | None = None
+        self.depth_history: deque[float] = deque([0.0] * 30, maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="banner")
-        yield Static("connecting…", id="status")
-        yield DataTable(id="tenants", cursor_type="row")
+        with TabbedContent(initial="overview"):
+            with TabPane("Overview", id="overview"):
+                yield Static("connecting…", id="summary")
+                yield Static("questions per minute (15 min)", classes="label")
+                yield Sparkline([0] * 15, id="qpm")
+                yield Static("queue depth (last 2 min)", classes="label")
+                yield Sparkline(list(self.depth_history), id="depth")
+            with TabPane("Jobs", id="jobs"):
+                yield Static("all jobs  (f: filter by status, Enter: details)", id="jobs-filter")
+                yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+            with TabPane("Tenants", id="tenants"):
+                yield DataTable(id="tenants-table", cursor_type="row")
+            with TabPane("Questions", id="questions"):
+                yield DataTable(id="questions-table", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.client.url
-        self.query_one("#tenants", DataTable).add_columns("tenant", "id", "keys", "documents")
-        self.refresh_all()
-        self.set_interval(POLL_SECONDS, self.refresh_all)
+        self.query_one("#jobs-table", DataTable).add_columns("status", "tenant", "source", "progress", "att",
+                                                             "age", "id")
+        self.query_one("#tenants-table", DataTable).add_columns("tenant", "docs", "chunks", "used", "keys",
+                                                                "last crawl")
+        self.query_one("#questions-table", DataTable).add_columns("age", "tenant", "question", "latency",
+                                                                  "cached", "cites")
+        self.follow_events()
+        self.poll()
+        self.set_interval(POLL_SECONDS, self.poll)
 
-    def action_refresh(self) -> None:
-        self.refresh_all()
+    # The live feed ---------------------------------------------------------------------------------------
 
-    @work(exclusive=True, exit_on_error=False)
-    async def refresh_all(self) -> None:
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def follow_events(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.reload_jobs()
+                async for event in self.client.events():
+                    self.error = ""
+                    delay = 0.5
+                    if event["type"] == "snapshot":
+                        self.show_snapshot(event)
+                    elif event["type"] == "jobs":
+                        for job in event["jobs"]:
+                            self.jobs[job["id"]] = job
+                        self.render_jobs()
+            except DaemonError as e:
+                self.error = str(e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+        self.query_one("#summary", Static).update(overview_text(snapshot))
+        self.query_one("#qpm", Sparkline).data = [float(n) for n in snapshot["chat"]["per_minute"]]
+        queues = snapshot["queues"]
+        self.depth_history.append(float(queues.get("high", 0) + queues.get("normal", 0))
+                                  if "error" not in queues else 0.0)
+        self.query_one("#depth", Sparkline).data = list(self.depth_history)
+
+    async def reload_jobs(self) -> None:
+        self.jobs = {j["id"]: j for j in await self.client.jobs(self.status_filter)}
+        self.render_jobs()
+
+    def render_jobs(self) -> None:
+        table = self.query_one("#jobs-table", DataTable)
+        selected = self.selected_job()
+        shown = sorted((j for j in self.jobs.values() if self.status_filter in (None, j["status"])),
+                       key=lambda j: j["created_at"], reverse=True)
+        table.clear()
+        for job in shown:
+            table.add_row(*job_row(job), key=job["id"])
+        if selected is not None and selected in self.jobs and table.row_count:
+            keys = [j["id"] for j in shown]
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected))
+
+    def selected_job(self) -> str | None:
+        table = self.query_one("#jobs-table", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    # Polled views ----------------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def poll(self) -> None:
         try:
-            readiness = await self.client.readiness()
             tenants = await self.client.tenants()
+            questions = await self.client.questions()
         except DaemonError as e:
             self.error = str(e)
             return
-        self.error = ""
-        self.readiness = readiness
-        table = self.query_one("#tenants", DataTable)
+        self.fill("#tenants-table", [tenant_row(t) for t in tenants])
+        self.fill("#questions-table", [question_row(q) for q in questions])
+
+    def fill(self, selector: str, rows: list[tuple[str, ...]]) -> None:
+        table = self.query_one(selector, DataTable)
         table.clear()
-        for t in tenants:
-            table.add_row(t["name"], t["id"], str(t.get("active_keys", "")), str(t.get("documents", "")))
+        for row in rows:
+            table.add_row(*row)
 
     def watch_error(self, error: str) -> None:
         banner = self.query_one("#banner", Static)
-        banner.update(f"daemon unreachable, retrying every {POLL_SECONDS:.0f}s: {error}" if error else "")
+        banner.update(f"daemon unreachable, reconnecting: {error}" if error else "")
         banner.set_class(bool(error), "shown")
-        if error:  # what was shown before is no longer known to be true
-            self.readiness = None
-            self.query_one("#status", Static).update("status unknown")
+        if error:  # what is shown is no longer known to be true
+            self.query_one("#summary", Static).update("status unknown: waiting for the daemon")
 
-    def watch_readiness(self, readiness: Readiness | None) -> None:
-        if readiness is None:
+    # Actions ---------------------------------------------------------------------------------------------
+
+    def action_show(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_refresh(self) -> None:
+        self.poll()
+        self.follow_events()
+
+    def action_filter(self) -> None:
+        self.query_one(TabbedContent).active = "jobs"
+        self.status_filter = STATUSES[(STATUSES.index(self.status_filter) + 1) % len(STATUSES)]
+
+    def watch_status_filter(self, status: str | None) -> None:
+        label = f"{status} jobs" if status else "all jobs"
+        self.query_one("#jobs-filter", Static).update(f"{label}  (f: filter by status, Enter: details)")
+        self.render_jobs()
+        self.follow_events()  # reloads the list for the new filter
+
+    def action_details(self) -> None:
+        if self.query_one(TabbedContent).active == "jobs":
+            self.open_job()
+
+    @on(DataTable.RowSelected, "#jobs-table")
+    def job_selected(self) -> None:
+        self.open_job()
+
+    @work(exclusive=True, group="detail", exit_on_error=False)
+    async def open_job(self) -> None:
+        job_id = self.selected_job()
+        if job_id is None:
             return
-        parts = [f"{name}: {'ok' if c.get('ok') else c.get('error', 'down')}" for name, c in readiness.checks.items()]
-        self.query_one("#status", Static).update(("READY  " if readiness.ready else "NOT READY  ") + "  ".join(parts))
+        try:
+            job = await self.client.job(job_id)
+        except DaemonError as e:
+            self.notify(str(e), severity="error")
+            return
+        job["tenant"] = self.jobs.get(job_id, {}).get("tenant", job["tenant_id"])
+        action = await self.push_screen_wait(JobDetail(job_detail(job)))
+        if action is not None:
+            await self.act_on(job, action)
+
+    async def act_on(self, job: dict[str, Any], action: str) -> None:
+        short = job["id"][:8]
+        if action == "cancel" and job["status"] not in ("queued", "running"):
+            self.notify(f"job {short} is {job['status']}: only queued or running jobs can be cancelled")
+            return
+        if action == "retry" and job["status"] in ("queued", "running"):
+            self.notify(f"job {short} is still {job['status']}: cancel it first, or wait for it to end")
+            return
+        if not await self.push_screen_wait(Confirm(f"{action.capitalize()} job {short} ({job['status']})?")):
+            return
+        try:
+            result = await (self.client.cancel(job["id"]) if action == "cancel" else self.client.retry(job["id"]))
+        except DaemonError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.notify(f"job {short} cancelled" if action == "cancel" else f"retrying as job {result['id'][:8]}")
+        self.jobs[result["id"]] = {**result, "tenant": job["tenant"]}
+        self.render_jobs()
 
     async def on_unmount(self) -> None:
         await self.client.close()
@@ -82,12 +227,13 @@ class BitbdTUI(App[None]):
 
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bitbd-tui", description="Operator console for a bitbd daemon.")
-    parser.add_argument("--url", default=os.environ.get("BITBD_URL", "http://127.0.0.1:8740"),
-                        help="daemon URL (default $BITBD_URL or http://127.0.0.1:8740)")
+    parser.add_argument("--url", default=os.environ.get("BITBD_URL"),
+                        help="daemon URL (default $BITBD_URL, else the server of --data-dir, else "
+                             "http://127.0.0.1:8740)")
     parser.add_argument("--token", default=os.environ.get("BITBD_ADMIN_TOKEN"),
                         help="admin token (default $BITBD_ADMIN_TOKEN, else the local data dir's admin_token)")
     parser.add_argument("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("bitbd")),
-                        help="data dir of a local server, to read its admin token")
+                        help="data dir of a local server, to read its URL and admin token")
     args = parser.parse_args(argv)
     token = args.token
     if not token:
@@ -96,5 +242,12 @@ def run(argv: list[str]) -> int:
         except OSError:
             parser.error(f"no admin token: pass --token, set BITBD_ADMIN_TOKEN, or point --data-dir at a server's "
                          f"data dir ({args.data_dir / 'admin_token'} is not readable)")
-    BitbdTUI(DaemonClient(args.url, token)).run()
+    url = args.url or _local_url(args.data_dir) or "http://127.0.0.1:8740"
+    BitbdTUI(DaemonClient(url, token)).run()
     return 0
+
+
+def _local_url(data_dir: Path) -> str | None:
+    from bitbd.embedded.datadir import DataDir
+
+    return DataDir(data_dir).server_url()

@@ -1,7 +1,8 @@
-"""The only code in the TUI that talks to the daemon (HTTP, admin token)."""
+"""The only code in the TUI that talks to the daemon: the admin API over HTTP, and the live events WebSocket."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,27 +26,60 @@ class DaemonClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
+    def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"Authorization": f"Bearer {self._token}"})
+            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}"})
+        return self._session
+
+    async def _call(self, method: str, path: str, ok: tuple[int, ...] = (200,)) -> Any:
         try:
-            async with self._session.get(self.url + path) as resp:
+            async with self.session().request(method, self.url + path, timeout=self._timeout) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status not in ok:
                     message = body.get("error", {}).get("message", resp.reason) if isinstance(body, dict) else ""
-                    raise DaemonError(f"{path}: HTTP {resp.status}: {message}")
+                    raise DaemonError(message or f"HTTP {resp.status}")
                 return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise DaemonError(f"cannot reach {self.url}: {type(e).__name__}: {e}") from None
 
     async def readiness(self) -> Readiness:
-        body = await self._get("/readyz", ok=(200, 503))
+        body = await self._call("GET", "/readyz", ok=(200, 503))
         return Readiness(body.get("status") == "ready", body.get("checks", {}))
 
     async def tenants(self) -> list[dict[str, Any]]:
-        body = await self._get("/v1/admin/tenants")
-        return list(body["tenants"])
+        return list((await self._call("GET", "/v1/admin/tenants"))["tenants"])
+
+    async def jobs(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query = f"?limit={limit}" + (f"&status={status}" if status else "")
+        return list((await self._call("GET", "/v1/admin/jobs" + query))["jobs"])
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/v1/admin/jobs/{job_id}"))
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/v1/admin/jobs/{job_id}/cancel"))
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        return dict(await self._call("POST", f"/v1/admin/jobs/{job_id}/retry", ok=(202,)))
+
+    async def questions(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list((await self._call("GET", f"/v1/admin/questions?limit={limit}"))["questions"])
+
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/v1/admin/stats"))
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The live feed: `snapshot` and `jobs` messages until the connection drops (then DaemonError)."""
+        try:
+            async with self.session().ws_connect(self.url + "/v1/admin/events", heartbeat=10,
+                                                 timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    yield msg.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise DaemonError(f"cannot reach {self.url}: {type(e).__name__}: {e}") from None
+        raise DaemonError(f"the live feed from {self.url} closed")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -8,7 +8,7 @@ import asyncpg
 
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.stores.pgvector import PgVectorStore
-from tests.bitbd.jobs.conftest import Client, wait_job
+from tests.ingesting import Client, wait_job
 from tests.site import BREAD, Site, page
 
 

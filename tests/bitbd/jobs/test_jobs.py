@@ -14,8 +14,8 @@ from bitbd import tenancy
 from bitbd.app import create_app
 from bitbd.settings import JobSettings, Settings
 from bitbd.tenancy import KeySpec
-from tests.bitbd.jobs.conftest import Client, ingest_settings, wait_job, wait_progress
 from tests.conftest import AiohttpClient, builtin_plugins
+from tests.ingesting import Client, ingest_settings, wait_job, wait_progress
 from tests.site import Site, make_pdf, page
 
 

@@ -7,8 +7,8 @@ import asyncpg
 from bitbd.app import create_app
 from bitbd.settings import PluginSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
-from tests.bitbd.jobs.conftest import Client, ingest_settings, wait_job
 from tests.conftest import AiohttpClient, builtin_plugins
+from tests.ingesting import Client, ingest_settings, wait_job
 from tests.site import Site
 
 

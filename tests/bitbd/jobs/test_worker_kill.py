@@ -32,8 +32,8 @@ def static_site(tmp_path: Path) -> Iterator[str]:
 def start_worker(data_dir: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(data_dir),
-                                 "--concurrency", "2"], cwd=log.parent, env=env, stdout=subprocess.DEVNULL,
-                                stderr=out)
+                                 "--concurrency", "2", "--metrics-port", "0"], cwd=log.parent, env=env,
+                                stdout=subprocess.DEVNULL, stderr=out)
 
 
 def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""Admin endpoints behind the operator's console: jobs of every tenant, recent questions, stats, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bitbd.errors import InvalidRequest
+from bitbd.events import EventHub, snapshot
+from bitbd.jobs import records
+from bitbd.jobs.engine import START_TASK
+from bitbd.jobs.runtime import enqueue
+from bitbd.keys import broker_key, hub_key, pool_key, redis_key, settings_key
+
+routes = web.RouteTableDef()
+_RECENT = """SELECT a.created_at, a.latency_ms, a.cached, jsonb_array_length(a.citations) AS citations,
+  t.name AS tenant, (SELECT u.content FROM messages u WHERE u.conversation_id = a.conversation_id
+                     AND u.role = 'user' AND u.id < a.id ORDER BY u.id DESC LIMIT 1) AS question
+FROM messages a JOIN tenants t ON t.id = a.tenant_id
+WHERE a.role = 'assistant' ORDER BY a.created_at DESC LIMIT $1"""
+
+
+def _job_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["job"])
+    except ValueError:
+        raise InvalidRequest(f"{request.match_info['job']!r} is not a job id") from None
+
+
+def _limit(request: web.Request, default: int = 100) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest(f"limit must be a number from 1 to 1000, got {raw!r}")
+    return int(raw)
+
+
+@routes.get("/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status is not None and status not in ("queued", "running", *records.TERMINAL):
+        raise InvalidRequest(f"status must be queued, running, succeeded, failed or cancelled, got {status!r}")
+    jobs = await records.list_all_jobs(request.config_dict[pool_key], status, _limit(request))
+    return web.json_response({"jobs": jobs})
+
+
+@routes.get("/jobs/{job}")
+async def get_job(request: web.Request) -> web.Response:
+    pool = request.config_dict[pool_key]
+    job_id = _job_id(request)
+    view = await records.get_job(pool, await records.tenant_of_job(pool, job_id), job_id)
+    return web.json_response(view.to_json())
+
+
+@routes.post("/jobs/{job}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    pool = request.config_dict[pool_key]
+    job_id = _job_id(request)
+    view = await records.cancel_job(pool, await records.tenant_of_job(pool, job_id), job_id)
+    return web.json_response(view.to_json())
+
+
+@routes.post("/jobs/{job}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    """Run a failed (or cancelled, or finished) job's source again, as a new job."""
+    pool = request.config_dict[pool_key]
+    job_id = _job_id(request)
+    tenant_id = await records.tenant_of_job(pool, job_id)
+    new_id = await records.retry_job(pool, tenant_id, job_id)
+    view = await records.get_job(pool, tenant_id, new_id)
+    await enqueue(request.config_dict[broker_key], START_TASK, [str(new_id)], view.row["priority"])
+    return web.json_response({**view.to_json(), "retry_of": str(job_id)}, status=202)
+
+
+@routes.get("/questions")
+async def recent_questions(request: web.Request) -> web.Response:
+    rows = await request.config_dict[pool_key].fetch(_RECENT, _limit(request, 50))
+    return web.json_response({"questions": [
+        {"tenant": r["tenant"], "question": r["question"], "latency_ms": r["latency_ms"], "cached": r["cached"],
+         "citations": r["citations"], "created_at": r["created_at"].isoformat()} for r in rows]})
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    app = request.config_dict
+    return web.json_response(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key]))
+
+
+@routes.get("/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """A WebSocket of `snapshot` (every second) and `jobs` (as they change) messages: docs/protocol.md."""
+    ws = web.WebSocketResponse(heartbeat=30)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
+    await ws.prepare(request)
+    hub: EventHub = request.config_dict[hub_key]
+    queue = hub.subscribe()
+    app = request.config_dict
+    await ws.send_json(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key]))
+    reader = asyncio.create_task(_drain(ws))
+    try:
+        while not reader.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if queue not in hub.subscribers:  # it fell too far behind and was dropped
+                    await ws.close(code=4429, message=b"too slow")
+                    break
+                continue
+            await ws.send_json(getter.result())
+    except ConnectionResetError:
+        pass
+    finally:
+        hub.unsubscribe(queue)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> Any:
+    """Read (and ignore) what the client sends, so that pings are answered and a close is noticed."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break

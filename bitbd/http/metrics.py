@@ -1,0 +1,45 @@
+"""`GET /metrics` and the middleware that counts HTTP requests."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from aiohttp import web
+
+from bitbd.errors import Unauthorized, error_body
+from bitbd.http.middlewares import Handler
+from bitbd.keys import broker_key, settings_key
+from bitbd.metrics import METRICS, route_of
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = route_of(request)
+        METRICS.http_requests.inc({"route": route, "status": str(status)})
+        METRICS.http_duration.observe({"route": route}, time.perf_counter() - started)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text format; with `metrics.token` set, only for `Authorization: Bearer <token>`."""
+    expected = request.config_dict[settings_key].metrics.token.get_secret_value()
+    if expected:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            error = Unauthorized("GET /metrics needs Authorization: Bearer <metrics.token>")
+            return web.json_response(error_body(error), status=401)
+    broker = request.config_dict.get(broker_key)
+    if broker is not None:
+        try:
+            for queue, depth in (await broker.queue_depths()).items():
+                METRICS.queue_depth.set({"queue": queue}, depth)
+        except Exception:  # Redis away: the last known depths stay, /readyz says what is down
+            pass
+    return METRICS.response(request)

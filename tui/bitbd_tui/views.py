@@ -1,0 +1,85 @@
+"""How the console shows things: short, fixed-width cells that fit 80 columns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+STATUSES = (None, "running", "queued", "failed", "succeeded", "cancelled")
+
+
+def progress_bar(job: dict[str, Any], width: int = 10) -> str:
+    p = job["progress"]
+    done = int(p["fetched"] + p["failed"] + p["skipped"])
+    total = max(int(p["found"]), done)
+    if not total:
+        return "·" * width + "   -"
+    filled = round(width * done / total)
+    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
+
+
+def age(iso: str | None, now: datetime | None = None) -> str:
+    if not iso:
+        return "-"
+    seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
+
+
+def source_label(job: dict[str, Any]) -> str:
+    return f"{job.get('source_type') or '-'}:{(job.get('source_id') or '')[:8]}"
+
+
+def job_row(job: dict[str, Any]) -> tuple[str, ...]:
+    return (job["status"], job.get("tenant", "")[:12], source_label(job), progress_bar(job),
+            str(job["attempts"]), age(job["created_at"]), job["id"][:8])
+
+
+def job_detail(job: dict[str, Any]) -> str:
+    p = job["progress"]
+    lines = [
+        f"job {job['id']}  ({job['status']}, {job['priority']} priority)",
+        f"tenant {job.get('tenant', job['tenant_id'])}, source {job.get('source_type')} {job.get('source_id')}",
+        f"created {job['created_at']}, started {job['started_at'] or '-'}, finished {job['finished_at'] or '-'}",
+        f"pages found {p['found']}, fetched {p['fetched']} ({p['unchanged']} unchanged), failed {p['failed']}, "
+        f"skipped {p['skipped']}, chunks embedded {p['chunks_embedded']}; attempts {job['attempts']}",
+        "",
+    ]
+    errors = job.get("errors") or []
+    lines.append(f"{len(errors)} error(s):" if errors else "no errors")
+    for e in errors[:50]:
+        lines.append(f"  {e.get('item') or 'job'}: {e['error']}")
+    return "\n".join(lines)
+
+
+def overview_text(snapshot: dict[str, Any]) -> str:
+    q, jobs, chat = snapshot["queues"], snapshot["jobs"], snapshot["chat"]
+    workers = snapshot["workers"]
+    queue_line = "queues: Redis unreachable" if "error" in q else \
+        f"queues  high {q.get('high', 0)}  normal {q.get('normal', 0)}  delayed {q.get('delayed', 0)}"
+    slots = sum(int(w.get("concurrency", 0)) for w in workers)
+    per_minute = chat["per_minute"]
+    rate = "-" if chat["cache_hit_rate"] is None else f"{chat['cache_hit_rate']:.0%}"
+    p50 = "-" if chat["p50_ms"] is None else f"{chat['p50_ms']} ms"
+    p95 = "-" if chat["p95_ms"] is None else f"{chat['p95_ms']} ms"
+    return "\n".join([
+        queue_line,
+        f"workers {len(workers)} process(es), {slots} task slot(s)",
+        f"jobs    running {jobs['running']}  queued {jobs['queued']}  failed {jobs['failed']} (24h)  "
+        f"succeeded {jobs['succeeded']} (24h)",
+        f"chat    {per_minute[-1]} question(s) this minute, {chat['answered_15m']} in 15 min, "
+        f"{chat['connections']} open connection(s)",
+        f"        latency p50 {p50}  p95 {p95} (5 min)  cache hits {rate}",
+    ])
+
+
+def tenant_row(t: dict[str, Any]) -> tuple[str, ...]:
+    return (t["name"][:20], str(t.get("documents", 0)), str(t.get("chunks", 0)), str(t.get("questions", 0)),
+            str(t.get("active_keys", 0)), age(t.get("last_crawl")) + (" ago" if t.get("last_crawl") else ""))
+
+
+def question_row(q: dict[str, Any]) -> tuple[str, ...]:
+    return (age(q["created_at"]), q["tenant"][:10], (q["question"] or "")[:34], f"{q['latency_ms']} ms",
+            "yes" if q["cached"] else "no", str(q["citations"]))
