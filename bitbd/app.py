@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -77,3 +78,5 @@ async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[hub_key].close()
     await answerer.close()
+    # Spans still buffered go out now (in a thread: the exporter blocks for at most tracing.timeout).
+    await asyncio.to_thread(answerer.tracer.flush)

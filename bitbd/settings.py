@@ -166,6 +166,17 @@ class MetricsSettings(_Section):
     """Address a worker's /metrics listens on."""
 
 
+class TracingSettings(_Section):
+    public_key: str = ""
+    """Langfuse public key (or LANGFUSE_PUBLIC_KEY). With both keys and a host, questions and jobs are traced."""
+    secret_key: SecretStr = SecretStr("")
+    """Langfuse secret key (or LANGFUSE_SECRET_KEY)."""
+    host: str = ""
+    """Langfuse URL, e.g. https://cloud.langfuse.com (or LANGFUSE_HOST)."""
+    timeout: float = Field(5.0, gt=0)
+    """Seconds one export of spans may take; exports run in the background."""
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
@@ -217,6 +228,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     log: LogSettings = LogSettings()
     plugins: PluginSettings = PluginSettings()
 

@@ -26,6 +26,7 @@ from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 from bitbd.tenancy import ApiKey
+from bitbd.tracing import Span, Tracer, tracer
 
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
@@ -56,6 +57,7 @@ class Answerer:
     fallback: AnswerGenerator
     cache: SemanticCache
     namespace: str  # cache entries are only shared by identical answering set-ups
+    tracer: Tracer
     _warming: asyncio.Task[None] | None = None
 
     @classmethod
@@ -84,7 +86,7 @@ class Answerer:
                                   embedder.model_name], sort_keys=True, default=str)
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
-        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace)
+        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings))
 
     def warm_up(self) -> None:
         """Load the query model in the background, once: called when a chat connection opens, so the visitor's
@@ -171,47 +173,72 @@ class Answerer:
         if caller.key is not None:
             await tenancy.charge(self.pool, caller.key)
         answered = False
-        try:
-            query = retrieval_query(question, history, self.settings.answer.history_turns)
+        with self.tracer.span("question", input=question, metadata={"tenant": str(caller.tenant_id)}) as trace:
+            try:
+                store = await self._answer_and_record(caller, ask_id, question, conv, history, started, send,
+                                                      trace)
+                answered = True  # `done` is sent: from here on nothing is refunded, even if the client leaves
+                if store is not None:
+                    await store()
+            finally:
+                if not answered and caller.key is not None:
+                    await asyncio.shield(tenancy.refund(self.pool, caller.key))
+
+    async def _answer_and_record(self, caller: Caller, ask_id: str, question: str, conv: uuid.UUID | None,
+                                 history: list[Turn], started: float, send: Send, trace: Span
+                                 ) -> Callable[[], Awaitable[None]] | None:
+        """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
+        query = retrieval_query(question, history, self.settings.answer.history_turns)
+        # A follow-up means what its conversation makes it mean ("what does it not cover?"): only opening
+        # questions are answered from, and stored in, the cache.
+        opening = not history
+        hits: Sequence[Hit] = []
+        with self.tracer.span("retrieve", input=query) as span:
             vector, version = await asyncio.gather(
                 self.retriever.queries.embed(query),
                 self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id))
-            # A follow-up means what its conversation makes it mean ("what does it not cover?"): only opening
-            # questions are answered from, and stored in, the cache.
-            opening = not history
             cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) \
                 if opening else None
-            retrieved = time.monotonic()
+            if cached is None:
+                hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
+                METRICS.rag_chunks.observe({}, len(hits))
+                if not hits:
+                    await self.refuse_if_empty(caller.tenant_id)
+            span.update(output=[h.url for h in hits], metadata={"cached": cached is not None, "hits": len(hits),
+                                                                "mode": self.settings.retrieval.mode})
+        retrieved = time.monotonic()
+        with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:
             cacheable = False
             if cached is not None:
                 answer, sources = cached.answer, cached.sources
                 await send({"type": "delta", "id": ask_id, "text": answer})
             else:
-                hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
-                METRICS.rag_chunks.observe({}, len(hits))
-                if not hits:
-                    await self.refuse_if_empty(caller.tenant_id)
-                retrieved = time.monotonic()
                 answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send)
-            generated = time.monotonic()
-            latency = int((generated - started) * 1000)
-            conv = await conversations.record(self.pool, caller.tenant_id, conv,
-                                              caller.key.id if caller.key else None, question, answer, sources,
-                                              cached is not None, latency)
-            await send({"type": "citations", "id": ask_id, "sources": sources})
-            await send({"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
-                        "timings_ms": {"retrieve": round((retrieved - started) * 1000),
-                                       "generate": round((generated - retrieved) * 1000),
-                                       "total": round((time.monotonic() - started) * 1000)}})
-            answered = True
-            for phase, seconds in (("retrieve", retrieved - started), ("generate", generated - retrieved),
-                                   ("total", time.monotonic() - started)):
-                METRICS.rag_latency.observe({"phase": phase}, seconds)
-            if cacheable and opening:
+            span.update(output=answer, metadata={"citations": len(sources)})
+        generated = time.monotonic()
+        conv = await conversations.record(self.pool, caller.tenant_id, conv, caller.key.id if caller.key else None,
+                                          question, answer, sources, cached is not None,
+                                          int((generated - started) * 1000))
+        await send({"type": "citations", "id": ask_id, "sources": sources})
+        await send({"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
+                    "timings_ms": {"retrieve": round((retrieved - started) * 1000),
+                                   "generate": round((generated - retrieved) * 1000),
+                                   "total": round((time.monotonic() - started) * 1000)}})
+        for phase, seconds in (("retrieve", retrieved - started), ("generate", generated - retrieved),
+                               ("total", time.monotonic() - started)):
+            METRICS.rag_latency.observe({"phase": phase}, seconds)
+        trace.update(output=answer, metadata={"cached": cached is not None, "citations": len(sources),
+                                              "conversation": str(conv)})
+        if not (cacheable and opening):
+            return None
+
+        async def store() -> None:
+            try:
                 await self.cache.put(caller.tenant_id, self.namespace, version, vector, query, answer, sources)
-        finally:
-            if not answered and caller.key is not None:
-                await asyncio.shield(tenancy.refund(self.pool, caller.key))
+            except Exception as e:  # answered already; the cache is only a shortcut
+                log.warning("could not store the answer in the cache", extra={"error": type(e).__name__})
+
+        return store
 
     async def _answer(self, question: str, hits: Sequence[Hit], history: Sequence[Turn], ask_id: str,
                       send: Send) -> tuple[str, list[dict[str, Any]], bool]:

@@ -14,6 +14,7 @@ from bitbd.ingest.chunking import embedding_text, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
 from bitbd.jobs.runtime import WorkerDeps
 from bitbd.metrics import METRICS
+from bitbd.tracing import Span
 
 log = logging.getLogger(__name__)
 START_TASK = "bitbd.start_job"
@@ -120,6 +121,15 @@ async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
     attempts = await deps.pool.fetchval(_START_ITEM, item_id)
     if attempts is None:
         return
+    with deps.tracer.span("page", trace_seed=str(job["id"]), input=item["item"],
+                          metadata={"job": str(job["id"]), "attempt": attempts}) as span:
+        await _ingest_traced(deps, job, item, attempts, span)
+    await finish_if_done(deps, job["id"])
+
+
+async def _ingest_traced(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, attempts: int,
+                         span: Span) -> None:
+    item_id = item["id"]
     try:
         source = source_for(deps, job)
         outcome = await _ingest(deps, job, item, source)
@@ -130,13 +140,15 @@ async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
             delay = deps.settings.jobs.retry_backoff * 2 ** (attempts - 1)
             await deps.pool.execute(_REQUEUE, item_id, f"{e} (attempt {attempts}, retrying in {delay:.0f}s)")
             await deps.delayed.add(ITEM_TASK, [item_id], job["priority"], delay)
+            span.update(level="WARNING", status_message=f"{e}; retrying in {delay:.0f}s")
             return
         suffix = f" (after {attempts} attempts)" if e.transient else ""
         await deps.pool.execute(_MARK, item_id, "failed", f"{e}{suffix}", 0, None)
+        span.update(level="ERROR", status_message=f"{e}{suffix}")
     else:
         status, chunks, document_id = outcome
         await deps.pool.execute(_MARK, item_id, status, None, chunks, document_id)
-    await finish_if_done(deps, job["id"])
+        span.update(output={"status": status, "chunks": chunks})
 
 
 async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, source: Source
@@ -146,7 +158,9 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
         prev_row = None  # embedded by another model: fetch in full and embed again
     previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
-    fetched = await source.fetch(item["item"], previous)
+    with deps.tracer.span("fetch", input=item["item"]) as span:
+        fetched = await source.fetch(item["item"], previous)
+        span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
     if links and item["depth"] < source.max_depth:
         await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
@@ -168,21 +182,25 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
                          fetched: Fetched) -> tuple[uuid.UUID, int]:
     """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
     # CPU work (tokenizer, splitter) off the event loop, like extraction: HTTP and other tasks keep going.
-    chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
+    with deps.tracer.span("chunk") as span:
+        chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
+        span.update(output={"chunks": len(chunks)})
     doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
                                       fetched.content_type, len(fetched.text.encode()), job_id)
     model = deps.embedder.model_name
     known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id, model)}
     todo = [c for c in chunks if c.content_hash not in known]
     vectors: dict[str, Any] = dict(known)
-    for start in range(0, len(todo), _EMBED_BATCH):
-        batch = todo[start: start + _EMBED_BATCH]
-        with METRICS.embedding("document"):
-            embedded = await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch])
-        for chunk, vector in zip(batch, embedded, strict=True):
-            vectors[chunk.content_hash] = vector
+    with deps.tracer.span("embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
+        for start in range(0, len(todo), _EMBED_BATCH):
+            batch = todo[start: start + _EMBED_BATCH]
+            with METRICS.embedding("document"):
+                embedded = await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch])
+            for chunk, vector in zip(batch, embedded, strict=True):
+                vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
-    await deps.store.replace_chunks(tenant, doc_id, ready)
+    with deps.tracer.span("store", metadata={"store": deps.store.name, "chunks": len(ready)}):
+        await deps.store.replace_chunks(tenant, doc_id, ready)
     await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag, fetched.last_modified,
                             fetched.links[:5000], model)
     return doc_id, len(todo)
@@ -215,14 +233,17 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
                 await conn.execute("UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1", job_id,
                                    json.dumps({"removed": len(gone)}))
     if row is not None:  # this call ended the job (a redelivered task finds it ended already)
-        await count_finished(deps.pool, job_id, status)
+        await count_finished(deps, job_id, status)
     log.debug("job finished", extra={"job": str(job_id), "status": status})
 
 
-async def count_finished(pool: asyncpg.Pool, job_id: uuid.UUID, status: str) -> None:
-    """Metrics of a job that just ended: its status, pages, chunks and wall time."""
-    stats = await pool.fetchrow(_JOB_STATS, job_id)
+async def count_finished(deps: WorkerDeps, job_id: uuid.UUID, status: str) -> None:
+    """Metrics (and the trace's closing span) of a job that just ended: its status, pages, chunks, wall time."""
+    stats = await deps.pool.fetchrow(_JOB_STATS, job_id)
     METRICS.ingestion_jobs.inc({"status": status})
+    with deps.tracer.span("job finished", trace_seed=str(job_id), metadata={"job": str(job_id), "status": status,
+                                                                           **(dict(stats) if stats else {})}):
+        pass
     if stats is not None:
         METRICS.ingestion_pages.observe({}, stats["pages"])
         METRICS.ingestion_chunks.observe({}, stats["chunks"])

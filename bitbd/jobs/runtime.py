@@ -16,6 +16,7 @@ from bitbd.interfaces import Embedder, Source, VectorStore
 from bitbd.jobs.broker import Delayed, Priority, PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
+from bitbd.tracing import Tracer, tracer
 
 log = logging.getLogger(__name__)
 _PREFIX_TOKENS = 24  # room for the title and heading path prepended to each chunk before embedding
@@ -33,6 +34,7 @@ class WorkerDeps:
     broker: PriorityStreamBroker
     delayed: Delayed
     sources: dict[str, type[Source]]  # resolved once: every page looks its source type up here
+    tracer: Tracer
 
     @classmethod
     async def create(cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins,
@@ -47,7 +49,7 @@ class WorkerDeps:
         tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
         chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())
         return cls(settings, pool, plugins, embedder, store, Fetcher(settings.crawler), chunker, broker,
-                   Delayed(broker, settings.jobs.queue_prefix), plugins.sources())
+                   Delayed(broker, settings.jobs.queue_prefix), plugins.sources(), tracer(settings))
 
     async def close(self) -> None:
         await self.fetcher.close()

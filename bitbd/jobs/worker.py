@@ -42,7 +42,8 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
     register_tasks(broker)
     deps = await WorkerDeps.create(settings, pool, plugins, broker)
     broker.state.deps = deps
-    stale = await pool.fetchval("SELECT count(*) FROM documents WHERE embedding_model <> $1",
+    # '' is a document whose first embedding was interrupted (a crash mid-page): redone by its job, not stale.
+    stale = await pool.fetchval("SELECT count(*) FROM documents WHERE embedding_model NOT IN ('', $1)",
                                 deps.embedder.model_name)
     if stale:
         log.warning("documents embedded by another model; search quality suffers until they are re-embedded with "

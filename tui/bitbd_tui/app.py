@@ -146,6 +146,7 @@ class BitbdTUI(App[None]):
             return
         self.fill("#tenants-table", [tenant_row(t) for t in tenants])
         self.fill("#questions-table", [question_row(q) for q in questions])
+        self.render_jobs()  # ages move on even when nothing else changes
 
     def fill(self, selector: str, rows: list[tuple[str, ...]]) -> None:
         table = self.query_one(selector, DataTable)
