@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from bitbd.answer.service import Answerer
 from bitbd.db.pool import migrate_database, open_pool
@@ -17,7 +17,16 @@ from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
 from bitbd.jobs.worker import running_broker
-from bitbd.keys import answerer_key, broker_key, hub_key, plugins_key, pool_key, redis_key, settings_key
+from bitbd.keys import (
+    answerer_key,
+    broker_key,
+    hub_key,
+    plugins_key,
+    pool_key,
+    redis_key,
+    settings_key,
+    sockets_key,
+)
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
 
@@ -35,9 +44,18 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app[settings_key] = settings
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
+    app[sockets_key] = set()
+    app.on_shutdown.append(close_sockets)
     setup_routes(app)
     app[plugins_key].register_routes(app)
     return app
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Tell every open WebSocket that the server is going away (1001), so that shutdown does not wait for them."""
+    sockets: set[web.WebSocketResponse] = app[sockets_key]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -19,3 +19,5 @@ redis_key = web.AppKey("redis", aioredis.Redis)
 broker_key = web.AppKey("broker", PriorityStreamBroker)
 answerer_key = web.AppKey("answerer", Answerer)
 hub_key = web.AppKey("events", EventHub)
+# Open WebSockets (chat, events), closed with 1001 when the server stops instead of holding its shutdown.
+sockets_key = web.AppKey("sockets", set)

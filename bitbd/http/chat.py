@@ -18,12 +18,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from bitbd.answer.service import Caller, Event
 from bitbd.errors import BitbdError, Forbidden, InternalError, Unauthorized, Unavailable
 from bitbd.http.auth import caller_of
-from bitbd.keys import answerer_key, settings_key
+from bitbd.keys import answerer_key, settings_key, sockets_key
 from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
 _MAX_ID = 64
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_IDLE = 4401, 4403, 4408
+CLOSE_TIMEOUT = 2.0  # seconds a closing peer has to answer our close frame (shutdown waits at most this)
 
 
 class ChatSocket(web.WebSocketResponse):
@@ -178,16 +179,18 @@ def close_code(e: BitbdError) -> int:
 
 async def chat(request: web.Request) -> web.StreamResponse:
     cfg = request.config_dict[settings_key].chat
-    ws = ChatSocket(heartbeat=cfg.heartbeat, max_msg_size=cfg.max_message_bytes)
+    ws = ChatSocket(heartbeat=cfg.heartbeat, max_msg_size=cfg.max_message_bytes, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(reason="this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
     await ws.prepare(request)
+    request.config_dict[sockets_key].add(ws)
     try:
         caller = await caller_of(request, public=True)
     except Exception as exc:
         e = as_error(exc)
         await ws.send_json(error_event(None, e.code, e.message))
         await ws.close(code=close_code(e), message=e.code.encode())
+        request.config_dict[sockets_key].discard(ws)
         return ws
     request.config_dict[answerer_key].warm_up()
     METRICS.ws_connections.inc({})
@@ -195,4 +198,5 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await ChatSession(request, ws, caller).run()
     finally:
         METRICS.ws_connections.dec({})
+        request.config_dict[sockets_key].discard(ws)
     return ws

@@ -11,10 +11,11 @@ from aiohttp import WSMsgType, web
 
 from bitbd.errors import InvalidRequest
 from bitbd.events import EventHub, snapshot
+from bitbd.http.chat import CLOSE_TIMEOUT
 from bitbd.jobs import records
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
-from bitbd.keys import broker_key, hub_key, pool_key, redis_key, settings_key
+from bitbd.keys import broker_key, hub_key, pool_key, redis_key, settings_key, sockets_key
 
 routes = web.RouteTableDef()
 _RECENT = """SELECT a.created_at, a.latency_ms, a.cached, jsonb_array_length(a.citations) AS citations,
@@ -92,10 +93,11 @@ async def stats(request: web.Request) -> web.Response:
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """A WebSocket of `snapshot` (every second) and `jobs` (as they change) messages: docs/protocol.md."""
-    ws = web.WebSocketResponse(heartbeat=30)
+    ws = web.WebSocketResponse(heartbeat=30, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
         raise InvalidRequest("this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
     await ws.prepare(request)
+    request.config_dict[sockets_key].add(ws)
     hub: EventHub = request.config_dict[hub_key]
     queue = hub.subscribe()
     app = request.config_dict
@@ -116,6 +118,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         hub.unsubscribe(queue)
+        request.config_dict[sockets_key].discard(ws)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader

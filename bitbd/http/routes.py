@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bitbd.http import health
+from bitbd.http import health, widget
 from bitbd.http.admin import admin_app
 from bitbd.http.auth import require_key
 from bitbd.http.chat import chat
@@ -26,6 +26,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/widget.js", widget.widget_js)
+    app.router.add_get("/demo", widget.demo)
     app.router.add_get("/v1/tenant", whoami)
     app.router.add_routes(ingest_routes)
     app.router.add_routes(search_routes)

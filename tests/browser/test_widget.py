@@ -1,0 +1,238 @@
+"""The chat widget in headless Chromium (Debian's, driven by Playwright) against the real app on loopback: a host
+page on another loopback origin embeds the script tag; streamed answers with working citation links; foreign
+origins; trial keys that end; a hostile document; a server restart; keyboard use. Screenshots go to
+test-artifacts/ (kept by CI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bitbd import tenancy
+from bitbd.app import create_app
+from bitbd.embedded.redis import free_port
+from bitbd.settings import Settings
+from bitbd_plugins.embedders.fastembed import FastEmbedder
+from tests.conftest import builtin_plugins, repo_root
+from tests.corpus import ACME, Indexed, index
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = repo_root() / "test-artifacts"
+playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright (the test extra)")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install chromium")
+HOSTILE = ("To reset the router, hold the button <img src=x onerror=\"window.__pwned=1\"> for ten seconds "
+           "<script>window.__pwned=2</script> until the light blinks.")
+W = "[data-bitbd] >> css="  # the widget lives in a shadow root; Playwright's CSS pierces it
+
+
+class Bitbd:
+    """The real app on a fixed loopback port, so that it can be stopped and started again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings, self.port = settings, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: TestServer | None = None
+
+    async def start(self) -> None:
+        self.server = TestServer(create_app(self.settings, builtin_plugins()), host="127.0.0.1", port=self.port)
+        await self.server.start_server()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.close()
+
+
+def host_page(bitbd_url: str, key: str) -> str:
+    # Hostile CSS, as a careless site might have: every element red, huge, hidden.
+    css = ("*{color:red !important;font-size:40px !important;display:none !important}"
+           "html,body,h1,a{display:block !important}")
+    return (f'<!doctype html><html><head><title>Acme shop</title><style>{css}</style></head><body>'
+            f'<h1>Acme shop</h1><a href="/other">another page</a>'
+            f'<script src="{bitbd_url}/widget.js" data-key="{key}" data-title="Acme help" async></script>'
+            "</body></html>")
+
+
+@pytest.fixture
+async def bitbd(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Bitbd]:
+    server = Bitbd(settings)
+    await server.start()
+    yield server
+    if server.server is not None:
+        await server.server.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
+
+
+class Host:
+    """A website on its own loopback origin that embeds the widget (two pages: a conversation spans both)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.key = ""
+        self.bitbd_url = ""
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=host_page(self.bitbd_url, self.key), content_type="text/html")
+
+
+@pytest.fixture
+async def host(bitbd: Bitbd) -> AsyncIterator[Host]:
+    site = Host()
+    site.bitbd_url = bitbd.url
+    app = web.Application()
+    app.router.add_get("/", site.page)
+    app.router.add_get("/other", site.page)
+    server = TestServer(app, host="127.0.0.1", port=site.port)
+    await server.start_server()
+    yield site
+    await server.close()
+
+
+async def public_key(pool: asyncpg.Pool, origin: str, **spec: Any) -> str:
+    _, key = await tenancy.create_key(pool, "acme", tenancy.KeySpec("public", [origin], **spec))
+    return key
+
+
+async def open_and_ask(page: Any, question: str) -> None:
+    await page.click(W + ".bubble")
+    await page.fill(W + "textarea", question)
+    await page.keyboard.press("Enter")
+
+
+async def last_answer(page: Any) -> str:
+    return str(await page.locator(W + ".msg.bot, .msg.err").last.inner_text())
+
+
+def screenshot_path(name: str) -> str:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return str(ARTIFACTS / f"{name}.png")
+
+
+async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, host: Host, pool: asyncpg.Pool,
+                                                       embedder: FastEmbedder) -> None:
+    await index(pool, embedder, "acme", ACME)
+    host.key = await public_key(pool, host.origin)
+    page = await browser.new_page()
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
+    await page.goto(host.origin + "/")
+    assert await page.get_attribute(W + ".bubble", "aria-expanded") == "false"
+    await open_and_ask(page, "How many days do I have to return an item?")
+    link = page.locator(W + ".sources a").first
+    await link.wait_for(timeout=20_000)
+    assert await link.get_attribute("href") == "https://acme.example/returns"
+    assert await link.get_attribute("rel") == "noopener noreferrer"
+    answer = await last_answer(page)
+    assert "within 30 days of delivery" in answer and "[1]" in answer
+    assert sum('"type": "delta"' in f for f in frames) >= 2, "the answer arrived in several deltas"
+    # The host page's hostile CSS (red, 40px, div hidden) does not reach inside the widget.
+    assert await page.locator(W + ".panel").is_visible()
+    color = await page.locator(W + ".msg.me").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert color == "rgb(37, 99, 235)"
+    await page.screenshot(path=screenshot_path("widget-answer"))
+    # Keyboard: Esc closes and gives focus back to the bubble; the conversation goes on on the next page.
+    await page.keyboard.press("Escape")
+    assert await page.get_attribute(W + ".bubble", "aria-expanded") == "false"
+    sent: list[str] = []
+    await page.goto(host.origin + "/other")
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    await open_and_ask(page, "And who pays for the return shipping?")
+    await page.locator(W + ".msg.bot:not(.pending)").nth(1).wait_for(timeout=20_000)
+    assert any('"conversation_id"' in s for s in sent), "sessionStorage carried the conversation to this page"
+    await page.close()
+
+
+async def test_a_foreign_origin_is_refused_in_words(browser: Any, host: Host, pool: asyncpg.Pool,
+                                                    embedder: FastEmbedder,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    await index(pool, embedder, "acme", ACME)
+    host.key = await public_key(pool, "https://shop.acme.example")  # not the host page's origin
+    page = await browser.new_page()
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "Hello?")
+    error = page.locator(W + ".msg.err").first
+    await error.wait_for(timeout=10_000)
+    assert await error.inner_text() == "This chat is not enabled for this website."
+    assert "public key used from a foreign origin" in caplog.text and host.key not in caplog.text
+    await page.screenshot(path=screenshot_path("widget-foreign-origin"))
+    await page.close()
+
+
+async def test_trial_keys_end_with_a_clear_message(browser: Any, host: Host, pool: asyncpg.Pool,
+                                                   embedder: FastEmbedder) -> None:
+    await index(pool, embedder, "acme", ACME)
+    host.key = await public_key(pool, host.origin, trial=True, quota=1)
+    page = await browser.new_page()
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "When do you ship?")
+    await page.locator(W + ".sources a").first.wait_for(timeout=20_000)
+    await page.fill(W + "textarea", "And express delivery?")
+    await page.keyboard.press("Enter")
+    await page.locator(W + ".msg.err").first.wait_for(timeout=10_000)
+    assert await last_answer(page) == "This trial has ended."
+    host.key = await public_key(pool, host.origin, trial=True,
+                                expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE prefix = $1",
+                       host.key[:11])
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "When do you ship?")
+    await page.locator(W + ".msg.err").first.wait_for(timeout=10_000)
+    assert await last_answer(page) == "This trial has ended."
+    await page.close()
+
+
+async def test_hostile_document_text_is_shown_as_text(browser: Any, host: Host, pool: asyncpg.Pool,
+                                                      embedder: FastEmbedder) -> None:
+    acme: Indexed = await index(pool, embedder, "acme", {"https://acme.example/router": ("Router <b>help</b>",
+                                                                                         [HOSTILE])})
+    assert acme.tenant.name == "acme"
+    host.key = await public_key(pool, host.origin)
+    page = await browser.new_page()
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "How do I reset the router?")
+    await page.locator(W + ".sources a").first.wait_for(timeout=20_000)
+    answer = await last_answer(page)
+    assert "<img src=x onerror=" in answer and "<script>" in answer, answer
+    assert await page.evaluate("window.__pwned") is None, "server text must never run as HTML"
+    assert await page.locator(W + ".msg img").count() == 0
+    assert "Router <b>help</b>" in await page.locator(W + ".sources a").first.inner_text()
+    await page.close()
+
+
+async def test_the_widget_reconnects_after_a_server_restart(browser: Any, bitbd: Bitbd, host: Host,
+                                                            pool: asyncpg.Pool, embedder: FastEmbedder) -> None:
+    await index(pool, embedder, "acme", ACME)
+    host.key = await public_key(pool, host.origin)
+    page = await browser.new_page()
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "When do you ship?")
+    await page.locator(W + ".sources a").first.wait_for(timeout=20_000)
+    await bitbd.stop()
+    await page.locator(W + ".status").filter(has_text="Reconnecting").wait_for(timeout=10_000)
+    await bitbd.start()
+    await page.fill(W + "textarea", "How do I reach support by email?")
+    await page.keyboard.press("Enter")
+    await page.locator(W + ".sources a").nth(1).wait_for(timeout=30_000)
+    assert "help@acme.example" in await last_answer(page)
+    await page.close()
+
+
+def test_widget_is_small_and_self_contained() -> None:
+    source = (repo_root() / "bitbd" / "static" / "widget.js").read_text()
+    assert len(source.encode()) < 30_000
+    assert "innerHTML" not in source and "insertAdjacentHTML" not in source and "eval(" not in source
+    assert "http://" not in source.replace("http://www.w3.org/2000/svg", ""), "no third-party URLs"
