@@ -162,6 +162,11 @@ async def test_tenants_and_recent_questions(ingest: tuple[Client, str], site: tu
         await until(pilot, lambda: bool(rows(app, "#tenants-table")))
         assert rows(app, "#tenants-table")[0][:5] == ["acme", "1", "1", "1", "1"]
         check_snapshot("tenants", app)
+        await pilot.press("enter")  # the tenant's keys, with what each has used
+        await until(pilot, lambda: bool(app.screen.query("#detail-text")))
+        keys = str(app.screen.query_one("#detail-text", Static).render())
+        assert "keys of acme" in keys and "secret" in keys and "used 1" in keys
+        await pilot.press("escape")
         await pilot.press("u")
         await until(pilot, lambda: bool(rows(app, "#questions-table")))
         row = rows(app, "#questions-table")[0]

@@ -22,8 +22,8 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
 
 from bitbd_tui.client import DaemonClient, DaemonError
-from bitbd_tui.screens import Confirm, JobDetail
-from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, question_row, tenant_row
+from bitbd_tui.screens import Confirm, JobDetail, Text
+from bitbd_tui.views import STATUSES, job_detail, job_row, keys_text, overview_text, question_row, tenant_row
 
 POLL_SECONDS = 3.0
 RECONNECT_MAX = 5.0
@@ -63,6 +63,7 @@ class BitbdTUI(App[None]):
                 yield Static("all jobs  (f: filter by status, Enter: details)", id="jobs-filter")
                 yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Tenants", id="tenants"):
+                yield Static("tenants  (Enter: keys and their usage)", classes="hint")
                 yield DataTable(id="tenants-table", cursor_type="row")
             with TabPane("Questions", id="questions"):
                 yield DataTable(id="questions-table", cursor_type="row")
@@ -144,15 +145,18 @@ class BitbdTUI(App[None]):
         except DaemonError as e:
             self.error = str(e)
             return
-        self.fill("#tenants-table", [tenant_row(t) for t in tenants])
+        self.fill("#tenants-table", [tenant_row(t) for t in tenants], [t["id"] for t in tenants])
         self.fill("#questions-table", [question_row(q) for q in questions])
         self.render_jobs()  # ages move on even when nothing else changes
 
-    def fill(self, selector: str, rows: list[tuple[str, ...]]) -> None:
+    def fill(self, selector: str, rows: list[tuple[str, ...]], keys: list[str] | None = None) -> None:
         table = self.query_one(selector, DataTable)
+        cursor = table.cursor_row
         table.clear()
-        for row in rows:
-            table.add_row(*row)
+        for i, row in enumerate(rows):
+            table.add_row(*row, key=keys[i] if keys else None)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def watch_error(self, error: str) -> None:
         banner = self.query_one("#banner", Static)
@@ -181,8 +185,29 @@ class BitbdTUI(App[None]):
         self.follow_events()  # reloads the list for the new filter
 
     def action_details(self) -> None:
-        if self.query_one(TabbedContent).active == "jobs":
+        active = self.query_one(TabbedContent).active
+        if active == "jobs":
             self.open_job()
+        elif active == "tenants":
+            self.open_tenant()
+
+    @on(DataTable.RowSelected, "#tenants-table")
+    def tenant_selected(self) -> None:
+        self.open_tenant()
+
+    @work(exclusive=True, group="detail", exit_on_error=False)
+    async def open_tenant(self) -> None:
+        table = self.query_one("#tenants-table", DataTable)
+        if not table.row_count:
+            return
+        tenant_id = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        name = str(table.get_row_at(table.cursor_row)[0])
+        try:
+            keys = await self.client.keys(tenant_id)
+        except DaemonError as e:
+            self.notify(str(e), severity="error")
+            return
+        await self.push_screen_wait(Text(keys_text(name, keys)))
 
     @on(DataTable.RowSelected, "#jobs-table")
     def job_selected(self) -> None:

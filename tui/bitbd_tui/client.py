@@ -49,6 +49,9 @@ class DaemonClient:
     async def tenants(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", "/v1/admin/tenants"))["tenants"])
 
+    async def keys(self, tenant: str) -> list[dict[str, Any]]:
+        return list((await self._call("GET", f"/v1/admin/tenants/{tenant}/keys"))["keys"])
+
     async def jobs(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         query = f"?limit={limit}" + (f"&status={status}" if status else "")
         return list((await self._call("GET", "/v1/admin/jobs" + query))["jobs"])

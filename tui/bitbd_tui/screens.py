@@ -38,6 +38,21 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class Text(ModalScreen[None]):
+    """Some text to read (a tenant's keys); Esc goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "dismiss(None)", "Back")]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail"):
+            yield Static(self.text, id="detail-text")
+        yield Static("Esc back", id="detail-keys")
+
+
 class JobDetail(ModalScreen[str | None]):
     """A job's progress and errors; r retries it, c cancels it (each asks first), Esc goes back."""
 

@@ -80,6 +80,21 @@ def tenant_row(t: dict[str, Any]) -> tuple[str, ...]:
             str(t.get("active_keys", 0)), age(t.get("last_crawl")) + (" ago" if t.get("last_crawl") else ""))
 
 
+def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:
+    """A tenant's keys with their usage: what a trial has left."""
+    lines = [f"keys of {tenant}", ""]
+    if not keys:
+        lines.append("no keys")
+    for k in keys:
+        used = f"{k['used']}/{k['quota']}" if k.get("quota") else str(k["used"])
+        kind = k["kind"] + (" trial" if k.get("trial") else "")
+        expires = (k.get("expires_at") or "-")[:16]
+        lines.append(f"{k['prefix']}…  {kind:<12} {k['status']:<9} used {used:<9} expires {expires}")
+        if k.get("origins"):
+            lines.append(f"    origins: {', '.join(k['origins'])}")
+    return "\n".join(lines)
+
+
 def question_row(q: dict[str, Any]) -> tuple[str, ...]:
     return (age(q["created_at"]), q["tenant"][:10], (q["question"] or "")[:34], f"{q['latency_ms']} ms",
             "yes" if q["cached"] else "no", str(q["citations"]))
