@@ -5,11 +5,13 @@ test-artifacts/ (kept by CI)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -22,6 +24,8 @@ from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from tests.conftest import builtin_plugins, repo_root
 from tests.corpus import ACME, Indexed, index
+from tests.ingesting import ingest_settings
+from tests.site import Site
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = repo_root() / "test-artifacts"
@@ -61,7 +65,7 @@ def host_page(bitbd_url: str, key: str) -> str:
 
 @pytest.fixture
 async def bitbd(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Bitbd]:
-    server = Bitbd(settings)
+    server = Bitbd(ingest_settings(settings))  # with workers, and allowed to crawl the loopback test site
     await server.start()
     yield server
     if server.server is not None:
@@ -122,35 +126,54 @@ def screenshot_path(name: str) -> str:
     return str(ARTIFACTS / f"{name}.png")
 
 
-async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, host: Host, pool: asyncpg.Pool,
-                                                       embedder: FastEmbedder) -> None:
-    await index(pool, embedder, "acme", ACME)
+async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, bitbd: Bitbd, host: Host, pool: asyncpg.Pool,
+                                                       site: tuple[Site, str]) -> None:
+    # A page of a real (loopback) website, crawled through the API by the server's own workers.
+    await tenancy.create_tenant(pool, "acme")
+    _, secret = await tenancy.create_key(pool, "acme", tenancy.KeySpec("secret"))
+    async with aiohttp.ClientSession() as session:
+        auth = {"Authorization": f"Bearer {secret}"}
+        resp = await session.post(bitbd.url + "/v1/sources", headers=auth, json={
+            "type": "web", "urls": [f"{site[1]}/volcanoes"], "max_depth": 0, "sitemap": False})
+        job = (await resp.json())["job_id"]
+        for _ in range(300):
+            status = (await (await session.get(f"{bitbd.url}/v1/jobs/{job}", headers=auth)).json())["status"]
+            if status not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.1)
+    assert status == "succeeded"
     host.key = await public_key(pool, host.origin)
     page = await browser.new_page()
     frames: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
     await page.goto(host.origin + "/")
     assert await page.get_attribute(W + ".bubble", "aria-expanded") == "false"
-    await open_and_ask(page, "How many days do I have to return an item?")
+    await open_and_ask(page, "How do volcanoes erupt?")
     link = page.locator(W + ".sources a").first
     await link.wait_for(timeout=20_000)
-    assert await link.get_attribute("href") == "https://acme.example/returns"
+    assert await link.get_attribute("href") == f"{site[1]}/volcanoes"
     assert await link.get_attribute("rel") == "noopener noreferrer"
     answer = await last_answer(page)
-    assert "within 30 days of delivery" in answer and "[1]" in answer
+    assert "magma" in answer and "[1]" in answer
     assert sum('"type": "delta"' in f for f in frames) >= 2, "the answer arrived in several deltas"
     # The host page's hostile CSS (red, 40px, div hidden) does not reach inside the widget.
     assert await page.locator(W + ".panel").is_visible()
     color = await page.locator(W + ".msg.me").evaluate("e => getComputedStyle(e).backgroundColor")
     assert color == "rgb(37, 99, 235)"
     await page.screenshot(path=screenshot_path("widget-answer"))
+    async with page.context.expect_page() as opened:  # the citation opens the cited page
+        await link.click()
+    cited = await opened.value
+    await cited.wait_for_load_state()
+    assert cited.url == f"{site[1]}/volcanoes" and await cited.title() == "Volcanoes"
+    await cited.close()
     # Keyboard: Esc closes and gives focus back to the bubble; the conversation goes on on the next page.
     await page.keyboard.press("Escape")
     assert await page.get_attribute(W + ".bubble", "aria-expanded") == "false"
     sent: list[str] = []
     await page.goto(host.origin + "/other")
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
-    await open_and_ask(page, "And who pays for the return shipping?")
+    await open_and_ask(page, "And what kinds of lava are there?")
     await page.locator(W + ".msg.bot:not(.pending)").nth(1).wait_for(timeout=20_000)
     assert any('"conversation_id"' in s for s in sent), "sessionStorage carried the conversation to this page"
     await page.close()
