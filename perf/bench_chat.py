@@ -1,7 +1,7 @@
-"""Chat under load: time to first delta and to done over the WebSocket, 50 concurrent clients, without and with
-the semantic cache, against a real `bitbd serve` on loopback.
+"""Chat under load: time to first delta and to done over the WebSocket at 1, 10, 50 and 200 concurrent clients,
+without and with the semantic cache, against a real `bitbd serve` on loopback.
 
-    python -m perf.bench_chat [--data-dir DIR] [--clients 50] [--questions 4] [--quick]
+    python -m perf.bench_chat [--data-dir DIR] [--clients 1,10,50,200] [--questions 4] [--quick]
 
 Uses the Python library reference tenant that perf/bench_retrieval.py crawls (crawling it first if the data dir
 has none). Each client opens its own WebSocket and asks its questions one after another, drawn from the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.plugins import load_plugins
 from bitbd.settings import CrawlerSettings, Settings
-from perf.corpus import PYDOCS, ensure_crawled, free_port, served
+from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
 
@@ -120,49 +121,64 @@ async def clear_cache(data_dir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bitbd-perf-pydocs"))
+    parser.add_argument("--data-dir", type=Path, help="kept between runs (default /tmp/bitbd-perf-pydocs; "
+                                                      "--quick: a temporary one)")
     parser.add_argument("--pages", type=int, default=400)
-    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--clients", default="1,10,50,200", help="concurrency levels, comma-separated")
     parser.add_argument("--questions", type=int, default=4, help="questions per client, one after another")
     parser.add_argument("--site", type=Path, default=PYDOCS)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 3 clients, nothing appended")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing "
+                                                             "appended")
     args = parser.parse_args()
     if args.quick:
-        args.pages, args.clients, args.questions = 10, 3, 2
-    with served(args.site) as url:
-        base_settings = Settings(data_dir=args.data_dir, crawler=CrawlerSettings(allow_private=True))
+        args.pages, args.clients, args.questions = 10, "1,3", 2
+    levels = [int(n) for n in str(args.clients).split(",")]
+    with contextlib.ExitStack() as stack:
+        data_dir = scratch_or(args.data_dir, args.quick, stack)
+        rows = run(data_dir, args.site, args.pages, levels, args.questions)
+    head = ["cache", "clients", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits"]
+    table = markdown_table(head, rows)
+    print(table)
+    if not args.quick:
+        append("Chat under load", f"concurrent WebSocket clients x {args.questions} questions each, one after "
+               "another, extractive generator, `bitbd serve` on loopback, 2 cores shared by server and clients; "
+               "the cache is emptied before each row", table)
+    return 0
+
+
+def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: int) -> list[list[str]]:
+    with served(site) as url:
+        base_settings = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
         with services(base_settings, "bench") as running:
-            asyncio.run(crawl_if_needed(running, url, args.pages))
+            asyncio.run(crawl_if_needed(running, url, pages))
     rows = []
     for cache in (False, True):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(args.data_dir, port, cache)
+        proc = start_server(data_dir, port, cache)
         try:
             wait_ready(base, proc)
-            if cache:
-                asyncio.run(clear_cache(args.data_dir))
-            token = (args.data_dir / "admin_token").read_text().strip()
-            started = time.perf_counter()
-            results = asyncio.run(load(base, token, args.clients, args.questions))
-            seconds = time.perf_counter() - started
+            token = (data_dir / "admin_token").read_text().strip()
+            for clients in levels:
+                asyncio.run(clear_cache(data_dir))
+                started = time.perf_counter()
+                results = asyncio.run(load(base, token, clients, questions))
+                rows.append([f"{'on' if cache else 'off'}", str(clients),
+                             *summary(results, time.perf_counter() - started)])
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        ok = [r for r in results if r["ok"]]
-        firsts = [r["first"] for r in ok if r["first"] is not None]
-        dones = [r["done"] for r in ok]
-        hits = sum(r["cached"] for r in ok)
-        rows.append([f"cache {'on' if cache else 'off'}", f"{len(ok)}/{len(results)}",
-                     f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms", f"{pct(dones, 0.5):.0f} / "
-                     f"{pct(dones, 0.95):.0f} ms", f"{len(ok) / seconds:.1f}", f"{hits / max(len(ok), 1):.0%}"])
-    head = ["run", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits"]
-    table = markdown_table(head, rows)
-    print(table)
-    if not args.quick:
-        append("Chat under load", f"{args.clients} concurrent WebSocket clients x {args.questions} questions each, "
-               "extractive generator, `bitbd serve` on loopback, 2 cores shared by server and clients", table)
-    return 0
+    return rows
+
+
+def summary(results: list[dict[str, Any]], seconds: float) -> list[str]:
+    ok = [r for r in results if r["ok"]]
+    firsts = [r["first"] for r in ok if r["first"] is not None] or [0.0]
+    dones = [r["done"] for r in ok] or [0.0]
+    hits = sum(r["cached"] for r in ok)
+    return [f"{len(ok)}/{len(results)}", f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms",
+            f"{pct(dones, 0.5):.0f} / {pct(dones, 0.95):.0f} ms", f"{len(ok) / seconds:.1f}",
+            f"{hits / max(len(ok), 1):.0%}"]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
@@ -26,7 +27,7 @@ from bitbd.jobs.runtime import make_embedder
 from bitbd.plugins import load_plugins
 from bitbd.settings import CrawlerSettings, RetrievalSettings, Settings
 from bitbd_plugins.stores.pgvector import PgVectorStore
-from perf.corpus import PYDOCS, ensure_crawled, served
+from perf.corpus import PYDOCS, ensure_crawled, scratch_or, served
 from perf.questions import IDENTIFIERS, QUESTIONS
 from perf.report import append, markdown_table
 
@@ -91,18 +92,20 @@ async def measure(settings: Settings, pages: int, quick: bool, url: str) -> tupl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bitbd-perf-pydocs"),
-                        help="kept between runs: the crawl is done once")
+    parser.add_argument("--data-dir", type=Path, help="kept between runs, so the crawl is done once (default "
+                                                      "/tmp/bitbd-perf-pydocs; --quick: a temporary one)")
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--site", type=Path, default=PYDOCS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 5 questions, nothing appended")
     args = parser.parse_args()
     if args.quick:
         args.pages = 10
-    with served(args.site) as url:
-        base = Settings(data_dir=args.data_dir, crawler=CrawlerSettings(allow_private=True))
-        with services(base, "bench") as running:
-            rows, documents, chunks = asyncio.run(measure(running, args.pages, args.quick, url))
+    with contextlib.ExitStack() as stack:
+        data_dir = scratch_or(args.data_dir, args.quick, stack)
+        url = stack.enter_context(served(args.site))
+        base = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
+        running = stack.enter_context(services(base, "bench"))
+        rows, documents, chunks = asyncio.run(measure(running, args.pages, args.quick, url))
     head = ["configuration", "recall@5 all", "MRR@10 all", "recall@5 natural", "MRR@10 natural",
             "recall@5 identifiers", "MRR@10 identifiers", "median search"]
     table = markdown_table(head, rows)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,16 @@ from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 
 PYDOCS = Path("/usr/share/doc/python3.11/html")
+
+
+KEPT_DATA_DIR = Path("/tmp/bitbd-perf-pydocs")  # the crawled corpus, shared by bench_retrieval and bench_chat
+
+
+def scratch_or(data_dir: Path | None, quick: bool, stack: contextlib.ExitStack) -> Path:
+    """The data dir asked for; else a temporary one for a --quick run; else the kept corpus."""
+    if data_dir is not None:
+        return data_dir
+    return Path(stack.enter_context(tempfile.TemporaryDirectory())) if quick else KEPT_DATA_DIR
 
 
 def free_port() -> int:

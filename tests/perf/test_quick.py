@@ -1,0 +1,50 @@
+"""Every benchmark's --quick smoke run, so that the scripts in perf/ cannot rot. Figures are not checked here
+(that is what the full runs and perf/RESULTS.md are for), only that each runs end to end and prints its table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bitbd.cli.daemon import clean_env
+from tests.conftest import repo_root
+
+PYDOCS = Path("/usr/share/doc/python3.11/html/index.html")
+needs_docs = pytest.mark.skipif(not PYDOCS.exists(), reason="needs Debian's python3.11-doc "
+                                                            "(apt-get install python3.11-doc)")
+
+
+def quick(module: str, tmp_path: Path) -> str:
+    results = repo_root() / "perf" / "RESULTS.md"
+    before = results.read_text()
+    done = subprocess.run([sys.executable, "-m", f"perf.{module}", "--quick"], cwd=repo_root(), capture_output=True,
+                          text=True, timeout=600, env=clean_env(TMPDIR=str(tmp_path)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert results.read_text() == before, "--quick must not append to perf/RESULTS.md"
+    return done.stdout
+
+
+def test_bench_cache(tmp_path: Path) -> None:
+    out = quick("bench_cache", tmp_path)
+    assert "| threshold | hit rate |" in out and "| 0.92 |" in out
+
+
+@needs_docs
+def test_bench_retrieval(tmp_path: Path) -> None:
+    out = quick("bench_retrieval", tmp_path)
+    assert "| hybrid, rrf_k 20 (default) |" in out
+
+
+@needs_docs
+def test_bench_chat(tmp_path: Path) -> None:
+    out = quick("bench_chat", tmp_path)
+    assert "| off | 3 | 6/6 |" in out and "| on | 3 | 6/6 |" in out, out
+
+
+@needs_docs
+def test_bench_ingest(tmp_path: Path) -> None:
+    out = quick("bench_ingest", tmp_path)
+    assert "| end to end / embedder alone |" in out
