@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import snowballstemmer
@@ -59,7 +60,6 @@ class ExtractiveGenerator(AnswerGenerator):
             self.options = ExtractiveConfig.model_validate(config)
         except ValidationError as e:
             raise ConfigError(f"[plugins.extractive]: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
-        self._stemmer = snowballstemmer.stemmer("english")
 
     async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
                        ) -> AsyncIterator[str]:
@@ -105,15 +105,35 @@ class ExtractiveGenerator(AnswerGenerator):
         # The best sentence leads; the others follow in the order of their passages, as the documents tell it.
         return picked[:1] + sorted(picked[1:], key=lambda s: (s.rank, s.position))
 
-    def _terms(self, text: str) -> frozenset[str]:
-        words = [w.lower() for w in _WORD.findall(text)]
-        return frozenset(self._stemmer.stemWords([w for w in words if w not in _STOP and len(w) > 1]))
+    @staticmethod
+    def _terms(text: str) -> frozenset[str]:
+        return terms(text)
 
-    def _sentences(self, passage: Passage, rank: int) -> list[_Sentence]:
-        out = []
-        for position, text in enumerate(split_sentences(passage.hit.text)):
-            out.append(_Sentence(passage.n, rank, position, text, self._terms(text)))
-        return out
+    @staticmethod
+    def _sentences(passage: Passage, rank: int) -> list[_Sentence]:
+        return [_Sentence(passage.n, rank, position, text, words)
+                for position, (text, words) in enumerate(analysed(passage.hit.text))]
+
+
+# Stemming is pure Python and was half of the server's CPU per answer under load (py-spy, perf/RESULTS.md):
+# words and popular chunks recur, so both are remembered (bounded; the event loop is the only caller).
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))
+
+
+def terms(text: str) -> frozenset[str]:
+    """The stems of a text's content words."""
+    return frozenset(_stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in _STOP and len(w) > 1)
+
+
+@lru_cache(maxsize=4096)
+def analysed(chunk: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """A chunk's sentences with their terms."""
+    return tuple((sentence, terms(sentence)) for sentence in split_sentences(chunk))
 
 
 def split_sentences(markdown: str) -> list[str]:
