@@ -20,11 +20,13 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import redis.asyncio as aioredis
 
 from bitbd.db.pool import migrate_database, open_pool
@@ -136,7 +138,8 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
         rows = run(data_dir, args.site, args.pages, levels, args.questions)
-    head = ["cache", "clients", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits"]
+    head = ["cache", "clients", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits",
+            "server memory (PSS) idle / peak"]
     table = markdown_table(head, rows)
     print(table)
     if not args.quick:
@@ -158,17 +161,55 @@ def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: in
         proc = start_server(data_dir, port, cache)
         try:
             wait_ready(base, proc)
+            time.sleep(2)
+            idle = rss_mib(proc.pid)
             token = (data_dir / "admin_token").read_text().strip()
             for clients in levels:
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
-                results = asyncio.run(load(base, token, clients, questions))
+                with PeakRss(proc.pid) as peak:
+                    results = asyncio.run(load(base, token, clients, questions))
                 rows.append([f"{'on' if cache else 'off'}", str(clients),
-                             *summary(results, time.perf_counter() - started)])
+                             *summary(results, time.perf_counter() - started), f"{idle:.0f} / {peak.mib:.0f} MiB"])
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     return rows
+
+
+def rss_mib(pid: int) -> float:
+    """Memory of the server and its children (embedded PostgreSQL and Redis), in MiB: proportional set size, so
+    that PostgreSQL's shared buffers count once, not once per backend as plain RSS would."""
+    total = 0
+    try:
+        parent = psutil.Process(pid)
+        for p in [parent, *parent.children(recursive=True)]:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+    except psutil.Error:
+        pass
+    return total / 2**20
+
+
+class PeakRss:
+    """The highest rss_mib() seen, sampled every 0.2 s in a thread while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.mib = pid, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.mib = max(self.mib, rss_mib(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def summary(results: list[dict[str, Any]], seconds: float) -> list[str]:
