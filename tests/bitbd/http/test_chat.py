@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -189,10 +190,13 @@ async def test_another_tenants_conversation_cannot_be_continued(client: Client, 
 
 async def test_a_huge_frame_is_refused_with_a_reason(client: Client, acme: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-        await ws.send_str(json.dumps({"type": "ask", "id": "x", "question": "q" * (10 * 1024 * 1024)}))
+        # The server stops reading after 64 KiB and says why; our write of the rest may then fail: that is fine.
+        with contextlib.suppress(ConnectionError):
+            await ws.send_str(json.dumps({"type": "ask", "id": "x", "question": "q" * (10 * 1024 * 1024)}))
         event = await expect_error(ws, "message_too_large")
         assert "65536" in event["message"]
-        assert (await ws.receive()).type == WSMsgType.CLOSE and ws.close_code == 1009
+        closing = await ws.receive()  # the close frame's code; our reply may find the socket already gone
+        assert closing.type == WSMsgType.CLOSE and closing.data == 1009
 
 
 async def test_revoked_key_is_refused_mid_connection(client: Client, acme: Indexed, pool: asyncpg.Pool) -> None:
