@@ -6,7 +6,7 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -262,6 +262,18 @@ class Settings(BaseSettings):
 
 # load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.
 _file_values: ContextVar[dict[str, Any] | None] = ContextVar("bitbd_file_values", default=None)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def plugin_settings(model: type[M], table: dict[str, Any], name: str) -> M:
+    """A plugin's `[plugins.<name>]` table validated into its own model; a mistake names the table and the key."""
+    try:
+        return model.model_validate(table)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"[plugins.{name}]: {first['loc']}: {first['msg']}") from None
 
 
 def find_config(explicit: Path | None) -> Path | None:

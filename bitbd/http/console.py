@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from typing import Any
 
+import asyncpg
 from aiohttp import WSMsgType, web
 
 from bitbd.errors import InvalidRequest
@@ -25,11 +26,14 @@ FROM messages a JOIN tenants t ON t.id = a.tenant_id
 WHERE a.role = 'assistant' ORDER BY a.created_at DESC LIMIT $1"""
 
 
-def _job_id(request: web.Request) -> uuid.UUID:
+async def _job(request: web.Request) -> tuple[asyncpg.Pool, uuid.UUID, uuid.UUID]:
+    """The pool, and the tenant and id of the job the path names (any tenant's: this is the operator)."""
     try:
-        return uuid.UUID(request.match_info["job"])
+        job_id = uuid.UUID(request.match_info["job"])
     except ValueError:
         raise InvalidRequest(f"{request.match_info['job']!r} is not a job id") from None
+    pool = request.config_dict[pool_key]
+    return pool, await records.tenant_of_job(pool, job_id), job_id
 
 
 def _limit(request: web.Request, default: int = 100) -> int:
@@ -50,26 +54,20 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
-    pool = request.config_dict[pool_key]
-    job_id = _job_id(request)
-    view = await records.get_job(pool, await records.tenant_of_job(pool, job_id), job_id)
+    view = await records.get_job(*await _job(request))
     return web.json_response(view.to_json())
 
 
 @routes.post("/jobs/{job}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
-    pool = request.config_dict[pool_key]
-    job_id = _job_id(request)
-    view = await records.cancel_job(pool, await records.tenant_of_job(pool, job_id), job_id)
+    view = await records.cancel_job(*await _job(request))
     return web.json_response(view.to_json())
 
 
 @routes.post("/jobs/{job}/retry")
 async def retry_job(request: web.Request) -> web.Response:
     """Run a failed (or cancelled, or finished) job's source again, as a new job."""
-    pool = request.config_dict[pool_key]
-    job_id = _job_id(request)
-    tenant_id = await records.tenant_of_job(pool, job_id)
+    pool, tenant_id, job_id = await _job(request)
     new_id = await records.retry_job(pool, tenant_id, job_id)
     view = await records.get_job(pool, tenant_id, new_id)
     await enqueue(request.config_dict[broker_key], START_TASK, [str(new_id)], view.row["priority"])

@@ -38,10 +38,11 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class Text(ModalScreen[None]):
-    """Some text to read (a tenant's keys); Esc goes back."""
+class Text(ModalScreen[str | None]):
+    """Some text to read (a tenant's keys, a job's details) with the keys that act on it; Esc goes back."""
 
     BINDINGS: ClassVar[list[BindingType]] = [("escape", "dismiss(None)", "Back")]
+    KEYS = "Esc back"
 
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -50,23 +51,14 @@ class Text(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail"):
             yield Static(self.text, id="detail-text")
-        yield Static("Esc back", id="detail-keys")
+        yield Static(self.KEYS, id="detail-keys")
 
 
-class JobDetail(ModalScreen[str | None]):
+class JobDetail(Text):
     """A job's progress and errors; r retries it, c cancels it (each asks first), Esc goes back."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [("escape", "dismiss(None)", "Back"), ("r", "choose('retry')", "Retry"),
-                                             ("c", "choose('cancel')", "Cancel job")]
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="detail"):
-            yield Static(self.text, id="detail-text")
-        yield Static("r retry  c cancel  Esc back", id="detail-keys")
+    BINDINGS: ClassVar[list[BindingType]] = [("r", "choose('retry')", "Retry"), ("c", "choose('cancel')", "Cancel job")]
+    KEYS = "r retry  c cancel  Esc back"
 
     def action_choose(self, action: str) -> None:
         self.dismiss(action)

@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.errors import ConfigError, PluginError
 from bitbd.hookspecs import hookimpl
 from bitbd.interfaces import Embedder, Vector
+from bitbd.settings import plugin_settings
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "bitbd/all-MiniLM-L6-v2-int8"
@@ -88,10 +89,7 @@ class FastEmbedder(Embedder):
     name = "fastembed"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        try:
-            self.config = FastembedConfig.model_validate(config)
-        except ValidationError as e:
-            raise ConfigError(f"[plugins.fastembed]: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        self.config = plugin_settings(FastembedConfig, config, "fastembed")
         self._model: Any = None
         self._query_model: Any = None
         self._lock = threading.Lock()

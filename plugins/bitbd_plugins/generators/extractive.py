@@ -11,11 +11,11 @@ from functools import lru_cache
 from typing import Any
 
 import snowballstemmer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.errors import ConfigError
 from bitbd.hookspecs import hookimpl
 from bitbd.interfaces import AnswerGenerator, Passage, Turn
+from bitbd.settings import plugin_settings
 
 # Words that say nothing about what a question is about (NLTK's English list, shortened to what questions use).
 _STOP = frozenset("""a about above after again all am an and any are as at be because been before being below
@@ -56,10 +56,7 @@ class ExtractiveGenerator(AnswerGenerator):
 
     def __init__(self, config: dict[str, Any], settings: Any) -> None:
         super().__init__(config, settings)
-        try:
-            self.options = ExtractiveConfig.model_validate(config)
-        except ValidationError as e:
-            raise ConfigError(f"[plugins.extractive]: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        self.options = plugin_settings(ExtractiveConfig, config, "extractive")
 
     async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
                        ) -> AsyncIterator[str]:

@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from bitbd.errors import ConfigError, PluginError
+from bitbd.errors import PluginError
 from bitbd.hookspecs import hookimpl
 from bitbd.interfaces import AnswerGenerator, GeneratorUnavailable, Passage, Turn
+from bitbd.settings import plugin_settings
 
 log = logging.getLogger(__name__)
 _MAX_LINE = 1 << 20  # an SSE line longer than this is not a token
@@ -53,10 +54,7 @@ class OpenAIGenerator(AnswerGenerator):
 
     def __init__(self, config: dict[str, Any], settings: Any) -> None:
         super().__init__(config, settings)
-        try:
-            self.options = OpenAIConfig.model_validate(config)
-        except ValidationError as e:
-            raise ConfigError(f"[plugins.openai]: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        self.options = plugin_settings(OpenAIConfig, config, "openai")
         self.url = self.options.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
 
