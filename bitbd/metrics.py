@@ -46,6 +46,9 @@ class Metrics:
                                                 buckets=_SLOW)
         self.embed_seconds = Histogram("bitbd_embed_seconds", "Time to embed one batch, by kind (document, query).",
                                        registry=r, buckets=_FAST)
+        self.ingest_phase_seconds = Histogram(
+            "bitbd_ingest_phase_seconds", "Time a worker spends on one page in each phase (fetch, which includes "
+            "extraction; chunk; embed; store).", registry=r, buckets=_FAST)
         self.cache_requests = Counter("bitbd_cache_requests_total", "Semantic cache lookups, by result.", registry=r)
         self.ws_connections = Gauge("bitbd_ws_connections", "Open chat WebSocket connections.", registry=r)
         self.http_requests = Counter("bitbd_http_requests_total", "HTTP requests, by route pattern and status.",
@@ -56,9 +59,13 @@ class Metrics:
 
     @contextmanager
     def embedding(self, kind: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        self.embed_seconds.observe({"kind": kind}, time.perf_counter() - started)
+        with _timed(self.embed_seconds, {"kind": kind}):
+            yield
+
+    @contextmanager
+    def ingest_phase(self, phase: str) -> Iterator[None]:
+        with _timed(self.ingest_phase_seconds, {"phase": phase}):
+            yield
 
     def response(self, request: web.Request) -> web.Response:
         body, headers = render(self.registry, request.headers.getall("Accept", []))
@@ -66,6 +73,15 @@ class Metrics:
 
 
 METRICS = Metrics()
+
+
+@contextmanager
+def _timed(histogram: Histogram, labels: dict[str, str]) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram.observe(labels, time.perf_counter() - started)
 
 
 def route_of(request: web.Request) -> str:

@@ -16,17 +16,13 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 import redis.asyncio as aioredis
 
 from bitbd.db.pool import migrate_database, open_pool
@@ -36,30 +32,22 @@ from bitbd.settings import CrawlerSettings, Settings
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
+from perf.server import PeakMemory, call, pss_mib, start, stop, wait_ready
+
+TENANT = "pydocs-5k"
 
 
-async def crawl_if_needed(settings: Settings, url: str, pages: int) -> None:
+async def crawl_if_needed(settings: Settings, url: str, pages: int) -> int:
+    """The chat tenant, crawled once (the first `pages` pages of the library reference); its chunk count."""
     await migrate_database(settings.database)
     pool = await open_pool(settings.database)
     try:
         config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1,
                   "max_pages": pages}
-        await ensure_crawled(settings, pool, load_plugins(), "pydocs", config)
+        tenant = await ensure_crawled(settings, pool, load_plugins(), TENANT, config)
+        return int(await pool.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", tenant.id))
     finally:
         await pool.close()
-
-
-def start_server(data_dir: Path, port: int, cache: bool) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBD_")}
-    env.update(BITBD_CACHE__ENABLED=str(cache).lower(), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
-    return subprocess.Popen([sys.executable, "-m", "bitbd", "serve", "--data-dir", str(data_dir), "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def admin(session: aiohttp.ClientSession, base: str, token: str, method: str, path: str,
-                body: Any = None) -> Any:
-    async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
-        return await r.json()
 
 
 async def client(session: aiohttp.ClientSession, base: str, key: str, questions: list[str]) -> list[dict[str, Any]]:
@@ -85,26 +73,11 @@ async def load(base: str, token: str, clients: int, per_client: int) -> list[dic
     phrasings = [q for q, _, paraphrases in QUESTIONS for q in (q, *paraphrases)]
     rng = random.Random(11)
     async with aiohttp.ClientSession() as session:
-        key = (await admin(session, base, token, "POST", "/v1/admin/tenants/pydocs/keys", {"kind": "secret"}))["key"]
+        key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{TENANT}/keys", {"kind": "secret"}))["key"]
         await client(session, base, key, ["warm-up question about json"])
         runs = await asyncio.gather(*(client(session, base, key, rng.sample(phrasings, per_client))
                                       for _ in range(clients)))
     return [r for run in runs for r in run]
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    import urllib.request
-
-    for _ in range(600):
-        if proc.poll() is not None:
-            sys.exit(f"bitbd serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("bitbd serve did not become ready")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -125,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="kept between runs (default /tmp/bitbd-perf-pydocs; "
                                                       "--quick: a temporary one)")
-    parser.add_argument("--pages", type=int, default=400)
+    parser.add_argument("--pages", type=int, default=160, help="pages of the chat tenant (160: about 5,000 chunks)")
     parser.add_argument("--clients", default="1,10,50,200", help="concurrency levels, comma-separated")
     parser.add_argument("--questions", type=int, default=4, help="questions per client, one after another")
     parser.add_argument("--site", type=Path, default=PYDOCS)
@@ -137,79 +110,45 @@ def main() -> int:
     levels = [int(n) for n in str(args.clients).split(",")]
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
-        rows = run(data_dir, args.site, args.pages, levels, args.questions)
+        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions)
     head = ["cache", "clients", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits",
             "server memory (PSS) idle / peak"]
     table = markdown_table(head, rows)
     print(table)
     if not args.quick:
         append("Chat under load", f"concurrent WebSocket clients x {args.questions} questions each, one after "
-               "another, extractive generator, `bitbd serve` on loopback, 2 cores shared by server and clients; "
+               f"another, tenant of {chunks:,} chunks, extractive generator, `bitbd serve` on loopback, 2 cores "
+               "shared by server and clients; "
                "the cache is emptied before each row", table)
     return 0
 
 
-def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: int) -> list[list[str]]:
+def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: int) -> tuple[list[list[str]], int]:
     with served(site) as url:
         base_settings = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
         with services(base_settings, "bench") as running:
-            asyncio.run(crawl_if_needed(running, url, pages))
+            chunks = asyncio.run(crawl_if_needed(running, url, pages))
     rows = []
     for cache in (False, True):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(data_dir, port, cache)
+        proc = start("serve", data_dir, "--port", str(port), BITBD_CACHE__ENABLED=str(cache).lower(),
+                     BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
         try:
             wait_ready(base, proc)
             time.sleep(2)
-            idle = rss_mib(proc.pid)
+            idle = pss_mib(proc.pid, data_dir)
             token = (data_dir / "admin_token").read_text().strip()
             for clients in levels:
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
-                with PeakRss(proc.pid) as peak:
+                with PeakMemory(proc.pid, data_dir) as peak:
                     results = asyncio.run(load(base, token, clients, questions))
                 rows.append([f"{'on' if cache else 'off'}", str(clients),
                              *summary(results, time.perf_counter() - started), f"{idle:.0f} / {peak.mib:.0f} MiB"])
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    return rows
-
-
-def rss_mib(pid: int) -> float:
-    """Memory of the server and its children (embedded PostgreSQL and Redis), in MiB: proportional set size, so
-    that PostgreSQL's shared buffers count once, not once per backend as plain RSS would."""
-    total = 0
-    try:
-        parent = psutil.Process(pid)
-        for p in [parent, *parent.children(recursive=True)]:
-            info = p.memory_full_info()
-            total += getattr(info, "pss", info.rss)
-    except psutil.Error:
-        pass
-    return total / 2**20
-
-
-class PeakRss:
-    """The highest rss_mib() seen, sampled every 0.2 s in a thread while the block runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.mib = pid, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.2):
-            self.mib = max(self.mib, rss_mib(self.pid))
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+            stop(proc)
+    return rows, chunks
 
 
 def summary(results: list[dict[str, Any]], seconds: float) -> list[str]:

@@ -18,13 +18,14 @@ from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.plugins import Plugins, new_manager
 from bitbd.settings import DatabaseSettings, JobSettings, RedisSettings, Settings
-from bitbd_plugins.embedders import fastembed
+from bitbd_plugins.embedders import fastembed, sentence_transformers
 from bitbd_plugins.generators import extractive, openai
 from bitbd_plugins.sources import upload as upload_source
 from bitbd_plugins.sources import web as web_source
 from bitbd_plugins.stores import pgvector
 
-pytest_plugins = ["tests.corpus", "tests.ingesting"]  # fixtures: an indexed corpus; a site and an ingesting app
+# Fixtures: an indexed corpus; a site and an ingesting app; standalone PostgreSQL and Redis servers, a static site.
+pytest_plugins = ["tests.corpus", "tests.ingesting", "tests.servers"]
 ADMIN_TOKEN = "adm_test_token_for_the_suite"
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -74,7 +75,8 @@ def builtin_plugins() -> Plugins:
     """Built-ins registered explicitly, never through whatever entry points happen to be installed."""
     plugins = Plugins(new_manager())
     for name, module in (("pgvector", pgvector), ("fastembed", fastembed), ("web", web_source),
-                         ("upload", upload_source), ("extractive", extractive), ("openai", openai)):
+                         ("upload", upload_source), ("extractive", extractive), ("openai", openai),
+                         ("sentence-transformers", sentence_transformers)):
         plugins.pm.register(module, name=name)
     return plugins
 

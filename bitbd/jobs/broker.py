@@ -12,6 +12,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq import AckableMessage
 from taskiq_redis import RedisStreamBroker
 
@@ -46,6 +49,30 @@ class PriorityStreamBroker(RedisStreamBroker):
         return self.high if priority == "high" else self.queue_name
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Messages until the worker stops. Redis going away (restart, failover, network) does not end it: it waits
+        for Redis, re-creates the consumer group if Redis came back without it, and goes on. Tasks that were
+        running meanwhile are acked late or, if their ack was lost, redelivered (tasks are idempotent)."""
+        delay, down = 0.5, False
+        while True:
+            try:
+                async for message in self._listen():
+                    if down:
+                        log.warning("Redis is back, worker takes tasks again")
+                        delay, down = 0.5, False
+                    yield message
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as e:
+                if not down:
+                    log.warning("Redis unreachable, worker waits for it", extra={"error": type(e).__name__})
+                    down = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                log.warning("Redis lost the consumer group (restarted without its data?); re-creating it")
+                await self._declare_consumer_group()
+
+    async def _listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as redis:
             next_reclaim = 0.0
             while True:
@@ -75,8 +102,13 @@ class PriorityStreamBroker(RedisStreamBroker):
 
         async def ack() -> None:
             keepalive.cancel()
-            async with Redis(connection_pool=self.connection_pool) as conn:
-                await conn.xack(stream, self.consumer_group_name, msg_id)
+            try:
+                async with Redis(connection_pool=self.connection_pool) as conn:
+                    await conn.xack(stream, self.consumer_group_name, msg_id)
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                # The task is done; its message stays pending and is redelivered, and the task (idempotent)
+                # finds its work done.
+                log.warning("could not acknowledge a finished task, Redis unreachable; it will be redelivered")
 
         return AckableMessage(data=fields[b"data"], ack=ack)
 

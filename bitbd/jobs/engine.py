@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -158,7 +160,7 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
         prev_row = None  # embedded by another model: fetch in full and embed again
     previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
-    with deps.tracer.span("fetch", input=item["item"]) as span:
+    with phase(deps, "fetch", input=item["item"]) as span:
         fetched = await source.fetch(item["item"], previous)
         span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
@@ -182,7 +184,7 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
                          fetched: Fetched) -> tuple[uuid.UUID, int]:
     """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
     # CPU work (tokenizer, splitter) off the event loop, like extraction: HTTP and other tasks keep going.
-    with deps.tracer.span("chunk") as span:
+    with phase(deps, "chunk") as span:
         chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
         span.update(output={"chunks": len(chunks)})
     doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
@@ -191,7 +193,7 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id, model)}
     todo = [c for c in chunks if c.content_hash not in known]
     vectors: dict[str, Any] = dict(known)
-    with deps.tracer.span("embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
+    with phase(deps, "embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
         for start in range(0, len(todo), _EMBED_BATCH):
             batch = todo[start: start + _EMBED_BATCH]
             with METRICS.embedding("document"):
@@ -199,11 +201,18 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
             for chunk, vector in zip(batch, embedded, strict=True):
                 vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
-    with deps.tracer.span("store", metadata={"store": deps.store.name, "chunks": len(ready)}):
+    with phase(deps, "store", metadata={"store": deps.store.name, "chunks": len(ready)}):
         await deps.store.replace_chunks(tenant, doc_id, ready)
     await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag, fetched.last_modified,
                             fetched.links[:5000], model)
     return doc_id, len(todo)
+
+
+@contextmanager
+def phase(deps: WorkerDeps, name: str, **fields: Any) -> Iterator[Span]:
+    """A phase of one page: a tracing span, and its time in `bitbd_ingest_phase_seconds{phase}`."""
+    with deps.tracer.span(name, **fields) as span, METRICS.ingest_phase(name):
+        yield span
 
 
 async def finish_if_done(deps: WorkerDeps, job_id: uuid.UUID) -> None:

@@ -44,7 +44,7 @@ class WorkerDeps:
         if settings.ingest.store not in stores:
             raise ConfigError(f"vector store {settings.ingest.store!r} is not installed; installed: "
                               f"{', '.join(sorted(stores)) or 'none'} (ingest.store)")
-        store = stores[settings.ingest.store](pool)  # type: ignore[call-arg]
+        store = stores[settings.ingest.store](pool, settings.plugins.plugin_table(settings.ingest.store))  # type: ignore[call-arg]
         await store.check(embedder.dimension)
         tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
         chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())

@@ -140,11 +140,14 @@ def test_repo_bitbd_toml_documents_every_key_with_its_default(tmp_path: Path,
 
 def test_repo_bitbd_toml_documents_the_builtin_plugin_tables_at_their_defaults() -> None:
     from bitbd_plugins.embedders.fastembed import FastembedConfig
+    from bitbd_plugins.embedders.sentence_transformers import SentenceTransformersConfig
     from bitbd_plugins.generators.extractive import ExtractiveConfig
     from bitbd_plugins.generators.openai import OpenAIConfig
+    from bitbd_plugins.stores.pgvector import PgVectorConfig
 
     data = tomllib.loads((repo_root() / "bitbd.toml").read_text())
-    for name, model in (("fastembed", FastembedConfig), ("extractive", ExtractiveConfig), ("openai", OpenAIConfig)):
+    for name, model in (("fastembed", FastembedConfig), ("extractive", ExtractiveConfig), ("openai", OpenAIConfig),
+                        ("sentence-transformers", SentenceTransformersConfig), ("pgvector", PgVectorConfig)):
         table = data["plugins"][name]
         assert set(table) == set(model.model_fields), f"[plugins.{name}] must list every key"
         defaults = {k: (v.get_secret_value() if isinstance(v, SecretStr) else v)

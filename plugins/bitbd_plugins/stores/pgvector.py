@@ -1,15 +1,51 @@
-"""The `pgvector` vector store: chunks in PostgreSQL, cosine distance over an HNSW index."""
+"""The `pgvector` vector store: chunks in PostgreSQL, cosine distance, with the index `[plugins.pgvector]` names.
+
+Measured side by side in `python -m perf.bench_vectors` (perf/RESULTS.md): an HNSW graph over the float vectors,
+over half-precision copies, or over one bit per dimension with the best candidates re-ranked by the full vectors;
+or no vector index at all, an exact scan of the tenant's own rows.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.errors import PluginError
 from bitbd.hookspecs import hookimpl
 from bitbd.interfaces import Chunk, Hit, Vector, VectorStore
+from bitbd.settings import plugin_settings
+
+log = logging.getLogger(__name__)
+Index = Literal["hnsw", "hnsw_halfvec", "hnsw_bits", "exact"]
+
+
+class PgVectorConfig(BaseModel):
+    """`[plugins.pgvector]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: Index = "hnsw"
+    """hnsw (float vectors), hnsw_halfvec (half the size), hnsw_bits (1 bit per dimension, re-ranked), exact."""
+    rerank_candidates: int = Field(200, ge=10, le=2000)
+    """hnsw_bits: candidates the bit index proposes for re-ranking by the full vectors."""
+
+
+# Every vector index this store may create; the one the setting names is kept, the others are dropped.
+_INDEXES: dict[str, str] = {
+    "hnsw": "CREATE INDEX {c} chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)",
+    "hnsw_halfvec": "CREATE INDEX {c} chunks_embedding_halfvec ON chunks USING hnsw "
+                    "((embedding::halfvec({d})) halfvec_cosine_ops)",
+    "hnsw_bits": "CREATE INDEX {c} chunks_embedding_bits ON chunks USING hnsw "
+                 "((binary_quantize(embedding)::bit({d})) bit_hamming_ops)",
+}
+_INDEX_NAMES = {"hnsw": "chunks_embedding", "hnsw_halfvec": "chunks_embedding_halfvec",
+                "hnsw_bits": "chunks_embedding_bits"}
+_INDEX_LOCK = 0x62697462  # pg_advisory_lock key: one process at a time changes the vector index
 
 _COLUMN_TYPE = """
 SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -27,6 +63,18 @@ SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embed
        1 - (c.embedding <=> $2) AS score
 FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
+ORDER BY {order} LIMIT $3"""
+_ORDER = {"hnsw": "c.embedding <=> $2", "exact": "c.embedding <=> $2",
+          "hnsw_halfvec": "c.embedding::halfvec({d}) <=> $2::halfvec({d})"}
+# Bits: the bit index proposes candidates by Hamming distance, the full vectors rank them.
+_SEARCH_BITS = """
+WITH candidates AS (
+    SELECT c.id FROM chunks c WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
+    ORDER BY binary_quantize(c.embedding)::bit({d}) <~> binary_quantize($2::vector) LIMIT $4)
+SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
+       1 - (c.embedding <=> $2) AS score
+FROM candidates JOIN chunks c ON c.id = candidates.id AND c.tenant_id = $1
+JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 ORDER BY c.embedding <=> $2 LIMIT $3"""
 # Any of the question's words (stemmed, stop words dropped; dots, underscores and slashes split identifiers as in
 # the indexed text, migration 0007), ranked by how often they occur (no length normalisation: measured better):
@@ -48,8 +96,10 @@ ORDER BY top.score DESC, c.id"""
 class PgVectorStore(VectorStore):
     name = "pgvector"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, config: dict[str, Any] | None = None) -> None:
         self.pool = pool
+        self.config = plugin_settings(PgVectorConfig, config or {}, "pgvector")
+        self._dimension = 0
 
     async def dimension(self) -> int:
         """The dimension the schema's `chunks.embedding` column holds."""
@@ -64,6 +114,31 @@ class PgVectorStore(VectorStore):
                 f"choose an embedder of dimension {stored}, or add a migration that changes the column to "
                 f"vector({dimension}) and re-embed every tenant's documents"
             )
+        self._dimension = stored
+        await self._ensure_index()
+
+    async def _ensure_index(self) -> None:
+        """The vector index the setting names exists and no other does. Built once, at the first start after the
+        setting changes (seconds for thousands of chunks, minutes for millions); every process checks, one builds."""
+        want = self.config.index
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _INDEX_LOCK)
+            try:
+                present = {r["indexname"] for r in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname = ANY($1::text[])",
+                    list(_INDEX_NAMES.values()))}
+                for kind, name in _INDEX_NAMES.items():
+                    if kind != want and name in present:
+                        await conn.execute(f"DROP INDEX IF EXISTS {name}")
+                        log.info("dropped vector index", extra={"index": name})
+                if want in _INDEX_NAMES and _INDEX_NAMES[want] not in present:
+                    started = time.monotonic()
+                    log.info("building vector index", extra={"index": _INDEX_NAMES[want]})
+                    await conn.execute(_INDEXES[want].format(c="IF NOT EXISTS", d=self._dimension))
+                    log.info("built vector index", extra={"index": _INDEX_NAMES[want],
+                                                          "seconds": round(time.monotonic() - started, 1)})
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 
     async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk]) -> int:
         hashes = [c.content_hash for c in chunks]
@@ -91,9 +166,15 @@ class PgVectorStore(VectorStore):
             # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small
             # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            if ef_search is not None:
-                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), k)}")
-            rows = await conn.fetch(_SEARCH, tenant_id, vector, k)
+            index, d = self.config.index, self._dimension or await self.dimension()
+            if index == "hnsw_bits":
+                candidates = max(self.config.rerank_candidates, k)
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search or 0), candidates)}")
+                rows = await conn.fetch(_SEARCH_BITS.format(d=d), tenant_id, vector, k, candidates)
+            else:
+                if ef_search is not None:
+                    await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), k)}")
+                rows = await conn.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
         return sorted(_hits(rows), key=lambda h: -h.score)
 
     async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:

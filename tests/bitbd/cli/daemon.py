@@ -100,3 +100,26 @@ def gone(procs: list[psutil.Process], timeout: float = 15) -> bool:
     """True once every process has exited (zombies reaped by init count as gone)."""
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     return not alive
+
+
+def start_worker(data_dir: Path, log: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    """`bitbd worker` (concurrency 2, no metrics port unless `extra` gives one), its log in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(data_dir),
+                                 "--concurrency", "2", *(extra or ("--metrics-port", "0"))], cwd=log.parent,
+                                env=env, stdout=subprocess.DEVNULL, stderr=out)
+
+
+def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    job = None
+    while time.monotonic() < deadline:
+        _, job = daemon.get(f"/v1/jobs/{job_id}", token=key)
+        if until(job):
+            return dict(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job never reached the state wanted: {job}")
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return job["status"] not in ("queued", "running")

@@ -183,4 +183,5 @@ async def test_plugins_endpoint_lists_builtins(client: Client) -> None:
     hooks = {p["name"]: p["hooks"] for p in body["plugins"]}
     assert hooks == {"fastembed": ["register_embedders"], "pgvector": ["register_stores"],
                      "upload": ["register_sources"], "web": ["register_sources"],
-                     "extractive": ["register_generators"], "openai": ["register_generators"]}
+                     "extractive": ["register_generators"], "openai": ["register_generators"],
+                     "sentence-transformers": ["register_embedders"]}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bitbd import tenancy
-from bitbd.errors import PluginError
+from bitbd.errors import ConfigError, PluginError
 from bitbd.interfaces import Chunk, Vector
 from bitbd_plugins.stores.pgvector import PgVectorStore
 
@@ -89,3 +89,35 @@ async def test_a_small_tenant_among_a_big_one_gets_k_hits(pool: asyncpg.Pool) ->
     hits = await store.search(small.id, unit(1), 10)
     assert len(hits) == 5 and hits[0].text == "text 1"
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+INDEXES = "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname LIKE 'chunks_embedding%'"
+
+
+@pytest.mark.parametrize("index", ["hnsw_halfvec", "hnsw_bits", "exact"])
+async def test_each_index_setting_builds_its_index_alone_and_finds_the_same(pool: asyncpg.Pool, index: str) -> None:
+    tenant = await tenancy.create_tenant(pool, "t")
+    other = await tenancy.create_tenant(pool, "other")
+    await PgVectorStore(pool).replace_chunks(tenant.id, await document(pool, tenant.id, "https://t.example/"),
+                                             chunks(*range(300)))
+    await PgVectorStore(pool).replace_chunks(other.id, await document(pool, other.id, "https://o.example/"),
+                                             chunks(*range(300)))
+    expected = [h.text for h in await PgVectorStore(pool).search(tenant.id, unit(7), 5)]
+    store = PgVectorStore(pool, {"index": index})
+    try:
+        await store.check(384)
+        names = {r["indexname"] for r in await pool.fetch(INDEXES)}
+        assert names == ({"chunks_embedding_halfvec"} if index == "hnsw_halfvec" else
+                         {"chunks_embedding_bits"} if index == "hnsw_bits" else set())
+        hits = await store.search(tenant.id, unit(7), 5)
+        assert hits[0].text == expected[0] == "text 7"
+        assert len(hits) == 5 and {h.document_id for h in hits} == {hits[0].document_id}, "one tenant's only"
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    finally:
+        await PgVectorStore(pool).check(384)  # back to the default index for the other tests
+    assert {r["indexname"] for r in await pool.fetch(INDEXES)} == {"chunks_embedding"}
+
+
+def test_an_unknown_index_setting_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"\[plugins.pgvector\].*index"):
+        PgVectorStore(None, {"index": "diskann"})

@@ -3,47 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
-from tests.site import serve_static, write_static_site
-
-PAGES = 40
-
-
-@pytest.fixture
-def static_site(tmp_path: Path) -> Iterator[str]:
-    write_static_site(tmp_path / "site", PAGES, 12)
-    port = free_port()
-    server = serve_static(tmp_path / "site", port)
-    yield f"http://127.0.0.1:{port}/index.html"
-    server.kill()
-    server.wait()
-
-
-def start_worker(data_dir: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(data_dir),
-                                 "--concurrency", "2", "--metrics-port", "0"], cwd=log.parent, env=env,
-                                stdout=subprocess.DEVNULL, stderr=out)
-
-
-def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        _, job = daemon.get(f"/v1/jobs/{job_id}", token=key)
-        if until(job):
-            return dict(job)
-        time.sleep(0.2)
-    raise AssertionError(f"job never reached the state wanted: {job}")
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
+from tests.servers import STATIC_PAGES as PAGES
 
 
 def test_a_killed_worker_loses_nothing(tmp_path: Path, static_site: str) -> None:
@@ -66,7 +29,7 @@ def test_a_killed_worker_loses_nothing(tmp_path: Path, static_site: str) -> None
         assert killed_at["fetched"] < PAGES + 1, "the kill happened mid-crawl"
 
         second = start_worker(daemon.data_dir, tmp_path / "worker2.log", env)
-        job = poll_job(daemon, key, queued["job_id"], lambda j: j["status"] != "running" and j["status"] != "queued")
+        job = poll_job(daemon, key, queued["job_id"], finished)
         assert job["status"] == "succeeded", job
         assert job["progress"]["fetched"] == PAGES + 1 and job["progress"]["failed"] == 0
         _, listing = daemon.get("/v1/documents?limit=1000", token=key)

@@ -1,0 +1,121 @@
+"""Shared by the benchmarks that run a real `bitbd serve` (and `bitbd worker`) on loopback: start, wait, talk to
+its admin API, and measure its processes' memory and CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This environment without any BITBD_* of the caller's, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITBD_")}
+    env.update(settings)
+    return env
+
+
+def start(command: str, data_dir: Path, *args: str, **settings: str) -> subprocess.Popen[bytes]:
+    """`bitbd serve|worker --data-dir DIR ARGS`, quiet, with BITBD_* `settings` in its environment."""
+    return subprocess.Popen([sys.executable, "-m", "bitbd", command, "--data-dir", str(data_dir), *args],
+                            env=clean_env(**settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"bitbd serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit("bitbd serve did not become ready")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+async def call(session: aiohttp.ClientSession, base: str, token: str, method: str, path: str,
+               body: Any = None) -> Any:
+    """One API call with a bearer token (admin token or API key); the JSON reply, or exit with its error."""
+    async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+        reply = await r.json()
+        if r.status >= 400:
+            sys.exit(f"{method} {path}: {r.status} {reply}")
+        return reply
+
+
+def tree(pid: int, data_dir: Path | None = None) -> list[psutil.Process]:
+    """The process and its descendants; with `data_dir`, also the embedded servers on it (PostgreSQL may run
+    detached from its parent) and their children."""
+    roots = [psutil.Process(pid)]
+    if data_dir is not None:
+        for p in psutil.process_iter(["cmdline"]):
+            if p.pid != pid and any(str(data_dir) in part for part in p.info["cmdline"] or []):
+                roots.append(p)
+    seen: dict[int, psutil.Process] = {}
+    for root in roots:
+        with_children = [root]
+        try:
+            with_children += root.children(recursive=True)
+        except psutil.Error:
+            pass
+        seen.update({p.pid: p for p in with_children})
+    return list(seen.values())
+
+
+def pss_mib(pid: int, data_dir: Path | None = None) -> float:
+    """Memory of the process and its children (embedded PostgreSQL and Redis), in MiB: proportional set size, so
+    that PostgreSQL's shared buffers count once, not once per backend as plain RSS would."""
+    total = 0
+    for p in tree(pid, data_dir):
+        try:
+            info = p.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def cpu_seconds(pid: int, data_dir: Path | None = None) -> float:
+    total = 0.0
+    for p in tree(pid, data_dir):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+class PeakMemory:
+    """The highest pss_mib() seen, sampled every 0.2 s in a thread while the block runs."""
+
+    def __init__(self, pid: int, data_dir: Path | None = None) -> None:
+        self.pid, self.data_dir, self.mib = pid, data_dir, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.mib = max(self.mib, pss_mib(self.pid, self.data_dir))
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
