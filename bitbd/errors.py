@@ -110,6 +110,10 @@ class Conflict(BitbdError):
     status, code = 409, "conflict"
 
 
+class RequestTimeout(BitbdError):
+    status, code = 408, "request_timeout"
+
+
 class PayloadTooLarge(BitbdError):
     status, code = 413, "payload_too_large"
 

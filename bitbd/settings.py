@@ -34,6 +34,11 @@ class ServerSettings(_Section):
     """TCP port of the HTTP/WebSocket server (0 picks a free one)."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
     """Largest request body accepted, in bytes; larger ones get 413."""
+    keepalive_timeout: float = Field(15.0, gt=0)
+    """Seconds a connection may take to send a complete request head, and may stay idle between requests: slow
+    (slowloris-style) and silent clients are cut off."""
+    body_timeout: float = Field(120.0, gt=0)
+    """Seconds a request body (uploads included) may take to arrive; a slower client gets 408."""
 
 
 class DatabaseSettings(_Section):

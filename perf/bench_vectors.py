@@ -60,18 +60,21 @@ def configs(rows: int) -> list[Config]:
     hnsw = "hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
     hnsw_half = "hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
     hnsw_bit = "hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 16, ef_construction = 64)"
+    hnsw_bit8 = "hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 8, ef_construction = 64)"
     ivf_bit = f"ivfflat ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (lists = {lists})"
     return [
         Config("exact scan (no index)", None, exact),
         *(Config(f"IVFFlat lists {lists}, probes {p}", f"ivfflat (embedding vector_cosine_ops) WITH (lists = "
                  f"{lists})", exact, f"SET ivfflat.probes = {p}") for p in (10, 30)),
-        *(Config(f"HNSW vector m16, ef_search {ef}", hnsw, exact, f"SET hnsw.ef_search = {ef}") for ef in (40, 100)),
+        *(Config(f"HNSW vector m16, ef_search {ef}", hnsw, exact, f"SET hnsw.ef_search = {ef}")
+          for ef in (40, 100, 200, 400)),
         *(Config(f"HNSW halfvec m16, ef_search {ef}", hnsw_half, half, f"SET hnsw.ef_search = {ef}")
-          for ef in (40, 100)),
+          for ef in (40, 100, 200, 400)),
         *(Config(f"HNSW bits m16 + rerank {c}", hnsw_bit, rerank(c), f"SET hnsw.ef_search = {c}")
           for c in (100, 400, 1000)),
+        Config("HNSW bits m8 + rerank 1000", hnsw_bit8, rerank(1000), "SET hnsw.ef_search = 1000"),
         *(Config(f"IVFFlat bits + rerank {c}, probes {p}", ivf_bit, rerank(c), f"SET ivfflat.probes = {p}")
-          for c, p in ((100, 10), (400, 30), (1000, 30))),
+          for c, p in ((100, 10), (400, 30), (1000, 30), (2000, 60))),
     ]
 
 

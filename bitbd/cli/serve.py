@@ -49,7 +49,8 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
     debug = settings.log.level == "debug" or logging.getLogger("bitbd").isEnabledFor(logging.DEBUG)
-    runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("bitbd.access") if debug else None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("bitbd.access") if debug else None,
+                           keepalive_timeout=settings.server.keepalive_timeout)
     await runner.setup()
     try:
         host, port = settings.server.host, settings.server.port

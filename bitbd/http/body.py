@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from bitbd.errors import InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from bitbd.errors import InvalidJson, InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from bitbd.keys import settings_key
 
 M = TypeVar("M", bound=BaseModel)
+
+
+@asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """The body must arrive within `server.body_timeout`: a client trickling it in does not hold a handler."""
+    seconds = request.config_dict[settings_key].server.body_timeout
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {seconds:.0f}s (server.body_timeout); "
+                             "send it at once, or over a faster link") from None
 
 
 async def read_json(request: web.Request, model: type[M]) -> M:
@@ -23,7 +38,8 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(request.content_length, limit)
     try:
-        raw = await request.read()
+        async with body_deadline(request):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(None, limit) from None
     try:

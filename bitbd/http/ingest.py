@@ -14,7 +14,7 @@ from taskiq.exceptions import SendTaskError
 
 from bitbd.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from bitbd.http.auth import require_key
-from bitbd.http.body import read_json
+from bitbd.http.body import body_deadline, read_json
 from bitbd.jobs import records
 from bitbd.jobs.broker import Priority
 from bitbd.jobs.engine import START_TASK
@@ -134,6 +134,15 @@ async def upload(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
     limit = request.config_dict[settings_key].ingest.max_upload_bytes
+    async with body_deadline(request):
+        files = await _read_files(request, limit)
+    if not files:
+        raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
+    job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)
+    return await _started(request, job_id, source_id, files=[f[0] for f in files])
+
+
+async def _read_files(request: web.Request, limit: int) -> list[tuple[str, str, bytes]]:
     files: list[tuple[str, str, bytes]] = []
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
@@ -151,10 +160,7 @@ async def upload(request: web.Request) -> web.Response:
         files.append((name, ctype, bytes(data)))
         if len(files) > _MAX_FILES:
             raise InvalidRequest(f"at most {_MAX_FILES} files per upload")
-    if not files:
-        raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
-    job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)
-    return await _started(request, job_id, source_id, files=[f[0] for f in files])
+    return files
 
 
 @routes.get("/v1/jobs/{job}")

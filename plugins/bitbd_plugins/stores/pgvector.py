@@ -33,6 +33,9 @@ class PgVectorConfig(BaseModel):
     """hnsw (float vectors), hnsw_halfvec (half the size), hnsw_bits (1 bit per dimension, re-ranked), exact."""
     rerank_candidates: int = Field(200, ge=10, le=2000)
     """hnsw_bits: candidates the bit index proposes for re-ranking by the full vectors."""
+    exact_below: int = Field(20_000, ge=0)
+    """Tenants with fewer chunks are searched exactly, whatever the index (every chunk compared: recall 1, a few
+    milliseconds); larger ones through the index. 0: always the index."""
 
 
 # Every vector index this store may create; the one the setting names is kept, the others are dropped.
@@ -64,7 +67,8 @@ SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embed
 FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
 ORDER BY {order} LIMIT $3"""
-_ORDER = {"hnsw": "c.embedding <=> $2", "exact": "c.embedding <=> $2",
+# "+ 0" keeps the planner off the vector index: the tenant's rows by their btree, every distance computed.
+_ORDER = {"hnsw": "c.embedding <=> $2", "exact": "(c.embedding <=> $2) + 0",
           "hnsw_halfvec": "c.embedding::halfvec({d}) <=> $2::halfvec({d})"}
 # Bits: the bit index proposes candidates by Hamming distance, the full vectors rank them.
 _SEARCH_BITS = """
@@ -100,6 +104,7 @@ class PgVectorStore(VectorStore):
         self.pool = pool
         self.config = plugin_settings(PgVectorConfig, config or {}, "pgvector")
         self._dimension = 0
+        self._sizes: dict[uuid.UUID, tuple[int, float]] = {}  # tenant -> (chunks, when counted)
 
     async def dimension(self) -> int:
         """The dimension the schema's `chunks.embedding` column holds."""
@@ -167,6 +172,8 @@ class PgVectorStore(VectorStore):
             # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             index, d = self.config.index, self._dimension or await self.dimension()
+            if index != "exact" and await self._chunks(conn, tenant_id) < self.config.exact_below:
+                index = "exact"
             if index == "hnsw_bits":
                 candidates = max(self.config.rerank_candidates, k)
                 await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search or 0), candidates)}")
@@ -176,6 +183,17 @@ class PgVectorStore(VectorStore):
                     await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), k)}")
                 rows = await conn.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
         return sorted(_hits(rows), key=lambda h: -h.score)
+
+    async def _chunks(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
+        """The tenant's chunk count, counted at most once a minute (it decides exact or index search)."""
+        known = self._sizes.get(tenant_id)
+        if known is not None and time.monotonic() - known[1] < 60:
+            return known[0]
+        count = int(await conn.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", tenant_id))
+        if len(self._sizes) > 10_000:
+            self._sizes.clear()
+        self._sizes[tenant_id] = (count, time.monotonic())
+        return count
 
     async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:
         return _hits(await self.pool.fetch(_KEYWORD, tenant_id, query, vector, k))
