@@ -15,6 +15,7 @@ from bitbd.app import create_app
 from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError
+from bitbd.http.access import AccessLogger
 from bitbd.settings import Settings
 
 log = logging.getLogger("bitbd.serve")
@@ -50,7 +51,7 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
     app = create_app(settings)
     debug = settings.log.level == "debug" or logging.getLogger("bitbd").isEnabledFor(logging.DEBUG)
     runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("bitbd.access") if debug else None,
-                           keepalive_timeout=settings.server.keepalive_timeout)
+                           access_log_class=AccessLogger, keepalive_timeout=settings.server.keepalive_timeout)
     await runner.setup()
     try:
         host, port = settings.server.host, settings.server.port

@@ -76,6 +76,8 @@ class DataDir:
 
     def write_server(self, url: str) -> None:
         """Publish where `bitbd serve` listens, for `bitbd ask`/`bitbd search` and the TUI on this machine."""
+        # With external PostgreSQL and Redis and the admin token from the environment, nothing else made it yet.
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(self.path / SERVER_NAME, json.dumps({"url": url, "pid": os.getpid()}))
 
     def server_url(self) -> str | None:
