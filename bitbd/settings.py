@@ -113,7 +113,7 @@ class RetrievalSettings(_Section):
     """Passages an answer is written from (POST /v1/search takes its own k)."""
     candidates: int = Field(40, ge=1, le=1000)
     """Chunks each retriever (vector, keyword) proposes before fusion and re-ranking."""
-    ef_search: int = Field(100, ge=1, le=1000)
+    ef_search: int = Field(400, ge=1, le=1000)
     """pgvector hnsw.ef_search: candidates the HNSW graph walk keeps; more is slower and more exact."""
     rrf_k: int = Field(20, ge=1)
     """Reciprocal rank fusion constant: a chunk at rank r scores weight / (rrf_k + r) in each list."""

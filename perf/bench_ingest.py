@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,8 @@ def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
 
 def top_frames(raw: Path, n: int = 12) -> str:
     """Self time per function from py-spy's collapsed stacks: where the server's threads spent their samples."""
+    if not raw.exists():
+        return "(py-spy wrote no samples: is py-spy installed, and may it attach? pip install py-spy)"
     own: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -154,7 +157,7 @@ def main() -> int:
             r = asyncio.run(crawl(base, token, url, proc.pid, data_dir, args.pages))
         finally:
             if spy is not None:
-                spy.terminate()
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT (not on SIGTERM)
                 spy.wait()
             stop(proc)
         hotspots = top_frames(data_dir / "profile.txt") if spy is not None else ""

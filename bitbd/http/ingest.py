@@ -134,6 +134,9 @@ async def upload(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
     limit = request.config_dict[settings_key].ingest.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit * _MAX_FILES:
+        raise PayloadTooLarge(f"the upload declares {request.content_length} bytes; one request carries at most "
+                              f"{_MAX_FILES} files of {limit} bytes (ingest.max_upload_bytes)")
     async with body_deadline(request):
         files = await _read_files(request, limit)
     if not files:

@@ -48,3 +48,22 @@ def test_bench_chat(tmp_path: Path) -> None:
 def test_bench_ingest(tmp_path: Path) -> None:
     out = quick("bench_ingest", tmp_path)
     assert "| end to end / embedder alone |" in out
+
+
+@needs_docs
+def test_bench_embed(tmp_path: Path) -> None:
+    out = quick("bench_embed", tmp_path)
+    assert "| fastembed default (batch 8, threads auto) |" in out and "| onnxruntime, graph opt all |" in out, out
+    assert "Best: " in out
+
+
+@needs_docs
+def test_bench_vectors(tmp_path: Path) -> None:
+    out = quick("bench_vectors", tmp_path)
+    assert "| HNSW bits m16 + rerank 100 |" in out and "| exact scan of the tenant's rows" in out, out
+
+
+@needs_docs
+def test_soak(tmp_path: Path) -> None:
+    out = quick("soak", tmp_path)
+    assert "| lost (no `done` or `error`) | 0 |" in out and "| crawl job | succeeded" in out, out

@@ -41,7 +41,7 @@ class FastembedConfig(BaseModel):
     """Longest input in tokens; longer text is truncated by the tokenizer."""
     threads: int = Field(0, ge=0)
     """onnxruntime threads; 0 lets onnxruntime decide (one per core)."""
-    batch_size: int = Field(16, ge=1, le=256)
+    batch_size: int = Field(8, ge=1, le=256)
     """Texts per ONNX call; memory grows steeply with it, so keep it small on small machines."""
 
 

@@ -29,7 +29,7 @@ class PgVectorConfig(BaseModel):
     """`[plugins.pgvector]`."""
 
     model_config = ConfigDict(extra="forbid")
-    index: Index = "hnsw"
+    index: Index = "hnsw_halfvec"
     """hnsw (float vectors), hnsw_halfvec (half the size), hnsw_bits (1 bit per dimension, re-ranked), exact."""
     rerank_candidates: int = Field(200, ge=10, le=2000)
     """hnsw_bits: candidates the bit index proposes for re-ranking by the full vectors."""

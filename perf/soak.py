@@ -1,0 +1,205 @@
+"""A bounded soak on loopback: WebSocket clients ask for minutes while a crawl runs and its worker is killed and
+restarted. Every ask must end in `done` or a specific `error`; the crawl must finish; memory must stay flat.
+
+    python -m perf.soak [--minutes 10] [--clients 100] [--pages 300] [--quick]
+
+Starts a real `bitbd serve` (embedded PostgreSQL and Redis, no in-process workers) and one `bitbd worker` in a
+temporary data dir, serves a generated site (perf/site.py) on loopback, indexes a first part of it, then starts
+the clients (each asks, waits for the end of the answer, thinks 2-5 s, asks again; one reconnects at once if its
+socket drops, and counts the asks it had open as lost) and a crawl of the whole site. A third of the way in,
+the worker is killed with SIGKILL and started again 10 s later. Everything stops by itself: the clients after
+`--minutes`, then the crawl is awaited (10 minutes at most). Only loopback addresses are used. Prints a table and
+appends it to perf/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from perf import report, site
+from perf.corpus import free_port, served
+from perf.questions import QUESTIONS
+from perf.server import call, pss_mib, start, stop, wait_ready
+
+SETTINGS = {"BITBD_CRAWLER__ALLOW_PRIVATE": "true", "BITBD_CHAT__RATE_LIMIT_PER_MINUTE": "0",
+            "BITBD_JOBS__REDELIVERY_SECONDS": "10"}
+
+
+@dataclass
+class Tally:
+    asked: int = 0
+    done: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    lost: int = 0
+    reconnects: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def client(base: str, key: str, until: float, tally: Tally, seed: int) -> None:
+    rng = random.Random(seed)
+    phrasings = [q for q, _, more in QUESTIONS for q in (q, *more)]
+    n = 0
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < until:
+            try:
+                async with session.ws_connect(base.replace("http", "ws") + "/v1/chat",
+                                              headers={"Authorization": f"Bearer {key}"}, heartbeat=20) as ws:
+                    while time.monotonic() < until:
+                        n += 1
+                        ask_id = f"{seed}-{n}"
+                        tally.asked += 1
+                        started = time.monotonic()
+                        await ws.send_json({"type": "ask", "id": ask_id, "question": rng.choice(phrasings)})
+                        ended = await _wait_end(ws, ask_id)
+                        if ended is None:
+                            tally.lost += 1
+                            break
+                        if ended["type"] == "done":
+                            tally.done += 1
+                            tally.latencies.append(time.monotonic() - started)
+                        else:
+                            tally.errors[ended["code"]] += 1
+                        await asyncio.sleep(rng.uniform(2, 5))
+            except (aiohttp.ClientError, TimeoutError, ConnectionError):
+                pass
+            tally.reconnects += 1
+            await asyncio.sleep(0.5)
+
+
+async def _wait_end(ws: aiohttp.ClientWebSocketResponse, ask_id: str) -> dict[str, Any] | None:
+    """The ask's `done` or `error`, or None when the socket closed or nothing came for 60 s (a lost answer)."""
+    try:
+        async with asyncio.timeout(60):
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return None
+                event = json.loads(msg.data)
+                if event.get("id") == ask_id and event["type"] in ("done", "error"):
+                    return dict(event)
+    except TimeoutError:
+        return None
+    return None
+
+
+async def wait_job(session: aiohttp.ClientSession, base: str, key: str, job: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        view = await call(session, base, key, "GET", f"/v1/jobs/{job}")
+        if view["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(1)
+    return view
+
+
+async def soak(base: str, token: str, url: str, args: argparse.Namespace, data_dir: Path, server_pid: int,
+               worker: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as session:
+        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "soak"})
+        key = (await call(session, base, token, "POST", "/v1/admin/tenants/soak/keys", {"kind": "secret"}))["key"]
+        first = await call(session, base, key, "POST", "/v1/sources",
+                           {"type": "web", "urls": [f"{url}/index.html"], "max_pages": args.pages // 10})
+        view = await wait_job(session, base, key, first["job_id"], 600)
+        print(f"indexed {view['progress']['fetched']} pages; {args.clients} clients start", file=sys.stderr)
+        tally = Tally()
+        started = time.monotonic()
+        until = started + args.minutes * 60
+        clients = [asyncio.create_task(client(base, key, until, tally, i)) for i in range(args.clients)]
+        crawl = await call(session, base, key, "POST", "/v1/sources",
+                           {"type": "web", "urls": [f"{url}/index.html?all"], "max_pages": args.pages})
+        memory: list[tuple[float, float]] = []
+        killed = False
+        while time.monotonic() < until:
+            memory.append((time.monotonic() - started, pss_mib(server_pid, data_dir)))
+            if not killed and time.monotonic() - started > args.minutes * 20:
+                worker[0].send_signal(signal.SIGKILL)
+                worker[0].wait()
+                out["killed_at"] = time.monotonic() - started
+                await asyncio.sleep(10)
+                worker[0] = start("worker", data_dir, "--metrics-port", "0", **SETTINGS)
+                killed = True
+            await asyncio.sleep(min(10, max(0.1, until - time.monotonic())))
+        await asyncio.gather(*clients)
+        print(f"clients done: {tally.asked} asked, {tally.lost} lost; waiting for the crawl", file=sys.stderr)
+        out["job"] = await wait_job(session, base, key, crawl["job_id"], 600)
+        out["tally"], out["memory"], out["seconds"] = tally, memory, time.monotonic() - started
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--pages", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 s, 5 clients, 20 pages")
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.clients, args.pages = 0.5, 5, 20
+    directory = site.build(Path(tempfile.gettempdir()) / f"bitbd-perf-site-{args.pages}", args.pages)
+    with served(directory) as url, tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start("serve", data_dir, "--port", str(port), BITBD_JOBS__WORKERS="0", **SETTINGS)
+        worker = [server]  # replaced once the server owns the data dir: the worker attaches to its services
+        try:
+            wait_ready(base, server)
+            worker[0] = start("worker", data_dir, "--metrics-port", "0", **SETTINGS)
+            token = (data_dir / "admin_token").read_text().strip()
+            r = asyncio.run(soak(base, token, url, args, data_dir, server.pid, worker))
+        finally:
+            if worker[0] is not server:
+                stop(worker[0])
+            stop(server)
+    table = render(r, args)
+    print(table)
+    if not args.quick:
+        report.append("Soak", f"{args.clients} WebSocket clients for {args.minutes:g} minutes (think time 2-5 s) "
+                      f"while a {args.pages}-page crawl runs on one `bitbd worker`, SIGKILLed and restarted "
+                      f"{r.get('killed_at', 0):.0f} s in; `bitbd serve` with embedded services, loopback only",
+                      table)
+    ok = r["tally"].lost == 0 and r["job"].get("status") == "succeeded"
+    return 0 if ok else 1
+
+
+def render(r: dict[str, Any], args: argparse.Namespace) -> str:
+    t: Tally = r["tally"]
+    job = r["job"]
+    progress = job.get("progress", {})
+    lat = sorted(t.latencies) or [0.0]
+    memory = [m for _, m in r["memory"]] or [0.0]
+    minute = max(1, len(memory) // max(1, round(args.minutes)))
+    rows = [
+        ["asks sent", f"{t.asked}"],
+        ["answered (`done`)", f"{t.done}"],
+        ["specific errors", ", ".join(f"{code} {n}" for code, n in t.errors.most_common()) or "none"],
+        ["lost (no `done` or `error`)", f"{t.lost}"],
+        ["reconnects", f"{t.reconnects - args.clients}"],
+        ["answer time p50 / p95", f"{lat[len(lat) // 2] * 1000:.0f} / {lat[int(len(lat) * 0.95)] * 1000:.0f} ms"],
+        ["crawl job", f"{job.get('status')}: {progress.get('fetched')} pages, {progress.get('failed')} failed, "
+                      f"{progress.get('chunks_embedded')} chunks"],
+        ["worker killed and restarted at", f"{r.get('killed_at', 0):.0f} s"],
+        ["server memory (PSS) first / last sample, max",
+         f"{memory[0]:.0f} / {memory[-1]:.0f} MiB, max {max(memory):.0f} MiB "
+         f"(median of first vs last {minute} samples: {sorted(memory[:minute])[minute // 2]:.0f} vs "
+         f"{sorted(memory[-minute:])[minute // 2]:.0f} MiB)"],
+    ]
+    return report.markdown_table(["measure", "value"], rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
