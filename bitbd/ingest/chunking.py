@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from semantic_text_splitter import MarkdownSplitter
@@ -69,6 +70,19 @@ class Chunker:
             else:
                 groups.append(_Section(section.level, section.path, section.text))
         return groups
+
+
+def counting_tokenizer(path: Path) -> Any | None:
+    """The `tokenizers.Tokenizer` in `path` (a tokenizer.json) without truncation or padding, to count tokens when
+    chunking; None if there is no such file. For embedder plugins' `tokenizer()`."""
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 def _sections(text: str) -> list[_Section]:

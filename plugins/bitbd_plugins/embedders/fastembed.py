@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.errors import ConfigError, PluginError
 from bitbd.hookspecs import hookimpl
+from bitbd.ingest.chunking import counting_tokenizer
 from bitbd.interfaces import Embedder, Vector
 from bitbd.settings import plugin_settings
 
@@ -152,15 +153,8 @@ class FastEmbedder(Embedder):
     def tokenizer(self) -> Any:
         """A `tokenizers.Tokenizer` without truncation, to count tokens when chunking."""
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
             directory = self.model_dir()
-            if directory is None:
-                return None
-            tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
+            self._tokenizer = None if directory is None else counting_tokenizer(directory / "tokenizer.json")
         return self._tokenizer
 
     @property

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.errors import ConfigError, PluginError
 from bitbd.hookspecs import hookimpl
+from bitbd.ingest.chunking import counting_tokenizer
 from bitbd.interfaces import Embedder, Vector
 from bitbd.settings import plugin_settings
 
@@ -117,15 +118,7 @@ class SentenceTransformersEmbedder(Embedder):
     def tokenizer(self) -> Any:
         """A `tokenizers.Tokenizer` without truncation, to count tokens when chunking (None for hub models)."""
         if self._tokenizer is None:
-            path = Path(_model_dir(self.config)) / "tokenizer.json"
-            if not path.is_file():
-                return None
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(path))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
+            self._tokenizer = counting_tokenizer(Path(_model_dir(self.config)) / "tokenizer.json")
         return self._tokenizer
 
     def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
