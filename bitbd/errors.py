@@ -27,6 +27,8 @@ class BitbdError(Exception):
             413: (PayloadTooLarge, "request body too large"),
         }
         kind, message = by_status.get(exc.status, (BadRequest, exc.reason))
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            message = f"method {exc.method} not allowed here; use {', '.join(sorted(exc.allowed_methods))}"
         error = kind(message)
         error.status = exc.status
         return error

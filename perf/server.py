@@ -89,6 +89,23 @@ def pss_mib(pid: int, data_dir: Path | None = None) -> float:
     return total / 2**20
 
 
+def pss_by_role(pid: int, data_dir: Path) -> dict[str, float]:
+    """pss_mib() split by role, in MiB: `daemon` (the process `pid` alone), `postgres` and `redis` (the embedded
+    servers on `data_dir`), and `worker` (any other process on `data_dir`: `bitbd worker` and its children).
+    Keeps a worker's embedding memory out of the server's figure."""
+    roles = dict.fromkeys(("daemon", "postgres", "redis", "worker"), 0.0)
+    for p in tree(pid, data_dir):
+        try:
+            info = p.memory_full_info()
+            name = p.name()
+        except psutil.Error:
+            continue
+        role = ("daemon" if p.pid == pid else "postgres" if "postgres" in name
+                else "redis" if "redis" in name else "worker")
+        roles[role] += getattr(info, "pss", info.rss) / 2**20
+    return roles
+
+
 def cpu_seconds(pid: int, data_dir: Path | None = None) -> float:
     total = 0.0
     for p in tree(pid, data_dir):

@@ -1,5 +1,6 @@
 """A bounded soak on loopback: WebSocket clients ask for minutes while a crawl runs and its worker is killed and
-restarted. Every ask must end in `done` or a specific `error`; the crawl must finish; memory must stay flat.
+restarted. Every ask must end in `done` or a specific `error`; the crawl must finish; memory must stay flat
+(reported per process: the server, its embedded PostgreSQL and Redis, and the worker, each on its own).
 
     python -m perf.soak [--minutes 10] [--clients 100] [--pages 300] [--quick]
 
@@ -32,7 +33,7 @@ import aiohttp
 from perf import report, site
 from perf.corpus import free_port, served
 from perf.questions import QUESTIONS
-from perf.server import call, pss_mib, start, stop, wait_ready
+from perf.server import call, pss_by_role, start, stop, wait_ready
 
 SETTINGS = {"BITBD_CRAWLER__ALLOW_PRIVATE": "true", "BITBD_CHAT__RATE_LIMIT_PER_MINUTE": "0",
             "BITBD_JOBS__REDELIVERY_SECONDS": "10"}
@@ -121,10 +122,10 @@ async def soak(base: str, token: str, url: str, args: argparse.Namespace, data_d
         clients = [asyncio.create_task(client(base, key, until, tally, i)) for i in range(args.clients)]
         crawl = await call(session, base, key, "POST", "/v1/sources",
                            {"type": "web", "urls": [f"{url}/index.html?all"], "max_pages": args.pages})
-        memory: list[tuple[float, float]] = []
+        memory: list[tuple[float, dict[str, float]]] = []
         killed = False
         while time.monotonic() < until:
-            memory.append((time.monotonic() - started, pss_mib(server_pid, data_dir)))
+            memory.append((time.monotonic() - started, pss_by_role(server_pid, data_dir)))
             if not killed and time.monotonic() - started > args.minutes * 20:
                 worker[0].send_signal(signal.SIGKILL)
                 worker[0].wait()
@@ -132,7 +133,7 @@ async def soak(base: str, token: str, url: str, args: argparse.Namespace, data_d
                 await asyncio.sleep(10)
                 worker[0] = start("worker", data_dir, "--metrics-port", "0", **SETTINGS)
                 killed = True
-            await asyncio.sleep(min(10, max(0.1, until - time.monotonic())))
+            await asyncio.sleep(min(5, max(0.1, until - time.monotonic())))
         await asyncio.gather(*clients)
         print(f"clients done: {tally.asked} asked, {tally.lost} lost; waiting for the crawl", file=sys.stderr)
         out["job"] = await wait_job(session, base, key, crawl["job_id"], 600)
@@ -181,8 +182,6 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
     job = r["job"]
     progress = job.get("progress", {})
     lat = sorted(t.latencies) or [0.0]
-    memory = [m for _, m in r["memory"]] or [0.0]
-    minute = max(1, len(memory) // max(1, round(args.minutes)))
     rows = [
         ["asks sent", f"{t.asked}"],
         ["answered (`done`)", f"{t.done}"],
@@ -193,12 +192,41 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         ["crawl job", f"{job.get('status')}: {progress.get('fetched')} pages, {progress.get('failed')} failed, "
                       f"{progress.get('chunks_embedded')} chunks"],
         ["worker killed and restarted at", f"{r.get('killed_at', 0):.0f} s"],
-        ["server memory (PSS) first / last sample, max",
-         f"{memory[0]:.0f} / {memory[-1]:.0f} MiB, max {max(memory):.0f} MiB "
-         f"(median of first vs last {minute} samples: {sorted(memory[:minute])[minute // 2]:.0f} vs "
-         f"{sorted(memory[-minute:])[minute // 2]:.0f} MiB)"],
+        *memory_rows(r["memory"], args.minutes * 60),
     ]
     return report.markdown_table(["measure", "value"], rows)
+
+
+def memory_rows(samples: list[tuple[float, dict[str, float]]], seconds: float) -> list[list[str]]:
+    """Per role: the median PSS of the second minute (after warm-up: model loaded, caches filled), of the middle
+    and of the last minute of the run, the largest sample, and the least-squares slope from minute 2 on."""
+    rows = []
+    for role, what in (("daemon", "`bitbd serve` process"), ("postgres", "embedded PostgreSQL"),
+                       ("redis", "embedded Redis"), ("worker", "`bitbd worker` (restarted once)")):
+        series = [(t, m[role]) for t, m in samples]
+        if not series:
+            continue
+        after = [(t, v) for t, v in series if t >= 60] or series
+
+        def median(lo: float, hi: float, series: list[tuple[float, float]] = series) -> float:
+            values = sorted(v for t, v in series if lo <= t < hi) or [0.0]
+            return values[len(values) // 2]
+
+        rows.append([f"{what}: PSS minute 2 / middle minute / last minute, max",
+                     f"{median(60, 120):.0f} / {median(seconds / 2 - 30, seconds / 2 + 30):.0f} / "
+                     f"{median(seconds - 60, seconds + 1):.0f} MiB, max {max(v for _, v in series):.0f} MiB; "
+                     f"slope from minute 2 {slope(after) * 60:+.1f} MiB/min"])
+    return rows
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of v over t (per second); 0 for fewer than two points."""
+    if len(points) < 2:
+        return 0.0
+    mt = sum(t for t, _ in points) / len(points)
+    mv = sum(v for _, v in points) / len(points)
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (v - mv) for t, v in points) / var if var else 0.0
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-Mode = Literal["ok", "hang", "garbage", "error", "cut"]
+Mode = Literal["ok", "hang", "garbage", "error", "cut", "stall", "trickle"]
 
 
 @dataclass
 class FakeLLM:
-    """Streams `answer` word by word; `mode` makes it misbehave the way real servers do."""
+    """Streams `answer` word by word; `mode` makes it misbehave the way real servers do: `hang` (accepts, never
+    answers), `garbage` (200 with HTML, not SSE), `error` (HTTP 500), `cut` (connection closed after two tokens),
+    `stall` (two tokens, then silence), `trickle` (a token every 0.5 s, forever)."""
 
     answer: str = "Items can be returned within 30 days [1]."
     mode: Mode = "ok"
@@ -44,7 +46,11 @@ class FakeLLM:
             if self.mode == "cut" and i == 1:
                 request.transport.close()  # type: ignore[union-attr]
                 return resp
-            await asyncio.sleep(0.005)
+            if self.mode == "stall" and i == 1:
+                await asyncio.sleep(3600)
+            await asyncio.sleep(0.5 if self.mode == "trickle" else 0.005)
+        if self.mode == "trickle":
+            await asyncio.sleep(3600)
         done = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await resp.write(f": keep-alive\n\ndata: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
         return resp

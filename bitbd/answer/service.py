@@ -121,6 +121,8 @@ class Answerer:
         text = text.strip()
         if not text:
             raise InvalidRequest(f"the {what} is empty; send some words to look for")
+        if "\x00" in text:
+            raise InvalidRequest(f"the {what} holds a NUL character (\\u0000); remove it")
         limit = self.settings.answer.max_question_chars
         if len(text) > limit:
             raise QuestionTooLong(f"the {what} is {len(text)} characters long; the limit is {limit} "

@@ -50,10 +50,25 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         raise InvalidJson(f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     if not isinstance(data, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {type(data).__name__}")
+    if has_nul(data):
+        raise InvalidRequest("request body holds a NUL character (\\u0000), which no text field can store; "
+                             "remove it")
     try:
-        return model.model_validate(data)
+        # Strict: JSON types as declared (no "0" for false, no "5" for 5); dates and UUIDs as JSON strings.
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as e:
         raise InvalidRequest(describe(e)) from None
+
+
+def has_nul(value: object) -> bool:
+    """A NUL anywhere in a parsed JSON value (PostgreSQL text and jsonb cannot hold one)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def describe(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
@@ -137,8 +138,12 @@ async def upload(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit * _MAX_FILES:
         raise PayloadTooLarge(f"the upload declares {request.content_length} bytes; one request carries at most "
                               f"{_MAX_FILES} files of {limit} bytes (ingest.max_upload_bytes)")
-    async with body_deadline(request):
-        files = await _read_files(request, limit)
+    try:
+        async with body_deadline(request):
+            files = await _read_files(request, limit)
+    except (ValueError, HttpProcessingError) as e:  # no boundary, a broken part header, ...
+        raise InvalidRequest(f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
+                             "(curl -F file=@guide.pdf)") from None
     if not files:
         raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
     job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)

@@ -24,7 +24,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as e:
         if e.status < 400:  # redirects and the like pass through
             raise
-        return web.json_response(error_body(BitbdError.from_http(e)), status=e.status)
+        # Keep what the client needs from aiohttp's own answer: Allow (405, RFC 9110).
+        kept = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+        return web.json_response(error_body(BitbdError.from_http(e)), status=e.status, headers=kept)
     except (RedisError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
             asyncpg.AdminShutdownError, asyncpg.InterfaceError) as e:
         # A dependency is down: say which, without details that could hold a DSN, and that it is temporary.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from bitbd.http import health, widget
@@ -14,6 +16,8 @@ from bitbd.http.search import routes as search_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
 
+OPENAPI = Path(__file__).resolve().parent.parent / "static" / "openapi.yaml"
+
 
 async def whoami(request: web.Request) -> web.Response:
     """The caller's tenant and key: lets a client check its secret key."""
@@ -22,10 +26,17 @@ async def whoami(request: web.Request) -> web.Response:
     return web.json_response({"tenant": tenant.to_json(), "key": key.to_json()})
 
 
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """The OpenAPI document of this API (bitbd/static/openapi.yaml)."""
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/yaml", charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=300"})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.yaml", openapi)
     app.router.add_get("/widget.js", widget.widget_js)
     app.router.add_get("/demo", widget.demo)
     app.router.add_get("/v1/tenant", whoami)

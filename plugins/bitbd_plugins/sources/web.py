@@ -65,7 +65,7 @@ class WebSource(Source):
     @classmethod
     def validate(cls, config: dict[str, Any], settings: Any) -> dict[str, Any]:
         try:
-            cfg = WebConfig.model_validate(config)
+            cfg = WebConfig.model_validate(config, strict=True)
         except ValidationError as e:
             raise InvalidRequest(describe(e)) from None
         crawler = settings.crawler
