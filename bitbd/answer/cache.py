@@ -6,6 +6,11 @@ skipped by id; MAXLEN bounds the size; the key expires with its last entry. Any 
 bumps its corpus version (a trigger, migration 0006), so lookups go to a new, empty stream: a stale answer is
 never served. Every process keeps a mirror of the streams it reads and fetches only entries newer than the last
 one it has, so a lookup is one small Redis round trip plus a matrix product.
+
+Only the newest corpus version of a tenant can be hit again, so a tenant has one mirror, of that version: when
+its version moves on (a crawl bumps it once per page), the older mirror is dropped and its stream deleted at
+once rather than left to expire. Mirrors hold at most `_MIRRORED_ENTRIES` entries in all (least recently used
+tenants dropped first): a long crawl under chat load used to grow the server by one mirror per page.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from bitbd.interfaces import Vector
 from bitbd.metrics import METRICS
 from bitbd.settings import CacheSettings
 
-_MIRRORS = 512  # streams mirrored per process, least recently used dropped
+_MIRRORED_ENTRIES = 20_000  # entries mirrored per process in all (~3 KB each), least recently used tenants dropped
 _CANDIDATES = 5  # cached questions above the threshold checked with same_question(), most similar first
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that do not change what is asked. Direction and negation words ("up", "down", "not", "before") are kept:
@@ -64,6 +69,8 @@ class Cached:
 
 @dataclass
 class _Mirror:
+    key: str
+    version: int
     last_id: str = "0-0"
     ids: list[int] = field(default_factory=list)  # entry time in ms
     vectors: list[Vector] = field(default_factory=list)
@@ -71,12 +78,17 @@ class _Mirror:
     matrix: Any = None  # stacked vectors, rebuilt when entries arrive
 
 
+def _stream_id(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class SemanticCache:
     def __init__(self, redis: aioredis.Redis, settings: CacheSettings, prefix: str) -> None:
         self.redis = redis
         self.settings = settings
         self.prefix = prefix
-        self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
+        self._mirrors: OrderedDict[tuple[uuid.UUID, str], _Mirror] = OrderedDict()  # newest version only
         self.hits = 0
         self.misses = 0
 
@@ -87,9 +99,8 @@ class SemanticCache:
                   question: str) -> Cached | None:
         if not self.settings.enabled:
             return None
-        key = self.key(tenant_id, namespace, version)
-        mirror = await self._sync(key)
-        found = self._best(mirror, vector, question)
+        mirror = await self._sync(tenant_id, namespace, version)
+        found = self._best(mirror, vector, question) if mirror is not None else None
         if found is None:
             self.misses += 1
         else:
@@ -101,6 +112,9 @@ class SemanticCache:
                   answer: str, sources: list[dict[str, Any]]) -> None:
         if not self.settings.enabled:
             return
+        newest = self._mirrors.get((tenant_id, namespace))
+        if newest is not None and newest.version > version:
+            return  # the documents changed while this answer was written: nobody asks that version any more
         key = self.key(tenant_id, namespace, version)
         payload = json.dumps({"q": question, "a": answer, "s": sources})
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -109,20 +123,31 @@ class SemanticCache:
             pipe.expire(key, self.settings.ttl_seconds)
             await pipe.execute()
 
-    async def _sync(self, key: str) -> _Mirror:
-        mirror = self._mirrors.pop(key, None) or _Mirror()
-        self._mirrors[key] = mirror
-        while len(self._mirrors) > _MIRRORS:
-            self._mirrors.popitem(last=False)
+    async def _sync(self, tenant_id: uuid.UUID, namespace: str, version: int) -> _Mirror | None:
+        """The tenant's mirror at `version`, brought up to date; None when a newer version is already mirrored
+        (this lookup raced a document change, and cannot be answered from the cache)."""
+        mirror = self._mirrors.pop((tenant_id, namespace), None)
+        stale = None
+        if mirror is None or mirror.version < version:
+            stale = mirror.key if mirror is not None else None
+            mirror = _Mirror(self.key(tenant_id, namespace, version), version)
+        self._mirrors[(tenant_id, namespace)] = mirror
+        if mirror.version > version:
+            return None
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(key)
-            pipe.xrange(key, min=f"({mirror.last_id}", max="+", count=self.settings.max_entries)
-            exists, entries = await pipe.execute()
+            if stale is not None:
+                pipe.unlink(stale)
+            pipe.exists(mirror.key)
+            pipe.xrange(mirror.key, min=f"({mirror.last_id}", max="+", count=self.settings.max_entries)
+            *_, exists, entries = await pipe.execute()
         if not exists:  # expired or flushed: forget what we mirrored
-            mirror = self._mirrors[key] = _Mirror()
-            return mirror
+            if self._mirrors.get((tenant_id, namespace)) is mirror:
+                self._mirrors[(tenant_id, namespace)] = _Mirror(mirror.key, version)
+            return None
         for entry_id, fields in entries:
             entry = entry_id.decode()
+            if _stream_id(entry) <= _stream_id(mirror.last_id):
+                continue  # a concurrent lookup of this mirror added it already
             mirror.last_id = entry
             mirror.ids.append(int(entry.split("-")[0]))
             mirror.vectors.append(np.frombuffer(fields[b"v"], dtype=np.float32))
@@ -134,7 +159,15 @@ class SemanticCache:
             del mirror.ids[:drop], mirror.vectors[:drop], mirror.payloads[:drop]
         if entries or drop:
             mirror.matrix = np.vstack(mirror.vectors) if mirror.vectors else None
+        self._bound()
         return mirror
+
+    def _bound(self) -> None:
+        """Drop the least recently used mirrors (never the one just used) past _MIRRORED_ENTRIES entries."""
+        total = sum(len(m.ids) for m in self._mirrors.values())
+        while total > _MIRRORED_ENTRIES and len(self._mirrors) > 1:
+            _, dropped = self._mirrors.popitem(last=False)
+            total -= len(dropped.ids)
 
     def _best(self, mirror: _Mirror, vector: Vector, question: str) -> Cached | None:
         if mirror.matrix is None:

@@ -113,11 +113,13 @@ class ExtractiveGenerator(AnswerGenerator):
 
 
 # Stemming is pure Python and was half of the server's CPU per answer under load (py-spy, perf/RESULTS.md):
-# words and popular chunks recur, so both are remembered (bounded; the event loop is the only caller).
+# words and popular chunks recur, so both are remembered (bounded; the event loop is the only caller). An analysed
+# passage costs ~10 KB per chunk it joins (measured with tracemalloc on the Python docs): 1,024 of them keep the
+# popular ones in ~10-30 MB, where 4,096 could grow to ~40-120 MB.
 _STEMMER = snowballstemmer.stemmer("english")
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=50_000)
 def _stem(word: str) -> str:
     return str(_STEMMER.stemWord(word))
 
@@ -127,7 +129,7 @@ def terms(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in _STOP and len(w) > 1)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def analysed(chunk: str) -> tuple[tuple[str, frozenset[str]], ...]:
     """A chunk's sentences with their terms."""
     return tuple((sentence, terms(sentence)) for sentence in split_sentences(chunk))

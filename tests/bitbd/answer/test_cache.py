@@ -120,3 +120,43 @@ async def test_corpus_version_moves_with_content_not_with_a_recrawl_touch(pool: 
     await pool.execute("DELETE FROM documents WHERE id = $1", doc)  # and its chunks, by cascade
     assert await version() > v2
     assert await version(other) == 0, "another tenant's changes never touch this tenant's version"
+
+
+async def test_a_new_corpus_version_drops_the_old_stream_and_its_mirror(redis: aioredis.Redis,
+                                                                         embedder: FastEmbedder) -> None:
+    cache = SemanticCache(redis, CacheSettings(threshold=0.9), "t")
+    tenant, asked = uuid.uuid4(), "When do you ship?"
+    v = await vec(embedder, asked)
+    await cache.put(tenant, "ns", 1, v, asked, "In two days.", [])
+    assert await cache.get(tenant, "ns", 1, v, asked) is not None
+    # The documents changed (a crawl bumps the version once per page): version 1 can never be asked again.
+    assert await cache.get(tenant, "ns", 2, v, asked) is None
+    assert not await redis.exists(cache.key(tenant, "ns", 1)), "the old stream is deleted, not left for its TTL"
+    await cache.put(tenant, "ns", 1, v, asked, "written while the version moved", [])
+    assert not await redis.exists(cache.key(tenant, "ns", 1)), "an answer of an older version is not stored"
+    assert await cache.get(tenant, "ns", 1, v, asked) is None, "a lookup that raced the change misses"
+    await cache.put(tenant, "ns", 2, v, asked, "In three days.", [])
+    hit = await cache.get(tenant, "ns", 2, v, asked)
+    assert hit is not None and hit.answer == "In three days."
+
+
+async def test_concurrent_lookups_mirror_each_entry_once_and_mirrors_are_bounded(
+        redis: aioredis.Redis, embedder: FastEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer, reader = SemanticCache(redis, CacheSettings(), "t"), SemanticCache(redis, CacheSettings(), "t")
+    tenant = uuid.uuid4()
+    questions = [f"Question number {n} about shipping?" for n in range(8)]
+    vectors = await embedder.embed_queries(questions)
+    for q, v in zip(questions, vectors, strict=True):
+        await writer.put(tenant, "ns", 1, v, q, f"answer to {q}", [])
+    await asyncio.gather(*(reader.get(tenant, "ns", 1, vectors[0], questions[0]) for _ in range(20)))
+    [mirror] = reader._mirrors.values()
+    assert len(mirror.ids) == len(questions), "each entry mirrored once, however many lookups ran at once"
+
+    monkeypatch.setattr("bitbd.answer.cache._MIRRORED_ENTRIES", 20)
+    for _ in range(5):  # five more tenants of 8 entries each: only the most recently used fit in 20
+        other = uuid.uuid4()
+        for q, v in zip(questions, vectors, strict=True):
+            await writer.put(other, "ns", 1, v, q, "a", [])
+        assert await reader.get(other, "ns", 1, vectors[1], questions[1]) is not None
+    assert sum(len(m.ids) for m in reader._mirrors.values()) <= 20
+    assert await reader.get(other, "ns", 1, vectors[2], questions[2]) is not None, "the newest is kept"
