@@ -61,6 +61,8 @@ class PriorityStreamBroker(RedisStreamBroker):
                         delay, down = 0.5, False
                     yield message
             except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as e:
+                if _being_cancelled():  # a cancellation redis-py turned into a connection error: not retried
+                    raise asyncio.CancelledError from e
                 if not down:
                     log.warning("Redis unreachable, worker waits for it", extra={"error": type(e).__name__})
                     down = True
@@ -76,6 +78,11 @@ class PriorityStreamBroker(RedisStreamBroker):
         async with Redis(connection_pool=self.connection_pool) as redis:
             next_reclaim = 0.0
             while True:
+                if _being_cancelled():
+                    # redis-py can swallow a cancellation that lands inside a command (seen: the task stays
+                    # `cancelling` and the loop blocks in the next XREADGROUP). The receiver cancels this read
+                    # when a worker stops and waits for it shielded, so a swallowed one hung the stop forever.
+                    raise asyncio.CancelledError
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + max(self.redelivery_seconds / 4, 1.0)
                     for stream in (self.high, self.queue_name):
@@ -88,7 +95,7 @@ class PriorityStreamBroker(RedisStreamBroker):
                                 yield self._message(redis, stream, msg_id, fields)
                 fetched: Any = await redis.xreadgroup(self.consumer_group_name, self.consumer_name,
                                                       {self.high: ">"}, count=1)
-                if not fetched:
+                if not fetched and not _being_cancelled():
                     fetched = await redis.xreadgroup(self.consumer_group_name, self.consumer_name,
                                                      {self.high: ">", self.queue_name: ">"}, count=1,
                                                      block=self.block)
@@ -143,6 +150,11 @@ class PriorityStreamBroker(RedisStreamBroker):
                     lag = len(await redis.xrange(stream, min=f"({last}", count=10_000) or [])
                 depths[name] = int(lag) + int(group.get("pending") or 0)
         return depths
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def build_broker(settings: Settings) -> PriorityStreamBroker:
