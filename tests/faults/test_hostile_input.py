@@ -141,6 +141,18 @@ def test_any_http_request_gets_a_json_error_or_success_never_a_500(
         assert error["code"] and len(error["message"]) > 10, text
 
 
+def test_a_nul_in_the_url_is_refused_by_name(daemon: tuple[Daemon, str]) -> None:
+    # Found by the property test above: /v1/admin/tenants/%00 reached PostgreSQL, which cannot store a NUL (500).
+    d, key = daemon
+    for path, token, said in [("/v1/admin/tenants/%00", d.token(), "URL path"),
+                              ("/v1/admin/tenants/acme%00/keys", d.token(), "URL path"),
+                              ("/v1/jobs?status=run%00ning", key, "'status'"),
+                              ("/v1/chat?tenant=%00", d.token(), "'tenant'")]:
+        status, body = d.get(path, token)
+        assert status == 400 and body["error"]["code"] == "invalid_request", (path, body)
+        assert "NUL" in body["error"]["message"] and said in body["error"]["message"], (path, body)
+
+
 def test_a_slowloris_head_is_cut_off(daemon: tuple[Daemon, str]) -> None:
     d, _ = daemon
     with socket.create_connection(("127.0.0.1", d.port)) as s:
@@ -164,8 +176,19 @@ def test_a_slowloris_head_is_cut_off(daemon: tuple[Daemon, str]) -> None:
     assert d.get("/healthz")[0] == 200
 
 
+def fresh_key(d: Daemon) -> str:
+    """A live secret key of a tenant the fuzzing above cannot have deleted (it may well have deleted `acme`)."""
+    name = f"after-{uuid.uuid4().hex[:8]}"
+    status, _ = d.request("POST", "/v1/admin/tenants", {"name": name}, d.token())
+    assert status == 201
+    status, created = d.request("POST", f"/v1/admin/tenants/{name}/keys", {"kind": "secret"}, d.token())
+    assert status == 201
+    return str(created["key"])
+
+
 def test_a_trickled_body_gets_408(daemon: tuple[Daemon, str]) -> None:
-    d, key = daemon
+    d, _ = daemon
+    key = fresh_key(d)
     with socket.create_connection(("127.0.0.1", d.port)) as s:
         s.sendall(f"POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
                   "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
@@ -185,7 +208,8 @@ def test_a_trickled_body_gets_408(daemon: tuple[Daemon, str]) -> None:
 
 
 def test_the_server_stays_up_and_bounded_after_all_that(daemon: tuple[Daemon, str]) -> None:
-    d, key = daemon
+    d, _ = daemon
+    key = fresh_key(d)
     assert d.get("/readyz")[0] == 200
     assert d.proc is not None
     rss = sum(p.memory_info().rss for p in [psutil.Process(d.proc.pid)]) / 2**20
