@@ -10,12 +10,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.chat import ask
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -88,43 +88,22 @@ def test_search_finds_only_the_callers_chunks(two: tuple[Daemon, Tenant, Tenant]
             assert "ZEBRA" not in json.dumps(body)
 
 
-async def ask(ws: aiohttp.ClientWebSocketResponse, ask_id: str, question: str,
-              conversation: str | None = None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-    message = {"type": "ask", "id": ask_id, "question": question}
-    if conversation:
-        message["conversation_id"] = conversation
-    await ws.send_json(message)
-    text, sources = "", []
-    async with asyncio.timeout(60):
-        async for msg in ws:
-            event = json.loads(msg.data)
-            if event.get("id") != ask_id:
-                continue
-            if event["type"] == "delta":
-                text += event["text"]
-            elif event["type"] == "citations":
-                sources = event["sources"]
-            elif event["type"] in ("done", "error"):
-                return text, sources, dict(event)
-    raise AssertionError("the socket closed before the answer ended")
-
-
 async def test_chat_conversations_and_cache_stay_with_their_tenant(two: tuple[Daemon, Tenant, Tenant]) -> None:
     d, acme, globex = two
     ws_url = d.url.replace("http", "ws") + "/v1/chat"
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(ws_url, headers={"Authorization": f"Bearer {acme.key}"}) as ws:
-            text, sources, done = await ask(ws, "a1", QUESTION)
+            text, sources, done, _ = await ask(ws, "a1", QUESTION)
             assert done["type"] == "done" and "30 days" in text and [s["url"] for s in sources] == [acme.url]
-            _, _, again = await ask(ws, "a2", QUESTION)
+            _, _, again, _ = await ask(ws, "a2", QUESTION)
             assert again["cached"], "acme's second asking comes from the cache"
         async with session.ws_connect(ws_url, headers={"Authorization": f"Bearer {globex.key}"}) as ws:
-            text, sources, theirs = await ask(ws, "g1", QUESTION)
+            text, sources, theirs, _ = await ask(ws, "g1", QUESTION)
             assert theirs["type"] == "done" and not theirs["cached"], "acme's cached answer is never served to globex"
             assert "90 days" in text and "30 days" not in text and [s["url"] for s in sources] == [globex.url]
-            text, sources, _ = await ask(ws, "g2", "What is the Acme secret code ZEBRA-17?")
+            text, sources, _, _ = await ask(ws, "g2", "What is the Acme secret code ZEBRA-17?")
             assert "ZEBRA" not in text and all(s["url"] == globex.url for s in sources), text
-            _, _, refused = await ask(ws, "g3", "and for sale items?", conversation=done["conversation_id"])
+            _, _, refused, _ = await ask(ws, "g3", "and for sale items?", conversation=done["conversation_id"])
             assert refused["type"] == "error" and refused["code"] == "conversation_not_found", refused
 
 

@@ -6,16 +6,14 @@ connection and the server stay up, and a healthy LLM answers again on the same c
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.chat import ask
 from tests.llm import FakeLLM, Mode, fake_llm
 
 CONNECT_TIMEOUT, TIMEOUT = 1.0, 4.0
@@ -48,32 +46,12 @@ def _tenant_with_a_document(daemon: Daemon, cwd: Path, env: dict[str, str]) -> s
     return key
 
 
-async def ask(ws: aiohttp.ClientWebSocketResponse, ask_id: str) -> tuple[str, dict[str, Any], float]:
-    """The streamed text, the final event (`done` or `error`, with the `citations` event's `sources`) and the
-    seconds it took."""
-    started = time.monotonic()
-    await ws.send_json({"type": "ask", "id": ask_id, "question": QUESTION})
-    text, sources = "", []
-    async with asyncio.timeout(30):
-        async for msg in ws:
-            event = json.loads(msg.data)
-            if event.get("id") != ask_id:
-                continue
-            if event["type"] == "delta":
-                text += event["text"]
-            elif event["type"] == "citations":
-                sources = event["sources"]
-            elif event["type"] in ("done", "error"):
-                return text, {**event, "sources": sources}, time.monotonic() - started
-    raise AssertionError("the socket closed before the answer ended")
-
-
 async def test_a_misbehaving_llm_never_leaves_a_question_unanswered(
         served: tuple[FakeLLM, Daemon, str]) -> None:
     llm, daemon, key = served
     async with aiohttp.ClientSession() as session, session.ws_connect(
             daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
-        text, end, _ = await ask(ws, "healthy")
+        text, _, end, _ = await ask(ws, "healthy", QUESTION)
         assert end["type"] == "done" and text == llm.answer, "the LLM's own words, streamed"
 
         # Nothing streamed yet: the question is answered from the documents instead (extractive), in time.
@@ -81,25 +59,25 @@ async def test_a_misbehaving_llm_never_leaves_a_question_unanswered(
         for mode, within in fallbacks:
             llm.mode = mode
             asked = len(llm.requests)
-            text, end, took = await ask(ws, mode)
+            text, sources, end, took = await ask(ws, mode, QUESTION)
             assert len(llm.requests) == asked + 1, "the LLM was asked (no cache in between)"
             assert end["type"] == "done", (mode, end)
             assert text != llm.answer and "30 days" in text and "[1]" in text, (mode, text)
-            assert end["sources"] and end["sources"][0]["n"] == 1, (mode, end)
+            assert sources and sources[0]["n"] == 1, (mode, sources)
             assert took < within, f"{mode}: fell back after {took:.1f} s"
 
         # Broken off after tokens were streamed: a specific error, never a silent half answer.
         breaks: list[tuple[Mode, float]] = [("cut", 2.0), ("stall", CONNECT_TIMEOUT + 2), ("trickle", TIMEOUT + 2)]
         for mode, within in breaks:
             llm.mode = mode
-            text, end, took = await ask(ws, mode)
+            text, _, end, took = await ask(ws, mode, QUESTION)
             assert end["type"] == "error" and end["code"] == "plugin_error", (mode, end)
             assert "stopped in the middle" in end["message"], end["message"]
             assert text, f"{mode}: the tokens before the break were streamed"
             assert took < within, f"{mode}: ended after {took:.1f} s"
 
         llm.mode = "ok"
-        text, end, _ = await ask(ws, "recovered")
+        text, _, end, _ = await ask(ws, "recovered", QUESTION)
         assert end["type"] == "done" and text == llm.answer, "the same connection answers again"
     status, _ = await asyncio.to_thread(daemon.get, "/readyz")
     assert status == 200 and daemon.proc is not None and daemon.proc.poll() is None
