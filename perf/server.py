@@ -79,17 +79,10 @@ def tree(pid: int, data_dir: Path | None = None) -> list[psutil.Process]:
 def pss_mib(pid: int, data_dir: Path | None = None) -> float:
     """Memory of the process and its children (embedded PostgreSQL and Redis), in MiB: proportional set size, so
     that PostgreSQL's shared buffers count once, not once per backend as plain RSS would."""
-    total = 0
-    for p in tree(pid, data_dir):
-        try:
-            info = p.memory_full_info()
-            total += getattr(info, "pss", info.rss)
-        except psutil.Error:
-            pass
-    return total / 2**20
+    return sum(pss_by_role(pid, data_dir).values())
 
 
-def pss_by_role(pid: int, data_dir: Path) -> dict[str, float]:
+def pss_by_role(pid: int, data_dir: Path | None = None) -> dict[str, float]:
     """pss_mib() split by role, in MiB: `daemon` (the process `pid` alone), `postgres` and `redis` (the embedded
     servers on `data_dir`), and `worker` (any other process on `data_dir`: `bitbd worker` and its children).
     Keeps a worker's embedding memory out of the server's figure."""

@@ -159,7 +159,8 @@ class SemanticCache:
             del mirror.ids[:drop], mirror.vectors[:drop], mirror.payloads[:drop]
         if entries or drop:
             mirror.matrix = np.vstack(mirror.vectors) if mirror.vectors else None
-        self._bound()
+        if entries:  # only new entries can take the total past the bound
+            self._bound()
         return mirror
 
     def _bound(self) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
-
 from aiohttp import web
 
 from bitbd.http import health, widget
@@ -17,7 +14,7 @@ from bitbd.http.search import routes as search_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
 
-OPENAPI = Path(__file__).resolve().parent.parent / "static" / "openapi.yaml"
+OPENAPI = widget.STATIC / "openapi.yaml"
 
 
 async def whoami(request: web.Request) -> web.Response:
@@ -29,13 +26,8 @@ async def whoami(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.StreamResponse:
     """The OpenAPI document of this API (bitbd/static/openapi.yaml)."""
-    return web.Response(body=_openapi_body(), content_type="application/yaml", charset="utf-8",
+    return web.Response(body=widget.static_file(OPENAPI.name), content_type="application/yaml", charset="utf-8",
                         headers={"Cache-Control": "public, max-age=300"})
-
-
-@cache
-def _openapi_body() -> bytes:
-    return OPENAPI.read_bytes()  # once: 40 KB, never changes while the server runs
 
 
 def setup_routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-WIDGET = Path(__file__).resolve().parent.parent / "static" / "widget.js"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 _KEY = re.compile(r"^pk_[A-Za-z0-9_-]{10,100}$")
 # The demo page runs only our own script, talks only to this server, and cannot be framed.
 _DEMO_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -18,8 +18,14 @@ _DEMO_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-s
 
 
 @cache
+def static_file(name: str) -> bytes:
+    """A file of bitbd/static, read once: they never change while the server runs."""
+    return (STATIC / name).read_bytes()
+
+
+@cache
 def _widget() -> tuple[bytes, str]:
-    body = WIDGET.read_bytes()
+    body = static_file("widget.js")
     return body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
