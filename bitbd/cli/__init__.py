@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bitbd import __version__
 from bitbd.errors import BitbdError
@@ -41,6 +42,23 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
     settings = load_settings(args.config, **overrides)
     configure_logging("debug" if args.verbose else settings.log.level, settings.log.format)
     return settings
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among `names` that were given on the command line, whatever their value: 0, "" and False
+    are explicit choices and must reach the server (`if v` once dropped `--max-depth 0`)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

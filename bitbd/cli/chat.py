@@ -74,8 +74,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 async def _ask(url: str, headers: dict[str, str], params: dict[str, str], question: str,
                conversation: str | None) -> int:
-    ask = {"type": "ask", "id": "cli", "question": question, **({"conversation_id": conversation} if conversation
-                                                                  else {})}
+    ask = {"type": "ask", "id": "cli", "question": question, **({"conversation_id": conversation}
+                                                                  if conversation is not None else {})}
     async with aiohttp.ClientSession() as session:
         try:
             ws = await session.ws_connect(f"{url}/v1/chat", headers=headers, params=params, heartbeat=30)
@@ -108,7 +108,7 @@ async def _ask(url: str, headers: dict[str, str], params: dict[str, str], questi
 
 def cmd_search(args: argparse.Namespace) -> int:
     url, headers, params = target(args)
-    body = {"query": args.query, "k": args.k, **({"mode": args.mode} if args.mode else {})}
+    body = search_body(args)
     result = asyncio.run(_post(f"{url}/v1/search", headers, params, body))
     if args.json:
         print(json.dumps(result, indent=2))
@@ -122,6 +122,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"   {hit['heading']}")
         print(f"   {text[:200]}{'…' if len(text) > 200 else ''}")
     return 0
+
+
+def search_body(args: argparse.Namespace) -> dict[str, Any]:
+    """POST /v1/search's body from the flags: -k as given (0 included: the server says what is allowed)."""
+    from bitbd.cli import given
+
+    return {"query": args.query, "k": args.k, **given(args, "mode")}
 
 
 async def _post(url: str, headers: dict[str, str], params: dict[str, str], body: dict[str, Any]) -> Any:

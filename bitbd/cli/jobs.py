@@ -41,6 +41,8 @@ _NO_WORKER_HINT = 15.0  # seconds a job may stay queued before we say that no wo
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    from bitbd.cli import positive_int
+
     p = sub.add_parser("ingest", parents=[common], help="crawl URLs or load files for a tenant, with progress",
                        description="Queue an ingestion job and show its progress until it ends. URLs are "
                                    "crawled; paths (files or directories) are uploaded.")
@@ -66,7 +68,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_reembed)
 
     p = sub.add_parser("worker", parents=[common], help="run ingestion tasks (scale out with more of these)")
-    p.add_argument("--concurrency", type=int, metavar="N", help="tasks at once (default: jobs.workers, else 2)")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help="tasks at once (default: jobs.workers, else 2)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve this worker's /metrics on PORT (default metrics.worker_port, 9741; 0: none)")
     p.set_defaults(handler=cmd_worker)
@@ -81,9 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     async def ingest(queue: Queue) -> int:
         if urls:
-            config = {"urls": urls, "include": args.include, "exclude": args.exclude,
-                      **{k: v for k, v in (("max_pages", args.max_pages), ("max_depth", args.max_depth)) if v}}
-            config = queue.plugins.sources()["web"].validate(config, queue.settings)
+            config = queue.plugins.sources()["web"].validate(crawl_config(args, urls), queue.settings)
             job_id, _ = await records.create_job(queue.pool, queue.tenant.id, "web", config, args.priority)
         else:
             job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, files)
@@ -99,6 +100,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return await _watch(queue.pool, queue.tenant.id, job_id, queue.workers)
 
     return _with_queue(args, "ingest", ingest)
+
+
+def crawl_config(args: argparse.Namespace, urls: list[str]) -> dict[str, Any]:
+    """The web source's config from the flags; every limit given is sent, 0 included."""
+    from bitbd.cli import given
+
+    return {"urls": urls, "include": args.include, "exclude": args.exclude, **given(args, "max_pages", "max_depth")}
+
+
+def workers_for(args: argparse.Namespace, owner: bool) -> int:
+    """--workers as given (0 included: queue only), else 2 when this command owns the data dir, else 0."""
+    return int(args.workers) if args.workers is not None else (2 if owner else 0)
+
+
+def worker_concurrency(args: argparse.Namespace, settings: Settings) -> int:
+    """`bitbd worker`'s tasks at once: --concurrency (at least 1), else jobs.workers, else 2."""
+    return int(args.concurrency) if args.concurrency is not None else (settings.jobs.workers or 2)
 
 
 @dataclass(frozen=True)
@@ -122,7 +140,7 @@ def _with_queue(args: argparse.Namespace, role: str, fn: Callable[[Queue], Await
     settings = settings_from(args)
     with services(settings, role) as running:
         owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
-        workers = args.workers if args.workers is not None else (2 if owner else 0)
+        workers = workers_for(args, owner)
 
         async def go() -> int:
             async with migrated_pool(running.database, max(4, workers + 2)) as pool:
@@ -205,7 +223,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"metrics": settings.metrics.model_copy(
             update={"worker_port": args.metrics_port})})
     with services(settings, "worker") as running:
-        return asyncio.run(_work(running, args.concurrency or settings.jobs.workers or 2))
+        return asyncio.run(_work(running, worker_concurrency(args, settings)))
 
 
 async def _work(settings: Settings, concurrency: int) -> int:

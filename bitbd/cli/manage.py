@@ -166,9 +166,15 @@ def cmd_tenant_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_key_create(args: argparse.Namespace) -> int:
+def key_spec(args: argparse.Namespace) -> tenancy.KeySpec:
+    """The key `bitbd key create` asks for: --quota as given (0 included: refused as not positive, not unlimited)."""
     kind: tenancy.KeyKind = "public" if args.public else "secret"
-    spec = tenancy.KeySpec(kind, args.origin, args.name, args.trial, args.expires, args.quota)
+    return tenancy.KeySpec(kind, args.origin, args.name, args.trial, args.expires, args.quota)
+
+
+def cmd_key_create(args: argparse.Namespace) -> int:
+    spec = key_spec(args)
+    kind = spec.kind
     key, raw = with_pool(args, lambda pool: tenancy.create_key(pool, args.tenant, spec))
     if args.json:
         _print_json({**key.to_json(), "key": raw})

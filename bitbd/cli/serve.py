@@ -31,9 +31,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
+    from bitbd.cli import given, settings_from
 
-    server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    server = given(args, "host", "port")
     settings = settings_from(args, **({"server": server} if server else {}))
     settings, new_token = ensure_admin_token(settings)
     where = {name: "embedded" if embedded else "external"
