@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bitbd import __version__
-from bitbd.errors import BitbdError
+from bitbd.errors import BitbdError, ConfigError
 from bitbd.logs import configure_logging
 from bitbd.settings import Settings, load_settings
 
@@ -42,6 +42,23 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
     settings = load_settings(args.config, **overrides)
     configure_logging("debug" if args.verbose else settings.log.level, settings.log.format)
     return settings
+
+
+def require_database(args: argparse.Namespace, settings: Settings, *, may_create: bool = False) -> None:
+    """Refuse a command that would create a new, empty embedded database: `bitbd tenant list` without --data-dir
+    once made one in the default data dir and printed an empty table. Only `bitbd serve`, and `bitbd migrate` or
+    `bitbd tenant create` on a data dir chosen explicitly, create one."""
+    if not settings.embedded_postgres or (settings.data_dir / "postgres" / "PG_VERSION").exists():
+        return
+    chosen = "data_dir" in settings.model_fields_set  # --data-dir, BITBD_DATA_DIR or data_dir in bitbd.toml
+    command = " ".join(str(part) for part in (args.command, getattr(args, "action", None)) if part)
+    if may_create and chosen:
+        print(f"bitbd: creating a new data dir at {settings.data_dir}", file=sys.stderr)
+        return
+    where = "the data dir chosen" if chosen else "the default data dir"
+    raise ConfigError(f"no bitbd database in {settings.data_dir} ({where}); `bitbd {command}` does not create "
+                      "one. Point it at your server's data dir with --data-dir DIR or BITBD_DATA_DIR=DIR (or "
+                      "database.dsn for an external PostgreSQL), or run `bitbd serve` first to create it")
 
 
 def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:

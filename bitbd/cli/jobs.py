@@ -135,9 +135,10 @@ def _with_queue(args: argparse.Namespace, role: str, fn: Callable[[Queue], Await
     When this command owns the data dir (no `bitbd serve` on it), nothing else would run its jobs, so it brings
     its own workers unless --workers says otherwise.
     """
-    from bitbd.cli import settings_from
+    from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)
+    require_database(args, settings)
     with services(settings, role) as running:
         owner = DataDir(settings.data_dir).holder().get("pid") == os.getpid()
         workers = workers_for(args, owner)
@@ -216,9 +217,10 @@ def _read_files(paths: list[Path]) -> list[tuple[str, str, bytes]]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
+    from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)
+    require_database(args, settings)
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"metrics": settings.metrics.model_copy(
             update={"worker_port": args.metrics_port})})

@@ -83,11 +83,12 @@ def parse_expiry(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def with_pool(args: argparse.Namespace, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+def with_pool(args: argparse.Namespace, fn: Callable[[asyncpg.Pool], Awaitable[T]], *, may_create: bool = False) -> T:
     """Run `fn` against the database the settings name (or the data dir's embedded one), migrated."""
-    from bitbd.cli import settings_from
+    from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)
+    require_database(args, settings, may_create=may_create)
     with services(settings, "cli", redis=False) as running:
 
         async def go() -> T:
@@ -98,9 +99,10 @@ def with_pool(args: argparse.Namespace, fn: Callable[[asyncpg.Pool], Awaitable[T
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
+    from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)
+    require_database(args, settings, may_create=True)
     with services(settings, "cli", redis=False) as running:
         applied = asyncio.run(migrate_database(running.database))
     print(f"applied {applied} migration(s); schema at version {latest_version()}")
@@ -138,7 +140,7 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    tenant = with_pool(args, lambda pool: tenancy.create_tenant(pool, args.name))
+    tenant = with_pool(args, lambda pool: tenancy.create_tenant(pool, args.name), may_create=True)
     _emit(args, tenant.to_json(), f"created tenant {tenant.name} ({tenant.id})")
     return 0
 

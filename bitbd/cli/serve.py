@@ -63,11 +63,15 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{_url_host(str(bound_host))}:{bound_port}"
         log.info("bitbd listening", extra={"url": url, "data_dir": str(settings.data_dir), **where})
-        DataDir(settings.data_dir).write_server(url)
-        if new_token:
-            print(f"Admin token (shown once; kept in {token_path(settings)}):\n  {new_token}", flush=True)
-        await stop.wait()
-        log.info("bitbd stopping")
+        data_dir = DataDir(settings.data_dir)
+        data_dir.write_server(url)
+        try:
+            if new_token:
+                print(f"Admin token (shown once; kept in {token_path(settings)}):\n  {new_token}", flush=True)
+            await stop.wait()
+            log.info("bitbd stopping")
+        finally:
+            data_dir.clear_server()  # `bitbd ask` must not be sent to a server that is gone
     finally:
         await runner.cleanup()
 

@@ -80,15 +80,26 @@ class DataDir:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(self.path / SERVER_NAME, json.dumps({"url": url, "pid": os.getpid()}))
 
+    def clear_server(self) -> None:
+        """Withdraw what write_server() published: the server stopped cleanly."""
+        path = self.path / SERVER_NAME
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("pid") == os.getpid():  # never another server's file
+            path.unlink(missing_ok=True)
+
     def server_url(self) -> str | None:
-        """The URL of the `bitbd serve` that holds this data dir now, if one does."""
+        """The URL of the `bitbd serve` that holds this data dir now, if one does; a file left by a server that
+        died (its PID gone, or the lock no longer its) is treated as absent."""
         try:
             data = json.loads((self.path / SERVER_NAME).read_text())
         except (OSError, ValueError):
             return None
         holder = self.holder()
-        if not isinstance(data, dict) or holder.get("pid") != data.get("pid") or holder.get("role") != "serve" \
-                or not psutil.pid_exists(int(data["pid"])):
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or holder.get("pid") != data["pid"] \
+                or holder.get("role") != "serve" or not psutil.pid_exists(data["pid"]):
             return None
         return str(data["url"])
 

@@ -132,16 +132,20 @@ class PgVectorStore(VectorStore):
                 present = {r["indexname"] for r in await conn.fetch(
                     "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname = ANY($1::text[])",
                     list(_INDEX_NAMES.values()))}
+                # On an empty table (a new database: the migrations' default index swapped for the configured
+                # one) this is instant and nothing the operator did: said at debug level only.
+                level = logging.INFO if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks)") \
+                    else logging.DEBUG
                 for kind, name in _INDEX_NAMES.items():
                     if kind != want and name in present:
                         await conn.execute(f"DROP INDEX IF EXISTS {name}")
-                        log.info("dropped vector index", extra={"index": name})
+                        log.log(level, "dropped vector index", extra={"index": name})
                 if want in _INDEX_NAMES and _INDEX_NAMES[want] not in present:
                     started = time.monotonic()
-                    log.info("building vector index", extra={"index": _INDEX_NAMES[want]})
+                    log.log(level, "building vector index", extra={"index": _INDEX_NAMES[want]})
                     await conn.execute(_INDEXES[want].format(c="IF NOT EXISTS", d=self._dimension))
-                    log.info("built vector index", extra={"index": _INDEX_NAMES[want],
-                                                          "seconds": round(time.monotonic() - started, 1)})
+                    log.log(level, "built vector index", extra={"index": _INDEX_NAMES[want],
+                                                                "seconds": round(time.monotonic() - started, 1)})
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 

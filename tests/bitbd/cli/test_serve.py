@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, gone
+from bitbd.embedded.datadir import DataDir
+from bitbd.embedded.redis import free_port
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, gone
 
 
 @pytest.fixture
@@ -140,3 +145,62 @@ def test_secrets_never_reach_the_log(tmp_path: Path) -> None:
     for secret in (token, key["key"], key["key"][:-2] + "xx", "adm_wrong_guess", redis_password):
         assert secret not in log
     assert "level=debug" in log, "the verbose run did log"
+
+
+def test_start_says_one_line_and_a_clean_stop_withdraws_server_json(tmp_path: Path) -> None:
+    """At the default log level a first start prints exactly the line the README promises, then the admin token;
+    after SIGTERM, server.json (where `bitbd ask` finds the server) is gone."""
+    data, port = tmp_path / "data", free_port()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "bitbd", "serve", "--data-dir", str(data), "--port", str(port)],
+                                stdout=out, stderr=err, cwd=tmp_path, env=clean_env())
+    try:
+        deadline = time.monotonic() + 90
+        while not (data / "server.json").exists() or "Admin token" not in (tmp_path / "out").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "err").read_text()
+            time.sleep(0.1)
+        assert json.loads((data / "server.json").read_text())["url"] == f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    lines = (tmp_path / "err").read_text().splitlines()
+    assert len(lines) == 2, lines  # at start, and "bitbd stopping" at the stop
+    assert 'msg="bitbd listening"' in lines[0] and f"url=http://127.0.0.1:{port}" in lines[0]
+    assert 'msg="bitbd stopping"' in lines[1]
+    assert "dropped vector index" not in (tmp_path / "err").read_text()
+    assert (tmp_path / "out").read_text().startswith("Admin token (shown once;")
+    assert not (data / "server.json").exists(), "a clean stop withdraws server.json"
+
+
+def test_stale_server_json_is_treated_as_absent(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "data")
+    data.prepare()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (data.path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": dead.pid}))
+    (data.path / "bitbd.lock").write_text(json.dumps({"pid": dead.pid, "role": "serve"}))
+    assert data.server_url() is None
+
+
+def test_commands_that_only_read_never_create_a_data_dir(tmp_path: Path) -> None:
+    """`bitbd tenant list` with no data dir made an empty database in the default one and printed an empty table."""
+    env = clean_env(XDG_DATA_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path / "home"))
+    default = tmp_path / "xdg" / "bitbd"
+    for argv in (["tenant", "list"], ["tenant", "create", "acme"], ["key", "list", "--tenant", "acme"],
+                 ["tenant", "delete", "acme", "--yes"], ["ingest", "--tenant", "acme", "http://127.0.0.1:9/"],
+                 ["reembed", "--tenant", "acme"], ["worker"], ["migrate"]):
+        result = bitbd(*argv, cwd=tmp_path, env=env)
+        assert result.returncode == 2, (argv, result.stdout, result.stderr)
+        assert f"no bitbd database in {default} (the default data dir)" in result.stderr, result.stderr
+        assert "--data-dir DIR or BITBD_DATA_DIR=DIR" in result.stderr
+        assert not default.exists(), argv
+    chosen = tmp_path / "typo"
+    for env_or_flag in ({"BITBD_DATA_DIR": str(chosen)}, {}):
+        flags = [] if env_or_flag else ["--data-dir", str(chosen)]
+        result = bitbd("tenant", "list", *flags, cwd=tmp_path, env={**env, **env_or_flag})
+        assert result.returncode == 2 and f"no bitbd database in {chosen} (the data dir chosen)" in result.stderr
+        assert not chosen.exists()
+    made = bitbd("tenant", "create", "acme", "--data-dir", str(chosen), cwd=tmp_path, env=env)
+    assert made.returncode == 0 and f"creating a new data dir at {chosen}" in made.stderr, made.stderr
+    listed = bitbd("tenant", "list", cwd=tmp_path, env={**env, "BITBD_DATA_DIR": str(chosen)})
+    assert listed.returncode == 0 and "acme" in listed.stdout, listed.stderr
