@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -26,8 +27,30 @@ from bitbd_plugins.stores import pgvector
 
 # Fixtures: an indexed corpus; a site and an ingesting app; standalone PostgreSQL and Redis servers, a static site.
 pytest_plugins = ["tests.corpus", "tests.ingesting", "tests.servers"]
+# Property tests (hypothesis, schemathesis) draw from this seed unless told otherwise, so a run fails for a change
+# in the code, not for a new random draw. `--hypothesis-seed=N` (or BITBD_HYPOTHESIS_SEED=N) picks another;
+# `--hypothesis-profile=explore` draws at random (the seed is printed on failure) and tries more examples.
+HYPOTHESIS_SEED = int(os.environ.get("BITBD_HYPOTHESIS_SEED", "20261201"))
+hypothesis.settings.register_profile("explore", max_examples=500)
 ADMIN_TOKEN = "adm_test_token_for_the_suite"
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.hookimpl(tryfirst=True)  # before hypothesis' own pytest_configure reads the seed
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("hypothesis_seed") is None and config.getoption("hypothesis_profile") != "explore":
+        config.option.hypothesis_seed = str(HYPOTHESIS_SEED)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed")
+    return f"property tests: seed {seed}" if seed is not None else "property tests: random seed (explore)"
+
+
+def property_seed(config: pytest.Config) -> int | None:
+    """The seed property tests run with (None: at random), for tools that take their own (schemathesis)."""
+    seed = config.getoption("hypothesis_seed")
+    return None if seed is None else int(seed)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from schemathesis.config import SchemathesisConfig
 
 from bitbd.http.routes import OPENAPI, setup_routes
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.conftest import property_seed
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 EXAMPLES = 50  # per operation; a run at 150 also passed but took 3x as long (CI has 20 minutes in all)
@@ -53,9 +54,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
 
 
 @pytest.fixture(scope="module")
-def api(daemon: tuple[Daemon, str]) -> Any:
+def api(daemon: tuple[Daemon, str], pytestconfig: pytest.Config) -> Any:
     d, key = daemon
+    seed = property_seed(pytestconfig)
     config = SchemathesisConfig.from_dict({
+        **({"seed": seed} if seed is not None else {}),
         "base-url": d.url,
         "generation": {"max-examples": EXAMPLES},
         "auth": {"openapi": {"secretKey": {"bearer": key}, "adminToken": {"bearer": d.token()}}},
