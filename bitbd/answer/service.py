@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -33,6 +33,7 @@ Event = dict[str, Any]
 Send = Callable[[Event], Awaitable[None]]
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _SNIPPET = 240
+_CLOSE_WAIT = 10.0  # seconds a stopping server gives answers still being recorded and cached
 
 
 class AnswerTimeout(BitbdError):
@@ -59,6 +60,7 @@ class Answerer:
     namespace: str  # cache entries are only shared by identical answering set-ups
     tracer: Tracer
     _warming: asyncio.Task[None] | None = None
+    _asks: set[asyncio.Task[None]] = field(default_factory=set)  # answers being written; close() waits for them
 
     @classmethod
     def create(cls, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, plugins: Plugins,
@@ -103,6 +105,11 @@ class Answerer:
     async def close(self) -> None:
         if self._warming is not None:
             self._warming.cancel()
+        if self._asks:  # their clients are gone by now (sockets close first): only bookkeeping is left
+            _, pending = await asyncio.wait(set(self._asks), timeout=_CLOSE_WAIT)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.retriever.queries.close()
         await self.generator.close()
         if self.fallback is not self.generator:
@@ -152,20 +159,41 @@ class Answerer:
 
     async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
                   send: Send) -> None:
-        """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`."""
-        success = "false"
+        """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`.
+
+        The answer is written in a task of the service's own. A client that leaves (its socket's task cancelled)
+        before the answer is complete stops it there: not charged, not counted. Once it is complete, its
+        bookkeeping (record the message, `done`, metrics, cache) runs to the end whatever the client does, and
+        `close()` waits for it: `bitbd ask` closes right after `done`, which used to lose the cache entry and
+        count the answer as failed.
+        """
+        state = _Progress()
+        task = asyncio.create_task(self._counted(caller, ask_id, question, conversation_id, send, state))
+        self._asks.add(task)
+        task.add_done_callback(self._asks.discard)
         try:
-            async with asyncio.timeout(self.settings.chat.answer_timeout):
-                await self._ask(caller, ask_id, question, conversation_id, send)
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not state.complete:
+                task.cancel()
+            raise
+
+    async def _counted(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
+                       send: Send, state: _Progress) -> None:
+        success: str | None = "false"
+        try:
+            await self._ask(caller, ask_id, question, conversation_id, send, state)
             success = "true"
-        except TimeoutError:
-            raise AnswerTimeout(f"the answer took longer than {self.settings.chat.answer_timeout:g} s "
-                                "(chat.answer_timeout); try again, or ask something narrower") from None
+        except asyncio.CancelledError:
+            if not state.complete:
+                success = None  # the client left before the answer was written: not a failure of ours
+            raise
         finally:
-            METRICS.rag_queries.inc({"success": success})
+            if success is not None:
+                METRICS.rag_queries.inc({"success": success})
 
     async def _ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                   send: Send) -> None:
+                   send: Send, state: _Progress) -> None:
         started = time.monotonic()
         question = self.check_question(question)
         conv = conversations.parse_id(conversation_id) if conversation_id else None
@@ -177,8 +205,17 @@ class Answerer:
         answered = False
         with self.tracer.span("question", input=question, metadata={"tenant": str(caller.tenant_id)}) as trace:
             try:
-                store = await self._answer_and_record(caller, ask_id, question, conv, history, started, send,
-                                                      trace)
+                limit = self.settings.chat.answer_timeout
+                try:
+                    async with asyncio.timeout(limit) as deadline:
+                        state.deadline = deadline
+                        store = await self._answer_and_record(caller, ask_id, question, conv, history, started,
+                                                              send, trace, state)
+                except TimeoutError:
+                    if state.complete:
+                        raise
+                    raise AnswerTimeout(f"the answer took longer than {limit:g} s (chat.answer_timeout); try "
+                                        "again, or ask something narrower") from None
                 answered = True  # `done` is sent: from here on nothing is refunded, even if the client leaves
                 if store is not None:
                     await store()
@@ -187,7 +224,7 @@ class Answerer:
                     await asyncio.shield(tenancy.refund(self.pool, caller.key))
 
     async def _answer_and_record(self, caller: Caller, ask_id: str, question: str, conv: uuid.UUID | None,
-                                 history: list[Turn], started: float, send: Send, trace: Span
+                                 history: list[Turn], started: float, send: Send, trace: Span, state: _Progress
                                  ) -> Callable[[], Awaitable[None]] | None:
         """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
         query = retrieval_query(question, history, self.settings.answer.history_turns)
@@ -218,6 +255,8 @@ class Answerer:
                 answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send)
             span.update(output=answer, metadata={"citations": len(sources)})
         generated = time.monotonic()
+        state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
+        send = quiet(send)
         conv = await conversations.record(self.pool, caller.tenant_id, conv, caller.key.id if caller.key else None,
                                           question, answer, sources, cached is not None,
                                           int((generated - started) * 1000))
@@ -268,6 +307,31 @@ class Answerer:
             fell_back = True
         answer = "".join(pieces).strip() or self.settings.answer.dont_know
         return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
+
+
+@dataclass
+class _Progress:
+    """How far one answer got: once `complete`, its bookkeeping must finish whatever the client does."""
+
+    complete: bool = False
+    deadline: asyncio.Timeout | None = None
+
+    def completed(self) -> None:
+        self.complete = True
+        if self.deadline is not None:
+            self.deadline.reschedule(None)
+
+
+def quiet(send: Send) -> Send:
+    """`send` for a complete answer: a client gone meanwhile (a closed socket) does not fail its bookkeeping."""
+
+    async def quietly(event: Event) -> None:
+        try:
+            await send(event)
+        except Exception as e:
+            log.debug("client gone before the answer's end was sent", extra={"error": type(e).__name__})
+
+    return quietly
 
 
 def by_page(hits: Sequence[Hit]) -> list[Passage]:
