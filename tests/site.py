@@ -70,6 +70,7 @@ class Site:
     redirects: dict[str, str] = field(default_factory=dict)
     fail_first: Counter[str] = field(default_factory=Counter)
     hits: Counter[str] = field(default_factory=Counter)
+    unreachable: str = ""  # a URL on another port of loopback where nothing listens (another site: a start URL)
 
     def html(self, path: str, text: str) -> None:
         self.pages[path] = ("text/html; charset=utf-8", text.encode())
@@ -98,7 +99,7 @@ class Site:
 
 def standard_site(unreachable: str) -> Site:
     """Every case the issue lists, beside three good pages and a PDF."""
-    site = Site()
+    site = Site(unreachable=unreachable)
     site.html("/", page("Example Corp", "<p>Welcome to Example Corp, the home of many guides and notes.</p>", [
         "/volcanoes", "/bread", "/private/secret", "/missing", "/flaky", "/loop1", "/binary", "/big", "/latin",
         "/guide.pdf", "/broken.pdf", "/locked.pdf", "/empty", "/image.png", unreachable, "https://other.example/x",

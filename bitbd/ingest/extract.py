@@ -7,18 +7,26 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
+import lxml.etree  # type: ignore[import-untyped]
+import lxml.html  # type: ignore[import-untyped]
 import pypdf
 import trafilatura
 from charset_normalizer import from_bytes
-from selectolax.lexbor import LexborHTMLParser
+from yarl import URL
 
 log = logging.getLogger(__name__)
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MARKDOWN_TYPES = ("text/markdown", "text/x-markdown")
 _MIN_TEXT = 20  # characters; anything shorter is not worth a chunk
 _REPLACEMENT_LIMIT = 0.02
+_NUL_LIMIT = 0.001  # a text with more NUL bytes than this fraction is binary, wherever they are
+MAX_LINKS = 5000  # links kept per page (as many as a document stores for re-crawls)
+MAX_URL_CHARS = 2048
+_MAX_ELEMENTS = 200_000  # HTML elements per page: more is not a document but a hostile or generated page
+# What PostgreSQL text cannot hold: NUL, and UTF-16 surrogates (Python str can hold them, UTF-8 cannot).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ExtractError(Exception):
@@ -34,15 +42,23 @@ class Extracted:
 
 
 def normalize_url(url: str) -> str:
-    """Drop the fragment and default port, lowercase scheme and host: one spelling per page."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    port = parts.port
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    netloc = host if port is None or port == default else f"{host}:{port}"
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+    """One spelling per page, the one the HTTP client (yarl) requests: IDNA host (lowercase ASCII, so fullwidth
+    or other Unicode spellings become the plain name or address), no default port, no fragment.
+
+    Raises ValueError for a URL the client would refuse (bad port, backslash in the authority, ...).
+    """
+    parsed = URL(url.strip()).with_fragment(None)
+    if parsed.raw_host and parsed.raw_host.endswith(".."):
+        parsed = parsed.with_host(parsed.raw_host.rstrip(".") + ".")
+    text = str(parsed)
+    if parsed.raw_path == "/" and not parsed.raw_query_string and not text.endswith("/"):
+        text += "/"  # yarl writes an empty path as nothing; one spelling for both
+    return storable(text)
+
+
+def storable(text: str) -> str:
+    """`text` without the characters PostgreSQL refuses in text (NUL, lone surrogates)."""
+    return _UNSTORABLE.sub("", text) if _UNSTORABLE.search(text) else text
 
 
 def extract(body: bytes, content_type: str, url: str, charset: str | None = None, name: str = "") -> Extracted:
@@ -51,9 +67,9 @@ def extract(body: bytes, content_type: str, url: str, charset: str | None = None
         raise ExtractError("empty file")
     if content_type == "application/pdf":
         return _pdf(body, name or _last_segment(url))
-    if b"\x00" in body[:8192]:
+    if b"\x00" in body[:8192] or body.count(b"\x00") > _NUL_LIMIT * len(body):
         raise ExtractError(f"binary content served as {content_type}")
-    text = decode(body, charset)
+    text = storable(decode(body, charset))  # a stray NUL further in is dropped, not stored
     if content_type in HTML_TYPES:
         return _html(text, url)
     title = _markdown_title(text) if content_type in MARKDOWN_TYPES else ""
@@ -75,29 +91,57 @@ def decode(body: bytes, charset: str | None) -> str:
     return text
 
 
+def _parse_html(html: str) -> lxml.html.HtmlElement:
+    # libxml2's HTML parser is linear and, without huge_tree, stops nesting at 256 levels (selectolax/lexbor took
+    # 97 s on 200,000 nested <div>s); trafilatura parses with the same limits.
+    parser = lxml.html.HTMLParser(encoding="utf-8", no_network=True, huge_tree=False, remove_comments=True,
+                                  remove_pis=True)
+    try:
+        tree = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
+    except (lxml.etree.ParserError, ValueError) as e:
+        raise ExtractError(f"unreadable HTML: {e}") from None
+    if sum(1 for _ in tree.iter()) > _MAX_ELEMENTS:
+        raise ExtractError(f"the page has more than {_MAX_ELEMENTS} HTML elements; not indexed")
+    return tree
+
+
 def _html(html: str, url: str) -> Extracted:
-    tree = LexborHTMLParser(html)
+    tree = _parse_html(html)
     base = url
-    base_tag = tree.css_first("base[href]")
+    base_tag = tree.find(".//base[@href]")
     if base_tag is not None:
-        base = urljoin(url, base_tag.attributes.get("href") or "")
-    links = []
-    for a in tree.css("a[href]"):
-        href = (a.attributes.get("href") or "").strip()
+        base = _absolute(url, base_tag.get("href") or "") or url
+    links: dict[str, None] = {}
+    for a in tree.iter("a"):
+        href = (a.get("href") or "").strip()
         if href and not href.startswith(("#", "mailto:", "javascript:", "tel:", "data:")):
-            links.append(normalize_url(urljoin(base, href)))
+            link = _absolute(base, href)
+            if link is not None:
+                links[link] = None
+                if len(links) >= MAX_LINKS:
+                    break
     canonical = None
-    link = tree.css_first('link[rel="canonical"][href]')
-    if link is not None:
-        canonical = normalize_url(urljoin(url, link.attributes.get("href") or ""))
+    for node in tree.iterfind(".//link[@rel='canonical'][@href]"):
+        canonical = _absolute(url, node.get("href") or "")
+        break
     text = trafilatura.extract(html, url=url, output_format="markdown", include_comments=False,
                                include_tables=True, favor_recall=True) or ""
-    title_node = tree.css_first("title")
-    title = title_node.text(strip=True) if title_node is not None else ""
-    if not title:
-        h1 = tree.css_first("h1")
-        title = h1.text(strip=True) if h1 is not None else _last_segment(url)
-    return _checked(Extracted(title, text.strip(), list(dict.fromkeys(links)), canonical))
+    title = _text_of(tree.find(".//title")) or _text_of(tree.find(".//h1")) or _last_segment(url)
+    return _checked(Extracted(storable(title), storable(text.strip()), list(links), canonical))
+
+
+def _absolute(base: str, href: str) -> str | None:
+    """`href` resolved against `base` and normalised; None for one too long or that no client would fetch."""
+    if len(href) > MAX_URL_CHARS:
+        return None
+    try:
+        return normalize_url(urljoin(base, href))
+    except ValueError:
+        return None
+
+
+def _text_of(node: lxml.html.HtmlElement | None) -> str:
+    return " ".join(node.text_content().split()) if node is not None else ""
 
 
 def _pdf(body: bytes, name: str) -> Extracted:
@@ -107,12 +151,12 @@ def _pdf(body: bytes, name: str) -> Extracted:
             raise ExtractError("the PDF is encrypted with a password; upload an unencrypted copy")
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         metadata: Any = reader.metadata or {}
-        title = str(metadata.get("/Title") or "").strip()
+        title = storable(str(metadata.get("/Title") or "").strip())
     except ExtractError:
         raise
     except Exception as e:  # pypdf raises many types for damaged files
         raise ExtractError(f"broken PDF: {type(e).__name__}: {e}") from None
-    text = "\n\n".join(f"## Page {i}\n\n{p}" for i, p in enumerate(pages, 1) if p)
+    text = storable("\n\n".join(f"## Page {i}\n\n{p}" for i, p in enumerate(pages, 1) if p))
     if not text:
         raise ExtractError("the PDF has no extractable text (scanned images need OCR first)")
     return Extracted(title or name, text)

@@ -1,24 +1,98 @@
-"""SSRF guard: a resolver that refuses loopback, private, link-local and metadata addresses after DNS."""
+"""SSRF guard: the crawler connects only to public addresses unless crawler.allow_private is on.
+
+Checked where it cannot be spelled around: on the host exactly as the HTTP client normalises it (yarl's IDNA, so
+fullwidth digits, ideographic full stops and enclosed digits are the plain IP literal they become), on every
+address DNS returns, and on the addresses the connector actually connects to (the peer of each connection).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+from typing import Any
 
+from aiohttp import ClientConnectorError, TCPConnector
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+# Where the setting lives: the process that runs the crawl (a server's in-process workers or `bitbd worker`),
+# not the one that queued the job.
+WHERE = ("set crawler.allow_private = true in the settings of the process that runs the crawl workers "
+         "(its bitbd.toml, or BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve` / "
+         "`bitbd worker`; setting it for `bitbd ingest` alone does not reach a running server's workers)")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
 class ForbiddenAddress(OSError):
-    """The host resolves only to addresses the crawler may not visit."""
+    """The host is, or resolves only to, addresses the crawler may not visit."""
+
+
+def refusal(host: str, addresses: str = "") -> str:
+    """The message for a refused host: what it is and where the setting that allows it must be set."""
+    shown = f" ({addresses})" if addresses and addresses != host else ""
+    return f"{host}{shown} is a private, loopback or link-local address; to crawl internal sites, {WHERE}"
 
 
 def forbidden(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:  # 64:ff9b::a.b.c.d reaches a.b.c.d through a NAT64 gateway
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            ip = embedded
     return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or not ip.is_global)
+
+
+def url_host(url: str | URL) -> str:
+    """The host the HTTP client will connect to: IDNA-normalised (ASCII), lowercase, without a trailing dot.
+
+    Raises ValueError for a URL the client would not accept either.
+    """
+    parsed = url if isinstance(url, URL) else URL(url.strip())
+    host = parsed.raw_host
+    if not host:
+        raise ValueError(f"{str(url)!r} has no host")
+    return host.lower().rstrip(".")
+
+
+def numeric_address(host: str) -> str | None:
+    """The IP address a host spells, in any form the system resolver accepts without DNS (127.1, 2130706433,
+    0x7f.0.0.1, 0177.0.0.1, ::ffff:7f00:1); None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]").split("%")[0]))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
+    return str(infos[0][4][0]) if infos else None
+
+
+def host_refusal(host: str, allow_private: bool) -> str | None:
+    """Why the crawler refuses `host` (as url_host gives it) before any DNS, or None: an address it spells is
+    private, or it is one of the loopback names every resolver answers locally."""
+    if allow_private:
+        return None
+    address = numeric_address(host)
+    if address is not None:
+        return refusal(host, address) if forbidden(address) else None
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return refusal(host)
+    return None
+
+
+def url_refusal(url: str | URL, allow_private: bool) -> str | None:
+    """host_refusal for the host of `url` as the client normalises it (an invalid URL is not refused here)."""
+    try:
+        return host_refusal(url_host(url), allow_private)
+    except ValueError:
+        return None
 
 
 class GuardedResolver(AbstractResolver):
@@ -39,25 +113,36 @@ class GuardedResolver(AbstractResolver):
             return results
         allowed = [r for r in results if not forbidden(r["host"])]
         if not allowed:
-            shown = ", ".join(sorted({r["host"] for r in results}))
-            raise ForbiddenAddress(f"{host} resolves to a private, loopback or link-local address ({shown}); "
-                                   "set crawler.allow_private = true to crawl internal sites")
+            raise ForbiddenAddress(refusal(host, ", ".join(sorted({r["host"] for r in results}))))
         return allowed
 
     async def close(self) -> None:
         await self._inner.close()
 
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"GuardedResolver(allow_private={self.allow_private})"
 
+class GuardedConnector(TCPConnector):
+    """A TCPConnector that connects only to allowed addresses and checks every connection's peer.
 
-def literal_host_forbidden(host: str, allow_private: bool) -> bool:
-    """True for an IP-literal host that is forbidden (aiohttp skips the resolver for literals)."""
-    if allow_private:
-        return False
-    try:
-        return forbidden(host.strip("[]"))
-    except ValueError:
-        return False
+    aiohttp skips the resolver for IP-literal hosts, so the resolver alone does not see every address; this
+    filters the very address list the connection is made from, then checks the connected socket's peer.
+    """
 
+    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
+        super().__init__(resolver=GuardedResolver(allow_private), **kwargs)
+        self.allow_private = allow_private
 
+    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any, **kwargs: Any
+                                      ) -> tuple[asyncio.Transport, Any]:
+        if self.allow_private:
+            return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, **kwargs)
+        allowed = [info for info in addr_infos if not forbidden(info[4][0])]
+        if not allowed:
+            shown = ", ".join(sorted({str(info[4][0]) for info in addr_infos}))
+            raise ClientConnectorError(req.connection_key, ForbiddenAddress(refusal(req.url.raw_host or "", shown)))
+        transport, proto = await super()._wrap_create_connection(*args, addr_infos=allowed, req=req, **kwargs)
+        peer = transport.get_extra_info("peername")
+        if not peer or forbidden(str(peer[0])):
+            transport.close()
+            raise ClientConnectorError(req.connection_key, ForbiddenAddress(
+                refusal(req.url.raw_host or "", str(peer[0]) if peer else "no peer address")))
+        return transport, proto

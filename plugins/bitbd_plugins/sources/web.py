@@ -1,31 +1,30 @@
-"""The `web` source: crawl sites from start URLs, within their hosts, honouring robots.txt and sitemaps."""
+"""The `web` source: crawl sites from start URLs, within their origins, honouring robots.txt and sitemaps."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-import time
-import xml.etree.ElementTree as ET
+from functools import cached_property
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-from protego import Protego
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from yarl import URL
 
 from bitbd.errors import InvalidRequest
 from bitbd.hookspecs import hookimpl
 from bitbd.http.body import describe
-from bitbd.ingest.extract import ExtractError, extract, normalize_url
+from bitbd.ingest import patterns, sitemap
+from bitbd.ingest.extract import Extracted, ExtractError, extract, normalize_url, storable
 from bitbd.ingest.fetch import FetchError
+from bitbd.ingest.guard import url_host, url_refusal
+from bitbd.ingest.robots import origin, robots_for
 from bitbd.interfaces import Fetched, Previous, Source, SourceError
 
-_ROBOTS_TTL = 600.0
 _SITEMAP_TYPES = ("application/xml", "text/xml", "application/x-xml")
 _MAX_SITEMAPS = 20
-# Robots rules per origin, per worker process: fetched once, not once per page.
-_robots: dict[str, tuple[float, Protego | None]] = {}
-_robots_locks: dict[str, asyncio.Lock] = {}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]  # scheme, host as the client connects to it, port
 
 
 class WebConfig(BaseModel):
@@ -42,21 +41,35 @@ class WebConfig(BaseModel):
     def _http(cls, urls: list[str]) -> list[str]:
         out = []
         for url in urls:
-            parts = urlsplit(url.strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                normal = normalize_url(url)
+                ok = site_of(normal) is not None
+            except ValueError as e:
+                raise ValueError(f"{url!r} is not a URL an HTTP client accepts: {e}") from None
+            if not ok:
                 raise ValueError(f"{url!r} is not an absolute http(s) URL")
-            out.append(normalize_url(url))
+            out.append(normal)
         return out
 
     @field_validator("include", "exclude")
     @classmethod
-    def _patterns(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
-        return patterns
+    def _patterns(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        try:
+            patterns.check(value, info.field_name or "pattern")
+        except patterns.PatternError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+
+def site_of(url: str) -> Origin | None:
+    """The origin a URL is fetched from, exactly as the client normalises it; None if it is not http(s)."""
+    try:
+        parsed = URL(url)
+        if parsed.scheme not in _DEFAULT_PORTS or not parsed.raw_host:
+            return None
+        return parsed.scheme, url_host(parsed), parsed.port or _DEFAULT_PORTS[parsed.scheme]
+    except ValueError:
+        return None
 
 
 class WebSource(Source):
@@ -69,45 +82,76 @@ class WebSource(Source):
         except ValidationError as e:
             raise InvalidRequest(describe(e)) from None
         crawler = settings.crawler
+        for i, url in enumerate(cfg.urls):
+            reason = url_refusal(url, crawler.allow_private)
+            if reason:
+                raise InvalidRequest(f"urls[{i}]: {url} refused: {reason}")
         cfg.max_pages = min(cfg.max_pages or crawler.max_pages, crawler.max_pages)
         cfg.max_depth = crawler.max_depth if cfg.max_depth is None else cfg.max_depth
         return cfg.model_dump()
 
-    @property
-    def hosts(self) -> set[str]:
-        return {urlsplit(u).hostname or "" for u in self.config["urls"]}
+    @cached_property
+    def sites(self) -> set[Origin]:
+        """The start URLs' origins (scheme, host, port), and the https upgrade of a plain-http one on port 80."""
+        sites = {s for s in map(site_of, self.config["urls"]) if s is not None}
+        return sites | {("https", host, 443) for scheme, host, port in sites if (scheme, port) == ("http", 80)}
 
     def in_site(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and (parts.hostname or "") in self.hosts
+        return site_of(url) in self.sites
+
+    @cached_property
+    def _filters(self) -> tuple[Any, Any]:
+        try:
+            return (patterns.union(self.config["include"], "include"),
+                    patterns.union(self.config["exclude"], "exclude"))
+        except patterns.PatternError as e:  # a source stored before patterns were checked with RE2
+            raise SourceError(f"this source's {e}; update the source") from None
+
+    @cached_property
+    def _verdicts(self) -> dict[str, bool]:
+        return {}
 
     def follow(self, url: str) -> bool:
+        verdict = self._verdicts.get(url)
+        return self._follow(url) if verdict is None else verdict
+
+    def _follow(self, url: str) -> bool:
         if not self.in_site(url):
             return False
-        if self.config["include"] and not any(re.search(p, url) for p in self.config["include"]):
+        include, exclude = self._filters
+        if include is not None and not include.search(url):
             return False
-        return not any(re.search(p, url) for p in self.config["exclude"])
+        return exclude is None or not exclude.search(url)
 
     async def seeds(self) -> list[str]:
         seeds = list(self.config["urls"])
         if self.config.get("sitemap", True):
-            for origin in dict.fromkeys(_origin(u) for u in seeds):
-                seeds += [u for u in await self._sitemap_urls(origin) if self.follow(u)]
+            for site in dict.fromkeys(origin(u) for u in seeds):
+                seeds += await self._sitemap_urls(site)
         return list(dict.fromkeys(seeds))
 
     async def fetch(self, item: str, previous: Previous | None) -> Fetched:
-        if not await self._allowed(item):
-            raise SourceError("disallowed by robots.txt")
+        try:
+            return await self._fetch(item, previous)
+        except SourceError as e:  # the message goes to PostgreSQL; it may quote what the site sent
+            raise SourceError(storable(str(e)), e.transient) from None
+
+    async def _fetch(self, item: str, previous: Previous | None) -> Fetched:
+        await self._check_robots(item)
         # A FetchError is a SourceError: it goes to the job engine as it is, transient or not.
         page = await self.ctx.fetcher.get(item, in_scope=self.in_site, etag=previous.etag if previous else None,
                                           last_modified=previous.last_modified if previous else None)
         if page.status == 304:
             return Fetched(url=item, unchanged=True)
         final = normalize_url(page.url)
-        if final != item and not await self._allowed(final):
-            raise SourceError(f"redirects to {final}, which robots.txt disallows")
+        if final != item:
+            try:
+                await self._check_robots(final)
+            except SourceError as e:
+                raise SourceError(f"redirects to {final}: {e}", e.transient) from None
         try:
-            doc = await asyncio.to_thread(extract, page.body, page.content_type, final, page.charset)
+            # Extraction and the link patterns are CPU work on what a site sent: off the event loop.
+            doc = await asyncio.to_thread(self._extract, page.body, page.content_type, final, page.charset)
         except ExtractError as e:
             raise SourceError(str(e)) from None
         url = doc.canonical if doc.canonical and self.in_site(doc.canonical) else final
@@ -115,55 +159,57 @@ class WebSource(Source):
                        content_hash=hashlib.sha256(doc.text.encode()).hexdigest(), etag=page.etag,
                        last_modified=page.last_modified, links=doc.links)
 
-    async def _allowed(self, url: str) -> bool:
-        rules = await self._robots(_origin(url))
-        return rules is None or rules.can_fetch(url, self.ctx.settings.crawler.user_agent)
+    def _extract(self, body: bytes, content_type: str, url: str, charset: str | None) -> Extracted:
+        doc = extract(body, content_type, url, charset)
+        self._verdicts.update((link, self._follow(link)) for link in doc.links)
+        return doc
 
-    async def _robots(self, origin: str) -> Protego | None:
-        cached = _robots.get(origin)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        async with _robots_locks.setdefault(origin, asyncio.Lock()):
-            cached = _robots.get(origin)
-            if cached and cached[0] > time.monotonic():
-                return cached[1]
-            try:
-                page = await self.ctx.fetcher.get(origin + "/robots.txt", accept=("text/plain",))
-                rules: Protego | None = Protego.parse(page.body.decode("utf-8", errors="replace"))
-            except FetchError:
-                rules = None  # no robots.txt (or unreadable): everything is allowed
-            _robots[origin] = (time.monotonic() + _ROBOTS_TTL, rules)
-            return rules
+    async def _check_robots(self, url: str) -> None:
+        robots = await robots_for(self.ctx.fetcher, origin(url))
+        await asyncio.to_thread(robots.check, url, self.ctx.settings.crawler.user_agent)
 
-    async def _sitemap_urls(self, origin: str) -> list[str]:
-        rules = await self._robots(origin)
-        todo = list(rules.sitemaps) if rules is not None else []
-        todo = todo or [origin + "/sitemap.xml"]
+    async def _sitemap_urls(self, site: str) -> list[str]:
+        robots = await robots_for(self.ctx.fetcher, site)
+        if robots.unreachable is not None:
+            return []  # the whole site is disallowed for now; its pages say why
+        todo = list(robots.rules.sitemaps) if robots.rules is not None else []
+        todo = todo or [site + "/sitemap.xml"]
         urls: list[str] = []
         seen: set[str] = set()
-        while todo and len(seen) < _MAX_SITEMAPS:
-            sitemap = todo.pop(0)
-            if sitemap in seen or not self.in_site(sitemap):
+        while todo and len(seen) < _MAX_SITEMAPS and len(urls) < self.max_pages:
+            address = todo.pop(0)
+            if address in seen or not self.in_site(address):
                 continue
-            seen.add(sitemap)
+            seen.add(address)
             try:
-                page = await self.ctx.fetcher.get(sitemap, in_scope=self.in_site, accept=_SITEMAP_TYPES)
-                root = ET.fromstring(page.body)
-            except (FetchError, ET.ParseError):
+                page = await self.ctx.fetcher.get(address, in_scope=self.in_site, accept=_SITEMAP_TYPES)
+            except FetchError:
                 continue
-            locs = [(el.text or "").strip() for el in root.iter() if el.tag.endswith("loc")]
-            if root.tag.endswith("sitemapindex"):
-                todo += [urljoin(sitemap, loc) for loc in locs]
-            else:
-                urls += [normalize_url(urljoin(sitemap, loc)) for loc in locs if loc]
-            if len(urls) >= self.max_pages:
-                break
+            found = await asyncio.to_thread(self._sitemap_entries, page.body, address)
+            if found is not None:
+                index, entries = found
+                if index:
+                    todo += entries
+                else:
+                    urls += entries
         return urls[: self.max_pages]
 
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    def _sitemap_entries(self, body: bytes, address: str) -> tuple[bool, list[str]] | None:
+        """Parse a sitemap (in a thread): further sitemaps of an index, or the pages it lists that are followed."""
+        parsed = sitemap.parse(body)
+        if parsed is None:
+            return None
+        entries = []
+        for loc in parsed.locs:
+            try:
+                url = normalize_url(urljoin(address, loc))
+            except ValueError:
+                continue
+            if parsed.index or self._follow(url):
+                entries.append(url)
+                if len(entries) >= self.max_pages:
+                    break
+        return parsed.index, entries
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitbd.ingest.extract import normalize_url
-from bitbd.ingest.guard import forbidden, literal_host_forbidden
+from bitbd.ingest.guard import forbidden, host_refusal
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
@@ -21,9 +21,9 @@ def test_public_addresses_are_allowed(address: str) -> None:
 
 
 def test_literal_hosts_and_the_escape_hatch() -> None:
-    assert literal_host_forbidden("[::1]", allow_private=False)
-    assert not literal_host_forbidden("[::1]", allow_private=True)
-    assert not literal_host_forbidden("docs.example", allow_private=False)  # names go through the resolver
+    assert host_refusal("[::1]", allow_private=False)
+    assert host_refusal("::1", allow_private=True) is None
+    assert host_refusal("docs.example", allow_private=False) is None  # names go through the resolver
 
 
 def test_normalize_url() -> None:
