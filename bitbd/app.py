@@ -16,6 +16,7 @@ from bitbd.events import EventHub
 from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
+from bitbd.http.uploads import UploadBudget
 from bitbd.jobs.worker import running_broker
 from bitbd.keys import (
     answerer_key,
@@ -26,6 +27,7 @@ from bitbd.keys import (
     redis_key,
     settings_key,
     sockets_key,
+    upload_budget_key,
 )
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
@@ -45,6 +47,7 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
     app[sockets_key] = set()
+    app[upload_budget_key] = UploadBudget(settings.ingest.upload_budget_bytes)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)
     app[plugins_key].register_routes(app)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bitbd.answer.service import Answerer
 from bitbd.events import EventHub
+from bitbd.http.uploads import UploadBudget
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -19,5 +20,6 @@ redis_key = web.AppKey("redis", aioredis.Redis)
 broker_key = web.AppKey("broker", PriorityStreamBroker)
 answerer_key = web.AppKey("answerer", Answerer)
 hub_key = web.AppKey("events", EventHub)
+upload_budget_key = web.AppKey("upload_budget", UploadBudget)
 # Open WebSockets (chat, events), closed with 1001 when the server stops instead of holding its shutdown.
 sockets_key = web.AppKey("sockets", set)

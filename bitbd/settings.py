@@ -87,6 +87,11 @@ class IngestSettings(_Section):
     """Tokens shared by neighbouring chunks of one section."""
     max_upload_bytes: int = Field(52_428_800, ge=1024)
     """Largest file accepted by POST /v1/uploads, in bytes."""
+    max_request_bytes: int = Field(268_435_456, ge=1024)
+    """Largest POST /v1/uploads request body (all its files together), in bytes; larger ones get 413."""
+    upload_budget_bytes: int = Field(1_073_741_824, ge=1024)
+    """Bytes all uploads being received at once may hold (spooled to disk under the data dir, then copied into
+    PostgreSQL); an upload that would go over waits up to 2 s, then gets 503 with Retry-After."""
     embedder: str = "fastembed"
     """Embedder plugin; its own settings are in [plugins.<name>]."""
     store: str = "pgvector"

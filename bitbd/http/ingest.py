@@ -5,27 +5,25 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import Any
-from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
 
-from bitbd.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from bitbd.errors import InvalidRequest, NotFound, UnsupportedMediaType, error_body
+from bitbd.http import uploads
 from bitbd.http.auth import require_key
 from bitbd.http.body import body_deadline, read_json
 from bitbd.jobs import records
 from bitbd.jobs.broker import Priority
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
-from bitbd.keys import broker_key, plugins_key, pool_key, settings_key
-from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
+from bitbd.keys import broker_key, plugins_key, pool_key, settings_key, upload_budget_key
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-_MAX_FILES = 100
 
 
 class SourceBody(BaseModel):
@@ -134,41 +132,20 @@ async def upload(request: web.Request) -> web.Response:
     key = await require_key(request)
     if not request.content_type.startswith("multipart/"):
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
-    limit = request.config_dict[settings_key].ingest.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit * _MAX_FILES:
-        raise PayloadTooLarge(f"the upload declares {request.content_length} bytes; one request carries at most "
-                              f"{_MAX_FILES} files of {limit} bytes (ingest.max_upload_bytes)")
+    settings = request.config_dict[settings_key]
     try:
-        async with body_deadline(request):
-            files = await _read_files(request, limit)
+        async with body_deadline(request), uploads.received(request, settings.ingest,
+                                                            request.config_dict[upload_budget_key],
+                                                            settings.data_dir / "uploads") as files:
+            if not files:
+                raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
+            job_id, source_id = await uploads.store(request.config_dict[pool_key], key.tenant_id, files)
+    except uploads.UploadsBusy as e:
+        return web.json_response(error_body(e), status=e.status, headers={"Retry-After": "5"})
     except (ValueError, HttpProcessingError) as e:  # no boundary, a broken part header, ...
         raise InvalidRequest(f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
                              "(curl -F file=@guide.pdf)") from None
-    if not files:
-        raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
-    job_id, source_id = await records.create_upload_job(request.config_dict[pool_key], key.tenant_id, files)
-    return await _started(request, job_id, source_id, files=[f[0] for f in files])
-
-
-async def _read_files(request: web.Request, limit: int) -> list[tuple[str, str, bytes]]:
-    files: list[tuple[str, str, bytes]] = []
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader) or not part.filename:
-            continue
-        name = safe_filename(part.filename)
-        ctype = content_type_for(name, part.headers.get("Content-Type", ""))
-        if ctype is None:
-            raise UnsupportedMediaType(f"{name}: only {', '.join(sorted(ACCEPTED))} files are ingested")
-        data = bytearray()
-        while chunk := await part.read_chunk(65536):
-            data += chunk
-            if len(data) > limit:
-                raise PayloadTooLarge(f"{name} is over the {limit}-byte upload limit (ingest.max_upload_bytes)")
-        files.append((name, ctype, bytes(data)))
-        if len(files) > _MAX_FILES:
-            raise InvalidRequest(f"at most {_MAX_FILES} files per upload")
-    return files
+    return await _started(request, job_id, source_id, files=[f.name for f in files])
 
 
 @routes.get("/v1/jobs/{job}")
@@ -223,15 +200,6 @@ async def delete_document(request: web.Request) -> web.Response:
     if deleted is None:
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)
-
-
-def safe_filename(raw: str) -> str:
-    """The last path segment only (after percent-decoding), no control characters: never a path from a client."""
-    name = unquote(raw).replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".")[:200]
-    if not name:
-        raise InvalidRequest(f"file name {raw!r} is empty once its path is removed")
-    return name
 
 
 def _int(raw: str, name: str, low: int, high: int) -> int:

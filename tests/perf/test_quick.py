@@ -27,6 +27,11 @@ def quick(module: str, tmp_path: Path) -> str:
     return done.stdout
 
 
+def test_bench_upload(tmp_path: Path) -> None:
+    out = quick("bench_upload", tmp_path)
+    assert "| peak growth |" in out, out
+
+
 def test_bench_cache(tmp_path: Path) -> None:
     out = quick("bench_cache", tmp_path)
     assert "| threshold | hit rate |" in out and "| 0.92 |" in out

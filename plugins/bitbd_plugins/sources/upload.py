@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
+from typing import Any
 
 from bitbd.hookspecs import hookimpl
 from bitbd.ingest.extract import ExtractError, extract
@@ -14,7 +16,11 @@ ACCEPTED = {
     ".txt": "text/plain", ".text": "text/plain", ".pdf": "application/pdf",
 }
 _UPLOADS = "SELECT id::text FROM uploads WHERE tenant_id = $1 AND source_id = $2 ORDER BY created_at, filename"
-_UPLOAD = "SELECT filename, content_type, data FROM uploads WHERE tenant_id = $1 AND source_id = $2 AND id::text = $3"
+_UPLOAD = """SELECT id, filename, content_type, data, bytes FROM uploads
+WHERE tenant_id = $1 AND source_id = $2 AND id::text = $3"""
+_PIECES = "SELECT data FROM upload_pieces WHERE upload_id = $1 ORDER BY seq"
+PIECE_BYTES = 1 << 20
+"""Uploads are stored in pieces of this size (sql/0009_upload_pieces.sql)."""
 
 
 def content_type_for(filename: str, declared: str) -> str | None:
@@ -23,6 +29,23 @@ def content_type_for(filename: str, declared: str) -> str | None:
     if declared in ACCEPTED.values():
         return declared
     return ACCEPTED.get("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
+
+
+async def stored_bytes(pool: Any, row: Any) -> bytes:
+    """An upload's bytes from its pieces, through a temporary file: one copy in memory, never the pieces and the
+    whole at once. `row` has the upload's id, filename and bytes (size). Works on any worker machine: the pieces
+    are in PostgreSQL, not on the disk of the server that received them."""
+    with tempfile.TemporaryFile() as spool:
+        async with pool.acquire() as conn, conn.transaction():
+            async for piece in conn.cursor(_PIECES, row["id"], prefetch=4):
+                await asyncio.to_thread(spool.write, piece["data"])
+        size = spool.tell()
+        if size != row["bytes"]:
+            raise SourceError(f"{row['filename']}: only {size} of its {row['bytes']} bytes are stored; "
+                              "upload it again")
+        spool.seek(0)
+        data: bytes = await asyncio.to_thread(spool.read)
+        return data
 
 
 class UploadSource(Source):
@@ -37,7 +60,8 @@ class UploadSource(Source):
                                            item.removeprefix("upload:"))
         if row is None:
             raise SourceError("the uploaded file is gone (its source was deleted)")
-        name, ctype, data = row["filename"], row["content_type"], bytes(row["data"])
+        name, ctype = row["filename"], row["content_type"]
+        data = row["data"] if row["data"] is not None else await stored_bytes(self.ctx.pool, row)
         try:
             doc = await asyncio.to_thread(extract, data, ctype, f"upload:{name}", None, name)
         except ExtractError as e:
