@@ -15,9 +15,10 @@ from bitbd.errors import InvalidRequest
 from bitbd.hookspecs import hookimpl
 from bitbd.http.body import describe
 from bitbd.ingest import patterns, sitemap
-from bitbd.ingest.extract import Extracted, ExtractError, extract, normalize_url, storable
+from bitbd.ingest.extract import ExtractError, normalize_url, storable
 from bitbd.ingest.fetch import FetchError
 from bitbd.ingest.guard import url_host, url_refusal
+from bitbd.ingest.offload import extract_off_loop
 from bitbd.ingest.robots import origin, robots_for
 from bitbd.interfaces import Fetched, Previous, Source, SourceError
 
@@ -30,8 +31,8 @@ Origin = tuple[str, str, int]  # scheme, host as the client connects to it, port
 class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     urls: list[str] = Field(min_length=1, max_length=100)
-    max_pages: int | None = Field(None, ge=1)
-    max_depth: int | None = Field(None, ge=0)
+    max_pages: int | None = Field(None, ge=1, le=2_147_483_647)  # PostgreSQL integer range
+    max_depth: int | None = Field(None, ge=0, le=2_147_483_647)
     include: list[str] = []
     exclude: list[str] = []
     sitemap: bool = True
@@ -150,19 +151,20 @@ class WebSource(Source):
             except SourceError as e:
                 raise SourceError(f"redirects to {final}: {e}", e.transient) from None
         try:
-            # Extraction and the link patterns are CPU work on what a site sent: off the event loop.
-            doc = await asyncio.to_thread(self._extract, page.body, page.content_type, final, page.charset)
+            # Extraction and the link patterns are CPU work on what a site sent: off the event loop (extraction
+            # in another process, as parsers hold the GIL).
+            doc = await extract_off_loop(page.body, page.content_type, final, page.charset)
         except ExtractError as e:
             raise SourceError(str(e)) from None
+        await asyncio.to_thread(self._judge, doc.links)
         url = doc.canonical if doc.canonical and self.in_site(doc.canonical) else final
         return Fetched(url=url, title=doc.title, text=doc.text, content_type=page.content_type,
                        content_hash=hashlib.sha256(doc.text.encode()).hexdigest(), etag=page.etag,
                        last_modified=page.last_modified, links=doc.links)
 
-    def _extract(self, body: bytes, content_type: str, url: str, charset: str | None) -> Extracted:
-        doc = extract(body, content_type, url, charset)
-        self._verdicts.update((link, self._follow(link)) for link in doc.links)
-        return doc
+    def _judge(self, links: list[str]) -> None:
+        """Decide (in a thread) which links are followed, so the job engine's follow() calls cost nothing."""
+        self._verdicts.update((link, self._follow(link)) for link in links)
 
     async def _check_robots(self, url: str) -> None:
         robots = await robots_for(self.ctx.fetcher, origin(url))
