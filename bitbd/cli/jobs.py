@@ -94,6 +94,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             # crawler.allow_private lets it fetch internal addresses; this command's environment does not apply.
             print("the running bitbd server's workers take this job; their settings apply (crawler.*, ingest.*)",
                   file=sys.stderr)
+            if urls and "BITBD_CRAWLER__ALLOW_PRIVATE" in os.environ:
+                print("warning: BITBD_CRAWLER__ALLOW_PRIVATE here does not reach those workers; set "
+                      "crawler.allow_private where `bitbd serve` / `bitbd worker` runs", file=sys.stderr)
         if args.no_wait:
             print(job_id)
             return 0
