@@ -46,28 +46,31 @@ class UploadBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
-        self._changed = asyncio.Condition()
+        self._freed = asyncio.Event()  # set (and replaced) whenever bytes are given back
 
     async def take(self, n: int) -> None:
         """Hold `n` more bytes, waiting up to BUDGET_WAIT seconds for others to give some back; else UploadsBusy."""
         if n > self.limit:
             raise PayloadTooLarge(f"the upload needs {n} bytes, more than the server's whole upload budget of "
                                   f"{self.limit} bytes (ingest.upload_budget_bytes); send fewer or smaller files")
-        async with self._changed:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUDGET_WAIT
+        while self.held + n > self.limit:
+            freed = self._freed
             try:
-                async with asyncio.timeout(BUDGET_WAIT):
-                    await self._changed.wait_for(lambda: self.held + n <= self.limit)
+                await asyncio.wait_for(freed.wait(), max(deadline - loop.time(), 0))
             except TimeoutError:
                 raise UploadsBusy(
                     f"the server is receiving other uploads: {self.held} of its {self.limit}-byte upload budget "
                     f"(ingest.upload_budget_bytes) is in use and this upload needs {n} more; retry in a few "
                     "seconds") from None
-            self.held += n
+        self.held += n
 
-    async def give(self, n: int) -> None:
-        async with self._changed:
-            self.held -= n
-            self._changed.notify_all()
+    def give(self, n: int) -> None:
+        """Synchronous, so that a cancelled request (client gone) still gives its bytes back in its `finally`."""
+        self.held -= n
+        self._freed.set()
+        self._freed = asyncio.Event()
 
 
 @dataclass
@@ -83,10 +86,10 @@ class _Reservation:
             await self.budget.take(step)
             self.held += step
 
-    async def release(self) -> None:
+    def release(self) -> None:
         held, self.held = self.held, 0
         if held:
-            await self.budget.give(held)
+            self.budget.give(held)
 
 
 @dataclass
@@ -143,7 +146,7 @@ async def received(request: web.Request, limits: IngestSettings, budget: UploadB
     finally:
         for f in body.files:
             f.file.close()
-        await reservation.release()
+        reservation.release()
 
 
 async def _spool(part: BodyPartReader, name: str, body: _Body, reservation: _Reservation, spool_dir: Path) -> None:

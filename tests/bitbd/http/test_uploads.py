@@ -162,7 +162,7 @@ async def test_a_waiting_upload_gets_the_budget_when_another_gives_it_back() -> 
     waiting = asyncio.create_task(budget.take(2 * MiB))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    await budget.give(3 * MiB)
+    budget.give(3 * MiB)
     await asyncio.wait_for(waiting, 1)
     assert budget.held == 2 * MiB
     with pytest.raises(UploadsBusy, match=r"2097152 of its 4194304-byte upload budget"):
@@ -183,6 +183,26 @@ async def test_a_declared_length_over_the_request_limit_is_refused_before_the_bo
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # not one byte of the body was sent
     assert head.startswith(b"HTTP/1.1 413"), head
     writer.close()
+
+
+async def test_a_client_that_goes_away_mid_upload_leaves_nothing_held_open_or_stored(
+        limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings) -> None:
+    client, key = limited
+    body = multipart([("gone.txt", b"g" * (MiB + MiB // 4))])
+    for cut in (len(body) // 2, len(body) - 10):
+        _, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                     "Content-Type: multipart/form-data; boundary=b0undary7\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while budget_of(client).held == 0:  # noqa: ASYNC110  (the server has started on it)
+                await asyncio.sleep(0.01)
+        writer.close()
+        async with asyncio.timeout(10):
+            while budget_of(client).held or open_spool_files(settings.data_dir):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    assert await pool.fetchval("SELECT count(*) FROM uploads") == 0
 
 
 # A real daemon (`bitbd serve`, embedded PostgreSQL and Redis) receiving 4 x 40 MiB in one request.
