@@ -21,6 +21,7 @@ class FakeLLM:
     `stall` (two tokens, then silence), `trickle` (a token every 0.5 s, forever)."""
 
     answer: str = "Items can be returned within 30 days [1]."
+    pieces: list[str] | None = None  # the deltas to send instead of the answer's words, e.g. split mid-link
     mode: Mode = "ok"
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -38,10 +39,11 @@ class FakeLLM:
         if self.mode == "garbage":
             await resp.write(b"<html>this is not an event stream</html>\n\n")
             return resp
-        words = self.answer.split(" ")
-        for i, word in enumerate(words):
+        texts = self.pieces if self.pieces is not None else \
+            [(" " if i else "") + word for i, word in enumerate(self.answer.split(" "))]
+        for i, text in enumerate(texts):
             chunk = {"id": "c", "object": "chat.completion.chunk", "model": "fake",
-                     "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}]}
+                     "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if self.mode == "cut" and i == 1:
                 request.transport.close()  # type: ignore[union-attr]

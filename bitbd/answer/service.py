@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from bitbd import __version__, tenancy
 from bitbd.answer import conversations
 from bitbd.answer.cache import SemanticCache
+from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
 from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, VectorStore
@@ -84,8 +85,9 @@ class Answerer:
             reranker = rerankers[rr](settings.plugins.plugin_table(rr))
         retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
         table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
-        fingerprint = json.dumps([__version__, settings.retrieval.model_dump(), settings.answer.model_dump(), table,
-                                  embedder.model_name], sort_keys=True, default=str)
+        fingerprint = json.dumps([__version__, SAFE_MARKDOWN, settings.retrieval.model_dump(),
+                                  settings.answer.model_dump(), table, embedder.model_name], sort_keys=True,
+                                 default=str)
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
         return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings))
@@ -249,7 +251,7 @@ class Answerer:
         with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:
             cacheable = False
             if cached is not None:
-                answer, sources = cached.answer, cached.sources
+                answer, sources = sanitize(cached.answer), cached.sources  # entries of older versions too
                 await send({"type": "delta", "id": ask_id, "text": answer})
             else:
                 answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send)
@@ -291,20 +293,29 @@ class Answerer:
             return answer, [], True
         passages = by_page(hits)
         pieces: list[str] = []
+        # Whatever the generator writes (a prompt-injected page can make a model write anything) is sent and
+        # stored only as safe Markdown: see bitbd/answer/markdown.py and docs/protocol.md.
+        cleaner = MarkdownSanitizer()
 
-        async def emit(stream: AsyncIterator[str]) -> None:
-            async for piece in stream:
-                pieces.append(piece)
-                await send({"type": "delta", "id": ask_id, "text": piece})
+        async def emit(text: str) -> None:
+            if text:
+                pieces.append(text)
+                await send({"type": "delta", "id": ask_id, "text": text})
+
+        async def stream(pieces: AsyncIterator[str]) -> None:
+            async for piece in pieces:
+                await emit(cleaner.feed(piece))
 
         try:
-            await emit(self.generator.generate(question, passages, history))
+            await stream(self.generator.generate(question, passages, history))
             fell_back = False
         except GeneratorUnavailable as e:
             log.warning("answer generator unavailable, answering with extractive",
                         extra={"generator": self.generator.name, "reason": str(e)})
-            await emit(self.fallback.generate(question, passages, history))
+            cleaner = MarkdownSanitizer()
+            await stream(self.fallback.generate(question, passages, history))
             fell_back = True
+        await emit(cleaner.close())
         answer = "".join(pieces).strip() or self.settings.answer.dont_know
         return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
 
