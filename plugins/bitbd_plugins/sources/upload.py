@@ -8,7 +8,8 @@ import tempfile
 from typing import Any
 
 from bitbd.hookspecs import hookimpl
-from bitbd.ingest.extract import ExtractError, extract
+from bitbd.ingest.extract import ExtractError
+from bitbd.ingest.offload import extract_off_loop
 from bitbd.interfaces import Fetched, Previous, Source, SourceError
 
 ACCEPTED = {
@@ -63,7 +64,8 @@ class UploadSource(Source):
         name, ctype = row["filename"], row["content_type"]
         data = row["data"] if row["data"] is not None else await stored_bytes(self.ctx.pool, row)
         try:
-            doc = await asyncio.to_thread(extract, data, ctype, f"upload:{name}", None, name)
+            # In a child process with a time limit, as for web pages: parsers hold the GIL (bitbd/ingest/offload.py).
+            doc = await extract_off_loop(data, ctype, f"upload:{name}", None, name)
         except ExtractError as e:
             raise SourceError(f"{name}: {e}") from None
         return Fetched(url=f"upload:{name}", title=doc.title, text=doc.text, content_type=ctype,
