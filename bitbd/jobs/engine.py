@@ -6,8 +6,8 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -58,6 +58,12 @@ WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.
 # Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
 _TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
 AND content_hash = $4 AND url <> $5 LIMIT 1"""
+# A job still to be worked on. Every step that fetches, embeds or writes checks it first; the writes themselves
+# happen while a transaction holds the job's row FOR SHARE, so a cancel (an UPDATE of that row) waits for a store
+# in progress and no task can write after the cancel has committed.
+_LIVE = "SELECT 1 FROM jobs WHERE id = $1 AND status IN ('queued', 'running')"
+_HOLD_LIVE = _LIVE + " FOR SHARE"
+_DOC_ID = "SELECT id FROM documents WHERE tenant_id = $1 AND url = $2"
 _OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
 _FINISH = """UPDATE jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
 WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
@@ -71,6 +77,25 @@ RETURNING d.url"""
 
 class Duplicate(Exception):
     """The item's content is already indexed under another URL of the same crawl."""
+
+
+class JobEnded(Exception):
+    """The job was cancelled (or deleted) while this item was being worked on: stop, write nothing."""
+
+
+async def check_live(deps: WorkerDeps, job_id: uuid.UUID) -> None:
+    """Stop here if the job is no longer queued or running (one primary-key lookup)."""
+    if await deps.pool.fetchval(_LIVE, job_id) is None:
+        raise JobEnded(f"job {job_id} was cancelled")
+
+
+@asynccontextmanager
+async def while_live(deps: WorkerDeps, job_id: uuid.UUID) -> AsyncIterator[None]:
+    """The block's writes happen while the job is live, and a cancel waits for them to be done."""
+    async with deps.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(_HOLD_LIVE, job_id) is None:
+            raise JobEnded(f"job {job_id} was cancelled")
+        yield
 
 
 def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
@@ -102,6 +127,8 @@ async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items
     async with deps.pool.acquire() as conn, conn.transaction():
         # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job["id"]))
+        if await conn.fetchval(_HOLD_LIVE, job["id"]) is None:
+            return 0  # cancelled meanwhile: its frontier grows no more
         room = source.max_pages - await conn.fetchval(_ITEM_COUNT, job["id"])
         unique = list(dict.fromkeys(items))
         if len(unique) > room:
@@ -137,6 +164,9 @@ async def _ingest_traced(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Re
         outcome = await _ingest(deps, job, item, source)
     except Duplicate as e:
         await deps.pool.execute(_MARK, item_id, "skipped", str(e), 0, None)
+    except JobEnded:
+        await deps.pool.execute(_MARK, item_id, "cancelled", None, 0, None)
+        span.update(status_message="job cancelled")
     except SourceError as e:
         if e.transient and attempts < deps.settings.jobs.retry_attempts:
             delay = deps.settings.jobs.retry_backoff * 2 ** (attempts - 1)
@@ -160,6 +190,7 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
         prev_row = None  # embedded by another model: fetch in full and embed again
     previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
+    await check_live(deps, job["id"])
     with phase(deps, "fetch", input=item["item"]) as span:
         fetched = await source.fetch(item["item"], previous)
         span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
@@ -171,7 +202,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
     if current is not None and current["embedding_model"] == deps.embedder.model_name \
             and (fetched.unchanged or current["content_hash"] == fetched.content_hash):
-        await deps.pool.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
+        async with while_live(deps, job["id"]):
+            await deps.pool.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
         return "unchanged", 0, current["id"]
     twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
     if twin is not None:
@@ -187,14 +219,15 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     with phase(deps, "chunk") as span:
         chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
         span.update(output={"chunks": len(chunks)})
-    doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
-                                      fetched.content_type, len(fetched.text.encode()), job_id)
     model = deps.embedder.model_name
-    known = {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, doc_id, model)}
+    existing = await deps.pool.fetchval(_DOC_ID, tenant, fetched.url)
+    known = {r["content_hash"]: r["embedding"]
+             for r in await deps.pool.fetch(_EXISTING, tenant, existing, model)} if existing else {}
     todo = [c for c in chunks if c.content_hash not in known]
     vectors: dict[str, Any] = dict(known)
     with phase(deps, "embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
         for start in range(0, len(todo), _EMBED_BATCH):
+            await check_live(deps, job_id)  # before each batch: a cancelled job's pages cost no more CPU
             batch = todo[start: start + _EMBED_BATCH]
             with METRICS.embedding("document"):
                 embedded = await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch])
@@ -202,9 +235,12 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
                 vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
     with phase(deps, "store", metadata={"store": deps.store.name, "chunks": len(ready)}):
-        await deps.store.replace_chunks(tenant, doc_id, ready)
-    await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag, fetched.last_modified,
-                            fetched.links[:5000], model)
+        async with while_live(deps, job_id):
+            doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
+                                              fetched.content_type, len(fetched.text.encode()), job_id)
+            await deps.store.replace_chunks(tenant, doc_id, ready)
+            await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag,
+                                    fetched.last_modified, fetched.links[:5000], model)
     return doc_id, len(todo)
 
 
