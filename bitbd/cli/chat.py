@@ -64,7 +64,7 @@ def _admin_token(settings: Settings) -> str:
         return token_path(settings).read_text().strip()
     except OSError:
         raise ConfigError(f"no admin token in {token_path(settings)}: pass --key sk_…, set BITBD_ADMIN_TOKEN, or "
-                          "point --data-dir at the server's data dir") from None
+                          "point --data-dir DIR (or BITBD_DATA_DIR=DIR) at the server's data dir") from None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

@@ -128,9 +128,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
-    from bitbd.cli import settings_from
+    from bitbd.cli import require_database, settings_from
 
     configured = settings_from(args)
+    if not configured.admin_token.get_secret_value() and not token_path(configured).exists():
+        require_database(args, configured, may_create=True)  # a token for a data dir no server has used yet
     settings, _ = ensure_admin_token(configured)
     print(settings.admin_token.get_secret_value())
     source = "BITBD_ADMIN_TOKEN / admin_token setting" if configured.admin_token.get_secret_value() \

@@ -188,7 +188,7 @@ def test_commands_that_only_read_never_create_a_data_dir(tmp_path: Path) -> None
     default = tmp_path / "xdg" / "bitbd"
     for argv in (["tenant", "list"], ["tenant", "create", "acme"], ["key", "list", "--tenant", "acme"],
                  ["tenant", "delete", "acme", "--yes"], ["ingest", "--tenant", "acme", "http://127.0.0.1:9/"],
-                 ["reembed", "--tenant", "acme"], ["worker"], ["migrate"]):
+                 ["reembed", "--tenant", "acme"], ["worker"], ["migrate"], ["admin-token"]):
         result = bitbd(*argv, cwd=tmp_path, env=env)
         assert result.returncode == 2, (argv, result.stdout, result.stderr)
         assert f"no bitbd database in {default} (the default data dir)" in result.stderr, result.stderr
