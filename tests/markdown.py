@@ -18,6 +18,7 @@ HOSTILE = [
     "[r]: javascript:alert(1)", "[r]:\n  data:text/html,x 'title'", "> [q]: vbscript:x", "[use][r] [r] [q][]",
     "<!-- c -->", "<?php ?>", "<!DOCTYPE html>", "<![CDATA[x]]>", "</script>", "<script>alert(1)</script>",
     "<a href='javascript:x'>y</a>", "<div\nonclick=alert(1)>", "[a](javascript:x)(javascript:y)",
+    "`a\r<div onclick=alert(1)>\r`", "```\n\t```\n<b>\n```", "\r\n", "\t", "```\r\n<i>\r\n```",
     "[t](javascript&colon;alert(1))", "[t](&#x6A;avascript:alert(1))", "[t](\tjavascript:alert(1))",
     "[[n]](javascript:x)", "![a [b](javascript:x)](http://ok.example/i.png)", "`<b>`", "`` a ` <i> ``",
     "```\n<b>code</b>\n```", "~~~\n<i>\n~~~", "  ```\n  <x>\n<y>\n  ```", "| a | `b|<i>` |\n|---|---|",

@@ -82,14 +82,24 @@ class MarkdownSanitizer:
     _closed: tuple[bool, bool] | None = None  # the bracket just closed by the last character written, if any
     _bang: bool = False  # the last character written was an unescaped `!`
     _eof: bool = False  # close() was called: a line without its newline is complete
+    _cr: bool = False  # the last delta ended in "\r", which may be half of a "\r\n"
 
     def feed(self, delta: str) -> str:
-        self._pending += delta
+        self._pending += self._lines(delta)
         return self._run(final=False)
 
     def close(self) -> str:
         self._eof = True
+        self._pending += self._lines("")
         return self._run(final=True)
+
+    def _lines(self, delta: str) -> str:
+        """Line endings as "\n" only: CommonMark also ends lines at "\r", which the scanner must not miss."""
+        text = ("\r" if self._cr else "") + delta
+        self._cr = text.endswith("\r") and not self._eof
+        if self._cr:
+            text = text[:-1]
+        return text.replace("\r\n", "\n").replace("\r", "\n")
 
     def _run(self, final: bool) -> str:
         s, i = self._pending, 0
@@ -181,9 +191,9 @@ class MarkdownSanitizer:
     def _fence_content(self, line: str, end: int, out: list[str], partial: bool) -> int | None:
         assert self._fence is not None
         fence = self._fence
-        body = line.rstrip("\n")
+        body = line.rstrip("\n").expandtabs(4)  # a tab indents to the next multiple of 4, as in CommonMark
         indent = len(body) - len(body.lstrip(" "))
-        closing = body.strip(" \t")
+        closing = body.strip(" ")
         if closing and set(closing) == {fence.char} and len(closing) >= fence.length and not partial:
             if indent <= fence.indent:
                 self._fence = None  # closes it whatever container the fence is in
@@ -268,7 +278,7 @@ class MarkdownSanitizer:
         if end is not None:
             dest = parseLinkDestination(s, p, len(s))
             if dest.ok and allowed(dest.str, IMAGE_SCHEMES if image else LINK_SCHEMES):
-                self._write(out, s[i:end])
+                self._write(out, _tail(s, i, p, end))
                 return end
             return end  # dropped; what follows comes right after the `]` again (self._closed stays)
         # Not a link to CommonMark; a laxer renderer might still link a bad scheme written here: drop it.
@@ -286,8 +296,10 @@ class MarkdownSanitizer:
             return p + 1
         dest = parseLinkDestination(s, p, len(s))
         if not dest.ok:
-            if not final and ")" not in s[p:] and "\n" not in s[p:]:
-                raise _Wait
+            angle = s.startswith("<", p)
+            if not final and ((angle and ">" not in s[p:] and "\n" not in s[p:])
+                              or (not angle and not _CONTROL.search(s, p))):
+                raise _Wait  # a destination not closed yet (`<…`, or parentheses still open)
             return None
         if dest.pos == len(s) and not final:
             raise _Wait
@@ -313,18 +325,31 @@ class MarkdownSanitizer:
         if (p == len(s) or newline < 0) and not final:
             raise _Wait  # decided on the whole line
         dest = parseLinkDestination(s, p, len(s))
-        if not dest.ok:
+        if not dest.ok or p == dest.pos:
             self._write(out, ":")
             return i + 1
         rest = s[dest.pos: newline if newline >= 0 else len(s)]
         title = parseLinkTitle(rest, len(rest) - len(rest.lstrip(" \t")), len(rest)) if rest.strip() else None
         is_definition = not rest.strip() or (
             title is not None and title.ok and rest[:1] in " \t" and not rest[title.pos:].strip())
-        unsafe = not allowed(dest.str) if is_definition else bad_scheme(s[p: dest.pos])
-        if unsafe:
+        if not is_definition:
+            if bad_scheme(s[p: dest.pos]):
+                return dest.pos  # not a definition to CommonMark, but a laxer renderer might link it
+            self._write(out, ":")
+            return i + 1  # text: scanned as such
+        if not allowed(dest.str):
             return dest.pos  # dropped with its `:`; the label stays, as text
-        self._write(out, s[i: dest.pos])
+        self._write(out, _tail(s, i, p, dest.pos))
         return dest.pos
+
+
+def _tail(s: str, i: int, p: int, end: int) -> str:
+    """A link's `(destination "title")` (or a definition's `: destination`) from i to end, the destination at p,
+    with every `<` but an angle-bracketed destination's own opening one written `&lt;`: the same link to a
+    renderer that reads it as one, and no HTML to one that reads it as text. (An allowed destination starts with
+    a scheme and a colon, so `<https:…` is no tag.)"""
+    own = p if s.startswith("<", p) else -1
+    return "".join("&lt;" if ch == "<" and k != own else ch for k, ch in enumerate(s[i:end], start=i))
 
 
 def _arrived(s: str, p: int, final: bool) -> bool:
@@ -352,8 +377,9 @@ def _fence_like(text: str) -> bool:
 
 
 def _opening_fence(line: str) -> _Fence | None:
-    body = line.rstrip("\n").lstrip(" ")
-    indent = len(line) - len(line.lstrip(" "))
+    expanded = line.rstrip("\n").expandtabs(4)
+    body = expanded.lstrip(" ")
+    indent = len(expanded) - len(body)
     if indent > 3 or body[:3] not in ("```", "~~~"):
         return None
     char = body[0]
