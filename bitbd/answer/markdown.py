@@ -1,8 +1,9 @@
 """Answers are Markdown that is safe to render, made so on the stream of deltas as they arrive.
 
 What passes (docs/protocol.md, "What an answer may contain"):
-- link targets `http:`, `https:` and `mailto:` only (inline links, reference definitions, autolinks); any other
-  target (`javascript:`, `data:`, `vbscript:`, relative) is dropped and the link text kept as text;
+- link targets `http:`, `https:` and `mailto:` only (inline links, autolinks; reference definitions, which may
+  also serve images, `http:` and `https:`); any other target (`javascript:`, `data:`, `vbscript:`, relative) is
+  dropped and the link text kept as text;
 - image sources `http:` and `https:` only; otherwise the image's `(source)` is dropped;
 - no raw HTML: a `<` that would open a tag, comment, declaration or processing instruction is written `&lt;`
   (so it shows as the character it is); safe autolinks such as `<https://example.com>` stay;
@@ -27,6 +28,8 @@ from markdown_it.helpers import parseLinkDestination, parseLinkTitle
 SAFE_MARKDOWN = 1  # the rules' version: cached answers are only shared by servers applying the same ones
 LINK_SCHEMES = ("http://", "https://", "mailto:")
 IMAGE_SCHEMES = ("http://", "https://")
+# A definition may serve an image (`![a][ref]`) as well as a link: held to the images' rule.
+DEFINITION_SCHEMES = IMAGE_SCHEMES
 _HOLD = 2048  # most characters held back waiting for a construct to end
 _BRACKETS = 64  # open brackets remembered (deeper nesting is treated as plain links)
 _PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -337,7 +340,7 @@ class MarkdownSanitizer:
                 return dest.pos  # not a definition to CommonMark, but a laxer renderer might link it
             self._write(out, ":")
             return i + 1  # text: scanned as such
-        if not allowed(dest.str):
+        if not allowed(dest.str, DEFINITION_SCHEMES):
             return dest.pos  # dropped with its `:`; the label stays, as text
         self._write(out, _tail(s, i, p, dest.pos))
         return dest.pos
