@@ -9,7 +9,8 @@ from pydantic import SecretStr
 
 from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.process import write_private
-from bitbd.settings import Settings
+from bitbd.errors import ConfigError
+from bitbd.settings import Settings, check_admin_token
 
 FILE_NAME = "admin_token"
 
@@ -29,4 +30,8 @@ def ensure_admin_token(settings: Settings) -> tuple[Settings, str | None]:
         created = "adm_" + secrets.token_urlsafe(32)
         write_private(path, created + "\n")
     token = path.read_text().strip()
+    try:
+        check_admin_token(token)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}; delete the file to have a new token generated") from None
     return settings.model_copy(update={"admin_token": SecretStr(token)}), created

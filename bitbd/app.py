@@ -13,6 +13,7 @@ from bitbd.answer.service import Answerer
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.errors import ConfigError
 from bitbd.events import EventHub
+from bitbd.http.limits import AuthThrottle, ConnectionCap
 from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
@@ -21,12 +22,14 @@ from bitbd.jobs.worker import running_broker
 from bitbd.keys import (
     answerer_key,
     broker_key,
+    connections_key,
     hub_key,
     plugins_key,
     pool_key,
     redis_key,
     settings_key,
     sockets_key,
+    throttle_key,
     upload_budget_key,
 )
 from bitbd.plugins import Plugins, load_plugins
@@ -48,6 +51,8 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
     app[sockets_key] = set()
     app[upload_budget_key] = UploadBudget(settings.ingest.upload_budget_bytes)
+    app[throttle_key] = AuthThrottle(settings.auth)
+    app[connections_key] = ConnectionCap(settings.chat.max_connections_per_key)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)
     app[plugins_key].register_routes(app)

@@ -52,6 +52,12 @@ class InvalidRequest(BadRequest):
     code = "invalid_request"
 
 
+class InvalidText(BadRequest):
+    """Text no field can hold: a NUL, or a lone surrogate (a JSON `\\ud800` escape) that is not UTF-8."""
+
+    code = "invalid_text"
+
+
 class Unauthorized(BitbdError):
     status, code = 401, "unauthorized"
 
@@ -101,7 +107,25 @@ class QuestionTooLong(BadRequest):
 
 
 class RateLimited(BitbdError):
+    """Too many of something; `retry_after` (seconds) becomes the Retry-After header."""
+
     status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthThrottled(RateLimited):
+    """Too many failed authentications from one client address."""
+
+    code = "auth_throttled"
+
+
+class TooManyConnections(RateLimited):
+    """A key already holds `chat.max_connections_per_key` WebSockets."""
+
+    code = "too_many_connections"
 
 
 class MethodNotAllowed(BitbdError):

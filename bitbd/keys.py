@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bitbd.answer.service import Answerer
 from bitbd.events import EventHub
+from bitbd.http.limits import AuthThrottle, ConnectionCap
 from bitbd.http.uploads import UploadBudget
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.plugins import Plugins
@@ -23,3 +24,6 @@ hub_key = web.AppKey("events", EventHub)
 upload_budget_key = web.AppKey("upload_budget", UploadBudget)
 # Open WebSockets (chat, events), closed with 1001 when the server stops instead of holding its shutdown.
 sockets_key = web.AppKey("sockets", set)
+# Failed authentications per client address, and open chat sockets per key (bitbd/http/limits.py).
+throttle_key = web.AppKey("auth_throttle", AuthThrottle)
+connections_key = web.AppKey("connections", ConnectionCap)

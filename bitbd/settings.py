@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from contextvars import ContextVar
@@ -39,6 +40,28 @@ class ServerSettings(_Section):
     (slowloris-style) and silent clients are cut off."""
     body_timeout: float = Field(120.0, gt=0)
     """Seconds a request body (uploads included) may take to arrive; a slower client gets 408."""
+
+
+class AuthSettings(_Section):
+    max_failures: int = Field(20, ge=0)
+    """Failed authentications (wrong admin token or API key) one client address may make within `failure_window`;
+    past that, every request carrying credentials from it gets 429 with Retry-After until the window has passed.
+    0: no limit. Counted per server process; an IPv6 client counts by its /64."""
+    failure_window: float = Field(60.0, gt=0)
+    """Seconds over which failed authentications are counted."""
+    trusted_proxies: list[str] = []
+    """Addresses or networks (e.g. "127.0.0.1", "10.0.0.0/8") of reverse proxies whose X-Forwarded-For header is
+    believed for the client address; empty: the peer address of the connection is the client's."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
 
 
 class DatabaseSettings(_Section):
@@ -150,6 +173,9 @@ class ChatSettings(_Section):
     """Seconds a connection may stay open with no question before it is closed."""
     max_in_flight: int = Field(4, ge=1)
     """Questions one connection may have unanswered at once."""
+    max_connections_per_key: int = Field(100, ge=0)
+    """WebSockets one API key (or the admin token, per tenant) may hold open at once, per server process; the next
+    upgrade gets 429. A public key is shared by every visitor of its site: size this for the busiest one. 0: no cap."""
     rate_limit_per_minute: int = Field(120, ge=0)
     """Questions (and searches) one API key may ask per minute; 0: no limit."""
     answer_timeout: float = Field(120.0, gt=0)
@@ -226,8 +252,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path()
     """Where embedded PostgreSQL, embedded Redis and the admin token live. Empty: the per-user data dir."""
     admin_token: SecretStr = SecretStr("")
-    """Bearer token for /v1/admin. Empty: generated on first start and kept in <data_dir>/admin_token."""
+    """Bearer token for /v1/admin, at least 32 characters. Empty: generated on first start and kept in
+    <data_dir>/admin_token."""
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     crawler: CrawlerSettings = CrawlerSettings()
@@ -255,6 +283,12 @@ class Settings(BaseSettings):
         toml = InitSettingsSource(settings_cls, _file_values.get() or {})
         return (init_settings, env_settings, toml)
 
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _long_admin_token(cls, value: SecretStr) -> SecretStr:
+        check_admin_token(value.get_secret_value())
+        return value
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _default_data_dir(cls, value: Path) -> Path:
@@ -268,6 +302,19 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return not self.redis.url.get_secret_value()
+
+
+MIN_ADMIN_TOKEN = 32
+
+
+def check_admin_token(token: str) -> None:
+    """An admin token must be long enough that guessing it is hopeless (empty: one is generated)."""
+    if token and not (token.isascii() and token.isprintable() and " " not in token):
+        raise ValueError("admin_token must be printable ASCII without spaces (it is sent in an HTTP header)")
+    if token and len(token) < MIN_ADMIN_TOKEN:
+        raise ValueError(f"admin_token is {len(token)} characters; it must be at least {MIN_ADMIN_TOKEN} "
+                         "(a random string, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`),"
+                         " or empty to have one generated in the data dir")
 
 
 # load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.

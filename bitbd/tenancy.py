@@ -28,6 +28,7 @@ from bitbd.errors import (
 KeyKind = Literal["public", "secret"]
 PREFIXES: dict[str, KeyKind] = {"sk_": "secret", "pk_": "public"}
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+MAX_QUOTA = 2_147_483_647  # api_keys.quota is a PostgreSQL integer
 _DISPLAY_PREFIX = 11  # "sk_" + 8 characters: enough to tell keys apart, useless to an attacker
 
 
@@ -106,8 +107,8 @@ class KeySpec:
                 raise InvalidRequest("expires_at needs a time zone, e.g. 2026-12-31T23:59:59Z")
             if self.expires_at <= datetime.now(UTC):
                 raise InvalidRequest(f"expires_at {self.expires_at.isoformat()} is in the past")
-        if self.quota is not None and self.quota <= 0:
-            raise InvalidRequest(f"quota must be a positive number of messages, got {self.quota}")
+        if self.quota is not None and not 0 < self.quota <= MAX_QUOTA:
+            raise InvalidRequest(f"quota must be a positive number of messages up to {MAX_QUOTA}, got {self.quota}")
         if self.trial and (self.expires_at is None and self.quota is None):
             raise InvalidRequest("a trial key needs an expiry or a quota (or both)")
         if len(self.name) > 100:
@@ -140,10 +141,23 @@ def new_key(kind: KeyKind) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
+def looks_like_id(ref: str) -> bool:
+    """True for anything `uuid.UUID()` reads as an id (32 hex digits, with or without dashes): such a reference
+    is always an id, so no tenant may be named like one (sql/0009 renamed any that were)."""
+    try:
+        uuid.UUID(ref)
+    except ValueError:
+        return False
+    return True
+
+
 async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
-    if not _TENANT_NAME.match(name):
+    if not _TENANT_NAME.fullmatch(name):
         raise InvalidRequest(f"tenant name {name!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
                              "or '-', starting with a letter or digit")
+    if looks_like_id(name):
+        raise InvalidRequest(f"tenant name {name!r} looks like a tenant id (32 hex digits); ids and names must never "
+                             "be confused, so pick a name with other letters in it")
     try:
         row = await pool.fetchrow(q.INSERT_TENANT, name)
     except asyncpg.UniqueViolationError:
@@ -160,10 +174,10 @@ async def list_tenants(pool: asyncpg.Pool) -> list[Tenant]:
 
 
 async def get_tenant(pool: asyncpg.Pool, ref: str) -> Tenant:
-    """A tenant by id or by name."""
-    try:
+    """A tenant by id or by name: a reference that reads as an id is only ever an id (no name looks like one)."""
+    if looks_like_id(ref):
         row = await pool.fetchrow(q.TENANT_BY_ID, uuid.UUID(ref))
-    except ValueError:
+    else:
         row = await pool.fetchrow(q.TENANT_BY_NAME, ref)
     if row is None:
         raise NotFound(f"tenant {ref!r} not found; list tenants with GET /v1/admin/tenants or `bitbd tenant list`")

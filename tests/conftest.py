@@ -32,7 +32,7 @@ pytest_plugins = ["tests.corpus", "tests.ingesting", "tests.servers"]
 # `--hypothesis-profile=explore` draws at random (the seed is printed on failure) and tries more examples.
 HYPOTHESIS_SEED = int(os.environ.get("BITBD_HYPOTHESIS_SEED", "20261201"))
 hypothesis.settings.register_profile("explore", max_examples=500)
-ADMIN_TOKEN = "adm_test_token_for_the_suite"
+ADMIN_TOKEN = "adm_test_token_for_the_suite_32_chars_or_more"
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
 

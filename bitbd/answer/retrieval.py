@@ -40,16 +40,25 @@ class QueryEmbedder:
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
             try:
-                with METRICS.embedding("query"):
-                    vectors = await self.embedder.embed_queries([text for text, _ in batch])
-            except Exception as e:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            for (_, future), vector in zip(batch, vectors, strict=True):
-                if not future.done():
-                    future.set_result(vector)
+                await self._embed(batch)
+            except Exception:
+                # The batch mixes questions of many callers (and tenants): one bad question must fail only itself,
+                # so each is embedded again on its own, and only a question that fails alone gets the error.
+                for item in batch:
+                    if item[1].done():  # answered already, or its asker gave up
+                        continue
+                    try:
+                        await self._embed([item])
+                    except Exception as e:
+                        if not item[1].done():
+                            item[1].set_exception(e)
+
+    async def _embed(self, batch: list[tuple[str, asyncio.Future[Vector]]]) -> None:
+        with METRICS.embedding("query"):
+            vectors = await self.embedder.embed_queries([text for text, _ in batch])
+        for (_, future), vector in zip(batch, vectors, strict=True):
+            if not future.done():
+                future.set_result(vector)
 
     async def close(self) -> None:
         if self._running is not None:

@@ -26,10 +26,10 @@ class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["secret", "public"]
     origins: list[str] = Field(default_factory=list, max_length=50)
-    name: str = ""
+    name: str = Field("", max_length=100)
     trial: bool = False
     expires_at: AwareDatetime | None = None
-    quota: int | None = None
+    quota: int | None = Field(None, le=tenancy.MAX_QUOTA)  # positive: KeySpec.validated() says so
 
     def spec(self) -> tenancy.KeySpec:
         expires: datetime | None = self.expires_at

@@ -21,16 +21,25 @@ def bearer(request: web.Request, what: str) -> str:
     scheme, _, token = header.partition(" ")
     if not header:
         raise Unauthorized(f"missing Authorization header; send Authorization: Bearer <{what}>")
+    if not header.isascii():
+        # Bytes that are not ASCII (aiohttp hands non-UTF-8 ones over as surrogate escapes): no key or token has any.
+        raise Unauthorized(f"the Authorization header holds non-ASCII bytes; send Authorization: Bearer <{what}> "
+                           "with the key exactly as it was given (keys and tokens are ASCII)")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"Authorization header must be 'Bearer <{what}>'")
     return token.strip()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of a presented secret with the configured one (non-empty)."""
+    return bool(expected) and given.isascii() and hmac.compare_digest(given.encode(), expected.encode())
 
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = bearer(request, "admin token")
     expected = request.config_dict[settings_key].admin_token.get_secret_value()
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+    if not same_secret(token, expected):
         raise Unauthorized("wrong admin token; it was printed at first start and is kept in the data dir's "
                            "admin_token file (or set BITBD_ADMIN_TOKEN)")
     return await handler(request)
@@ -47,6 +56,8 @@ async def caller_of(request: web.Request, public: bool = False) -> Caller:
     pool = request.config_dict[pool_key]
     in_query = request.query.get("key", "")
     if in_query:
+        if not in_query.isascii():
+            raise Unauthorized("the ?key= holds non-ASCII characters; public keys are ASCII (pk_…), copy it again")
         if in_query.startswith("sk_"):
             raise Unauthorized("secret keys must not be put in URLs (they end up in logs); send them as "
                                "Authorization: Bearer sk_…, and give browsers a public key (pk_…) instead")
@@ -57,7 +68,7 @@ async def caller_of(request: web.Request, public: bool = False) -> Caller:
         return Caller(key.tenant_id, key)
     token = bearer(request, "API key")
     admin = request.config_dict[settings_key].admin_token.get_secret_value()
-    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+    if same_secret(token, admin):
         ref = request.query.get("tenant", "")
         if not ref:
             raise InvalidRequest("with the admin token, name the tenant to act for: ?tenant=NAME")
@@ -70,7 +81,7 @@ async def caller_of(request: web.Request, public: bool = False) -> Caller:
 
 def check_origin(request: web.Request, key: ApiKey) -> None:
     """A public key works only from the origins it is bound to (the browser's Origin header)."""
-    origin = request.headers.get("Origin", "")
+    origin = request.headers.get("Origin", "").encode("ascii", "backslashreplace").decode()  # logged and shown
     try:
         normalized = normalize_origin(origin) if origin else ""
     except InvalidRequest:

@@ -16,9 +16,21 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bitbd.answer.service import Caller, Event
-from bitbd.errors import BitbdError, Forbidden, InternalError, Unauthorized, Unavailable
+from bitbd.errors import (
+    BadRequest,
+    BitbdError,
+    Forbidden,
+    InternalError,
+    InvalidJson,
+    InvalidText,
+    Unauthorized,
+    Unavailable,
+)
 from bitbd.http.auth import caller_of
-from bitbd.keys import answerer_key, settings_key, sockets_key
+from bitbd.http.body import check_json, check_text, parse_json
+from bitbd.http.limits import presents_credentials
+from bitbd.http.middlewares import upgraded
+from bitbd.keys import answerer_key, connections_key, settings_key, sockets_key, throttle_key
 from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,14 @@ class ChatSocket(web.WebSocketResponse):
 
 def error_event(ask_id: str | None, code: str, message: str) -> Event:
     return {"type": "error", "id": ask_id, "code": code, "message": message}
+
+
+def _is_text(value: str) -> bool:
+    try:
+        check_text(value, "id")
+    except InvalidText:
+        return False
+    return True
 
 
 class ChatSession:
@@ -90,16 +110,21 @@ class ChatSession:
 
     async def on_text(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError as e:
-            await self.send(error_event(None, "invalid_json", f"message is not valid JSON ({e}); send objects "
-                                        'like {"type": "ask", "id": "c1", "question": "..."}'))
+            message = parse_json(text, "message")
+        except InvalidJson as e:
+            await self.send(error_event(None, e.code, f"{e.message}; send objects like "
+                                        '{"type": "ask", "id": "c1", "question": "..."}'))
             return
         if not isinstance(message, dict):
             await self.send(error_event(None, "invalid_message", "a message must be a JSON object"))
             return
         raw_id = message.get("id")
-        ask_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= _MAX_ID else None
+        ask_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= _MAX_ID and _is_text(raw_id) else None
+        try:
+            check_json(message, "message")
+        except BadRequest as e:  # too deep, or text no field can hold (a lone surrogate, a NUL)
+            await self.send(error_event(ask_id, e.code, e.message))
+            return
         kind = message.get("type")
         if kind == "ping":
             await self.send({"type": "pong", "id": ask_id})
@@ -182,21 +207,47 @@ async def chat(request: web.Request) -> web.StreamResponse:
     ws = ChatSocket(heartbeat=cfg.heartbeat, max_msg_size=cfg.max_message_bytes, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
         raise web.HTTPBadRequest(reason="this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
-    await ws.prepare(request)
-    request.config_dict[sockets_key].add(ws)
+    # Authenticated before the upgrade, so that a key over its connection cap gets a plain 429; a refused key
+    # still gets its reason as an `error` message after the upgrade (a browser cannot read a refused handshake).
     try:
-        caller = await caller_of(request, public=True)
+        caller: Caller | None = await caller_of(request, public=True)
+        refused: BitbdError | None = None
     except Exception as exc:
-        e = as_error(exc)
-        await ws.send_json(error_event(None, e.code, e.message))
-        await ws.close(code=close_code(e), message=e.code.encode())
+        caller, refused = None, as_error(exc)
+        if isinstance(refused, Unauthorized) and presents_credentials(request):
+            request.config_dict[throttle_key].failed(request)
+    slot = None
+    if caller is not None:
+        slot = str(caller.key.id) if caller.key is not None else f"admin:{caller.tenant_id}"
+        request.config_dict[connections_key].take(slot, f"{caller.key.prefix}…" if caller.key else "admin token")
+    try:
+        await ws.prepare(request)
+        upgraded(ws)
+        request.config_dict[sockets_key].add(ws)
+        if caller is None:
+            assert refused is not None
+            await ws.send_json(error_event(None, refused.code, refused.message))
+            await ws.close(code=close_code(refused), message=refused.code.encode())
+            return ws
+        await serve_chat(request, ws, caller)
+    finally:
         request.config_dict[sockets_key].discard(ws)
-        return ws
+        if slot is not None:
+            request.config_dict[connections_key].give_back(slot)
+    return ws
+
+
+async def serve_chat(request: web.Request, ws: ChatSocket, caller: Caller) -> None:
     request.config_dict[answerer_key].warm_up()
     METRICS.ws_connections.inc({})
     try:
         await ChatSession(request, ws, caller).run()
+    except Exception:
+        # A bug: say so on the socket and close it (1011); never let it reach the HTTP error middleware.
+        log.exception("chat connection failed")
+        with contextlib.suppress(Exception):
+            error = InternalError()
+            await ws.send_json(error_event(None, error.code, error.message))
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=error.code.encode())
     finally:
         METRICS.ws_connections.dec({})
-        request.config_dict[sockets_key].discard(ws)
-    return ws

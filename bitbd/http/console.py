@@ -13,6 +13,8 @@ from aiohttp import WSMsgType, web
 from bitbd.errors import InvalidRequest
 from bitbd.events import EventHub, snapshot
 from bitbd.http.chat import CLOSE_TIMEOUT
+from bitbd.http.middlewares import upgraded
+from bitbd.http.params import query_int
 from bitbd.jobs import records
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
@@ -37,10 +39,7 @@ async def _job(request: web.Request) -> tuple[asyncpg.Pool, uuid.UUID, uuid.UUID
 
 
 def _limit(request: web.Request, default: int = 100) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidRequest(f"limit must be a number from 1 to 1000, got {raw!r}")
-    return int(raw)
+    return query_int(request, "limit", default, 1, 1000)
 
 
 @routes.get("/jobs")
@@ -95,6 +94,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise InvalidRequest("this endpoint speaks WebSocket only (GET with Upgrade: websocket)")
     await ws.prepare(request)
+    upgraded(ws)
     request.config_dict[sockets_key].add(ws)
     hub: EventHub = request.config_dict[hub_key]
     queue = hub.subscribe()

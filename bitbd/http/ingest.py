@@ -16,6 +16,7 @@ from bitbd.errors import InvalidRequest, NotFound, UnsupportedMediaType, error_b
 from bitbd.http import uploads
 from bitbd.http.auth import require_key
 from bitbd.http.body import body_deadline, read_json
+from bitbd.http.params import query_int
 from bitbd.jobs import records
 from bitbd.jobs.broker import Priority
 from bitbd.jobs.engine import START_TASK
@@ -161,7 +162,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ("queued", "running", *records.TERMINAL):
         raise InvalidRequest(f"status must be one of queued, running, {', '.join(records.TERMINAL)}")
-    limit = _int(request.query.get("limit", "50"), "limit", 1, 500)
+    limit = query_int(request, "limit", 50, 1, 500)
     views = await records.list_jobs(request.config_dict[pool_key], key.tenant_id, status, limit)
     return web.json_response({"jobs": [v.to_json() for v in views]})
 
@@ -177,8 +178,8 @@ async def cancel_job(request: web.Request) -> web.Response:
 @routes.get("/v1/documents")
 async def list_documents(request: web.Request) -> web.Response:
     key = await require_key(request)
-    limit = _int(request.query.get("limit", "100"), "limit", 1, 1000)
-    offset = _int(request.query.get("offset", "0"), "offset", 0, 10**9)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
     rows = await request.config_dict[pool_key].fetch(
         """SELECT d.id, d.source_id, d.url, d.title, d.content_type, d.bytes, d.fetched_at,
            (SELECT count(*) FROM chunks c WHERE c.tenant_id = $1 AND c.document_id = d.id) AS chunks
@@ -201,12 +202,3 @@ async def delete_document(request: web.Request) -> web.Response:
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)
 
-
-def _int(raw: str, name: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name} must be between {low} and {high}")
-    return value

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from aiohttp import web
 
-from bitbd.errors import Unauthorized, error_body
+from bitbd.errors import Unauthorized
+from bitbd.http.auth import same_secret
 from bitbd.http.middlewares import Handler
 from bitbd.keys import broker_key, settings_key
 from bitbd.metrics import METRICS, route_of
@@ -32,9 +32,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     expected = request.config_dict[settings_key].metrics.token.get_secret_value()
     if expected:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            error = Unauthorized("GET /metrics needs Authorization: Bearer <metrics.token>")
-            return web.json_response(error_body(error), status=401)
+        if not same_secret(given, expected):  # raised: counted by the failed-authentication throttle
+            raise Unauthorized("GET /metrics needs Authorization: Bearer <metrics.token>")
     broker = request.config_dict.get(broker_key)
     if broker is not None:
         try:

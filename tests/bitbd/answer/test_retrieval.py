@@ -95,3 +95,15 @@ async def test_concurrent_questions_are_embedded_in_one_batch(embedder: FastEmbe
     assert calls == [10], "questions waiting together are embedded in one model call"
     single = (await embedder.embed_queries(["question number 7"]))[0]
     assert float(single @ vectors[7]) > 0.999
+
+
+async def test_a_question_the_model_cannot_embed_fails_alone_not_its_batch(embedder: FastEmbedder) -> None:
+    # Found by an outside probe: one lone surrogate in a batch of questions from several tenants failed them all.
+    import asyncio
+
+    queries = QueryEmbedder(embedder)
+    texts = [f"ordinary question {i}" for i in range(9)]
+    texts.insert(4, "refund \ud800 policy")
+    results = await asyncio.gather(*(queries.embed(t) for t in texts), return_exceptions=True)
+    failed = [t for t, r in zip(texts, results, strict=True) if isinstance(r, BaseException)]
+    assert failed == ["refund \ud800 policy"], results

@@ -49,5 +49,5 @@ def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
     finally:
         daemon.stop()
     nobody = bitbd("search", "--tenant", "acme", "--url", f"http://127.0.0.1:{free_port()}", "x",
-                   cwd=tmp_path, env=clean_env(BITBD_ADMIN_TOKEN="adm_x"))
+                   cwd=tmp_path, env=clean_env(BITBD_ADMIN_TOKEN="adm_x_long_enough_for_an_admin_token"))
     assert nobody.returncode == 1 and "no bitbd server answers" in nobody.stderr
