@@ -20,7 +20,8 @@ HOSTILE = [
     "[r]:\n  data:text/html,x 'title'", "> [q]: vbscript:x", "[use][r] [r] [q][]",
     "<!-- c -->", "<?php ?>", "<!DOCTYPE html>", "<![CDATA[x]]>", "</script>", "<script>alert(1)</script>",
     "<a href='javascript:x'>y</a>", "<div\nonclick=alert(1)>", "[a](javascript:x)(javascript:y)",
-    "`a\r<div onclick=alert(1)>\r`", "```\n\t```\n<b>\n```", "\r\n", "\t", "```\r\n<i>\r\n```",
+    "`a\r<div onclick=alert(1)>\r`", "](http://x`y) `<b>`", "](http://x[a](javascript:y))",
+    "text\n[r]: http://x[a](javascript:y)", "```\n\t```\n<b>\n```", "\r\n", "\t", "```\r\n<i>\r\n```",
     "[t](javascript&colon;alert(1))", "[t](&#x6A;avascript:alert(1))", "[t](\tjavascript:alert(1))",
     "[[n]](javascript:x)", "![a [b](javascript:x)](http://ok.example/i.png)", "`<b>`", "`` a ` <i> ``",
     "```\n<b>code</b>\n```", "~~~\n<i>\n~~~", "  ```\n  <x>\n<y>\n  ```", "| a | `b|<i>` |\n|---|---|",
@@ -32,7 +33,9 @@ ORDINARY = [
     "\n\n1. first\n2. second\n", "a < b and c > d", "x <= y", "# Heading\n", "![logo](https://e.example/l.png)",
     "\n\n```python\nprint('<b>')\n```\n", "[1][2]", "3 * 4", "\\[not a link\\]", "> quoted\n",
 ]
-PUNCTUATION = st.sampled_from([*"[]()<>!`~\\:\n *#-|&;\"'=/", "javascript:", "](", "<img ", "```", "http://"])
+PUNCTUATION = st.sampled_from([*"[]()<>!`~\\:\n *#-|&;\"'=/", "javascript:", "](", "<img ", "```", "http://",
+                               "](http://a", "<b>", "(javascript:x)", "[r]: ", "\n\n", "> ", "- ", "    ", "![",
+                               "<http://a`b>", "<a@b.c>"])
 HOSTILE_TEXT = st.lists(st.one_of(st.sampled_from(HOSTILE), st.sampled_from(ORDINARY), PUNCTUATION,
                                   st.text("abc 1", max_size=4)), max_size=20).map("".join)
 ORDINARY_TEXT = st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=8).map(" ".join)

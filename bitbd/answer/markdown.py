@@ -352,12 +352,21 @@ class MarkdownSanitizer:
 
 
 def _tail(s: str, i: int, p: int, end: int) -> str:
-    """A link's `(destination "title")` (or a definition's `: destination`) from i to end, the destination at p,
-    with every `<` but an angle-bracketed destination's own opening one written `&lt;`: the same link to a
-    renderer that reads it as one, and no HTML to one that reads it as text. (An allowed destination starts with
-    a scheme and a colon, so `<https:…` is no tag.)"""
+    """A kept link's `(destination "title")` (or a definition's `: destination`), s[i:end] with the destination
+    at p, with every `[`, `]`, backtick and `<` backslash-escaped (but an angle-bracketed destination's own `<`).
+    A renderer that reads it as a link decodes the escapes and sees the same URL and title; one that reads it as
+    text (a `]` without its `[`, a "definition" inside a paragraph) finds no link, code span or tag in it."""
     own = p if s.startswith("<", p) else -1
-    return "".join("&lt;" if ch == "<" and k != own else ch for k, ch in enumerate(s[i:end], start=i))
+    out, k = [], i
+    while k < end:
+        ch = s[k]
+        if ch == "\\" and k + 1 < end and s[k + 1] in _PUNCT:
+            out.append(s[k: k + 2])
+            k += 2
+            continue
+        out.append("\\" + ch if ch in "[]`<" and k != own else ch)
+        k += 1
+    return "".join(out)
 
 
 def _arrived(s: str, p: int, final: bool) -> bool:
