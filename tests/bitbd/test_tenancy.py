@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bitbd import tenancy
 from bitbd.errors import Conflict, InvalidRequest, NotFound, Unauthorized
@@ -75,3 +78,27 @@ def test_trial_key_spec_and_origins() -> None:
                    "https://a.example?x=1"):
         with pytest.raises(InvalidRequest, match=r"not of the form"):
             tenancy.normalize_origin(origin)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw=st.uuids(), dashes=st.sets(st.integers(1, 31), max_size=6))
+async def test_no_tenant_name_reads_as_an_id(session_pool: asyncpg.Pool, raw: uuid.UUID, dashes: set[int]) -> None:
+    # Found by an outside probe: a tenant named like another's id was accepted, and lookups by that name (and a
+    # delete) then reached the other tenant. uuid.UUID() reads 32 hex digits with dashes anywhere as an id.
+    hexed = raw.hex
+    name = "".join(("-" if i in dashes else "") + c for i, c in enumerate(hexed))
+    assert tenancy.looks_like_id(name)
+    with pytest.raises(InvalidRequest, match="looks like a tenant id"):
+        await tenancy.create_tenant(session_pool, name)
+    with pytest.raises(asyncpg.CheckViolationError):  # sql/0010: not by any other way either
+        await session_pool.execute("INSERT INTO tenants (name) VALUES ($1)", name)
+
+
+async def test_a_reference_is_an_id_or_a_name_never_both(pool: asyncpg.Pool) -> None:
+    first = await tenancy.create_tenant(pool, "first")
+    await tenancy.create_tenant(pool, "first-" + first.id.hex[:20])  # hex in a name is fine, if not 32 digits
+    assert (await tenancy.get_tenant(pool, str(first.id))).name == "first"
+    assert (await tenancy.get_tenant(pool, first.id.hex)).name == "first"
+    assert (await tenancy.get_tenant(pool, "first")).id == first.id
+    with pytest.raises(NotFound):
+        await tenancy.get_tenant(pool, str(uuid.uuid4()))
