@@ -198,11 +198,14 @@ class MarkdownSanitizer:
         indent = len(body) - len(body.lstrip(" "))
         closing = body.strip(" ")
         if closing and set(closing) == {fence.char} and len(closing) >= fence.length and not partial:
-            if indent <= fence.indent:
-                self._fence = None  # closes it whatever container the fence is in
+            # The fence's container (a list item, say) starts its content at a column w we do not know, between
+            # fence.indent - 3 and fence.indent; the line closes the fence if w <= indent <= w + 3.
+            lowest = max(0, fence.indent - 3)
+            if fence.indent <= indent <= lowest + 3:
+                self._fence = None  # closes it, whichever w
                 self._whole_line(out, line)
                 return end
-            if indent <= fence.indent + 3:  # closes it or not, depending on a list item's indent we do not know
+            if lowest <= indent <= fence.indent + 3:  # closes it for some w only: stop trusting fences
                 self._fence, self._fences_trusted = None, False
                 return None
         if body.strip() and (indent < fence.indent or partial):

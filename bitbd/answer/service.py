@@ -316,7 +316,9 @@ class Answerer:
             await stream(self.fallback.generate(question, passages, history))
             fell_back = True
         await emit(cleaner.close())
-        answer = "".join(pieces).strip() or self.settings.answer.dont_know
+        # Not stripped: taking the indentation off its first line could make Markdown of it that was not checked.
+        joined = "".join(pieces)
+        answer = joined if joined.strip() else self.settings.answer.dont_know
         return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
 
 
