@@ -189,16 +189,17 @@ async def store(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[Spooled]) 
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         for f in files:
             upload_id = await conn.fetchval(_INSERT_UPLOAD, tenant_id, source_id, f.name, f.content_type, f.size)
-            await conn.copy_records_to_table("upload_pieces", columns=["upload_id", "seq", "data"],
-                                             records=_pieces(upload_id, f.file))
+            await conn.copy_records_to_table("upload_pieces", columns=["tenant_id", "upload_id", "seq", "data"],
+                                             records=_pieces(tenant_id, upload_id, f.file))
     return job_id, source_id
 
 
-async def _pieces(upload_id: uuid.UUID, file: IO[bytes]) -> AsyncIterator[tuple[uuid.UUID, int, bytes]]:
+async def _pieces(tenant_id: uuid.UUID, upload_id: uuid.UUID, file: IO[bytes]
+                  ) -> AsyncIterator[tuple[uuid.UUID, uuid.UUID, int, bytes]]:
     await _disk(file.seek, 0)
     seq = 0
     while data := await _disk(file.read, PIECE_BYTES):
-        yield upload_id, seq, data
+        yield tenant_id, upload_id, seq, data
         seq += 1
 
 

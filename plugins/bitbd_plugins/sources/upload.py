@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tempfile
+import uuid
 from typing import Any
 
 from bitbd.hookspecs import hookimpl
@@ -19,7 +20,7 @@ ACCEPTED = {
 _UPLOADS = "SELECT id::text FROM uploads WHERE tenant_id = $1 AND source_id = $2 ORDER BY created_at, filename"
 _UPLOAD = """SELECT id, filename, content_type, data, bytes FROM uploads
 WHERE tenant_id = $1 AND source_id = $2 AND id::text = $3"""
-_PIECES = "SELECT data FROM upload_pieces WHERE upload_id = $1 ORDER BY seq"
+_PIECES = "SELECT data FROM upload_pieces WHERE tenant_id = $1 AND upload_id = $2 ORDER BY seq"
 PIECE_BYTES = 1 << 20
 """Uploads are stored in pieces of this size (sql/0009_upload_pieces.sql)."""
 
@@ -32,13 +33,13 @@ def content_type_for(filename: str, declared: str) -> str | None:
     return ACCEPTED.get("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else None
 
 
-async def stored_bytes(pool: Any, row: Any) -> bytes:
+async def stored_bytes(pool: Any, tenant_id: uuid.UUID, row: Any) -> bytes:
     """An upload's bytes from its pieces, through a temporary file: one copy in memory, never the pieces and the
-    whole at once. `row` has the upload's id, filename and bytes (size). Works on any worker machine: the pieces
-    are in PostgreSQL, not on the disk of the server that received them."""
+    whole at once. `row` has the upload's id, filename and bytes (size) and belongs to `tenant_id`. Works on any
+    worker machine: the pieces are in PostgreSQL, not on the disk of the server that received them."""
     with tempfile.TemporaryFile() as spool:
         async with pool.acquire() as conn, conn.transaction():
-            async for piece in conn.cursor(_PIECES, row["id"], prefetch=4):
+            async for piece in conn.cursor(_PIECES, tenant_id, row["id"], prefetch=4):
                 await asyncio.to_thread(spool.write, piece["data"])
         size = spool.tell()
         if size != row["bytes"]:
@@ -62,7 +63,7 @@ class UploadSource(Source):
         if row is None:
             raise SourceError("the uploaded file is gone (its source was deleted)")
         name, ctype = row["filename"], row["content_type"]
-        data = row["data"] if row["data"] is not None else await stored_bytes(self.ctx.pool, row)
+        data = row["data"] if row["data"] is not None else await stored_bytes(self.ctx.pool, self.ctx.tenant_id, row)
         try:
             # In a child process with a time limit, as for web pages: parsers hold the GIL (bitbd/ingest/offload.py).
             doc = await extract_off_loop(data, ctype, f"upload:{name}", None, name)

@@ -114,12 +114,12 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
     else:
         assert resp.status == 202, body
         assert body["files"] == [name for name, _ in sent]
-        rows = await pool.fetch("SELECT u.id, u.filename, u.bytes FROM uploads u JOIN jobs j "
+        rows = await pool.fetch("SELECT u.id, u.tenant_id, u.filename, u.bytes FROM uploads u JOIN jobs j "
                                 "ON j.source_id = u.source_id WHERE j.id = $1 ORDER BY u.filename",
                                 uuid.UUID(body["job_id"]))
         assert [(r["filename"], r["bytes"]) for r in rows] == [(n, len(d)) for n, d in sent]
         for row, (_, data) in zip(rows, sent, strict=True):
-            assert await stored_bytes(pool, row) == data
+            assert await stored_bytes(pool, row["tenant_id"], row) == data
     assert budget_of(client).held == 0, "every request gives its budget back"
     assert open_spool_files(settings.data_dir) == [], "no spooled file stays open"
 
