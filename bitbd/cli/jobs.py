@@ -84,7 +84,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     async def ingest(queue: Queue) -> int:
         if urls:
-            config = queue.plugins.sources()["web"].validate(crawl_config(args, urls), queue.settings)
+            settings = queue.settings
+            if queue.workers == 0:
+                # A running server's workers crawl under their own crawler.allow_private, which this process cannot
+                # see; they refuse a private address themselves, with an error that says where to allow it.
+                settings = settings.model_copy(update={"crawler": settings.crawler.model_copy(
+                    update={"allow_private": True})})
+            config = queue.plugins.sources()["web"].validate(crawl_config(args, urls), settings)
             job_id, _ = await records.create_job(queue.pool, queue.tenant.id, "web", config, args.priority)
         else:
             job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, files)

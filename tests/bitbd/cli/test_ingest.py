@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import bitbd, clean_env
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
 from tests.site import make_pdf, serve_static, write_static_site
 
 
@@ -51,3 +51,24 @@ def test_ingest_urls_then_files_then_mistakes(tmp_path: Path, site_url: str) -> 
     refused = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, cwd=tmp_path, timeout=180)
     assert refused.returncode == 1, "without allow_private the loopback site is refused"
     assert "private, loopback or link-local" in refused.stderr
+
+
+def test_a_running_servers_crawl_settings_decide_what_it_may_fetch(tmp_path: Path, site_url: str) -> None:
+    """`bitbd ingest` beside a running server: the server's crawler.allow_private applies, not this command's."""
+    for allowed in (True, False):
+        data = tmp_path / f"data-{allowed}"
+        env = clean_env(BITBD_CRAWLER__ALLOW_PRIVATE="true") if allowed else clean_env()
+        daemon = Daemon(data, tmp_path, env=env).start()
+        try:
+            assert bitbd("tenant", "create", "acme", "--data-dir", str(data), cwd=tmp_path).returncode == 0
+            result = bitbd("ingest", "--tenant", "acme", "--data-dir", str(data), site_url, "--max-depth", "0",
+                           cwd=tmp_path, env=clean_env(), timeout=180)
+            if allowed:
+                assert result.returncode == 0, result.stderr
+                assert result.stdout.startswith("succeeded: 1 pages"), result.stdout + result.stderr
+            else:
+                assert result.returncode == 1 and result.stdout.startswith("failed: 0 pages"), result.stdout
+                assert "BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve`" in \
+                    result.stdout + result.stderr, result.stdout + result.stderr
+        finally:
+            daemon.stop()
