@@ -319,7 +319,7 @@ class MarkdownSanitizer:
             return None  # a title needs space before it
         title = parseLinkTitle(s, q, len(s))
         if not title.ok:
-            if title.can_continue and not final:
+            if not final and _title_may_go_on(s, q):
                 raise _Wait
             return None
         r = _skip_space(s, title.pos, newlines=0)
@@ -370,6 +370,21 @@ def _tail(s: str, i: int, p: int, end: int) -> str:
         out.append("\\" + ch if ch in "[]`<" and k != own else ch)
         k += 1
     return "".join(out)
+
+
+def _title_may_go_on(s: str, q: int) -> bool:
+    """A link title opened at q and not closed by the end of what has arrived (markdown-it-py 4 says so itself as
+    `can_continue`; 3.0 does not)."""
+    closer = {'"': '"', "'": "'", "(": ")"}.get(s[q])
+    k = q + 1
+    while closer is not None and k < len(s):
+        if s[k] == "\\":
+            k += 2
+            continue
+        if s[k] == closer or (closer == ")" and s[k] == "("):
+            return False
+        k += 1
+    return closer is not None and not re.search(r"\n[ \t]*\n", s[q:])
 
 
 def _arrived(s: str, p: int, final: bool) -> bool:
