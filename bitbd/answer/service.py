@@ -172,13 +172,18 @@ class Answerer:
         state = _Progress()
         task = asyncio.create_task(self._counted(caller, ask_id, question, conversation_id, send, state))
         self._asks.add(task)
-        task.add_done_callback(self._asks.discard)
+        task.add_done_callback(self._forget)
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             if not state.complete:
                 task.cancel()
             raise
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._asks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # retrieved here too: its client may be gone
+            log.debug("answer ended with an error", extra={"error": type(task.exception()).__name__})
 
     async def _counted(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
                        send: Send, state: _Progress) -> None:
