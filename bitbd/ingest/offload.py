@@ -12,6 +12,8 @@ import functools
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -24,6 +26,24 @@ _TASKS_PER_CHILD = 500  # a fresh child now and then: parsers' memory does not p
 _pool: ProcessPoolExecutor | None = None
 
 
+def _die_with(server: int) -> None:
+    """In each child: exit once the server that started the pool is gone. Its parent is the forkserver, which
+    every child keeps alive (they hold its "alive" pipe), so a server killed outright (`kill -9`) would otherwise
+    leave the forkserver and its children behind for good."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(server, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # exists (as another user's process: the PID was reused; rare, and harmless to keep)
+
+    threading.Thread(target=watch, name="bitbd-parent-watch", daemon=True).start()
+
+
 def _executor() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
@@ -32,7 +52,8 @@ def _executor() -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["bitbd.ingest.extract"])
         _pool = ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1), mp_context=context,
-                                    max_tasks_per_child=_TASKS_PER_CHILD)
+                                    max_tasks_per_child=_TASKS_PER_CHILD, initializer=_die_with,
+                                    initargs=(os.getpid(),))
     return _pool
 
 
