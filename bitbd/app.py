@@ -17,7 +17,7 @@ from bitbd.http.limits import AuthThrottle, ConnectionCap
 from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
-from bitbd.http.uploads import UploadBudget
+from bitbd.http.uploads import UploadBudget, tenant_share
 from bitbd.jobs.worker import running_broker
 from bitbd.keys import (
     answerer_key,
@@ -50,9 +50,10 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
     app[sockets_key] = set()
-    app[upload_budget_key] = UploadBudget(settings.ingest.upload_budget_bytes)
+    app[upload_budget_key] = UploadBudget(settings.ingest.upload_budget_bytes, tenant_share(
+        settings.ingest.upload_budget_bytes, settings.ingest.max_request_bytes))
     app[throttle_key] = AuthThrottle(settings.auth)
-    app[connections_key] = ConnectionCap(settings.chat.max_connections_per_key)
+    app[connections_key] = ConnectionCap(settings.chat)
     app.on_shutdown.append(close_sockets)
     setup_routes(app)
     app[plugins_key].register_routes(app)

@@ -12,6 +12,8 @@ class BitbdError(Exception):
 
     status: int = 500
     code: ClassVar[str] = "internal"
+    retry_after: float | None = None
+    """Seconds after which a retry may succeed: the Retry-After header (429 and 503)."""
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -123,7 +125,8 @@ class AuthThrottled(RateLimited):
 
 
 class TooManyConnections(RateLimited):
-    """A key already holds `chat.max_connections_per_key` WebSockets."""
+    """A client already holds `chat.max_connections_per_client` WebSockets with a key, or the key holds
+    `chat.max_connections_per_key` in all."""
 
     code = "too_many_connections"
 
@@ -163,6 +166,16 @@ class Unavailable(BitbdError):
     """A transient failure (database or Redis down): the only kind that is retried."""
 
     status, code = 503, "unavailable"
+
+
+class UploadsBusy(Unavailable):
+    """The upload budget (the server's, or the tenant's share of it) is held by other uploads: retry shortly."""
+
+    code = "uploads_busy"
+
+    def __init__(self, message: str, retry_after: float | None = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DataDirBusy(BitbdError):

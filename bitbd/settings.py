@@ -43,15 +43,16 @@ class ServerSettings(_Section):
 
 
 class AuthSettings(_Section):
-    max_failures: int = Field(20, ge=0)
+    max_failures: int = Field(20, ge=0, le=1000)
     """Failed authentications (wrong admin token or API key) one client address may make within `failure_window`;
     past that, every request carrying credentials from it gets 429 with Retry-After until the window has passed.
-    0: no limit. Counted per server process; an IPv6 client counts by its /64."""
-    failure_window: float = Field(60.0, gt=0)
-    """Seconds over which failed authentications are counted."""
-    trusted_proxies: list[str] = []
+    Checks still in flight count too, so a burst sent at once gets at most this many answers. 0: no limit; at most
+    1000. Counted per server process; an IPv6 client counts by its /64."""
+    failure_window: float = Field(60.0, gt=0, le=86_400)
+    """Seconds over which failed authentications are counted (at most a day)."""
+    trusted_proxies: list[str] = Field([], max_length=100)
     """Addresses or networks (e.g. "127.0.0.1", "10.0.0.0/8") of reverse proxies whose X-Forwarded-For header is
-    believed for the client address; empty: the peer address of the connection is the client's."""
+    believed for the client address; empty: the peer address of the connection is the client's. At most 100."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -173,9 +174,13 @@ class ChatSettings(_Section):
     """Seconds a connection may stay open with no question before it is closed."""
     max_in_flight: int = Field(4, ge=1)
     """Questions one connection may have unanswered at once."""
-    max_connections_per_key: int = Field(100, ge=0)
-    """WebSockets one API key (or the admin token, per tenant) may hold open at once, per server process; the next
-    upgrade gets 429. A public key is shared by every visitor of its site: size this for the busiest one. 0: no cap."""
+    max_connections_per_client: int = Field(20, ge=0, le=100_000)
+    """WebSockets one client address (an IPv6 one by its /64; behind auth.trusted_proxies, the forwarded client)
+    may hold open at once with one API key (or the admin token, per tenant), per server process; the next upgrade
+    gets 429. So one script cannot take a site's widget offline by holding its public key's sockets. 0: no cap."""
+    max_connections_per_key: int = Field(1000, ge=0, le=1_000_000)
+    """WebSockets one API key may hold open at once from all its clients together, per server process (a ceiling
+    on resources; a public key is shared by every visitor of its site: size this for the busiest one). 0: no cap."""
     rate_limit_per_minute: int = Field(120, ge=0)
     """Questions (and searches) one API key may ask per minute; 0: no limit."""
     answer_timeout: float = Field(120.0, gt=0)

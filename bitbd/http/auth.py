@@ -10,7 +10,7 @@ from aiohttp import web
 from bitbd.answer.service import Caller
 from bitbd.errors import InvalidRequest, OriginNotAllowed, Unauthorized
 from bitbd.http.middlewares import Handler
-from bitbd.keys import pool_key, settings_key
+from bitbd.keys import pool_key, settings_key, throttle_key
 from bitbd.tenancy import ApiKey, KeyKind, authenticate, get_tenant, normalize_origin
 
 log = logging.getLogger(__name__)
@@ -37,22 +37,32 @@ def same_secret(given: str, expected: str) -> bool:
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = bearer(request, "admin token")
-    expected = request.config_dict[settings_key].admin_token.get_secret_value()
-    if not same_secret(token, expected):
-        raise Unauthorized("wrong admin token; it was printed at first start and is kept in the data dir's "
-                           "admin_token file (or set BITBD_ADMIN_TOKEN)")
+    async with request.config_dict[throttle_key].attempt(request):
+        token = bearer(request, "admin token")
+        expected = request.config_dict[settings_key].admin_token.get_secret_value()
+        if not same_secret(token, expected):
+            raise Unauthorized("wrong admin token; it was printed at first start and is kept in the data dir's "
+                               "admin_token file (or set BITBD_ADMIN_TOKEN)")
     return await handler(request)
 
 
+# Every credential check runs inside the throttle's attempt(): attempts in flight count against
+# auth.max_failures, so a burst of wrong keys cannot all pass before the first lookup has failed.
+
 async def require_key(request: web.Request, kind: KeyKind | None = "secret") -> ApiKey:
     """Authenticate the request's bearer key."""
-    return await authenticate(request.config_dict[pool_key], bearer(request, "API key"), kind)
+    async with request.config_dict[throttle_key].attempt(request):
+        return await authenticate(request.config_dict[pool_key], bearer(request, "API key"), kind)
 
 
 async def caller_of(request: web.Request, public: bool = False) -> Caller:
     """Who is asking: a secret key (Authorization header), a public key bound to the request's Origin (`?key=`,
     when `public`), or the admin token with `?tenant=NAME` (the operator trying a tenant out, e.g. `bitbd ask`)."""
+    async with request.config_dict[throttle_key].attempt(request):
+        return await _caller(request, public)
+
+
+async def _caller(request: web.Request, public: bool) -> Caller:
     pool = request.config_dict[pool_key]
     in_query = request.query.get("key", "")
     if in_query:

@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from bitbd.answer.service import Caller, Event
 from bitbd.errors import (
+    AuthThrottled,
     BadRequest,
     BitbdError,
     Forbidden,
@@ -212,14 +213,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
     try:
         caller: Caller | None = await caller_of(request, public=True)
         refused: BitbdError | None = None
+    except AuthThrottled:
+        raise  # a plain 429 with Retry-After, as the error middleware refuses any throttled address
     except Exception as exc:
         caller, refused = None, as_error(exc)
         if isinstance(refused, Unauthorized) and presents_credentials(request):
             request.config_dict[throttle_key].failed(request)
     slot = None
+    client = request.config_dict[throttle_key].client(request)  # the same client address the throttle counts by
     if caller is not None:
         slot = str(caller.key.id) if caller.key is not None else f"admin:{caller.tenant_id}"
-        request.config_dict[connections_key].take(slot, f"{caller.key.prefix}…" if caller.key else "admin token")
+        request.config_dict[connections_key].take(slot, client, f"{caller.key.prefix}…" if caller.key
+                                                  else "the admin token")
     try:
         await ws.prepare(request)
         upgraded(ws)
@@ -233,7 +238,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     finally:
         request.config_dict[sockets_key].discard(ws)
         if slot is not None:
-            request.config_dict[connections_key].give_back(slot)
+            request.config_dict[connections_key].give_back(slot, client)
     return ws
 
 

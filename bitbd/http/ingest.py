@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
 
-from bitbd.errors import InvalidRequest, NotFound, UnsupportedMediaType, error_body
+from bitbd.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from bitbd.http import uploads
 from bitbd.http.auth import require_key
 from bitbd.http.body import body_deadline, read_json
@@ -135,14 +135,12 @@ async def upload(request: web.Request) -> web.Response:
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
     settings = request.config_dict[settings_key]
     try:
-        async with body_deadline(request), uploads.received(request, settings.ingest,
-                                                            request.config_dict[upload_budget_key],
-                                                            settings.data_dir / "uploads") as files:
+        # Only receiving the body is under server.body_timeout; storing it (a COPY into PostgreSQL) is not.
+        async with uploads.received(request, key.tenant_id, settings.ingest, request.config_dict[upload_budget_key],
+                                    settings.data_dir / "uploads", body_deadline(request)) as files:
             if not files:
                 raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
             job_id, source_id = await uploads.store(request.config_dict[pool_key], key.tenant_id, files)
-    except uploads.UploadsBusy as e:
-        return web.json_response(error_body(e), status=e.status, headers={"Retry-After": "5"})
     except (ValueError, HttpProcessingError) as e:  # no boundary, a broken part header, ...
         raise InvalidRequest(f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
                              "(curl -F file=@guide.pdf)") from None

@@ -16,7 +16,6 @@ from bitbd.errors import (
     InternalError,
     InvalidRequest,
     InvalidText,
-    RateLimited,
     Unauthorized,
     Unavailable,
     error_body,
@@ -95,7 +94,7 @@ async def _refusal(request: web.Request, error: BitbdError, headers: dict[str, s
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=error.code.encode())
         return ws
     headers = dict(headers or {})
-    if isinstance(error, RateLimited) and error.retry_after is not None:
+    if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return web.json_response(error_body(error), status=error.status, headers=headers)
 

@@ -9,7 +9,7 @@ import logging
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ParamSpec, TypeVar
@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import asyncpg
 from aiohttp import BodyPartReader, web
 
-from bitbd.errors import InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from bitbd.errors import InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType, UploadsBusy
 from bitbd.jobs.records import INSERT_JOB, INSERT_SOURCE
 from bitbd.settings import IngestSettings
 from bitbd_plugins.sources.upload import ACCEPTED, PIECE_BYTES, content_type_for
@@ -34,62 +34,84 @@ _INSERT_UPLOAD = """INSERT INTO uploads (tenant_id, source_id, filename, content
 VALUES ($1, $2, $3, $4, $5) RETURNING id"""
 
 
-class UploadsBusy(Unavailable):
-    """The server-wide upload budget is in use by other uploads: retry shortly."""
-
-    code = "uploads_busy"
+def tenant_share(budget_bytes: int, max_request_bytes: int) -> int:
+    """Bytes of the budget one tenant's uploads may hold at once: half of it, so that one tenant's slow clients
+    cannot starve every other tenant, but never less than one request of the largest size allowed."""
+    return max(budget_bytes // 2, min(budget_bytes, max_request_bytes))
 
 
 class UploadBudget:
-    """Bytes all uploads being received at once may hold (ingest.upload_budget_bytes), shared by every request."""
+    """Bytes all uploads being received at once may hold (ingest.upload_budget_bytes), shared by every request;
+    one tenant's uploads may hold at most `per_tenant` of them (default: half)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_tenant: int | None = None) -> None:
         self.limit = limit
+        self.per_tenant = min(limit, per_tenant if per_tenant is not None else limit // 2)
         self.held = 0
+        self.by_tenant: dict[uuid.UUID, int] = {}
         self._freed = asyncio.Event()  # set (and replaced) whenever bytes are given back
 
-    async def take(self, n: int) -> None:
-        """Hold `n` more bytes, waiting up to BUDGET_WAIT seconds for others to give some back; else UploadsBusy."""
-        if n > self.limit:
-            raise PayloadTooLarge(f"the upload needs {n} bytes, more than the server's whole upload budget of "
-                                  f"{self.limit} bytes (ingest.upload_budget_bytes); send fewer or smaller files")
+    async def take(self, n: int, tenant: uuid.UUID) -> None:
+        """Hold `n` more bytes for `tenant`, waiting up to BUDGET_WAIT seconds for others to give some back; else
+        UploadsBusy."""
+        if n > self.per_tenant:
+            raise PayloadTooLarge(f"the upload needs {n} bytes, more than one tenant may hold of the server's upload "
+                                  f"budget ({self.per_tenant} of ingest.upload_budget_bytes = {self.limit}); send "
+                                  "fewer or smaller files")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BUDGET_WAIT
-        while self.held + n > self.limit:
+        while (busy := self._busy(n, tenant)) is not None:
             freed = self._freed
             try:
                 await asyncio.wait_for(freed.wait(), max(deadline - loop.time(), 0))
             except TimeoutError:
-                raise UploadsBusy(
-                    f"the server is receiving other uploads: {self.held} of its {self.limit}-byte upload budget "
-                    f"(ingest.upload_budget_bytes) is in use and this upload needs {n} more; retry in a few "
-                    "seconds") from None
+                raise UploadsBusy(busy, retry_after=5) from None
         self.held += n
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + n
 
-    def give(self, n: int) -> None:
+    def _busy(self, n: int, tenant: uuid.UUID) -> str | None:
+        """Why `n` more bytes for `tenant` do not fit now, or None."""
+        mine = self.by_tenant.get(tenant, 0)
+        if mine + n > self.per_tenant:
+            return (f"this tenant's other uploads being received hold {mine} of the {self.per_tenant} bytes one "
+                    f"tenant may hold at once (half of ingest.upload_budget_bytes, at least ingest.max_request_bytes) "
+                    f"and this upload needs {n} more; let them finish, or retry in a few seconds")
+        if self.held + n > self.limit:
+            return (f"the server is receiving other uploads: {self.held} of its {self.limit}-byte upload budget "
+                    f"(ingest.upload_budget_bytes) is in use and this upload needs {n} more; retry in a few seconds")
+        return None
+
+    def give(self, n: int, tenant: uuid.UUID) -> None:
         """Synchronous, so that a cancelled request (client gone) still gives its bytes back in its `finally`."""
         self.held -= n
+        left = self.by_tenant.get(tenant, 0) - n
+        if left > 0:
+            self.by_tenant[tenant] = left
+        else:
+            self.by_tenant.pop(tenant, None)
         self._freed.set()
         self._freed = asyncio.Event()
 
 
 @dataclass
 class _Reservation:
-    """One request's share of the budget: grown in steps of at least 1 MiB as its bytes arrive."""
+    """One request's share of the budget: grown in steps of at least 1 MiB (as far as the tenant's share allows)
+    as its bytes arrive."""
 
     budget: UploadBudget
+    tenant: uuid.UUID
     held: int = 0
 
     async def cover(self, total: int) -> None:
         if total > self.held:
-            step = max(total - self.held, PIECE_BYTES)
-            await self.budget.take(step)
+            step = max(total - self.held, min(PIECE_BYTES, self.budget.per_tenant - self.held))
+            await self.budget.take(step, self.tenant)
             self.held += step
 
     def release(self) -> None:
         held, self.held = self.held, 0
         if held:
-            self.budget.give(held)
+            self.budget.give(held, self.tenant)
 
 
 @dataclass
@@ -116,37 +138,43 @@ class _Body:
 
 
 @asynccontextmanager
-async def received(request: web.Request, limits: IngestSettings, budget: UploadBudget,
-                   spool_dir: Path) -> AsyncIterator[list[Spooled]]:
-    """The multipart body read into unnamed temporary files under `spool_dir`, its bytes held in `budget`; on
-    exit the files are closed (so deleted) and the bytes given back, whatever happened."""
+async def received(request: web.Request, tenant: uuid.UUID, limits: IngestSettings, budget: UploadBudget,
+                   spool_dir: Path, deadline: AbstractAsyncContextManager[None]) -> AsyncIterator[list[Spooled]]:
+    """The multipart body read into unnamed temporary files under `spool_dir` (within `deadline`), its bytes
+    held in `budget` for `tenant`; on exit the files are closed (so deleted) and the bytes given back, whatever
+    happened. What the caller does with the files is not under the body's deadline."""
     declared = request.content_length
     if declared is not None and declared > limits.max_request_bytes:
         raise PayloadTooLarge(f"the upload declares {declared} bytes; one request carries at most "
                               f"{limits.max_request_bytes} bytes (ingest.max_request_bytes): send the files in "
                               "several requests")
-    reservation = _Reservation(budget)
+    reservation = _Reservation(budget, tenant)
     body = _Body(limits)
     try:
-        if declared is not None:
-            await reservation.cover(declared)  # refused before a byte of the body is read
-        await _disk(spool_dir.mkdir, parents=True, exist_ok=True)
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise InvalidRequest("a multipart part is itself multipart; send each file as its own part")
-            if not part.filename:  # a plain form field: read (and counted) but not kept
-                while chunk := await part.read_chunk(_READ):
-                    body.count(len(chunk), "a form field")
-                continue
-            await _spool(part, safe_filename(part.filename), body, reservation, spool_dir)
-            if len(body.files) > MAX_FILES:
-                raise InvalidRequest(f"at most {MAX_FILES} files per upload; send the rest in another request")
+        async with deadline:
+            if declared is not None:
+                await reservation.cover(declared)  # refused before a byte of the body is read
+            await _disk(spool_dir.mkdir, parents=True, exist_ok=True)
+            await _read(request, body, reservation, spool_dir)
         yield body.files
     finally:
         for f in body.files:
             f.file.close()
         reservation.release()
+
+
+async def _read(request: web.Request, body: _Body, reservation: _Reservation, spool_dir: Path) -> None:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise InvalidRequest("a multipart part is itself multipart; send each file as its own part")
+        if not part.filename:  # a plain form field: read (and counted) but not kept
+            while chunk := await part.read_chunk(_READ):
+                body.count(len(chunk), "a form field")
+            continue
+        await _spool(part, safe_filename(part.filename), body, reservation, spool_dir)
+        if len(body.files) > MAX_FILES:
+            raise InvalidRequest(f"at most {MAX_FILES} files per upload; send the rest in another request")
 
 
 async def _spool(part: BodyPartReader, name: str, body: _Body, reservation: _Reservation, spool_dir: Path) -> None:

@@ -1,5 +1,6 @@
 """Brute force and socket hoarding against a real `bitbd serve` on loopback: failed authentications per client
-address get 429 with Retry-After, a key's WebSockets are capped, and a short admin token stops the server."""
+address get 429 with Retry-After (a burst sent at once included), a key's WebSockets are capped per client address
+and in all, and a short admin token stops the server."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-FAILURES, WINDOW, CAP = 10, 3.0, 5
+FAILURES, WINDOW, CAP, KEY_CAP = 10, 3.0, 5, 8
+SLACK = 2  # answers past auth.max_failures a burst may still get (none expected)
 
 
 def _daemon(root: Path, **env: str) -> tuple[Daemon, str, str]:
     environ = clean_env(BITBD_AUTH__MAX_FAILURES=str(FAILURES), BITBD_AUTH__FAILURE_WINDOW=str(WINDOW),
-                        BITBD_CHAT__MAX_CONNECTIONS_PER_KEY=str(CAP), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", **env)
+                        BITBD_CHAT__MAX_CONNECTIONS_PER_CLIENT=str(CAP),
+                        BITBD_CHAT__MAX_CONNECTIONS_PER_KEY=str(KEY_CAP), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", **env)
     d = Daemon(root / "data", root, env=environ).start()
     assert bitbd("tenant", "create", "acme", "--data-dir", str(d.data_dir), cwd=root, env=environ).returncode == 0
     keys = [bitbd("key", "create", "--tenant", "acme", "--data-dir", str(d.data_dir), cwd=root,
@@ -37,15 +40,76 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
 
 async def _get(session: aiohttp.ClientSession, url: str, token: str,
                headers: dict[str, str] | None = None) -> tuple[int, str | None, dict[str, str]]:
-    async with session.get(url, headers={"Authorization": f"Bearer {token}", **(headers or {})}) as r:
-        body = await r.json()
-        return r.status, r.headers.get("Retry-After"), body["error"] if r.status >= 400 else {}
+    method, body = ("POST", {"query": "refunds"}) if url.endswith("/v1/search") else ("GET", None)
+    async with session.request(method, url, json=body,
+                               headers={"Authorization": f"Bearer {token}", **(headers or {})}) as r:
+        answer = await r.json()
+        return r.status, r.headers.get("Retry-After"), answer["error"] if r.status >= 400 else {}
 
 
 async def _burst(url: str, tokens: list[str], headers: dict[str, str] | None = None
                  ) -> list[tuple[int, str | None, dict[str, str]]]:
-    async with aiohttp.ClientSession() as session:
+    """Every request at once, each on its own connection (no client-side limit on connections)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         return list(await asyncio.gather(*(_get(session, url, t, headers) for t in tokens)))
+
+
+def _assert_throttled(results: list[tuple[int, str | None, dict[str, str]]]) -> None:
+    answered = [status for status, _, _ in results if status != 429]
+    assert len(answered) <= FAILURES + SLACK, f"{len(answered)} of {len(results)} answered: {answered}"
+    for status, retry_after, error in results:
+        if status == 429:
+            assert error["code"] == "auth_throttled" and "auth.max_failures" in error["message"], error
+            assert retry_after is not None and 1 <= int(retry_after) <= WINDOW + 1, retry_after
+
+
+def test_300_wrong_secret_keys_at_once_get_at_most_max_failures_answers(guarded: tuple[Daemon, str, str]) -> None:
+    """Each wrong key awaits a PostgreSQL lookup before it fails: the checks in flight count against the limit."""
+    d, key, _ = guarded
+    started = time.monotonic()
+    results = asyncio.run(_burst(d.url + "/v1/search", [f"sk_{i:043d}" for i in range(300)]))
+    assert time.monotonic() - started < WINDOW, "the burst must fit in the window for this test to mean anything"
+    _assert_throttled(results)
+    assert {s for s, _, _ in results} <= {401, 429}, results
+    assert asyncio.run(_burst(d.url + "/v1/tenant", [key]))[0][0] == 429
+    _wait_out_the_window()
+
+
+def test_300_wrong_public_keys_on_the_chat_upgrade_at_once_get_at_most_max_failures_upgrades(
+        guarded: tuple[Daemon, str, str]) -> None:
+    d, key, _ = guarded
+
+    async def upgrade(session: aiohttp.ClientSession, i: int) -> int:
+        try:
+            async with session.ws_connect(d.url.replace("http", "ws") + f"/v1/chat?key=pk_{i:043d}",
+                                          headers={"Origin": "https://shop.example"}) as ws:
+                message = await ws.receive_json(timeout=10)
+                assert message["type"] == "error" and message["code"] == "unauthorized", message
+                return 101
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+    async def burst() -> list[int]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            return list(await asyncio.gather(*(upgrade(session, i) for i in range(300))))
+
+    started = time.monotonic()
+    statuses = asyncio.run(burst())
+    assert time.monotonic() - started < WINDOW, "the burst must fit in the window for this test to mean anything"
+    assert set(statuses) <= {101, 429}, statuses
+    assert statuses.count(101) <= FAILURES + SLACK, statuses
+    assert asyncio.run(_burst(d.url + "/v1/tenant", [key]))[0][0] == 429
+    _wait_out_the_window()
+
+
+def test_300_right_keys_at_once_are_all_answered(guarded: tuple[Daemon, str, str]) -> None:
+    """Checks in flight count against the limit, but a legitimate burst waits for them, it is not refused."""
+    d, key, _ = guarded
+    started = time.monotonic()
+    results = asyncio.run(_burst(d.url + "/v1/tenant", [key] * 300))
+    took = time.monotonic() - started
+    assert [s for s, _, _ in results] == [200] * 300, results
+    assert took < 10, took
 
 
 def _wait_out_the_window() -> None:
@@ -59,10 +123,7 @@ def test_300_wrong_admin_tokens_at_once_are_throttled_with_retry_after(guarded: 
     assert time.monotonic() - started < WINDOW, "the burst must fit in the window for this test to mean anything"
     statuses = [status for status, _, _ in results]
     assert statuses.count(401) <= FAILURES and statuses.count(429) >= 300 - FAILURES, statuses
-    for status, retry_after, error in results:
-        if status == 429:
-            assert error["code"] == "auth_throttled" and "auth.max_failures" in error["message"], error
-            assert retry_after is not None and 1 <= int(retry_after) <= WINDOW + 1, retry_after
+    _assert_throttled(results)
     # The address is refused whatever it sends now, the right token and keys included, on HTTP and the chat.
     right = asyncio.run(_burst(d.url + "/v1/admin/tenants", [d.token()]))
     assert right[0][0] == 429, right
@@ -108,32 +169,54 @@ async def _chat_status(d: Daemon, token: str) -> int:
             return 101
 
 
-def test_a_key_holds_at_most_max_connections_per_key_sockets(guarded: tuple[Daemon, str, str]) -> None:
+async def _refused_upgrade(session: aiohttp.ClientSession, url: str, key: str) -> dict[str, str]:
+    """The error of an upgrade refused with 429 (read as plain HTTP: aiohttp's ws_connect hides the body)."""
+    async with session.get(url, headers={"Authorization": f"Bearer {key}", "Upgrade": "websocket",
+                                         "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+        assert r.status == 429 and r.headers.get("Retry-After"), r.status
+        error: dict[str, str] = (await r.json())["error"]
+        assert error["code"] == "too_many_connections", error
+        return error
+
+
+async def _pong(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_json({"type": "ping", "id": "p"})
+    assert (await ws.receive_json(timeout=5)) == {"type": "pong", "id": "p"}
+
+
+def test_one_address_holds_at_most_max_connections_per_client_sockets_of_a_key(
+        guarded: tuple[Daemon, str, str]) -> None:
+    """A public key is in its site's HTML: one script holding sockets must not shut out the site's visitors. The
+    cap is per (key, client address); all clients of a key together stop at chat.max_connections_per_key."""
     d, key, other = guarded
 
     async def scenario() -> None:
         url = d.url.replace("http", "ws") + "/v1/chat"
-        async with aiohttp.ClientSession() as session:
-            held = [await session.ws_connect(url, headers={"Authorization": f"Bearer {key}"}) for _ in range(CAP)]
+        auth = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession() as session, aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as visitor:
+            held = [await session.ws_connect(url, headers=auth) for _ in range(CAP)]
             for ws in held:
-                await ws.send_json({"type": "ping", "id": "p"})
-                assert (await ws.receive_json(timeout=5)) == {"type": "pong", "id": "p"}
-            async with session.get(url, headers={"Authorization": f"Bearer {key}", "Upgrade": "websocket",
-                                                 "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                                                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
-                assert r.status == 429 and r.headers.get("Retry-After"), r.status
-                error = (await r.json())["error"]
-                assert error["code"] == "too_many_connections", error
-                assert "chat.max_connections_per_key" in error["message"] and key[:11] in error["message"], error
+                await _pong(ws)
+            error = await _refused_upgrade(session, url, key)
+            assert "this address already holds 5 open chat connections" in error["message"], error
+            assert "chat.max_connections_per_client" in error["message"] and key[:11] in error["message"], error
             async with session.ws_connect(url, headers={"Authorization": f"Bearer {other}"}) as ws:  # another key
-                await ws.send_json({"type": "ping", "id": "o"})
-                assert (await ws.receive_json(timeout=5))["type"] == "pong"
+                await _pong(ws)
+            # Another address with the same key still connects, up to the key's ceiling over all its clients.
+            theirs = [await visitor.ws_connect(url, headers=auth) for _ in range(KEY_CAP - CAP)]
+            for ws in theirs:
+                await _pong(ws)
+            error = await _refused_upgrade(visitor, url, key)
+            assert f"already holds {KEY_CAP} open chat connections from all its clients" in error["message"], error
+            assert "chat.max_connections_per_key" in error["message"], error
+            await theirs.pop().close()
             await held.pop().close()
             await asyncio.sleep(0.2)
-            async with session.ws_connect(url, headers={"Authorization": f"Bearer {key}"}) as ws:  # a slot again
-                await ws.send_json({"type": "ping", "id": "again"})
-                assert (await ws.receive_json(timeout=5))["type"] == "pong"
-            for ws in held:
+            async with session.ws_connect(url, headers=auth) as ws:  # a slot again
+                await _pong(ws)
+            for ws in held + theirs:
                 await ws.close()
 
     asyncio.run(scenario())

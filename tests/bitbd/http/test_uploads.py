@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 
 from bitbd import tenancy
 from bitbd.app import create_app
-from bitbd.errors import PayloadTooLarge
-from bitbd.http.uploads import UploadBudget, UploadsBusy
+from bitbd.errors import PayloadTooLarge, UploadsBusy
+from bitbd.http import uploads
+from bitbd.http.uploads import UploadBudget
 from bitbd.keys import upload_budget_key
 from bitbd.settings import IngestSettings, Settings
 from bitbd.tenancy import KeySpec
@@ -37,6 +38,7 @@ from tests.conftest import AiohttpClient, builtin_plugins
 MiB = 2**20
 Client = TestClient[web.Request, web.Application]
 LIMITS = IngestSettings(max_upload_bytes=MiB + MiB // 2, max_request_bytes=3 * MiB, upload_budget_bytes=4 * MiB)
+BODY_TIMEOUT = 2.0
 
 
 def multipart(files: list[tuple[str, bytes]], boundary: str = "b0undary7") -> bytes:
@@ -82,11 +84,17 @@ def budget_of(client: Client) -> UploadBudget:
 
 @pytest.fixture
 async def limited(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> tuple[Client, str]:
-    """The real app over the suite's PostgreSQL with small upload limits (LIMITS), and a secret key of `acme`."""
+    """The real app over the suite's PostgreSQL with small upload limits (LIMITS: one tenant may hold 3 of the
+    4 MiB budget), and a secret key of `acme`."""
     client = await aiohttp_client(create_app(settings.model_copy(update={"ingest": LIMITS}), builtin_plugins()))
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     return client, key
+
+
+async def other_tenant_key(pool: asyncpg.Pool) -> str:
+    await tenancy.create_tenant(pool, "globex")
+    return (await tenancy.create_key(pool, "globex", KeySpec("secret")))[1]
 
 
 FILES = st.lists(st.tuples(st.sampled_from([0, 1, 100, MiB - 1, MiB, MiB + 1, LIMITS.max_upload_bytes,
@@ -127,6 +135,7 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
 async def test_the_server_wide_budget_makes_a_concurrent_upload_wait_then_refuses_it_with_503(
         limited: tuple[Client, str], pool: asyncpg.Pool) -> None:
     client, key = limited
+    other = await other_tenant_key(pool)  # another tenant: this is the server-wide bound, not the tenant's share
     hold = asyncio.Event()
     first = asyncio.create_task(post(client, key, multipart([("a.txt", b"a" * (MiB + MiB // 2)),
                                                              ("b.txt", b"b" * MiB)]), chunked=False, hold=hold))
@@ -135,16 +144,17 @@ async def test_the_server_wide_budget_makes_a_concurrent_upload_wait_then_refuse
         while budget.held < 2 * MiB:  # noqa: ASYNC110  (the first upload has reserved its declared length)
             await asyncio.sleep(0.01)
     started = time.monotonic()
-    resp = await post(client, key, multipart([("c.txt", b"c" * (MiB + MiB // 2))]), chunked=False)
+    resp = await post(client, other, multipart([("c.txt", b"c" * (MiB + MiB // 2))]), chunked=False)
     waited = time.monotonic() - started
     body = await resp.json()
     assert resp.status == 503 and body["error"]["code"] == "uploads_busy", body
+    assert "the server is receiving other uploads" in body["error"]["message"], body
     assert "ingest.upload_budget_bytes" in body["error"]["message"] and "retry" in body["error"]["message"]
     assert resp.headers["Retry-After"].isdigit()
     assert 1.5 < waited < 10, "it waited briefly for the budget first"
 
     # A second upload that only needs what is left fits at once (chunked: reserved as its bytes arrive).
-    resp = await post(client, key, multipart([("d.txt", b"d" * (MiB // 2))]), chunked=True)
+    resp = await post(client, other, multipart([("d.txt", b"d" * (MiB // 2))]), chunked=True)
     assert resp.status == 202, await resp.text()
 
     hold.set()
@@ -156,20 +166,98 @@ async def test_the_server_wide_budget_makes_a_concurrent_upload_wait_then_refuse
     assert names == ["a.txt", "b.txt", "c.txt", "d.txt"]
 
 
+A, B, C = (uuid.UUID(int=i) for i in range(1, 4))
+
+
 async def test_a_waiting_upload_gets_the_budget_when_another_gives_it_back() -> None:
-    budget = UploadBudget(4 * MiB)
-    await budget.take(3 * MiB)
-    waiting = asyncio.create_task(budget.take(2 * MiB))
+    budget = UploadBudget(4 * MiB, per_tenant=4 * MiB)
+    await budget.take(3 * MiB, A)
+    waiting = asyncio.create_task(budget.take(2 * MiB, B))
     await asyncio.sleep(0.3)
     assert not waiting.done()
-    budget.give(3 * MiB)
+    budget.give(3 * MiB, A)
     await asyncio.wait_for(waiting, 1)
     assert budget.held == 2 * MiB
     with pytest.raises(UploadsBusy, match=r"2097152 of its 4194304-byte upload budget"):
-        await budget.take(3 * MiB)
-    with pytest.raises(PayloadTooLarge, match="more than the server's whole upload budget"):
-        await budget.take(5 * MiB)
+        await budget.take(3 * MiB, C)
+    with pytest.raises(PayloadTooLarge, match="more than one tenant may hold of the server's upload budget"):
+        await budget.take(5 * MiB, C)
     assert budget.held == 2 * MiB
+
+
+OPS = st.lists(st.tuples(st.sampled_from([A, B, C]), st.integers(1, 5 * MiB), st.booleans()), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(limit=st.integers(2 * MiB, 8 * MiB), share=st.integers(MiB, 8 * MiB), ops=OPS)
+async def test_no_tenant_holds_more_than_its_share_and_a_take_is_refused_only_when_it_does_not_fit(
+        limit: int, share: int, ops: list[tuple[uuid.UUID, int, bool]]) -> None:
+    budget, held = UploadBudget(limit, per_tenant=share), {A: 0, B: 0, C: 0}
+    wait, uploads.BUDGET_WAIT = uploads.BUDGET_WAIT, 0  # refuse at once: nothing is given back meanwhile
+    try:
+        for tenant, n, give in ops:
+            if give and held[tenant]:
+                budget.give(held[tenant], tenant)
+                held[tenant] = 0
+                continue
+            fits = held[tenant] + n <= budget.per_tenant and sum(held.values()) + n <= limit
+            try:
+                await budget.take(n, tenant)
+            except UploadsBusy as e:
+                assert not fits and n <= budget.per_tenant and e.retry_after
+                assert ("one tenant may hold" in e.message) == (held[tenant] + n > budget.per_tenant), e.message
+                continue
+            except PayloadTooLarge:
+                assert n > budget.per_tenant
+                continue
+            assert fits
+            held[tenant] += n
+            assert budget.held == sum(held.values()) <= limit
+            assert budget.by_tenant.get(tenant) == held[tenant] <= budget.per_tenant <= limit
+    finally:
+        uploads.BUDGET_WAIT = wait
+
+
+async def test_one_tenants_slow_uploads_cannot_hold_the_budget_another_tenant_needs(
+        limited: tuple[Client, str], pool: asyncpg.Pool) -> None:
+    client, key = limited
+    other = await other_tenant_key(pool)
+    budget = budget_of(client)
+    assert budget.per_tenant == 3 * MiB, "half the 4 MiB budget, but at least one 3 MiB request"
+    hold = asyncio.Event()
+    first = asyncio.create_task(post(client, key, multipart([("a.txt", b"a" * (MiB + MiB // 2)),
+                                                             ("b.txt", b"b" * MiB)]), chunked=False, hold=hold))
+    async with asyncio.timeout(10):
+        while budget.held < 2 * MiB:  # noqa: ASYNC110  (acme's slow upload has reserved its declared length)
+            await asyncio.sleep(0.01)
+    # acme's next upload would take acme over its share: refused, though the server has room.
+    resp = await post(client, key, multipart([("c.txt", b"c" * (MiB - 1000))]), chunked=False)
+    body = await resp.json()
+    assert resp.status == 503 and body["error"]["code"] == "uploads_busy", body
+    assert "this tenant's other uploads" in body["error"]["message"], body
+    assert "one tenant may hold" in body["error"]["message"] and resp.headers["Retry-After"].isdigit()
+    # Another tenant's upload of the same size goes through at once.
+    resp = await post(client, other, multipart([("g.txt", b"g" * (MiB - 1000))]), chunked=False)
+    assert resp.status == 202, await resp.text()
+    hold.set()
+    assert (await first).status == 202
+    assert budget.held == 0 and budget.by_tenant == {}
+
+
+async def test_a_slow_store_is_not_reported_as_a_body_that_did_not_arrive(
+        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> None:
+    """server.body_timeout bounds receiving the body only: a COPY into PostgreSQL that waits longer is no 408."""
+    client = await aiohttp_client(create_app(settings.model_copy(update={"server": settings.server.model_copy(
+        update={"body_timeout": BODY_TIMEOUT})}), builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE upload_pieces IN ACCESS EXCLUSIVE MODE")  # the COPY waits for this lock
+        sent = asyncio.create_task(post(client, key, multipart([("slow.txt", b"s" * 1000)]), chunked=False))
+        await asyncio.sleep(BODY_TIMEOUT + 1)
+        assert not sent.done(), "the upload is waiting on the locked table"
+    resp = await sent
+    assert resp.status == 202, await resp.text()
 
 
 async def test_a_declared_length_over_the_request_limit_is_refused_before_the_body_is_read(
