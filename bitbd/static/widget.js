@@ -230,7 +230,7 @@
     var entry = data.id ? pending[data.id] : null;
     if (data.type === "delta" && entry) {
       entry.text += data.text;
-      entry.node.textContent = entry.text;
+      entry.node.textContent = shown(entry.text);
       log.scrollTop = log.scrollHeight;
     } else if (data.type === "citations" && entry) {
       renderSources(entry.node, data.sources || []);
@@ -246,6 +246,10 @@
       if (fatal) { setStatus(""); }
     }
   }
+
+  // Answers are Markdown in which raw HTML is escaped (`&lt;`, docs/protocol.md); shown as text, that is the
+  // character a Markdown renderer would show. Still textContent: nothing becomes HTML.
+  function shown(markdown) { return markdown.replace(/&lt;/g, "<"); }
 
   function failAnswer(id, words) {
     var entry = pending[id];
