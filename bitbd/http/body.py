@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,12 +20,10 @@ from bitbd.errors import (
     UnsupportedMediaType,
 )
 from bitbd.keys import settings_key
+from bitbd.text import UNSTORABLE as _BAD_TEXT
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request body or chat message nests deeper; a bound keeps every later walk shallow
-# What PostgreSQL text cannot hold (NUL) and what is not Unicode text at all (lone surrogates: UTF-8 cannot
-# encode them, yet Python's json module decodes a "\ud800" escape into one).
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @asynccontextmanager

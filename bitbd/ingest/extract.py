@@ -16,6 +16,8 @@ import trafilatura
 from charset_normalizer import from_bytes
 from yarl import URL
 
+from bitbd.text import UNSTORABLE
+
 log = logging.getLogger(__name__)
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MARKDOWN_TYPES = ("text/markdown", "text/x-markdown")
@@ -25,8 +27,6 @@ _NUL_LIMIT = 0.001  # a text with more NUL bytes than this fraction is binary, w
 MAX_LINKS = 5000  # links kept per page (as many as a document stores for re-crawls)
 MAX_URL_CHARS = 2048
 _MAX_ELEMENTS = 200_000  # HTML elements per page: more is not a document but a hostile or generated page
-# What PostgreSQL text cannot hold: NUL, and UTF-16 surrogates (Python str can hold them, UTF-8 cannot).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class ExtractError(Exception):
@@ -58,7 +58,7 @@ def normalize_url(url: str) -> str:
 
 def storable(text: str) -> str:
     """`text` without the characters PostgreSQL refuses in text (NUL, lone surrogates)."""
-    return _UNSTORABLE.sub("", text) if _UNSTORABLE.search(text) else text
+    return UNSTORABLE.sub("", text) if UNSTORABLE.search(text) else text
 
 
 def extract(body: bytes, content_type: str, url: str, charset: str | None = None, name: str = "") -> Extracted:

@@ -135,14 +135,26 @@ class GuardedConnector(TCPConnector):
                                       ) -> tuple[asyncio.Transport, Any]:
         if self.allow_private:
             return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, **kwargs)
-        allowed = [info for info in addr_infos if not forbidden(info[4][0])]
+        allowed = allowed_infos(addr_infos)
         if not allowed:
             shown = ", ".join(sorted({str(info[4][0]) for info in addr_infos}))
             raise ClientConnectorError(req.connection_key, ForbiddenAddress(refusal(req.url.raw_host or "", shown)))
         transport, proto = await super()._wrap_create_connection(*args, addr_infos=allowed, req=req, **kwargs)
-        peer = transport.get_extra_info("peername")
-        if not peer or forbidden(str(peer[0])):
-            transport.close()
-            raise ClientConnectorError(req.connection_key, ForbiddenAddress(
-                refusal(req.url.raw_host or "", str(peer[0]) if peer else "no peer address")))
+        refused = peer_refusal(transport, req.url.raw_host or "")
+        if refused is not None:
+            transport.close()  # before a byte of the request is sent
+            raise ClientConnectorError(req.connection_key, refused)
         return transport, proto
+
+
+def allowed_infos(addr_infos: list[Any]) -> list[Any]:
+    """The getaddrinfo entries whose address the crawler may connect to."""
+    return [info for info in addr_infos if not forbidden(info[4][0])]
+
+
+def peer_refusal(transport: asyncio.BaseTransport, host: str) -> ForbiddenAddress | None:
+    """Why a connection made for `host` must not be used (its peer is a forbidden address, or unknown), or None."""
+    peer = transport.get_extra_info("peername")
+    if not peer or forbidden(str(peer[0])):
+        return ForbiddenAddress(refusal(host, str(peer[0]) if peer else "no peer address"))
+    return None

@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from taskiq.receiver import Receiver
 
+from bitbd.ingest import offload
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
 from bitbd.jobs.engine import ITEM_TASK, START_TASK, finish_if_done
 from bitbd.jobs.runtime import WorkerDeps, enqueue
@@ -64,6 +65,7 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
         for task in late:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        offload.shutdown()  # an extraction still running (a parser stuck for good) must not hold up the exit
         await deps.close()
         await broker.shutdown()
 

@@ -143,6 +143,8 @@ class WebSource(Source):
         page = await self.ctx.fetcher.get(item, in_scope=self.in_site, etag=previous.etag if previous else None,
                                           last_modified=previous.last_modified if previous else None)
         if page.status == 304:
+            # The engine follows the links stored with the page: judged off the loop too (they may be thousands).
+            await asyncio.to_thread(self._judge, previous.links if previous else [])
             return Fetched(url=item, unchanged=True)
         final = normalize_url(page.url)
         if final != item:
@@ -168,14 +170,13 @@ class WebSource(Source):
 
     async def _check_robots(self, url: str) -> None:
         robots = await robots_for(self.ctx.fetcher, origin(url))
-        await asyncio.to_thread(robots.check, url, self.ctx.settings.crawler.user_agent)
+        await robots.check(url, self.ctx.settings.crawler.user_agent)  # in a child process
 
     async def _sitemap_urls(self, site: str) -> list[str]:
         robots = await robots_for(self.ctx.fetcher, site)
         if robots.unreachable is not None:
             return []  # the whole site is disallowed for now; its pages say why
-        todo = list(robots.rules.sitemaps) if robots.rules is not None else []
-        todo = todo or [site + "/sitemap.xml"]
+        todo = list(robots.sitemaps) or [site + "/sitemap.xml"]
         urls: list[str] = []
         seen: set[str] = set()
         while todo and len(seen) < _MAX_SITEMAPS and len(urls) < self.max_pages:

@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitbd.errors import InvalidRequest
+from bitbd.ingest import fetch as fetch_module
+from bitbd.ingest import guard
 from bitbd.ingest.fetch import Fetcher, FetchError
-from bitbd.ingest.guard import ForbiddenAddress, GuardedConnector, url_refusal
+from bitbd.ingest.guard import ForbiddenAddress, GuardedConnector, peer_refusal, url_refusal
 from bitbd.settings import CrawlerSettings
 from bitbd_plugins.sources.web import WebSource
 
@@ -188,3 +190,54 @@ async def test_the_connector_checks_the_address_it_connects_to(port: int) -> Non
         async with session.get(f"http://127.0.0.1:{port}/") as resp:
             assert resp.status == 200
     assert Counter.hits == before + 1, "with allow_private the same request goes through"
+
+
+async def fetch_unchecked(url: str) -> FetchError:
+    """Fetcher.get with its URL check (url_refusal) switched off: only the resolver, connector and peer check
+    stand between the URL and the loopback server."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fetch_module, "url_refusal", lambda *_: None)
+        return await fetch(url)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_below_the_url_check_no_spelling_of_loopback_is_connected_to(port: int, data: st.DataObject) -> None:
+    url = data.draw(loopback_url(port))
+    before = Counter.hits
+    error = asyncio.run(fetch_unchecked(url))
+    assert Counter.hits == before, f"{url} reached the loopback server"
+    # A spelling the client refuses, or a name this machine's resolver does not know ("localhost."), never
+    # connects either; everything else is refused by the guard below the URL check.
+    if "invalid URL" not in str(error) and "Name or service not known" not in str(error):
+        assert error.forbidden and "private, loopback or link-local" in str(error), (url, error)
+
+
+async def test_the_peer_of_a_connection_is_checked(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peer_refusal on a real socket connected to loopback; and in the connector, with the address filter before
+    connecting switched off, the connection to loopback is closed before any request is sent."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    try:
+        refused = peer_refusal(transport, "docs.example.com")
+        assert isinstance(refused, ForbiddenAddress) and "127.0.0.1" in str(refused)
+        assert "docs.example.com" in str(refused) and "crawler.allow_private" in str(refused)
+    finally:
+        transport.close()
+    monkeypatch.setattr(guard, "allowed_infos", lambda infos: infos)
+    before = Counter.hits
+    async with aiohttp.ClientSession(connector=GuardedConnector(allow_private=False)) as session:
+        for url in [f"http://127.0.0.1:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"]:
+            with pytest.raises(aiohttp.ClientConnectorError) as error:
+                await session.get(url)
+            assert isinstance(error.value.os_error, ForbiddenAddress), url
+            assert "private, loopback or link-local" in str(error.value.os_error)
+    assert Counter.hits == before, "the peer check let a request through"
+
+
+def test_the_peer_check_passes_a_public_peer() -> None:
+    class Public(asyncio.BaseTransport):
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("93.184.215.14", 80) if name == "peername" else default
+
+    assert peer_refusal(Public(), "example.com") is None
