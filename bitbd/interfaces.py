@@ -185,8 +185,15 @@ class VectorStore(ABC):
         """Fail with a clear message if vectors of ``dimension`` cannot be stored."""
 
     @abstractmethod
-    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk]) -> int:
-        """Make ``chunks`` the document's chunks in one transaction; returns how many were written."""
+    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk],
+                             conn: Any = None) -> int:
+        """Make ``chunks`` the document's chunks in one transaction; returns how many were written.
+
+        ``conn`` (an ``asyncpg.Connection`` in a transaction, or None): the ingestion engine's connection, on which
+        the job was found live and the document row written. A store whose chunks live in bitbd's PostgreSQL
+        writes through it, inside that transaction, and takes no connection of its own (a task then never holds
+        two, and a cancel of the job waits for the whole store). A store elsewhere ignores it; it must not commit
+        or roll it back."""
 
     @abstractmethod
     async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:

@@ -14,6 +14,7 @@ import asyncpg
 
 from bitbd.ingest.chunking import embedding_text, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
+from bitbd.jobs.records import HOLD_STORES
 from bitbd.jobs.runtime import WorkerDeps
 from bitbd.metrics import METRICS
 from bitbd.tracing import Span
@@ -58,11 +59,13 @@ WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.
 # Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
 _TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
 AND content_hash = $4 AND url <> $5 LIMIT 1"""
-# A job still to be worked on. Every step that fetches, embeds or writes checks it first; the writes themselves
-# happen while a transaction holds the job's row FOR SHARE, so a cancel (an UPDATE of that row) waits for a store
-# in progress and no task can write after the cancel has committed.
+# A job still to be worked on. Every step that fetches, embeds or writes checks it first. The writes themselves
+# (document, chunks, touch of an unchanged page, new frontier items) happen in ONE transaction on ONE connection that
+# first takes the job's store lock shared and then checks this again; a cancel takes the same lock exclusively
+# (records.STOP_STORES) before its UPDATE, so it waits for the stores in progress, stores that come later queue behind
+# it (PostgreSQL's lock queue is fair: unlike a FOR SHARE row lock, new shared holders cannot starve it) and then see
+# the job cancelled. Nothing is written after a cancel has committed, and a task never holds two connections.
 _LIVE = "SELECT 1 FROM jobs WHERE id = $1 AND status IN ('queued', 'running')"
-_HOLD_LIVE = _LIVE + " FOR SHARE"
 _DOC_ID = "SELECT id FROM documents WHERE tenant_id = $1 AND url = $2"
 _OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
 _FINISH = """UPDATE jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
@@ -90,12 +93,14 @@ async def check_live(deps: WorkerDeps, job_id: uuid.UUID) -> None:
 
 
 @asynccontextmanager
-async def while_live(deps: WorkerDeps, job_id: uuid.UUID) -> AsyncIterator[None]:
-    """The block's writes happen while the job is live, and a cancel waits for them to be done."""
-    async with deps.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(_HOLD_LIVE, job_id) is None:
+async def storing(pool: asyncpg.Pool, job_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction in which the job is live and stays live until commit: write through it."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(HOLD_STORES, job_id)
+        # A statement of its own: under READ COMMITTED it sees a cancel that committed while we waited for the lock.
+        if await conn.fetchval(_LIVE, job_id) is None:
             raise JobEnded(f"job {job_id} was cancelled")
-        yield
+        yield conn
 
 
 def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
@@ -124,17 +129,18 @@ async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
 
 async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items: list[str], depth: int) -> int:
     """Add new items to the frontier (at most max_pages in all) and queue them; returns how many were added."""
-    async with deps.pool.acquire() as conn, conn.transaction():
-        # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job["id"]))
-        if await conn.fetchval(_HOLD_LIVE, job["id"]) is None:
-            return 0  # cancelled meanwhile: its frontier grows no more
-        room = source.max_pages - await conn.fetchval(_ITEM_COUNT, job["id"])
-        unique = list(dict.fromkeys(items))
-        if len(unique) > room:
-            await conn.execute("UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1",
-                               job["id"])
-        rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], unique[: max(room, 0)], depth)
+    try:
+        async with storing(deps.pool, job["id"]) as conn:
+            # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job["id"]))
+            room = source.max_pages - await conn.fetchval(_ITEM_COUNT, job["id"])
+            unique = list(dict.fromkeys(items))
+            if len(unique) > room:
+                await conn.execute("UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1",
+                                   job["id"])
+            rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], unique[: max(room, 0)], depth)
+    except JobEnded:
+        return 0  # cancelled meanwhile: its frontier grows no more
     for row in rows:
         await deps.enqueue(ITEM_TASK, [row["id"]], job["priority"])
     return len(rows)
@@ -202,8 +208,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
     if current is not None and current["embedding_model"] == deps.embedder.model_name \
             and (fetched.unchanged or current["content_hash"] == fetched.content_hash):
-        async with while_live(deps, job["id"]):
-            await deps.pool.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
+        async with storing(deps.pool, job["id"]) as conn:
+            await conn.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
         return "unchanged", 0, current["id"]
     twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
     if twin is not None:
@@ -235,12 +241,12 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
                 vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
     with phase(deps, "store", metadata={"store": deps.store.name, "chunks": len(ready)}):
-        async with while_live(deps, job_id):
-            doc_id = await deps.pool.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
-                                              fetched.content_type, len(fetched.text.encode()), job_id)
-            await deps.store.replace_chunks(tenant, doc_id, ready)
-            await deps.pool.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag,
-                                    fetched.last_modified, fetched.links[:5000], model)
+        async with storing(deps.pool, job_id) as conn:
+            doc_id = await conn.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
+                                         fetched.content_type, len(fetched.text.encode()), job_id)
+            await deps.store.replace_chunks(tenant, doc_id, ready, conn=conn)
+            await conn.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag,
+                               fetched.last_modified, fetched.links[:5000], model)
     return doc_id, len(todo)
 
 

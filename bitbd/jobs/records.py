@@ -30,6 +30,14 @@ LIST_COUNTS = """SELECT job_id, status, count(*) AS n, coalesce(sum(chunks), 0) 
 WHERE tenant_id = $1 AND job_id = ANY($2::uuid[]) GROUP BY job_id, status"""
 ITEM_ERRORS = """SELECT item, status, error, attempts FROM job_items
 WHERE tenant_id = $1 AND job_id = $2 AND error IS NOT NULL ORDER BY id LIMIT $3"""
+# The job's store lock (two-key advisory locks: a key space of their own). Every write of a job's pages holds it
+# shared, in the transaction of the writes (bitbd.jobs.engine.storing); a cancel takes it exclusively first, so it
+# waits for the stores in progress and later ones wait for it and then find the job cancelled. Advisory locks queue
+# fairly: a shared request waits behind a waiting exclusive one, so storing tasks cannot starve a cancel.
+_STORE_LOCK = 0x62737472  # "bstr"
+HOLD_STORES = f"SELECT pg_advisory_xact_lock_shared({_STORE_LOCK}, hashtext($1::uuid::text))"
+STOP_STORES = f"""SELECT pg_advisory_xact_lock({_STORE_LOCK}, hashtext(id::text)) FROM jobs
+WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running')"""
 CANCEL_JOB = """UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING id"""
 CANCEL_ITEMS = """UPDATE job_items SET status = 'cancelled', updated_at = now()
@@ -122,11 +130,14 @@ async def list_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, status: str | None
 
 async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
     async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(CANCEL_JOB, tenant_id, job_id) is None:
-            view = await get_job(pool, tenant_id, job_id)
-            raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be "
-                           "cancelled")
-        await conn.execute(CANCEL_ITEMS, tenant_id, job_id)
+        await conn.execute(STOP_STORES, tenant_id, job_id)
+        cancelled = await conn.fetchval(CANCEL_JOB, tenant_id, job_id) is not None
+        if cancelled:
+            await conn.execute(CANCEL_ITEMS, tenant_id, job_id)
+    if not cancelled:  # looked up after the transaction: never two connections of the pool at once
+        view = await get_job(pool, tenant_id, job_id)
+        raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be "
+                       "cancelled")
     METRICS.ingestion_jobs.inc({"status": "cancelled"})
     return await get_job(pool, tenant_id, job_id)
 

@@ -149,21 +149,30 @@ class PgVectorStore(VectorStore):
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 
-    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk]) -> int:
+    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk],
+                             conn: asyncpg.Connection | None = None) -> int:
         hashes = [c.content_hash for c in chunks]
         if len(set(hashes)) != len(hashes):
             raise ValueError("chunks of one document must have distinct content hashes")
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
-                raise PluginError(f"document {document_id} not found for this tenant")
-            # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
-            await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))",
-                               tenant_id, document_id, hashes)
-            await conn.executemany(_UPSERT_CHUNK, [
-                (tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding)
-                for c in chunks
-            ])
+        if conn is not None:  # the caller's connection: a savepoint in its transaction, no second connection
+            async with conn.transaction():
+                await self._replace(conn, tenant_id, document_id, chunks, hashes)
+        else:
+            async with self.pool.acquire() as own, own.transaction():
+                await self._replace(own, tenant_id, document_id, chunks, hashes)
         return len(chunks)
+
+    async def _replace(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, document_id: uuid.UUID,
+                       chunks: Sequence[Chunk], hashes: list[str]) -> None:
+        if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
+            raise PluginError(f"document {document_id} not found for this tenant")
+        # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
+        await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))",
+                           tenant_id, document_id, hashes)
+        await conn.executemany(_UPSERT_CHUNK, [
+            (tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding)
+            for c in chunks
+        ])
 
     async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():

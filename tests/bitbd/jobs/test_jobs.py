@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -168,13 +169,39 @@ async def test_nothing_is_fetched_embedded_or_stored_after_a_cancel(
         job_id = await start(client, key, {"type": "web", "urls": [f"{slow_site}/?r={round_}"], "sitemap": False})
         await wait_progress(client, key, job_id, "fetched", 3 + 4 * round_)
         await asyncio.sleep(0.1 * round_)
+        started = time.monotonic()
         resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
         assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+        waited = time.monotonic() - started
+        assert waited < 2, f"round {round_}: the cancel took {waited:.2f}s behind the storing workers"
+        print(f"round {round_}: cancel answered in {waited * 1000:.0f} ms")
         before = tuple(await pool.fetchrow(counts))
         await asyncio.sleep(2.5)  # longer than a page takes to fetch, embed and store
         assert tuple(await pool.fetchrow(counts)) == before, f"round {round_}: written after the cancel"
         job = await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json()
         assert job["status"] == "cancelled" and job["progress"]["queued"] == 0, job  # none left running
+
+
+@pytest.mark.timeout(150)  # a pool deadlock hangs the app's shutdown too: fail, do not wait out the suite's 300 s
+async def test_more_workers_than_pool_connections_finish_a_crawl(
+        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str) -> None:
+    """12 workers over a pool of 2 connections: a task holds one connection at a time (a store's live check, lock
+    and writes share one), so tasks wait for each other's connections but never hold one while waiting for
+    another. With two per store (the lock on one, the writes on others) every connection could be held by a task
+    waiting for a second: the crawl hung, undetected. The second crawl finds every page unchanged, so the
+    workers do little but store, all at once."""
+    base = ingest_settings(settings)
+    client = await aiohttp_client(create_app(base.model_copy(update={
+        "jobs": base.jobs.model_copy(update={"workers": 12}),
+        "database": base.database.model_copy(update={"pool_max": 2})}), builtin_plugins()))
+    await tenancy.create_tenant(pool, "acme")
+    _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
+    for crawl in ("first", "unchanged"):
+        job_id = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
+        job = await asyncio.wait_for(wait_job(client, key, job_id), 120)
+        assert job["status"] == "succeeded" and job["progress"]["fetched"] == 41, (crawl, job)
+        assert job["progress"]["unchanged"] == (41 if crawl == "unchanged" else 0), (crawl, job)
+    assert await pool.fetchval("SELECT count(*) FROM documents") == 41
 
 
 async def test_high_priority_jobs_overtake_queued_normal_work(aiohttp_client: AiohttpClient, settings: Settings,
