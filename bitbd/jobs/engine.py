@@ -195,7 +195,8 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     prev_row = await deps.pool.fetchrow(_PREVIOUS, tenant, item["item"])
     if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
         prev_row = None  # embedded by another model: fetch in full and embed again
-    previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"]) if prev_row else None
+    previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"],
+                        list(prev_row["links"] or [])) if prev_row else None
     await check_live(deps, job["id"])
     with phase(deps, "fetch", input=item["item"]) as span:
         fetched = await source.fetch(item["item"], previous)
