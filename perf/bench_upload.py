@@ -45,7 +45,7 @@ class PeakRss:
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
-        self.mib = self.proc.memory_info().rss / 2**20
+        self.start_mib = self.mib = self.proc.memory_info().rss / 2**20
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 

@@ -12,9 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
 from tests.chat import ask
 from tests.llm import FakeLLM, Mode, fake_llm
+
+RETURNS = (b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be "
+           b"returned.\n")
 
 CONNECT_TIMEOUT, TIMEOUT = 1.0, 4.0
 QUESTION = "How many days do I have to return an item?"
@@ -29,21 +32,11 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[FakeLLM, Daemon, str]]:
                         BITBD_PLUGINS__OPENAI__TIMEOUT=str(TIMEOUT))
         daemon = await asyncio.to_thread(Daemon(tmp_path / "data", tmp_path, env=env).start)
         try:
-            key = await asyncio.to_thread(_tenant_with_a_document, daemon, tmp_path, env)
+            key = await asyncio.to_thread(tenant_with_document, daemon, tmp_path, env, "returns.md", RETURNS)
             yield llm, daemon, key
         finally:
             await asyncio.to_thread(daemon.stop)
         assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
-
-
-def _tenant_with_a_document(daemon: Daemon, cwd: Path, env: dict[str, str]) -> str:
-    data = str(daemon.data_dir)
-    assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=cwd, env=env).returncode == 0
-    key = bitbd("key", "create", "--tenant", "acme", "--data-dir", data, cwd=cwd, env=env).stdout.strip()
-    job = daemon.upload(key, "returns.md", b"# Returns\n\nItems can be returned within 30 days of delivery for a "
-                                            b"full refund. Sale items cannot be returned.\n")
-    assert poll_job(daemon, key, job, finished)["status"] == "succeeded"
-    return key
 
 
 async def test_a_misbehaving_llm_never_leaves_a_question_unanswered(

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 DOC = (b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be "
@@ -25,19 +25,11 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Daemon, str, str]]:
     env = clean_env()
     daemon = await asyncio.to_thread(Daemon(tmp_path / "data", tmp_path, env=env).start)
     try:
-        key = await asyncio.to_thread(_tenant, daemon, tmp_path, env)
+        key = await asyncio.to_thread(tenant_with_document, daemon, tmp_path, env, "returns.md", DOC)
         yield daemon, key, daemon.token()
     finally:
         await asyncio.to_thread(daemon.stop)
     assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
-
-
-def _tenant(daemon: Daemon, cwd: Path, env: dict[str, str]) -> str:
-    data = str(daemon.data_dir)
-    assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=cwd, env=env).returncode == 0
-    key = bitbd("key", "create", "--tenant", "acme", "--data-dir", data, cwd=cwd, env=env).stdout.strip()
-    assert poll_job(daemon, key, daemon.upload(key, "returns.md", DOC), finished)["status"] == "succeeded"
-    return key
 
 
 async def ask_and_leave(session: aiohttp.ClientSession, url: str, key: str, question: str) -> dict[str, Any]:

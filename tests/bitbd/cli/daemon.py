@@ -135,3 +135,12 @@ def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float =
 
 def finished(job: dict[str, Any]) -> bool:
     return job["status"] not in ("queued", "running")
+
+
+def tenant_with_document(daemon: Daemon, cwd: Path, env: dict[str, str], name: str, body: bytes) -> str:
+    """Tenant `acme` with a secret key (returned) and one uploaded document, ingested."""
+    data = str(daemon.data_dir)
+    assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=cwd, env=env).returncode == 0
+    key = bitbd("key", "create", "--tenant", "acme", "--data-dir", data, cwd=cwd, env=env).stdout.strip()
+    assert poll_job(daemon, key, daemon.upload(key, name, body), finished)["status"] == "succeeded"
+    return key

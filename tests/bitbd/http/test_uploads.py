@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import psutil
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -32,6 +30,7 @@ from bitbd.keys import upload_budget_key
 from bitbd.settings import IngestSettings, Settings
 from bitbd.tenancy import KeySpec
 from bitbd_plugins.sources.upload import stored_bytes
+from perf.bench_upload import PeakRss
 from tests.bitbd.cli.daemon import Daemon, clean_env
 from tests.conftest import AiohttpClient, builtin_plugins
 
@@ -297,26 +296,6 @@ async def test_a_client_that_goes_away_mid_upload_leaves_nothing_held_open_or_st
 BIG_FILES, BIG_MIB = 4, 40
 
 
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.start = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 async def test_a_real_daemon_receives_4x40_mib_without_holding_it_in_memory(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path / "data", tmp_path, env=clean_env(BITBD_JOBS__WORKERS="0")).start()
     try:
@@ -345,7 +324,7 @@ async def test_a_real_daemon_receives_4x40_mib_without_holding_it_in_memory(tmp_
                 await asyncio.sleep(0.5)
         assert resp.status == 202, reply
         assert reply["files"] == [f"big-{i}.txt" for i in range(BIG_FILES)]
-        growth = (rss.peak - rss.start) / MiB
+        growth = rss.mib - rss.start_mib
         total = BIG_FILES * BIG_MIB
         # Before streaming to disk: +840 MiB (5.25x the upload). perf/bench_upload.py measures it.
         assert growth < total / 4, f"peak RSS grew {growth:.0f} MiB for a {total} MiB upload"
