@@ -85,12 +85,16 @@ async def test_jobs_and_questions_become_traces(aiohttp_client: AiohttpClient, s
     config = traced(ingest_settings(settings), host, "pk-lf-record")
     client = await aiohttp_client(create_app(config, builtin_plugins()))
     await crawl_and_ask(client, key, f"{site[1]}/volcanoes")
-    await asyncio.to_thread(tracer(config).flush)  # the exporter thread talks to the stand-in on this loop
-    spans = recorder.spans()
-    names = [name for name, _ in spans]
-    for expected in ("question", "retrieve", "generate", "page", "fetch", "chunk", "embed", "store",
-                     "job finished"):
-        assert expected in names, f"no {expected!r} span in {names}"
+    expected = ("question", "retrieve", "generate", "page", "fetch", "chunk", "embed", "store", "job finished")
+    for _ in range(20):  # spans are exported in batches by a background thread: flush until all have arrived
+        await asyncio.to_thread(tracer(config).flush)  # the exporter thread talks to the stand-in on this loop
+        spans = recorder.spans()
+        names = [name for name, _ in spans]
+        if set(expected) <= set(names):
+            break
+        await asyncio.sleep(0.5)
+    for name in expected:
+        assert name in names, f"no {name!r} span in {names}"
     attrs = {name: a for name, a in spans}
     meta = "langfuse.observation.metadata."
     assert attrs["retrieve"][meta + "cached"] == "false" and attrs["retrieve"][meta + "hits"] == "1"
