@@ -259,7 +259,9 @@ class Answerer:
                 answer, sources = sanitize(cached.answer), cached.sources  # entries of older versions too
                 await send({"type": "delta", "id": ask_id, "text": answer})
             else:
-                answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send)
+                support = await self._support_as_asked(caller.tenant_id, question) \
+                    if history and hits and not leans_on_context(question) else None
+                answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send, support)
             span.update(output=answer, metadata={"citations": len(sources)})
         generated = time.monotonic()
         state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
@@ -288,10 +290,20 @@ class Answerer:
 
         return store
 
+    async def _support_as_asked(self, tenant_id: uuid.UUID, question: str) -> float:
+        """How well the tenant's documents support a follow-up as it was asked, without its conversation: the
+        conversation only helps find passages, so an off-topic follow-up is refused like an opening question."""
+        vector = await self.retriever.queries.embed(question)
+        nearest = await self.retriever.store.search(tenant_id, vector, 1, self.settings.retrieval.ef_search)
+        return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)
+
     async def _answer(self, question: str, hits: Sequence[Hit], history: Sequence[Turn], ask_id: str,
-                      send: Send) -> tuple[str, list[dict[str, Any]], bool]:
-        """Stream the answer; returns its text, the sources it cites, and whether it may be cached."""
+                      send: Send, as_asked: float | None = None) -> tuple[str, list[dict[str, Any]], bool]:
+        """Stream the answer; returns its text, the sources it cites, and whether it may be cached. `as_asked`:
+        a follow-up's support without its conversation (the lower of the two decides)."""
         support = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
+        if as_asked is not None:
+            support = min(support, as_asked)
         if not hits or support < self.settings.answer.min_support:
             answer = self.settings.answer.dont_know
             await send({"type": "delta", "id": ask_id, "text": answer})
@@ -359,6 +371,22 @@ def by_page(hits: Sequence[Hit]) -> list[Passage]:
         pages.setdefault(hit.url, []).append(hit)
     return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)))
             for n, group in enumerate(pages.values(), start=1)]
+
+
+# Words by which a follow-up points back into its conversation ("what does it not cover?", "and for sale items?").
+_BACK_REFERENCES = frozenset("it its itself this that these those they them their theirs there he him his she her "
+                             "one ones same such former latter above previous else other another".split())
+_CONTINUATIONS = ("and ", "or ", "but ", "also ", "so ", "then ", "what about ", "how about ", "what if ")
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def leans_on_context(question: str) -> bool:
+    """Whether a follow-up needs its conversation to mean anything: it refers back, continues the last question,
+    or is too short to stand alone. Other follow-ups are judged as asked, so an off-topic one ("what is the capital
+    of France?") is refused instead of answered from earlier turns."""
+    words = _WORD.findall(question.lower())
+    return (len(words) <= 3 or question.lower().lstrip().startswith(_CONTINUATIONS)
+            or any(w in _BACK_REFERENCES for w in words))
 
 
 def retrieval_query(question: str, history: Sequence[Turn], turns: int) -> str:

@@ -92,6 +92,17 @@ async def test_follow_ups_continue_the_conversation(client: Client, acme: Indexe
     assert count == 4
 
 
+@pytest.mark.parametrize("off_topic", ["What is the capital of France?", "Who won the football world cup in 1998?",
+                                       "What is the airspeed velocity of an unladen swallow?"])
+async def test_an_off_topic_follow_up_is_refused_not_answered_from_earlier_turns(client: Client, acme: Indexed,
+                                                                                 off_topic: str) -> None:
+    async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
+        text, _, first = await ask(ws, "Do you have a warranty on the Zentrix blenders?")
+        assert text != "I don't know based on the available documents."
+        text, sources, _ = await ask(ws, off_topic, "c2", first["conversation_id"])
+    assert text == "I don't know based on the available documents." and sources == [], text
+
+
 async def test_unsupported_questions_get_i_dont_know(client: Client, acme: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, sources, _ = await ask(ws, "What is the airspeed velocity of an unladen swallow?")
