@@ -193,7 +193,7 @@
       ws = null;
       ready = false;
       Object.keys(pending).forEach(function (id) {
-        failAnswer(id, "The connection was lost. Please ask again.");
+        failAnswer(id, fatal || "The connection was lost. Please ask again.");
       });
       if (!fatal) { scheduleReconnect(); }
     };
@@ -242,7 +242,15 @@
       var words = MESSAGES[data.code] || "Something went wrong. Please try again.";
       if (data.code === "conversation_not_found") { sessionSet(""); }
       if (FATAL[data.code]) { fatal = words; }
-      if (entry) { failAnswer(data.id, words); } else { addMessage("err", words); }
+      var waiting = Object.keys(pending);
+      if (entry) {
+        failAnswer(data.id, words);
+      } else if (FATAL[data.code] && waiting.length) {
+        // A refusal of the connection itself (no id): every question waiting on it gets the reason.
+        waiting.forEach(function (id) { failAnswer(id, words); });
+      } else {
+        addMessage("err", words);
+      }
       if (fatal) { setStatus(""); }
     }
   }
