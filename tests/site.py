@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pypdf
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 
 def make_pdf(lines: list[str]) -> bytes:
@@ -60,6 +63,17 @@ BREAD = ("<h2>Starter</h2><p>Sourdough bread rises because a starter of wild yea
          "ferments the dough. Feed the starter flour and water every day.</p>"
          "<h2>Baking</h2><p>Bake the loaf in a hot covered pot at 250 degrees for twenty minutes, then uncover "
          "it so the crust can brown.</p>")
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` served on a free loopback port while the block runs; its base URL, without a trailing slash."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
 
 
 @dataclass

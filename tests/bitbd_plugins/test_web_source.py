@@ -3,28 +3,15 @@ as RFC 9309 says, patterns checked with RE2 at creation, and text PostgreSQL can
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.ingesting import Client, wait_job
-from tests.site import Site, page
+from tests.site import Site, page, serving
 
 TEXT = "<p>Kettles are descaled monthly with citric acid, which keeps them quiet and makes the tea taste better.</p>"
-
-
-@asynccontextmanager
-async def serve(site: Site) -> AsyncIterator[str]:
-    server = TestServer(site.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
 
 
 async def crawl(client: Client, key: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -39,10 +26,10 @@ async def test_a_redirect_to_the_same_host_on_another_port_is_another_site(inges
     client, key = ingest
     other = Site()
     other.html("/secret", page("Secret", "<p>An internal service on another port of the same host.</p>"))
-    async with serve(other) as other_base:
+    async with serving(other.app()) as other_base:
         other_port = other_base.rsplit(":", 1)[1]
         site = Site()
-        async with serve(site) as base:
+        async with serving(site.app()) as base:
             port = base.rsplit(":", 1)[1]
             site.html("/", page("Home", TEXT, ["/port", "/host", "/spelled", "/link-out"]))
             site.redirects.update({"/port": f"http://127.0.0.1:{other_port}/secret",
@@ -73,7 +60,8 @@ async def test_robots_txt_as_rfc_9309_says(ingest: tuple[Client, str]) -> None:
     # Only the first 500 KiB are parsed: a rule after them does not count.
     long.pages["/robots.txt"] = ("text/plain", b"User-agent: *\nDisallow: /private/\n" + b"#" * 600_000
                                  + b"\nDisallow: /\n")
-    async with serve(broken) as b, serve(missing) as m, serve(moved) as r, serve(long) as lg:
+    async with serving(broken.app()) as b, serving(missing.app()) as m, serving(moved.app()) as r, \
+            serving(long.app()) as lg:
         job_b, errors_b = await crawl(client, key, {"urls": [b + "/"]})
         job_m, errors_m = await crawl(client, key, {"urls": [m + "/"]})
         _, errors_r = await crawl(client, key, {"urls": [r + "/"]})
@@ -119,7 +107,7 @@ async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool
     site.pages["/title"] = ("text/html", page("Ti&#0;tle &#xd800;x", TEXT).encode())
     site.pages["/surrogate"] = ("text/plain; charset=utf-8", b"Boilers \xed\xa0\x80 are serviced every autumn, "
                                 b"by an engineer who checks the flue and the pressure.")
-    async with serve(site) as base:
+    async with serving(site.app()) as base:
         job, errors = await crawl(client, key, {"urls": [base + "/"]})
     assert job["status"] == "succeeded", job
     assert not any("internal" in e for e in errors.values()), errors

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bitbd import tenancy
 from bitbd.app import create_app
@@ -19,7 +18,7 @@ from bitbd.settings import Settings
 from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.ingesting import ingest_settings, wait_job
-from tests.site import page
+from tests.site import page, serving
 
 LONG = "a" * 2000  # `(a+)+b` against this takes Python's re longer than the universe has
 TEXT = "<p>Kettles are descaled monthly with citric acid, which keeps them quiet and the tea tasting better.</p>"
@@ -59,10 +58,8 @@ def hostile_site() -> web.Application:
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[str]:
-    server = TestServer(hostile_site(), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(hostile_site()) as url:
+        yield url
 
 
 async def test_healthz_answers_within_100ms_while_a_hostile_site_is_crawled(

@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bitbd import tenancy
 from bitbd.app import create_app
 from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.ingesting import ingest_settings, wait_job
-from tests.site import page
+from tests.site import page, serving
 
 BOMB = gzip.compress(b"\0" * 50_000_000)  # 50 MB of zeros in ~50 KB
 
@@ -62,10 +61,8 @@ async def hostile(request: web.Request) -> web.StreamResponse:
 async def hostile_site() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", hostile)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_a_hostile_site_is_crawled_safely(aiohttp_client: AiohttpClient, settings: object,

@@ -11,7 +11,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bitbd import tenancy
 from bitbd.app import create_app
@@ -19,7 +18,7 @@ from bitbd.settings import JobSettings, Settings
 from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.ingesting import Client, ingest_settings, wait_job, wait_progress
-from tests.site import Site, make_pdf, page
+from tests.site import Site, make_pdf, page, serving
 
 
 @pytest.fixture
@@ -33,10 +32,8 @@ async def big_site() -> AsyncIterator[str]:
                        f"some detail, with notes on its origin, its condition and its history.</p>"
                        for j in range(8))
         site.html(path, page(f"Page {i}", body, ["/"]))
-    server = TestServer(site.app(), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(site.app()) as url:
+        yield url
 
 
 async def start(client: Client, key: str, body: dict[str, object]) -> str:
@@ -148,10 +145,8 @@ async def slow_site() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", slowly)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(app) as url:
+        yield url
 
 
 async def test_nothing_is_fetched_embedded_or_stored_after_a_cancel(
