@@ -26,12 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bitbd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from bitbd.cli import chat, jobs, manage, serve
+    from bitbd.cli import chat, evaluate, jobs, manage, serve
 
     serve.add_parser(sub, common)
     jobs.add_parsers(sub, common)
     manage.add_parsers(sub, common)
     chat.add_parsers(sub, common)
+    evaluate.add_parser(sub, common)
     return parser
 
 

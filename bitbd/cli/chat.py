@@ -9,22 +9,27 @@ import os
 import sys
 from typing import Any
 
-import aiohttp
-
 from bitbd.admin_token import token_path
+from bitbd.client import Client, ServerError
 from bitbd.embedded.datadir import DataDir
-from bitbd.errors import BitbdError, ConfigError
+from bitbd.errors import ConfigError
 from bitbd.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8740"
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def client_options() -> argparse.ArgumentParser:
+    """The options of commands that talk to a running server: which server, as whom, for which tenant."""
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--tenant", help="tenant name or id (with the admin token; not needed with --key)")
     client.add_argument("--url", help="server URL (default: $BITBD_URL, else the server running on this data dir, "
                                       f"else {DEFAULT_URL})")
     client.add_argument("--key", help="a secret key sk_… of the tenant (default: $BITBD_KEY, else the admin token)")
+    return client
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    client = client_options()
 
     p = sub.add_parser("ask", parents=[common, client], help="ask a question; the answer streams in",
                        description="Ask a tenant's documents a question over the chat WebSocket; prints the answer "
@@ -74,42 +79,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 async def _ask(url: str, headers: dict[str, str], params: dict[str, str], question: str,
                conversation: str | None) -> int:
-    ask = {"type": "ask", "id": "cli", "question": question, **({"conversation_id": conversation}
-                                                                  if conversation is not None else {})}
-    async with aiohttp.ClientSession() as session:
+    async with Client(url, headers, params) as client:
         try:
-            ws = await session.ws_connect(f"{url}/v1/chat", headers=headers, params=params, heartbeat=30)
-        except (aiohttp.ClientError, OSError) as e:
-            raise _unreachable(url, e) from None
-        async with ws:
-            await ws.send_json(ask)
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(msg.data)
-                if event["type"] == "delta":
-                    print(event["text"], end="", flush=True)
-                elif event["type"] == "citations":
-                    print()
-                    for source in event["sources"]:
-                        print(f"  [{source['n']}] {source['title'] or source['url']} — {source['url']}")
-                elif event["type"] == "done":
-                    cached = ", cached" if event["cached"] else ""
-                    t = event["timings_ms"]
-                    print(f"(conversation {event['conversation_id']}; retrieve {t['retrieve']} ms, "
-                          f"generate {t['generate']} ms{cached})", file=sys.stderr)
-                    return 0
-                elif event["type"] == "error":
-                    print(f"bitbd: {event['message']} ({event['code']})", file=sys.stderr)
-                    return 1
-    print(f"bitbd: the server closed the connection ({ws.close_code})", file=sys.stderr)
-    return 1
+            answer = await client.ask(question, conversation, on_delta=lambda text: print(text, end="", flush=True))
+        except ServerError as e:
+            print(f"bitbd: {e}", file=sys.stderr)
+            return 1
+    print()
+    for source in answer.sources:
+        print(f"  [{source['n']}] {source['title'] or source['url']} — {source['url']}")
+    cached = ", cached" if answer.done["cached"] else ""
+    t = answer.done["timings_ms"]
+    print(f"(conversation {answer.conversation_id}; retrieve {t['retrieve']} ms, generate {t['generate']} ms"
+          f"{cached})", file=sys.stderr)
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     url, headers, params = target(args)
     body = search_body(args)
-    result = asyncio.run(_post(f"{url}/v1/search", headers, params, body))
+    result = asyncio.run(_search(url, headers, params, body))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -131,18 +120,6 @@ def search_body(args: argparse.Namespace) -> dict[str, Any]:
     return {"query": args.query, "k": args.k, **given(args, "mode")}
 
 
-async def _post(url: str, headers: dict[str, str], params: dict[str, str], body: dict[str, Any]) -> Any:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.post(url, json=body, headers=headers, params=params) as resp:
-                data = await resp.json()
-        except (aiohttp.ClientError, OSError) as e:
-            raise _unreachable(url, e) from None
-    if "error" in data:
-        raise BitbdError(f"{data['error']['message']} ({data['error']['code']})")
-    return data
-
-
-def _unreachable(url: str, e: Exception) -> BitbdError:
-    return BitbdError(f"no bitbd server answers at {url} ({type(e).__name__}); start one with `bitbd serve`, "
-                      "or pass --url")
+async def _search(url: str, headers: dict[str, str], params: dict[str, str], body: dict[str, Any]) -> Any:
+    async with Client(url, headers, params) as client:
+        return await client.search(body["query"], body["k"], body.get("mode"))

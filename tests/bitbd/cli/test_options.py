@@ -49,6 +49,7 @@ FORWARDED: dict[tuple[str, str], Callable[[], Any]] = {
     ("search", "-k"): lambda: search_body(parse("search", "q", "-k", "0"))["k"],
     ("serve", "--port"): lambda: parse("serve", "--port", "0").port,
     ("key create", "--quota"): lambda: key_spec(parse("key", "create", "--tenant", "t", "--quota", "0")).quota,
+    ("eval", "--misses"): lambda: parse("eval", "q.jsonl", "--misses", "0").misses,
 }
 # Options where 0 is meaningless and refused by the parser with a message, not replaced by a default.
 REFUSED = {("worker", "--concurrency")}

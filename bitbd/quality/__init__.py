@@ -1,0 +1,1 @@
+"""Answer quality: question files and their evaluation against a running server (`bitbd eval`)."""
