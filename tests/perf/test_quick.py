@@ -72,3 +72,10 @@ def test_bench_vectors(tmp_path: Path) -> None:
 def test_soak(tmp_path: Path) -> None:
     out = quick("soak", tmp_path)
     assert "| lost (no `done` or `error`) | 0 |" in out and "| crawl job | succeeded" in out, out
+
+
+@needs_docs
+def test_bench_quality(tmp_path: Path) -> None:
+    out = quick("bench_quality", tmp_path)
+    assert "| **bitbd default** (`/v1/search`, `/v1/chat`) |" in out and "| plain RRF (BM25 + dense, k=60) |" in out
+    assert "| top-3 ceiling: the fact anywhere in bitbd's top 3 hits |" in out, out
