@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from markdown_it import MarkdownIt
 from semantic_text_splitter import MarkdownSplitter
 
 from bitbd.interfaces import Chunk
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_MARKDOWN = MarkdownIt("commonmark")
 _CHARS_PER_TOKEN = 4  # only when the embedder has no tokenizer to count with
 
 
@@ -86,17 +88,28 @@ def counting_tokenizer(path: Path) -> Any | None:
 
 
 def _sections(text: str) -> list[_Section]:
+    """The text cut at its headings, as a Markdown parser sees them: a `#` line inside fenced code (a shell
+    comment) is not a heading; setext headings (a line underlined with === or ---) are."""
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    headings: list[tuple[int, int, str]] = []  # (start offset, level, title)
+    tokens = _MARKDOWN.parse(text)
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and token.map is not None:
+            title = " ".join(tokens[i + 1].content.split())
+            if title:
+                headings.append((offsets[token.map[0]], int(token.tag[1]), title))
     sections = []
-    path: list[tuple[int, str]] = []
-    matches = list(_HEADING.finditer(text))
-    head = text[: matches[0].start()] if matches else text
+    head = text[: headings[0][0]] if headings else text
     if head.strip():
         sections.append(_Section(0, [], head.strip()))
-    for i, m in enumerate(matches):
-        level, title = len(m[1]), m[2].strip()
+    path: list[tuple[int, str]] = []
+    for i, (start, level, title) in enumerate(headings):
         path = [p for p in path if p[0] < level] + [(level, title)]
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        body = text[m.start(): end].strip()  # the heading line stays in the text the splitter sees
+        end = headings[i + 1][0] if i + 1 < len(headings) else len(text)
+        body = text[start:end].strip()  # the heading line stays in the text the splitter sees
         sections.append(_Section(level, [t for _, t in path], body))
     return sections
 

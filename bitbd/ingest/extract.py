@@ -12,10 +12,10 @@ from urllib.parse import urljoin, urlsplit
 import lxml.etree  # type: ignore[import-untyped]
 import lxml.html  # type: ignore[import-untyped]
 import pypdf
-import trafilatura
 from charset_normalizer import from_bytes
 from yarl import URL
 
+from bitbd.ingest.html_text import main_markdown
 from bitbd.text import UNSTORABLE
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def decode(body: bytes, charset: str | None) -> str:
 
 def _parse_html(html: str) -> lxml.html.HtmlElement:
     # libxml2's HTML parser is linear and, without huge_tree, stops nesting at 256 levels (selectolax/lexbor took
-    # 97 s on 200,000 nested <div>s); trafilatura parses with the same limits.
+    # 97 s on 200,000 nested <div>s).
     parser = lxml.html.HTMLParser(encoding="utf-8", no_network=True, huge_tree=False, remove_comments=True,
                                   remove_pis=True)
     try:
@@ -124,9 +124,8 @@ def _html(html: str, url: str) -> Extracted:
     for node in tree.iterfind(".//link[@rel='canonical'][@href]"):
         canonical = _absolute(url, node.get("href") or "")
         break
-    text = trafilatura.extract(html, url=url, output_format="markdown", include_comments=False,
-                               include_tables=True, favor_recall=True) or ""
     title = _text_of(tree.find(".//title")) or _text_of(tree.find(".//h1")) or _last_segment(url)
+    text = main_markdown(tree)  # changes the tree: last
     return _checked(Extracted(storable(title), storable(text.strip()), list(links), canonical))
 
 

@@ -36,3 +36,37 @@ def test_pdfs() -> None:
         extract(b"%PDF-1.4 nonsense", "application/pdf", "http://x/g.pdf")
     with pytest.raises(ExtractError, match="empty"):
         extract(b"  \n", "application/pdf", "http://x/g.pdf")
+
+
+SPHINX = """<!DOCTYPE html><html><head><title>functools — Higher-order functions</title></head><body>
+<div class="related" role="navigation"><ul><li><a href="index.html">index</a></li><li><a href="x.html">next</a></li>
+</ul></div>
+<div class="sphinxsidebar"><h3>Table of Contents</h3><ul><li><a href="#a">functools</a></li></ul></div>
+<div class="body" role="main">
+<section id="module-functools"><h1>functools — Higher-order functions<a class="headerlink" href="#m">¶</a></h1>
+<p>The <a href="functools.html"><code>functools</code></a> module is for higher-order functions.</p>
+<dl class="py function"><dt class="sig" id="functools.lru_cache"><em class="property">@</em>functools.<span
+class="sig-name">lru_cache</span>(<em class="sig-param">maxsize=128</em>)<a class="headerlink" href="#f">¶</a></dt>
+<dd><p>Decorator to wrap a function with a memoizing callable that saves up to the <em>maxsize</em> most recent
+calls.</p>
+<div class="highlight"><pre># the cache is keyed on the arguments
+@lru_cache
+def count_vowels(sentence):
+    return sum(sentence.count(v) for v in 'aeiou')
+</pre></div>
+<p>Use <code>cache_info()</code> to measure the object_pairs_hook * effectiveness.</p></dd></dl>
+</section></div>
+<div class="footer">© Copyright 2001-2023, Python Software Foundation.</div></body></html>"""
+
+
+def test_html_becomes_markdown_with_whole_code_blocks_terms_as_headings_and_no_artefacts() -> None:
+    text = extract(SPHINX.encode(), "text/html", "http://docs.example/library/functools.html").text
+    assert text.startswith("# functools — Higher-order functions\n"), text
+    assert "¶" not in text and "\\_" not in text and "\\*" not in text
+    assert "##### @functools.lru_cache(maxsize=128)\n" in text  # the documented term heads its section
+    assert "```\n# the cache is keyed on the arguments\n@lru_cache\ndef count_vowels(sentence):\n" \
+           "    return sum(sentence.count(v) for v in 'aeiou')\n```" in text  # fenced, whole, indentation kept
+    assert "The `functools` module is for higher-order functions." in text  # a link's words stay
+    assert "Use `cache_info()` to measure the object_pairs_hook * effectiveness." in text
+    for chrome in ("Table of Contents", "next", "Copyright"):
+        assert chrome not in text, chrome
