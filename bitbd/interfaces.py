@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -244,6 +244,11 @@ class AnswerGenerator(ABC):
     def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
                  ) -> AsyncIterator[str]:
         """Yield the answer's text in pieces, citing passages as ``[n]``; ``history`` holds earlier turns."""
+
+    def use_embedder(self, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]) -> None:  # noqa: B027
+        """Called once before the first answer with a function that embeds texts with the tenant's embedding
+        model (in batches, off the event loop), for a generator that compares passages' sentences with the
+        question by meaning (`extractive` does). Optional: the default keeps nothing."""
 
     async def close(self) -> None:  # noqa: B027 (optional: most generators hold nothing)
         """Release connections; called when the server stops."""

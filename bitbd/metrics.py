@@ -44,7 +44,8 @@ class Metrics:
         self.ingestion_job_duration = Histogram("bitbd_ingestion_job_duration_seconds",
                                                 "Wall time of an ingestion job, start to end.", registry=r,
                                                 buckets=_SLOW)
-        self.embed_seconds = Histogram("bitbd_embed_seconds", "Time to embed one batch, by kind (document, query).",
+        self.embed_seconds = Histogram("bitbd_embed_seconds",
+                                       "Time to embed one batch, by kind (document, query, sentences).",
                                        registry=r, buckets=_FAST)
         self.ingest_phase_seconds = Histogram(
             "bitbd_ingest_phase_seconds", "Time a worker spends on one page in each phase (fetch, which includes "

@@ -1,16 +1,17 @@
 """Answer quality on three real documentation sites, against plain baselines.
 
-    python -m perf.bench_quality [--sites pydocs,gitdoc,handbook] [--data-dir DIR] [--quick]
+    python -m perf.bench_quality [--sites pydocs,gitdoc,handbook] [--data-dir DIR] [--fresh] [--quick]
 
 Each site is a Debian documentation package served on loopback: Python's library reference (`pydocs`, 120
 pages), git's manual pages and guides (`gitdoc`, every top-level page), and the Debian Administrator's Handbook
 (`handbook`, a book in 127 sections; held out: its questions were written independently and nothing was tuned on
-it). A real `bitbd serve` (default settings, extractive generator, cache off) crawls each into a tenant once (the
-data dir is kept, so later runs reuse it), then `bitbd eval`'s own code asks perf/quality/<site>.jsonl (60
-questions worded as users ask, with the pages that answer them and a regex for the fact, and 10 off-topic ones)
-through `/v1/search` and `/v1/chat`. Side by side on the same stored chunks: BM25 (bm25s), exact dense cosine
-(the same MiniLM), their plain RRF (k=60), and for answers the first three sentences of bitbd's top hit (lead-3)
-and the top-3 ceiling (the fact anywhere in the top three hits). Appends the tables to perf/RESULTS.md.
+it). A real `bitbd serve` (default settings, extractive generator, cache off) crawls each into a tenant once
+(the data dir is kept, so later runs reuse it; --fresh after a change to ingestion), then `bitbd eval`'s own
+code asks perf/quality/<site>.jsonl (60 questions worded as users ask, with the pages that answer them and a
+regex for the fact, and 10 off-topic ones) through `/v1/search` and `/v1/chat`. Side by side on the same stored
+chunks: BM25 (bm25s), exact dense cosine (the same MiniLM), their plain RRF (k=60), and for answers the first
+three sentences of bitbd's top hit (lead-3) and the top-3 ceiling (the fact anywhere in the top three hits).
+Appends the tables to perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sites", default="pydocs,gitdoc,handbook")
     parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--fresh", action="store_true", help="crawl the sites again (after a change to ingestion)")
     parser.add_argument("--quick", action="store_true",
                         help="one site, 6 questions and 2 to refuse, only their pages; prints, appends nothing")
     args = parser.parse_args()
@@ -88,7 +90,7 @@ def main() -> int:
                                      else KEPT)
         if args.quick:
             chosen = [_quick(chosen[0])]
-        tables = asyncio.run(run(data_dir, chosen))
+        tables = asyncio.run(run(data_dir, chosen, args.fresh))
     for site, table in tables:
         print(f"\n{site.name}{' (held out)' if site.held_out else ''}\n{table}")
         if not args.quick:
@@ -109,7 +111,7 @@ def _quick(site: Site) -> Site:
     return Site(site.name, site.root, pages, kept, site.held_out)
 
 
-async def run(data_dir: Path, chosen: list[Site]) -> list[tuple[Site, str]]:
+async def run(data_dir: Path, chosen: list[Site], fresh: bool) -> list[tuple[Site, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     statics = {site.name: _serve(site.root) for site in chosen}
@@ -120,7 +122,7 @@ async def run(data_dir: Path, chosen: list[Site]) -> list[tuple[Site, str]]:
         wait_ready(base, proc)
         token = (data_dir / "admin_token").read_text().strip()
         for site in chosen:
-            key = await _ingest(base, token, site, statics[site.name][1])
+            key = await _ingest(base, token, site, statics[site.name][1], fresh)
             tables.append((site, await _measure(base, key, data_dir, site)))
     finally:
         stop(proc)
@@ -138,19 +140,25 @@ def _serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-async def _ingest(base: str, token: str, site: Site, url: str) -> str:
+async def _key(session: aiohttp.ClientSession, base: str, token: str, tenant: str) -> str:
+    made = await call(session, base, token, "POST", f"/v1/admin/tenants/{tenant}/keys",
+                      {"kind": "secret", "name": "bench_quality"})
+    return str(made["key"])
+
+
+async def _ingest(base: str, token: str, site: Site, url: str, fresh: bool) -> str:
     """The site's pages crawled into tenant `quality-<site>`, unless it has documents already (a kept data dir:
-    the static server's port differs between runs, and the expected URLs match on the path). Returns a secret
-    key of the tenant."""
+    the static server's port differs between runs, and the expected URLs match on the path); `fresh`, or a
+    tenant with fewer than 90% of the pages (a crawl cut short), is crawled again. Returns a secret key."""
     tenant = f"quality-{site.name}"
     async with aiohttp.ClientSession() as session:
-        listed = await call(session, base, token, "GET", "/v1/admin/tenants")
-        if tenant not in [t["name"] for t in listed["tenants"]]:
-            await call(session, base, token, "POST", "/v1/admin/tenants", {"name": tenant})
-        key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{tenant}/keys",
-                          {"kind": "secret", "name": "bench_quality"}))["key"]
-        if (await call(session, base, key, "GET", "/v1/sources"))["sources"]:
-            return str(key)
+        listed = {t["name"]: t for t in (await call(session, base, token, "GET", "/v1/admin/tenants"))["tenants"]}
+        if tenant in listed and (fresh or listed[tenant]["documents"] < 0.9 * len(site.pages)):
+            await call(session, base, token, "DELETE", f"/v1/admin/tenants/{tenant}")  # stale or cut short
+        elif tenant in listed:
+            return await _key(session, base, token, tenant)
+        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": tenant})
+        key = await _key(session, base, token, tenant)
         started = time.monotonic()
         jobs = []
         for i in range(0, len(site.pages), 100):  # a source holds at most 100 start URLs

@@ -22,7 +22,7 @@ from bitbd.answer.cache import SemanticCache
 from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
-from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, VectorStore
+from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, Vector, VectorStore
 from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -84,6 +84,13 @@ class Answerer:
             rr = settings.retrieval.reranker
             reranker = rerankers[rr](settings.plugins.plugin_table(rr))
         retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
+
+        async def embed_sentences(texts: Sequence[str]) -> list[Vector]:
+            with METRICS.embedding("sentences"):
+                return await embedder.embed_queries(texts)
+
+        for one in {generator, fallback}:
+            one.use_embedder(embed_sentences)
         table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
         fingerprint = json.dumps([__version__, SAFE_MARKDOWN, settings.retrieval.model_dump(),
                                   settings.answer.model_dump(), table, embedder.model_name], sort_keys=True,

@@ -1,35 +1,46 @@
-"""The `extractive` answer generator: no LLM. The answer is made of the passages' own best-supported sentences,
-each followed by the marker of the passage it comes from, so every word of it is grounded and cited."""
+"""The `extractive` answer generator: no LLM. The answer is made of the passages' own sentences that answer the
+question, each followed by the marker of the passage it comes from, so every word of it is grounded and cited.
+
+Sentences are ranked by meaning (the cosine of their embedding with the question's, with the tenant's own
+embedding model) and by the distinctive words they share with the question; the lead sentence of a section and
+sentences that say what something does or how to do it count a little more. The best sentence leads, with its
+neighbour when that continues it; then the next best, while they are nearly as good.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import snowballstemmer
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.hookspecs import hookimpl
-from bitbd.interfaces import AnswerGenerator, Passage, Turn
+from bitbd.interfaces import AnswerGenerator, Passage, Turn, Vector
 from bitbd.settings import plugin_settings
+from bitbd_plugins.generators.sentences import Sentence, analysed, split_sentences, terms
 
-# Words that say nothing about what a question is about (NLTK's English list, shortened to what questions use).
-_STOP = frozenset("""a about above after again all am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have having he her
-here hers him his how i if in into is it its itself just me more most my no nor not now of off on once only or
-other our out over own same she should so some such than that the their them then there these they this those
-through to too under until up very was we were what when where which while who whom why will with would you your
-get use using tell know want need please explain show""".split())
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.'-][A-Za-z0-9_]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9`])")
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
-_ENDED = re.compile(r"[.!?][\"')\]]*$")
-_MIN_CHARS, _MAX_CHARS = 25, 500
+__all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences", "terms"]
+
+Embed = Callable[[Sequence[str]], Awaitable[list[Vector]]]
+_SHORTLIST = 24  # sentences embedded per answer at most (the best by words, place and rank)
+_PASSAGES = 3  # sentences are taken from the best passages only
+_VECTORS_KEPT = 8192  # sentence embeddings remembered (~13 MB at 384 dimensions): popular passages recur
+# A sentence that refers back to the one before it ("It…", "This…") is not read alone.
+_BACK = re.compile(r"^(?:It|Its|This|That|These|Those|They|Their|Such|Here|There|Otherwise|However|Also|Then|"
+                   r"In this case|For example|For instance)\b")
+# Sentences that say what something is or does, or how to do something.
+_DEFINES = re.compile(r"^(?:To |Use |Call |Run |You can |You may |Pass |Set |Add |If you want)|"
+                      r"^\S+(?: \S+){0,5} (?:returns?|is an?|is the|are|provides?|creates?|means|lets|allows|"
+                      r"makes?|converts?|writes?|reads?|prints?|records?|removes?|shows?)\b")
+
+
+_CHANGELOG = re.compile(r"what'?s[ _-]?new|whatsnew|changelog|change[ _-]log|release[ _-]notes|\bnews\b|"
+                        r"\bhistory\b", re.IGNORECASE)
 
 
 class ExtractiveConfig(BaseModel):
@@ -43,12 +54,14 @@ class ExtractiveConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Sentence:
+class _Candidate:
     n: int  # passage number
     rank: int  # passage order, 0 = best
-    position: int
-    text: str
-    terms: frozenset[str]
+    sentence: Sentence
+
+    @property
+    def text(self) -> str:
+        return self.sentence.text
 
 
 class ExtractiveGenerator(AnswerGenerator):
@@ -57,131 +70,124 @@ class ExtractiveGenerator(AnswerGenerator):
     def __init__(self, config: dict[str, Any], settings: Any) -> None:
         super().__init__(config, settings)
         self.options = plugin_settings(ExtractiveConfig, config, "extractive")
+        self._embed: Embed | None = None
+        self._vectors: OrderedDict[str, Vector] = OrderedDict()
+
+    def use_embedder(self, embed: Embed) -> None:
+        self._embed = embed
 
     async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
                        ) -> AsyncIterator[str]:
-        chosen = self.choose(question, passages)
-        for i, sentence in enumerate(chosen):
-            words = sentence.text.split(" ")
+        chosen = await self.choose(question, passages)
+        for i, candidate in enumerate(chosen):
+            words = candidate.text.split(" ")
             for start in range(0, len(words), 6):  # a few words per piece, as a model would stream them
                 yield ("" if i == 0 and start == 0 else " ") + " ".join(words[start:start + 6])
-            yield f" [{sentence.n}]"
+            yield f" [{candidate.n}]"
 
-    def choose(self, question: str, passages: Sequence[Passage]) -> list[_Sentence]:
-        """The best-supported sentences: the best first, then the others in the order of their passages."""
-        sentences = [s for rank, p in enumerate(passages) for s in self._sentences(p, rank)]
-        if not sentences:
+    async def choose(self, question: str, passages: Sequence[Passage]) -> list[_Candidate]:
+        """The sentences of the answer, in the order they are said."""
+        candidates = [_Candidate(p.n, rank, s) for rank, p in enumerate(passages[:_PASSAGES])
+                      for s in analysed(p.hit.text)]
+        if not candidates:
             return []
-        asked = self._terms(question)
-        df: dict[str, int] = {}
-        for s in sentences:
-            for term in s.terms:
-                df[term] = df.get(term, 0) + 1
-        total = len(sentences)
+        asked = terms(question)
+        lexical = _lexical(asked, candidates)
+        # The heading a sentence sits under says what it is about ("@functools.lru_cache(maxsize=128)"): a
+        # section whose heading names what is asked holds the answer, its lead sentence most of all.
+        section = {id(c): len(asked & c.sentence.heading) / max(len(asked), 1) for c in candidates}
+        prior = {id(c): lexical[id(c)] + 0.5 * section[id(c)] * (1 + c.sentence.lead) + 0.15 / (1 + c.rank)
+                 + 0.1 * c.sentence.lead - 0.3 * self._changelog(passages, c) for c in candidates}
+        shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[:_SHORTLIST]
+        meaning = await self._meaning(question, shortlist)
+        if not meaning and not any(lexical.values()):
+            # No embedder and no shared word: retrieval found the passage by meaning; its opening says what it is.
+            return [min(candidates, key=lambda c: (c.rank, c.sentence.position))]
+        how = question.lower().lstrip().startswith(("how", "what", "can", "which", "where", "why", "when"))
 
-        def score(s: _Sentence) -> float:
-            overlap = asked & s.terms
-            lexical = sum(math.log(1 + total / df[t]) for t in overlap) / math.sqrt(max(len(s.terms), 4))
-            return lexical + 0.3 / (1 + s.rank)  # ties go to the better-ranked passage
+        def score(c: _Candidate) -> float:
+            s = meaning.get(id(c), 0.0) + 0.3 * lexical[id(c)] + 0.04 / (1 + c.rank)
+            s += c.sentence.lead * (0.03 + 0.25 * section[id(c)]) + 0.05 * section[id(c)]
+            s += 0.03 if how and _DEFINES.search(c.text) else 0.0
+            return s - (0.08 if _BACK.match(c.text) else 0.0) - 0.1 * self._changelog(passages, c)
 
-        scored = sorted(((score(s), s) for s in sentences if asked & s.terms), key=lambda x: -x[0])
-        if not scored:  # retrieval found the passage by meaning, not words: its opening says what it is about
-            return [min(sentences, key=lambda s: (s.rank, s.position))]
-        best = scored[0][0]
-        picked: list[_Sentence] = []
+        ranked = sorted(shortlist, key=lambda c: -score(c))
+        return self._assemble(ranked, candidates, score)
+
+    def _assemble(self, ranked: list[_Candidate], everything: list[_Candidate],
+                  score: Callable[[_Candidate], float]) -> list[_Candidate]:
+        """The best sentence with the neighbours that belong to it, then the next best groups while they are
+        nearly as good, within the limits; said in the order of their passages and places."""
+        by_place = {(c.n, c.sentence.position): c for c in everything}
+        best = score(ranked[0])
+        picked: list[_Candidate] = []
         length = 0
-        per_passage: dict[int, int] = {}
-        for value, s in scored:
-            if value < 0.5 * best or len(picked) >= self.options.max_sentences:
+
+        def take(c: _Candidate) -> bool:
+            nonlocal length
+            if c in picked or len(picked) >= self.options.max_sentences \
+                    or length + len(c.text) > self.options.max_chars:
+                return False
+            picked.append(c)
+            length += len(c.text)
+            return True
+
+        for c in ranked:
+            if len(picked) >= self.options.max_sentences or (picked and score(c) < best - 0.12):
                 break
-            if length + len(s.text) > self.options.max_chars or per_passage.get(s.n, 0) >= 2:
+            if c in picked:
                 continue
-            picked.append(s)
-            length += len(s.text)
-            per_passage[s.n] = per_passage.get(s.n, 0) + 1
-        # The best sentence leads; the others follow in the order of their passages, as the documents tell it.
-        return picked[:1] + sorted(picked[1:], key=lambda s: (s.rank, s.position))
+            before = by_place.get((c.n, c.sentence.position - 1))
+            after = by_place.get((c.n, c.sentence.position + 1))
+            if _BACK.match(c.text) and before is not None and before.sentence.paragraph == c.sentence.paragraph:
+                if not take(before):
+                    continue  # no room for what it refers back to: not said alone
+            if not take(c):
+                continue
+            if after is not None and after.sentence.paragraph == c.sentence.paragraph and after not in picked \
+                    and (_BACK.match(after.text) or score(after) >= best - 0.1):
+                take(after)
+        first = picked[0].n if picked else 0
+        return sorted(picked, key=lambda c: (c.n != first, c.rank, c.sentence.position))
 
     @staticmethod
-    def _terms(text: str) -> frozenset[str]:
-        return terms(text)
+    def _changelog(passages: Sequence[Passage], c: _Candidate) -> bool:
+        """A release-notes page says what changed in a version, not what something does or how to do it."""
+        hit = passages[c.rank].hit
+        return _CHANGELOG.search(f"{hit.title} {hit.url} {hit.heading}") is not None
 
-    @staticmethod
-    def _sentences(passage: Passage, rank: int) -> list[_Sentence]:
-        return [_Sentence(passage.n, rank, position, text, words)
-                for position, (text, words) in enumerate(analysed(passage.hit.text))]
-
-
-# Stemming is pure Python and was half of the server's CPU per answer under load (py-spy, perf/RESULTS.md):
-# words and popular chunks recur, so both are remembered (bounded; the event loop is the only caller). An analysed
-# passage costs ~10 KB per chunk it joins (measured with tracemalloc on the Python docs): 1,024 of them keep the
-# popular ones in ~10-30 MB, where 4,096 could grow to ~40-120 MB.
-_STEMMER = snowballstemmer.stemmer("english")
-
-
-@lru_cache(maxsize=50_000)
-def _stem(word: str) -> str:
-    return str(_STEMMER.stemWord(word))
-
-
-def terms(text: str) -> frozenset[str]:
-    """The stems of a text's content words."""
-    return frozenset(_stem(w) for w in (w.lower() for w in _WORD.findall(text)) if w not in _STOP and len(w) > 1)
-
-
-@lru_cache(maxsize=1024)
-def analysed(chunk: str) -> tuple[tuple[str, frozenset[str]], ...]:
-    """A chunk's sentences with their terms."""
-    return tuple((sentence, terms(sentence)) for sentence in split_sentences(chunk))
+    async def _meaning(self, question: str, shortlist: list[_Candidate]) -> dict[int, float]:
+        """Cosine of each sentence's embedding with the question's; none without an embedder."""
+        if self._embed is None or not shortlist:
+            return {}
+        # Each sentence is read under its heading: "Decorator to wrap a function…" answers "what does
+        # functools.lru_cache do" only as the lead of the section "@functools.lru_cache(maxsize=128)".
+        texts = list(dict.fromkeys([question, *(c.sentence.context for c in shortlist)]))
+        known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = [t for t in texts if t not in known]
+        if missing:
+            known.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in await self._embed(missing)),
+                             strict=True))
+        for text in texts:  # remembered, most recent last; the least recently used go first
+            self._vectors[text] = known[text]
+            self._vectors.move_to_end(text)
+        while len(self._vectors) > _VECTORS_KEPT:
+            self._vectors.popitem(last=False)
+        q = known[question]
+        return {id(c): float(np.dot(q, known[c.sentence.context])) for c in shortlist}
 
 
-def split_sentences(markdown: str) -> list[str]:
-    """Prose sentences of a chunk: wrapped lines joined into paragraphs; headings, code blocks, tables and fragments
-    left out; Markdown marks removed; each sentence once."""
-    sentences: list[str] = []
-    for paragraph in _paragraphs(markdown):
-        text = _EMPHASIS.sub("", _LINK.sub(r"\1", paragraph))
-        for sentence in _SENTENCE_END.split(text):
-            sentence = sentence.strip()
-            ended = _ENDED.search(sentence) is not None
-            # An unterminated line can stand alone (a list item), unless it leads into what follows ("so that:").
-            last = sentence.rstrip(":;,").rsplit(" ", 1)[-1].lower()
-            dangling = sentence.endswith((":", ",", ";")) or last in _STOP
-            if _MIN_CHARS <= len(sentence) <= _MAX_CHARS and " " in sentence and (
-                    ended or (len(sentence) >= 40 and not dangling)):
-                sentence = sentence if ended else sentence + "."
-                if sentence not in sentences:
-                    sentences.append(sentence)
-    return sentences
-
-
-def _paragraphs(markdown: str) -> list[str]:
-    """Runs of prose lines; a blank line, heading, list item, table row or code block ends one."""
-    paragraphs: list[str] = []
-    current: list[str] = []
-    in_code = False
-
-    def flush() -> None:
-        if current:
-            paragraphs.append(" ".join(current))
-            current.clear()
-
-    for raw in markdown.splitlines():
-        line = raw.strip()
-        if line.startswith("```"):
-            flush()
-            in_code = not in_code
-            continue
-        if in_code or not line or line.startswith(("#", "|", ">>>", "$ ")) or raw.startswith("    "):
-            flush()
-            continue
-        item = re.match(r"^([-*+]|\d+[.)])\s+", line)
-        if item:
-            flush()
-            line = line[item.end():]
-        current.append(line)
-    flush()
-    return paragraphs
+def _lexical(asked: frozenset[str], candidates: list[_Candidate]) -> dict[int, float]:
+    """Distinctive words shared with the question (idf over the candidates), 0..1 of the best."""
+    df: dict[str, int] = {}
+    for c in candidates:
+        for term in c.sentence.terms:
+            df[term] = df.get(term, 0) + 1
+    total = len(candidates)
+    raw = {id(c): sum(math.log(1 + total / df[t]) for t in asked & c.sentence.terms)
+           / math.sqrt(max(len(c.sentence.terms), 4)) for c in candidates}
+    top = max(raw.values(), default=0.0) or 1.0
+    return {k: v / top for k, v in raw.items()}
 
 
 @hookimpl

@@ -10,6 +10,7 @@ import pytest
 from bitbd.errors import ConfigError
 from bitbd.interfaces import Hit, Passage
 from bitbd.settings import Settings
+from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.generators.extractive import ExtractiveGenerator, split_sentences
 
 
@@ -75,3 +76,53 @@ def test_markdown_is_reduced_to_prose_sentences() -> None:
 def test_bad_config_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"plugins.extractive.*max_sentences"):
         ExtractiveGenerator({"max_sentences": 0}, Settings())
+
+
+# A Python docs page as chunks come from it: a fragment cut at the chunk's edge, the term as a heading, and
+# a sentence that shares the question's words without answering it.
+LRU = passage(1, "self instance argument is included in the cache.\n\n"
+                 "##### @functools.lru_cache(maxsize=128, typed=False)\n\n"
+                 "Decorator to wrap a function with a memoizing callable that saves up to the maxsize most recent "
+                 "calls. It can save time when an expensive or I/O bound function is periodically called with "
+                 "the same arguments.\n\n"
+                 "The cache is threadsafe so that the wrapped function can be used in multiple threads.\n\n"
+                 "Changed in version 3.8: Added the user_function option to lru_cache.\n\n"
+                 "```\n@lru_cache\ndef count_vowels(sentence):\n    return sum(sentence.count(v) for v in 'aeiou')\n"
+                 "```\n")
+WHATS_NEW = Passage(2, Hit(2, uuid.uuid4(), "https://docs.example/whatsnew/3.8.html", "What's New In Python 3.8",
+                           "", "functools.lru_cache() can now be used as a straight decorator in addition to its "
+                           "use with a maxsize argument.", 0.5, 0.6))
+
+
+async def meaning_answer(question: str, passages: list[Passage]) -> str:
+    generator = ExtractiveGenerator({}, Settings())
+    embedder = FastEmbedder({})
+    generator.use_embedder(embedder.embed_queries)
+    return "".join([piece async for piece in generator.generate(question, passages)])
+
+
+async def test_the_sentence_that_answers_leads_with_its_neighbour_and_no_fragment_or_history_note() -> None:
+    text = await meaning_answer("what does functools.lru_cache do", [LRU, WHATS_NEW])
+    assert text.startswith("Decorator to wrap a function with a memoizing callable that saves up to the maxsize "
+                           "most recent calls. [1] It can save time when"), text
+    for never in ("self instance argument", "Changed in version", "count_vowels", "What's New", "@functools"):
+        assert never not in text, never
+
+
+async def test_a_sentence_that_refers_back_is_said_after_the_one_it_refers_to() -> None:
+    refers = passage(1, "# Tokens\n\nThe secrets module generates cryptographically strong random numbers. It "
+                        "is the right choice for passwords, account authentication and security tokens.")
+    text = await meaning_answer("is it good for making password reset tokens?", [refers])
+    assert text.startswith("The secrets module generates cryptographically strong random numbers. [1] It is the "
+                           "right choice"), text
+
+
+def test_history_notes_fragments_and_escapes_never_become_sentences() -> None:
+    md = ("only the tail of a sentence cut at the edge of a chunk remains here.\n\n"
+          "New in version 3.2: the typed option was added to this function.\n\n"
+          "Deprecated since version 3.12: use the other function, it is much better.\n\n"
+          "os.path.join() joins one or more path segments intelligently.\n\n"
+          r"The object\_pairs\_hook is called with the result of any object literal¶ decoded.")
+    assert split_sentences(md) == ["os.path.join() joins one or more path segments intelligently.",
+                                   "The object_pairs_hook is called with the result of any object literal "
+                                   "decoded."]
