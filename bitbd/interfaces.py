@@ -90,6 +90,7 @@ class Fetched:
     last_modified: str | None = None
     links: list[str] = field(default_factory=list)
     unchanged: bool = False
+    listing: bool = False  # a page that is mostly links (an index, a table of contents): followed, not indexed
 
 
 @dataclass(frozen=True)

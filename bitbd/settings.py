@@ -102,6 +102,12 @@ class CrawlerSettings(_Section):
     """Largest page or file fetched, in bytes; larger ones are recorded as errors."""
     max_redirects: int = Field(5, ge=0)
     """Redirect hops followed per page."""
+    link_page_share: float = Field(0.6, gt=0, le=1)
+    """A page whose main text is at least this share link text (an index, a site map, a table of contents) is a
+    link page: its links are followed, but it is not indexed and does not count against max_pages (link pages
+    count against a budget of their own, max_pages more)."""
+    index_link_pages: bool = False
+    """Index link pages too, and count them against max_pages, like any other page."""
 
 
 class IngestSettings(_Section):

@@ -39,6 +39,7 @@ class Extracted:
     text: str
     links: list[str] = field(default_factory=list)
     canonical: str | None = None
+    link_share: float = 0.0  # of an HTML page's main text, the share that is link text
 
 
 def normalize_url(url: str) -> str:
@@ -125,8 +126,8 @@ def _html(html: str, url: str) -> Extracted:
         canonical = _absolute(url, node.get("href") or "")
         break
     title = _text_of(tree.find(".//title")) or _text_of(tree.find(".//h1")) or _last_segment(url)
-    text = main_markdown(tree)  # changes the tree: last
-    return _checked(Extracted(storable(title), storable(text.strip()), list(links), canonical))
+    text, link_share = main_markdown(tree)  # changes the tree: last
+    return _checked(Extracted(storable(title), storable(text.strip()), list(links), canonical, link_share))
 
 
 def _absolute(base: str, href: str) -> str | None:

@@ -27,8 +27,9 @@ _OPTIONS = ConversionOptions(escape_asterisks=False, escape_underscores=False, e
                              heading_style="atx", wrap=False)
 
 
-def main_markdown(tree: lxml.html.HtmlElement) -> str:
-    """The Markdown of a parsed page's main content (the tree is changed)."""
+def main_markdown(tree: lxml.html.HtmlElement) -> tuple[str, float]:
+    """The Markdown of a parsed page's main content (the tree is changed), and how much of it is links (see
+    `_link_share`)."""
     main = _main(tree)
     for node in list(main.iter(*_DROPPED_TAGS)):
         node.drop_tree()
@@ -41,13 +42,27 @@ def main_markdown(tree: lxml.html.HtmlElement) -> str:
         tokens = set((node.get("class") or "").split()) | {node.get("id") or ""}
         if tokens & _CHROME or node.get("role") in ("navigation", "search"):
             node.drop_tree()
+    share = _link_share(main)
     for a in list(main.iter("a")):
         if (a.text_content() or "").strip() in _ANCHOR_MARKS:
             a.drop_tree()  # the permalink mark after a heading or term
         else:
             a.drop_tag()  # a link's words stay in the sentence; its target was collected already
     _terms_as_headings(main)
-    return str(convert(lxml.html.tostring(main, encoding="unicode"), _OPTIONS).content)
+    return str(convert(lxml.html.tostring(main, encoding="unicode"), _OPTIONS).content), share
+
+
+def _link_share(main: lxml.html.HtmlElement) -> float:
+    """The share of the text that is links, or list items, table rows and terms holding a link, whichever is
+    more: an index, a table of contents or a module list (a link and a line about it per row) is nearly all."""
+    def length(node: lxml.html.HtmlElement) -> int:
+        return len(" ".join(node.text_content().split()))
+
+    total = length(main) or 1
+    linked = sum(length(a) for a in main.iter("a"))
+    entries = sum(length(e) for e in main.iter("li", "tr", "dt") if e.find(".//a") is not None
+                  and not any(up.tag in ("li", "tr", "dt") for up in e.iterancestors()))
+    return max(linked, entries) / total
 
 
 def _main(tree: lxml.html.HtmlElement) -> lxml.html.HtmlElement:

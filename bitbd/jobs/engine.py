@@ -33,7 +33,11 @@ WHERE id = $1 AND status = 'queued'"""
 _COUNT_ATTEMPT = "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
 _ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth)
 SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
-_ITEM_COUNT = "SELECT count(*) FROM job_items WHERE job_id = $1"
+# The frontier's size, in pages that count against max_pages (link pages do not) and in all pages.
+_ITEM_COUNT = "SELECT count(*) FILTER (WHERE NOT link_page), count(*) FROM job_items WHERE job_id = $1"
+_KNOWN_ITEMS = "SELECT item FROM job_items WHERE job_id = $1 AND item = ANY($2::text[])"
+_LINK_PAGE = """UPDATE job_items SET link_page = true, status = 'skipped', error = $2, updated_at = now()
+WHERE id = $1"""
 _MARK = "UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now() WHERE id = $1"
 _START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 1, updated_at = now()
 WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
@@ -80,6 +84,10 @@ RETURNING d.url"""
 
 class Duplicate(Exception):
     """The item's content is already indexed under another URL of the same crawl."""
+
+
+class LinkPage(Exception):
+    """The item is a link page: marked skipped already, its links followed; nothing to store."""
 
 
 class JobEnded(Exception):
@@ -133,8 +141,12 @@ async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items
         async with storing(deps.pool, job["id"]) as conn:
             # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", str(job["id"]))
-            room = source.max_pages - await conn.fetchval(_ITEM_COUNT, job["id"])
-            unique = list(dict.fromkeys(items))
+            counted, everything = await conn.fetchrow(_ITEM_COUNT, job["id"])
+            # Link pages have a budget of their own, as large: a site of generated indexes still ends.
+            room = min(source.max_pages - counted, 2 * source.max_pages - everything)
+            # Only new items take room: an index page's links are mostly pages the crawl has already.
+            known = {r["item"] for r in await conn.fetch(_KNOWN_ITEMS, job["id"], list(dict.fromkeys(items)))}
+            unique = [item for item in dict.fromkeys(items) if item not in known]
             if len(unique) > room:
                 await conn.execute("UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1",
                                    job["id"])
@@ -170,6 +182,8 @@ async def _ingest_traced(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Re
         outcome = await _ingest(deps, job, item, source)
     except Duplicate as e:
         await deps.pool.execute(_MARK, item_id, "skipped", str(e), 0, None)
+    except LinkPage:
+        pass
     except JobEnded:
         await deps.pool.execute(_MARK, item_id, "cancelled", None, 0, None)
         span.update(status_message="job cancelled")
@@ -202,8 +216,14 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
         fetched = await source.fetch(item["item"], previous)
         span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
+    if fetched.listing:  # its place in max_pages goes to a page it leads to
+        share = deps.settings.crawler.link_page_share
+        await deps.pool.execute(_LINK_PAGE, item["id"], f"a link page (at least {share:.0%} of its text is links): "
+                                "its links are followed, the page is not indexed (crawler.index_link_pages)")
     if links and item["depth"] < source.max_depth:
         await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
+    if fetched.listing:
+        raise LinkPage()
     # Indexed already with this text and this model (under the item's URL, or its final URL after a redirect or
     # a canonical link): the page costs a request and nothing else.
     current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)

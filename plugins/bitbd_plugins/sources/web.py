@@ -160,9 +160,11 @@ class WebSource(Source):
             raise SourceError(str(e)) from None
         await asyncio.to_thread(self._judge, doc.links)
         url = doc.canonical if doc.canonical and self.in_site(doc.canonical) else final
+        crawler = self.ctx.settings.crawler
         return Fetched(url=url, title=doc.title, text=doc.text, content_type=page.content_type,
                        content_hash=hashlib.sha256(doc.text.encode()).hexdigest(), etag=page.etag,
-                       last_modified=page.last_modified, links=doc.links)
+                       last_modified=page.last_modified, links=doc.links,
+                       listing=not crawler.index_link_pages and doc.link_share >= crawler.link_page_share)
 
     def _judge(self, links: list[str]) -> None:
         """Decide (in a thread) which links are followed, so the job engine's follow() calls cost nothing."""
