@@ -45,10 +45,12 @@ class Hit:
 
 @dataclass(frozen=True)
 class Passage:
-    """A numbered source handed to an answer generator."""
+    """A numbered source handed to an answer generator: one page, its chunks that were found joined in `hit`
+    (the page's best chunk, with their text), and those chunks one by one in `parts`, best first."""
 
     n: int
     hit: Hit
+    parts: tuple[Hit, ...] = ()
 
 
 @dataclass(frozen=True)

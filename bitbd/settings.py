@@ -144,7 +144,7 @@ class JobSettings(_Section):
 class RetrievalSettings(_Section):
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     """How chunks are found: vector (HNSW cosine), keyword (full text) or both fused (perf/RESULTS.md)."""
-    k: int = Field(5, ge=1, le=50)
+    k: int = Field(10, ge=1, le=50)
     """Passages an answer is written from (POST /v1/search takes its own k)."""
     candidates: int = Field(40, ge=1, le=1000)
     """Chunks each retriever (vector, keyword) proposes before fusion and re-ranking."""

@@ -376,7 +376,7 @@ def by_page(hits: Sequence[Hit]) -> list[Passage]:
     pages: dict[str, list[Hit]] = {}
     for hit in hits:
         pages.setdefault(hit.url, []).append(hit)
-    return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)))
+    return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)), tuple(group))
             for n, group in enumerate(pages.values(), start=1)]
 
 

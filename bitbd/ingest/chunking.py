@@ -15,6 +15,9 @@ from bitbd.interfaces import Chunk
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _MARKDOWN = MarkdownIt("commonmark")
+# Sections at this heading level and deeper are chunks of their own, never absorbed into the section above: they
+# are documented terms (a function, an option: see bitbd/ingest/html_text.py), looked up one at a time.
+TERM_LEVEL = 5
 _CHARS_PER_TOKEN = 4  # only when the embedder has no tokenizer to count with
 
 
@@ -35,7 +38,8 @@ class Chunker:
     """Deterministic: the same text always gives the same chunks.
 
     The text is cut at every heading; a section absorbs its following subsections while they fit in one chunk,
-    so a chunk never spans two sibling sections and its heading path is the one it really sits under. A
+    so a chunk never spans two sibling sections and its heading path is the one it really sits under. Documented
+    terms (headings of level TERM_LEVEL and deeper) are never absorbed: each is a chunk under its own heading. A
     section too big for one chunk is split on paragraphs, then sentences, with overlap.
     """
 
@@ -66,7 +70,7 @@ class Chunker:
         groups: list[_Section] = []
         for section in sections:
             last = groups[-1] if groups else None
-            if last is not None and 0 < last.level < section.level \
+            if last is not None and 0 < last.level < section.level < TERM_LEVEL \
                     and self.tokens(last.text) + self.tokens(section.text) <= self.target:
                 last.text = f"{last.text}\n\n{section.text}"
             else:

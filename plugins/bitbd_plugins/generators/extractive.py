@@ -27,8 +27,8 @@ from bitbd_plugins.generators.sentences import Sentence, analysed, split_sentenc
 __all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences", "terms"]
 
 Embed = Callable[[Sequence[str]], Awaitable[list[Vector]]]
-_SHORTLIST = 24  # sentences embedded per answer at most (the best by words, place and rank)
-_PASSAGES = 3  # sentences are taken from the best passages only
+_SHORTLIST = 32  # sentences embedded per answer at most (the best by words, heading, place and rank)
+_BELOW_BEST = 0.25  # a sentence this much below the best is not said
 _VECTORS_KEPT = 8192  # sentence embeddings remembered (~13 MB at 384 dimensions): popular passages recur
 # A sentence that refers back to the one before it ("It…", "This…") is not read alone.
 _BACK = re.compile(r"^(?:It|Its|This|That|These|Those|They|Their|Such|Here|There|Otherwise|However|Also|Then|"
@@ -56,12 +56,18 @@ class ExtractiveConfig(BaseModel):
 @dataclass(frozen=True)
 class _Candidate:
     n: int  # passage number
-    rank: int  # passage order, 0 = best
+    part: int  # which of the passage's chunks
+    rank: int  # the chunk's place among all chunks found, 0 = best
     sentence: Sentence
+    changelog: bool  # from a release-notes page
 
     @property
     def text(self) -> str:
         return self.sentence.text
+
+    @property
+    def place(self) -> tuple[int, int, int]:
+        return self.n, self.part, self.sentence.position
 
 
 class ExtractiveGenerator(AnswerGenerator):
@@ -79,16 +85,20 @@ class ExtractiveGenerator(AnswerGenerator):
     async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
                        ) -> AsyncIterator[str]:
         chosen = await self.choose(question, passages)
-        for i, candidate in enumerate(chosen):
+        gap = ""
+        for candidate in chosen:
             words = candidate.text.split(" ")
             for start in range(0, len(words), 6):  # a few words per piece, as a model would stream them
-                yield ("" if i == 0 and start == 0 else " ") + " ".join(words[start:start + 6])
+                yield (gap if start == 0 else " ") + " ".join(words[start:start + 6])
             yield f" [{candidate.n}]"
+            gap = " "
+            if candidate.sentence.code:  # the code a lead-in sentence introduces, whole, as its own block
+                yield f"\n\n```\n{candidate.sentence.code}\n```\n"
+                gap = "\n"
 
     async def choose(self, question: str, passages: Sequence[Passage]) -> list[_Candidate]:
         """The sentences of the answer, in the order they are said."""
-        candidates = [_Candidate(p.n, rank, s) for rank, p in enumerate(passages[:_PASSAGES])
-                      for s in analysed(p.hit.text)]
+        candidates = _candidates(passages)
         if not candidates:
             return []
         asked = terms(question)
@@ -97,64 +107,60 @@ class ExtractiveGenerator(AnswerGenerator):
         # section whose heading names what is asked holds the answer, its lead sentence most of all.
         section = {id(c): len(asked & c.sentence.heading) / max(len(asked), 1) for c in candidates}
         prior = {id(c): lexical[id(c)] + 0.5 * section[id(c)] * (1 + c.sentence.lead) + 0.15 / (1 + c.rank)
-                 + 0.1 * c.sentence.lead - 0.3 * self._changelog(passages, c) for c in candidates}
+                 + 0.1 * c.sentence.lead - 0.3 * c.changelog for c in candidates}
         shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[:_SHORTLIST]
         meaning = await self._meaning(question, shortlist)
         if not meaning and not any(lexical.values()):
             # No embedder and no shared word: retrieval found the passage by meaning; its opening says what it is.
             return [min(candidates, key=lambda c: (c.rank, c.sentence.position))]
-        how = question.lower().lstrip().startswith(("how", "what", "can", "which", "where", "why", "when"))
-
-        def score(c: _Candidate) -> float:
-            s = meaning.get(id(c), 0.0) + 0.3 * lexical[id(c)] + 0.04 / (1 + c.rank)
-            s += c.sentence.lead * (0.03 + 0.25 * section[id(c)]) + 0.05 * section[id(c)]
-            s += 0.03 if how and _DEFINES.search(c.text) else 0.0
-            return s - (0.08 if _BACK.match(c.text) else 0.0) - 0.1 * self._changelog(passages, c)
+        # Weights measured on perf/bench_quality's development sites (perf/RESULTS.md): words shared with the
+        # question help to shortlist, but the final choice is better by meaning alone (they pick sentences that
+        # repeat the question instead of answering it); without an embedder they are all there is.
+        if meaning:
+            def score(c: _Candidate) -> float:
+                return (meaning.get(id(c), 0.0) + 0.15 / (1 + c.rank) + c.sentence.lead * (0.05 + 0.5 * section[id(c)])
+                        - 0.1 * c.changelog)
+        else:
+            def score(c: _Candidate) -> float:
+                return lexical[id(c)] + 0.04 / (1 + c.rank) + 0.03 * c.sentence.lead - 0.1 * c.changelog
 
         ranked = sorted(shortlist, key=lambda c: -score(c))
-        return self._assemble(ranked, candidates, score)
+        best = score(ranked[0])
+        floor = best - _BELOW_BEST if meaning else 0.5 * best
+        return self._assemble(ranked, candidates, score, floor)
 
     def _assemble(self, ranked: list[_Candidate], everything: list[_Candidate],
-                  score: Callable[[_Candidate], float]) -> list[_Candidate]:
-        """The best sentence with the neighbours that belong to it, then the next best groups while they are
-        nearly as good, within the limits; said in the order of their passages and places."""
-        by_place = {(c.n, c.sentence.position): c for c in everything}
-        best = score(ranked[0])
+                  score: Callable[[_Candidate], float], floor: float) -> list[_Candidate]:
+        """The best sentences, up to the limits and while above `floor`; one that refers back comes with the
+        sentence it refers to, and one that goes on about it follows. Said passage by passage, the best passage
+        first, each in its own order."""
+        by_place = {c.place: c for c in everything}
         picked: list[_Candidate] = []
         length = 0
 
-        def take(c: _Candidate) -> bool:
-            nonlocal length
-            if c in picked or len(picked) >= self.options.max_sentences \
-                    or length + len(c.text) > self.options.max_chars:
-                return False
-            picked.append(c)
-            length += len(c.text)
-            return True
+        def fits(*cs: _Candidate) -> bool:
+            return len(picked) + len(cs) <= self.options.max_sentences and \
+                length + sum(len(c.text) for c in cs) <= self.options.max_chars
 
         for c in ranked:
-            if len(picked) >= self.options.max_sentences or (picked and score(c) < best - 0.12):
+            if len(picked) >= self.options.max_sentences or score(c) < floor:
                 break
             if c in picked:
                 continue
-            before = by_place.get((c.n, c.sentence.position - 1))
-            after = by_place.get((c.n, c.sentence.position + 1))
-            if _BACK.match(c.text) and before is not None and before.sentence.paragraph == c.sentence.paragraph:
-                if not take(before):
-                    continue  # no room for what it refers back to: not said alone
-            if not take(c):
-                continue
+            group = [c]
+            before = by_place.get((c.n, c.part, c.sentence.position - 1))
+            if _BACK.match(c.text) and before is not None and before.sentence.paragraph == c.sentence.paragraph \
+                    and before not in picked:
+                group.insert(0, before)  # "It can save time…" is said after what "it" is
+            after = by_place.get((c.n, c.part, c.sentence.position + 1))
             if after is not None and after.sentence.paragraph == c.sentence.paragraph and after not in picked \
-                    and (_BACK.match(after.text) or score(after) >= best - 0.1):
-                take(after)
+                    and _BACK.match(after.text) and fits(*group, after):
+                group.append(after)  # and what it goes on to say about it
+            if fits(*group):
+                picked += group
+                length += sum(len(g.text) for g in group)
         first = picked[0].n if picked else 0
-        return sorted(picked, key=lambda c: (c.n != first, c.rank, c.sentence.position))
-
-    @staticmethod
-    def _changelog(passages: Sequence[Passage], c: _Candidate) -> bool:
-        """A release-notes page says what changed in a version, not what something does or how to do it."""
-        hit = passages[c.rank].hit
-        return _CHANGELOG.search(f"{hit.title} {hit.url} {hit.heading}") is not None
+        return sorted(picked, key=lambda c: (c.n != first, c.place))
 
     async def _meaning(self, question: str, shortlist: list[_Candidate]) -> dict[int, float]:
         """Cosine of each sentence's embedding with the question's; none without an embedder."""
@@ -175,6 +181,17 @@ class ExtractiveGenerator(AnswerGenerator):
             self._vectors.popitem(last=False)
         q = known[question]
         return {id(c): float(np.dot(q, known[c.sentence.context])) for c in shortlist}
+
+
+def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
+    """Every sentence of every chunk, with the chunk's rank among all of them (by score)."""
+    parts = [(p, i, hit) for p in passages for i, hit in enumerate(p.parts or (p.hit,))]
+    ranks = {id(hit): r for r, (_, _, hit) in enumerate(sorted(parts, key=lambda x: -x[2].score))}
+    out = []
+    for p, i, hit in parts:
+        changelog = _CHANGELOG.search(f"{p.hit.title} {p.hit.url} {hit.heading}") is not None
+        out += [_Candidate(p.n, i, ranks[id(hit)], s, changelog) for s in analysed(hit.text)]
+    return out
 
 
 def _lexical(asked: frozenset[str], candidates: list[_Candidate]) -> dict[int, float]:

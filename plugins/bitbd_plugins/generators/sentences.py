@@ -31,6 +31,7 @@ _HISTORY = re.compile(r"^(?:(?:Changed|New|Added) in version|Deprecated since ve
 # lowercase word: that is the tail of a sentence cut at a chunk's edge ("self instance argument is included…").
 _IDENTIFIER_START = re.compile(r"^[a-z][\w]*(?:[._\-(][\w()]*|\(\))")
 _MIN_CHARS, _MAX_CHARS = 25, 500
+_CODE_LINES, _CODE_CHARS = 4, 240  # a code block shown with the sentence that introduces it at most
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Sentence:
     lead: bool  # the first sentence after a heading: what the section is about
     heading: frozenset[str]  # the terms of the heading it sits under in the chunk (none before the first)
     context: str  # the sentence as it is read: under its heading ("heading: sentence")
+    code: str = ""  # the short code block a lead-in sentence ("…run the venv module as a script:") introduces
 
 
 _STEMMER = snowballstemmer.stemmer("english")
@@ -65,14 +67,14 @@ def analysed(chunk: str) -> tuple[Sentence, ...]:
     """A chunk's sentences, each once, with their terms and places."""
     out: list[Sentence] = []
     seen: set[str] = set()
-    for index, (paragraph, heading, after_heading) in enumerate(_paragraphs(chunk)):
+    for index, (paragraph, heading, after_heading, code) in enumerate(_paragraphs(chunk)):
         first = True
         heading_terms = terms(heading)
-        for sentence in _sentences(paragraph):
+        for sentence, shown in _sentences(paragraph, code):
             if sentence not in seen:
                 seen.add(sentence)
                 out.append(Sentence(sentence, terms(sentence), index, len(out), after_heading and first,
-                                    heading_terms, f"{heading}: {sentence}" if heading else sentence))
+                                    heading_terms, f"{heading}: {sentence}" if heading else sentence, shown))
             first = False
     return tuple(out)
 
@@ -82,11 +84,17 @@ def split_sentences(markdown: str) -> list[str]:
     return [s.text for s in analysed(markdown)]
 
 
-def _sentences(paragraph: str) -> list[str]:
-    text = _EMPHASIS.sub("", _ESCAPE.sub(r"\1", _LINK.sub(r"\1", paragraph))).replace("¶", "")
-    kept = []
-    for sentence in _SENTENCE_END.split(text):
-        sentence = " ".join(sentence.split())
+def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
+    """Each kept sentence, with the code block it introduces (only the paragraph's last, ending in ":")."""
+    kept: list[tuple[str, str]] = []
+    pieces = _SENTENCE_END.split(_LINK.sub(r"\1", paragraph))
+    for i, raw in enumerate(pieces):
+        marked = raw.lstrip().startswith(("`", "*"))  # opens with code or an emphasised name: an identifier
+        sentence = " ".join(_EMPHASIS.sub("", _ESCAPE.sub(r"\1", raw)).replace("¶", "").split())
+        if code and i == len(pieces) - 1 and sentence.endswith(":") and len(sentence) >= _MIN_CHARS \
+                and not _HISTORY.match(sentence):
+            kept.append((sentence, code))  # "To create one, run the venv module as a script:" and its code
+            continue
         ended = _ENDED.search(sentence) is not None
         # An unterminated line can stand alone (a list item), unless it leads into what follows ("so that:").
         last = sentence.rstrip(":;,").rsplit(" ", 1)[-1].lower()
@@ -95,47 +103,69 @@ def _sentences(paragraph: str) -> list[str]:
             continue
         if not (ended or (len(sentence) >= 40 and not dangling)) or _HISTORY.match(sentence):
             continue
-        if sentence[0].islower() and not _IDENTIFIER_START.match(sentence):
+        if sentence[0].islower() and not (marked or _IDENTIFIER_START.match(sentence)):
             continue
-        kept.append(sentence if ended else sentence + ".")
+        kept.append((sentence if ended else sentence + ".", ""))
     return kept
 
 
-def _paragraphs(markdown: str) -> list[tuple[str, str, bool]]:
-    """Runs of prose lines, each with the heading it sits under and whether it directly follows it; a blank line,
-    heading, list item, table row or code block ends one."""
-    paragraphs: list[tuple[str, str, bool]] = []
-    current: list[str] = []
-    in_code = False
-    heading = ""
-    after_heading = False
-
-    def flush() -> None:
-        nonlocal after_heading
-        if current:
-            paragraphs.append((" ".join(current), heading, after_heading))
-            current.clear()
-            after_heading = False
-
+def _paragraphs(markdown: str) -> list[tuple[str, str, bool, str]]:
+    """Runs of prose lines, each with the heading it sits under, whether it directly follows it, and the short
+    code block right after it (if any); a blank line, heading, list item, table row or code block ends one."""
+    reader = _Reader()
     for raw in markdown.splitlines():
+        reader.line(raw)
+    reader.flush()
+    return reader.paragraphs
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.paragraphs: list[tuple[str, str, bool, str]] = []
+        self.current: list[str] = []
+        self.code: list[str] | None = None  # lines of the code block being read
+        self.heading = ""
+        self.after_heading = False
+        self.after_paragraph = False  # nothing but blank lines since the last paragraph
+
+    def flush(self) -> None:
+        if self.current:
+            self.paragraphs.append((" ".join(self.current), self.heading, self.after_heading, ""))
+            self.current.clear()
+            self.after_heading = False
+            self.after_paragraph = True
+
+    def fence(self) -> None:
+        if self.code is None:
+            self.flush()
+            self.code = []
+            return
+        block = "\n".join(self.code).strip("\n")
+        # A short code block just after a paragraph belongs to its last sentence, if that leads into it.
+        if self.after_paragraph and block and len(self.code) <= _CODE_LINES and len(block) <= _CODE_CHARS \
+                and self.paragraphs[-1][0].rstrip().endswith(":"):
+            self.paragraphs[-1] = (*self.paragraphs[-1][:3], block)
+        self.code = None
+        self.after_paragraph = False
+
+    def line(self, raw: str) -> None:
         line = raw.strip()
         if line.startswith(("```", "~~~")):
-            flush()
-            in_code = not in_code
-            continue
-        if in_code:
-            continue
-        if line.startswith("#"):
-            flush()
-            heading, after_heading = line.lstrip("#").strip(), True
-            continue
-        if not line or line.startswith(("|", ">>>", "$ ")) or raw.startswith("    ") or set(line) <= set("-=*_"):
-            flush()
-            continue
-        item = _ITEM.match(line)
-        if item:
-            flush()
-            line = line[item.end():]
-        current.append(line)
-    flush()
-    return paragraphs
+            self.fence()
+        elif self.code is not None:
+            self.code.append(raw.rstrip())
+        elif line.startswith("#"):
+            self.flush()
+            self.heading, self.after_heading, self.after_paragraph = line.lstrip("#").strip(), True, False
+        elif not line:
+            self.flush()
+        elif line.startswith(("|", ">>>", "$ ")) or raw.startswith("    ") or set(line) <= set("-=*_"):
+            self.flush()
+            self.after_paragraph = False
+        else:
+            item = _ITEM.match(line)
+            if item:
+                self.flush()
+                self.after_paragraph = False
+                line = line[item.end():]
+            self.current.append(line)
