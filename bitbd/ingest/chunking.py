@@ -18,7 +18,8 @@ _MARKDOWN = MarkdownIt("commonmark")
 # Sections at this heading level and deeper are chunks of their own, never absorbed into the section above: they
 # are documented terms (a function, an option: see bitbd/ingest/html_text.py), looked up one at a time.
 TERM_LEVEL = 5
-_CHARS_PER_TOKEN = 4  # only when the embedder has no tokenizer to count with
+_CHARS_PER_TOKEN = 4
+_SUMMARY_CHARS = 200  # only when the embedder has no tokenizer to count with
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,26 @@ def to_chunks(pieces: list[ChunkText]) -> list[Chunk]:
     return chunks
 
 
-def embedding_text(title: str, chunk: Chunk) -> str:
-    """What the embedder sees: the document title and heading path give a chunk its context."""
+def summary(text: str) -> str:
+    """What a document is about in its own words: its first paragraph of prose (a man page's NAME line, an
+    article's opening), at most ~200 characters; "" if it has none."""
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if not lines or lines[0].startswith(("#", "```", "~~~", "|", "-", "*", ">", "<")) \
+                or set(lines[0]) <= set("-=_*"):
+            continue
+        flat = " ".join(" ".join(lines).replace("`", "").split())
+        if len(flat) < 20:
+            continue
+        return flat if len(flat) <= _SUMMARY_CHARS else flat[:_SUMMARY_CHARS].rsplit(" ", 1)[0] + "…"
+    return ""
+
+
+def embedding_text(title: str, chunk: Chunk, about: str = "") -> str:
+    """What the embedder sees: the document title, what the document is about (`summary()`) and the heading
+    path give a chunk its context (a user asking "how do I get rid of untracked files" finds the options of
+    git-clean, whose page says "Remove untracked files from the working tree")."""
     context = " > ".join([t for t in [title, *chunk.heading_path] if t])
+    if about:
+        context = f"{context}\n{about}" if context else about
     return f"{context}\n\n{chunk.text}" if context else chunk.text

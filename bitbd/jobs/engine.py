@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from bitbd.ingest.chunking import embedding_text, to_chunks
+from bitbd.ingest.chunking import embedding_text, summary, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
 from bitbd.jobs.records import HOLD_STORES
 from bitbd.jobs.runtime import WorkerDeps
@@ -246,6 +246,7 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     with phase(deps, "chunk") as span:
         chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
         span.update(output={"chunks": len(chunks)})
+    about = summary(fetched.text)
     model = deps.embedder.model_name
     existing = await deps.pool.fetchval(_DOC_ID, tenant, fetched.url)
     known = {r["content_hash"]: r["embedding"]
@@ -257,7 +258,7 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
             await check_live(deps, job_id)  # before each batch: a cancelled job's pages cost no more CPU
             batch = todo[start: start + _EMBED_BATCH]
             with METRICS.embedding("document"):
-                embedded = await deps.embedder.embed([embedding_text(fetched.title, c) for c in batch])
+                embedded = await deps.embedder.embed([embedding_text(fetched.title, c, about) for c in batch])
             for chunk, vector in zip(batch, embedded, strict=True):
                 vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]

@@ -38,3 +38,20 @@ def test_setext_headings_start_sections() -> None:
     chunks = Chunker(20, 0).split(README)  # too small to absorb a subsection: every section on its own
     assert ["Install", "Usage"] in [c.heading_path for c in chunks]
     assert all("1. Install" not in " ".join(c.heading_path) for c in chunks)
+
+
+def test_a_document_summary_is_its_first_prose_paragraph_and_gives_every_chunk_context() -> None:
+    from bitbd.ingest.chunking import embedding_text, summary, to_chunks
+
+    man = ("# git-clean(1) Manual Page\n\n## NAME\n\ngit-clean -\nRemove untracked files from the working tree\n\n"
+           "## SYNOPSIS\n\n```\ngit clean [-d] [-f]\n```\n\n## OPTIONS\n\n##### -d\n\nRecurse into untracked "
+           "directories too.\n")
+    assert summary(man) == "git-clean - Remove untracked files from the working tree"
+    assert summary("# Title\n\n- a list\n- only\n\n```\ncode\n```\n") == ""
+    long = "Word " * 100
+    assert summary(long).endswith("…") and len(summary(long)) <= 201
+    chunk = next(c for c in to_chunks(Chunker(300, 40).split(man)) if "Recurse" in c.text)
+    seen = embedding_text("git-clean(1)", chunk, summary(man))
+    assert seen.startswith("git-clean(1) > git-clean(1) Manual Page > OPTIONS > -d\n"
+                           "git-clean - Remove untracked files from the working tree\n\n"), seen
+    assert embedding_text("", chunk) == "git-clean(1) Manual Page > OPTIONS > -d\n\n" + chunk.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -126,3 +127,26 @@ def test_history_notes_fragments_and_escapes_never_become_sentences() -> None:
     assert split_sentences(md) == ["os.path.join() joins one or more path segments intelligently.",
                                    "The object_pairs_hook is called with the result of any object literal "
                                    "decoded."]
+
+
+async def test_a_lead_in_sentence_brings_the_code_it_introduces() -> None:
+    venv = passage(1, "## Creating Virtual Environments\n\nTo create a virtual environment, decide upon a directory "
+                      "where you want to place it, and run the `venv` module as a script with the directory path:"
+                      "\n\n```\npython3 -m venv tutorial-env\n```\n\nThis will create the `tutorial-env` directory if "
+                      "it does not exist.\n\n```\nimport this\nimport that\nimport more\nimport again\nimport many\n"
+                      "```\n")
+    text = await meaning_answer("how do i create a virtual environment", [venv])
+    assert text.startswith("To create a virtual environment, decide upon a directory where you want to place it, "
+                           "and run the venv module as a script with the directory path: [1]\n\n```\npython3 -m "
+                           "venv tutorial-env\n```\n"), text
+    assert "import" not in text, "a long code block is never shown"
+
+
+def test_chunks_are_ranked_one_by_one_within_their_pages() -> None:
+    from bitbd_plugins.generators.extractive import _candidates
+
+    first = Hit(1, uuid.uuid4(), "https://acme.example/a", "A", "", "The best chunk is about returns here.", 0.9)
+    third = replace(first, chunk_id=3, text="The third chunk is about shipping here.", score=0.5)
+    second = Hit(2, uuid.uuid4(), "https://acme.example/b", "B", "", "The second chunk is on another page.", 0.7)
+    got = _candidates([Passage(1, first, (first, third)), Passage(2, second, (second,))])
+    assert [(c.n, c.part, c.rank) for c in got] == [(1, 0, 0), (1, 1, 2), (2, 0, 1)]
