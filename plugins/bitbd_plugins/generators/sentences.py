@@ -20,7 +20,7 @@ get use using tell know want need please explain show""".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.'-][A-Za-z0-9_]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9`*_])")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*)")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
 _ENDED = re.compile(r"[.!?][\"')\]]*$")
 _ITEM = re.compile(r"^([-*+]|\d+[.)])\s+")
@@ -91,6 +91,8 @@ def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
     for i, raw in enumerate(pieces):
         marked = raw.lstrip().startswith(("`", "*"))  # opens with code or an emphasised name: an identifier
         sentence = " ".join(_EMPHASIS.sub("", _ESCAPE.sub(r"\1", raw)).replace("¶", "").split())
+        if sentence.count("`") % 2:  # code cut by the sentence split: no code marks at all
+            sentence = sentence.replace("`", "")
         if code and i == len(pieces) - 1 and sentence.endswith(":") and len(sentence) >= _MIN_CHARS \
                 and not _HISTORY.match(sentence):
             kept.append((sentence, code))  # "To create one, run the venv module as a script:" and its code

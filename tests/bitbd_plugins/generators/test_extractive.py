@@ -137,7 +137,7 @@ async def test_a_lead_in_sentence_brings_the_code_it_introduces() -> None:
                       "```\n")
     text = await meaning_answer("how do i create a virtual environment", [venv])
     assert text.startswith("To create a virtual environment, decide upon a directory where you want to place it, "
-                           "and run the venv module as a script with the directory path: [1]\n\n```\npython3 -m "
+                           "and run the `venv` module as a script with the directory path: [1]\n\n```\npython3 -m "
                            "venv tutorial-env\n```\n"), text
     assert "import" not in text, "a long code block is never shown"
 
@@ -150,3 +150,12 @@ def test_chunks_are_ranked_one_by_one_within_their_pages() -> None:
     second = Hit(2, uuid.uuid4(), "https://acme.example/b", "B", "", "The second chunk is on another page.", 0.7)
     got = _candidates([Passage(1, first, (first, third)), Passage(2, second, (second,))])
     assert [(c.n, c.part, c.rank) for c in got] == [(1, 0, 0), (1, 1, 2), (2, 0, 1)]
+
+
+async def test_inline_code_stays_code_so_placeholders_arrive_as_written() -> None:
+    from bitbd.answer.markdown import sanitize
+
+    untrack = passage(1, "# gitignore\n\nTo stop tracking a file that is currently tracked, use `git rm --cached "
+                         "<file>` and commit the removal.")
+    text = await answer("how do i stop tracking a file", [untrack])
+    assert "`git rm --cached <file>`" in sanitize(text) and "&lt;" not in sanitize(text), sanitize(text)
