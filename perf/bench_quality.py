@@ -46,8 +46,10 @@ from perf.server import call, start, stop, wait_ready
 
 QUALITY = Path(__file__).with_name("quality")
 KEPT = Path("/tmp/bitbd-perf-quality")
-# What must never reach an answer: anchor marks, escaped Markdown, version-change notes, unbalanced code.
-ARTEFACT = re.compile(r"¶|\\[_*`\[\]#<>]|\b(?:Changed|New) in version\b|\bDeprecated since version\b|>>>")
+# What must never reach an answer: anchor marks, escaped Markdown, version-change notes, unbalanced code, HTML
+# entities (a bare < outside code arrives escaped).
+ARTEFACT = re.compile(r"¶|\\[_*`\[\]#<>]|\b(?:Changed|New) in version\b|\bDeprecated since version\b|>>>|"
+                      r"&(?:lt|gt|amp|quot);")
 
 
 @dataclass(frozen=True)
