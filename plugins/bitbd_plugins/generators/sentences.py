@@ -23,6 +23,7 @@ _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*)")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
 _ENDED = re.compile(r"[.!?][\"')\]]*$")
+_PLACEHOLDER = re.compile(r"(\S*<[^<>\s`]{1,40}>\S*?)(?=[\s,;:)]|\.(?:\s|$)|$)")
 _ITEM = re.compile(r"^([-*+]|\d+[.)])\s+")
 # Notes about the history of a feature, not about what it does: never an answer.
 _HISTORY = re.compile(r"^(?:(?:Changed|New|Added) in version|Deprecated since version|Deprecated in|Removed in "
@@ -93,6 +94,10 @@ def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
         sentence = " ".join(_EMPHASIS.sub("", _ESCAPE.sub(r"\1", raw)).replace("¶", "").split())
         if sentence.count("`") % 2:  # code cut by the sentence split: no code marks at all
             sentence = sentence.replace("`", "")
+        # A placeholder outside code ("branch.<name>.remote") is code: as text the answer's sanitizer would
+        # escape its "<" (visitors read "&lt;name>").
+        sentence = "`".join(part if i % 2 else _PLACEHOLDER.sub(r"`\1`", part)
+                            for i, part in enumerate(sentence.split("`")))
         if code and i == len(pieces) - 1 and sentence.endswith(":") and len(sentence) >= _MIN_CHARS \
                 and not _HISTORY.match(sentence):
             kept.append((sentence, code))  # "To create one, run the venv module as a script:" and its code

@@ -159,3 +159,13 @@ async def test_inline_code_stays_code_so_placeholders_arrive_as_written() -> Non
                          "<file>` and commit the removal.")
     text = await answer("how do i stop tracking a file", [untrack])
     assert "`git rm --cached <file>`" in sanitize(text) and "&lt;" not in sanitize(text), sanitize(text)
+
+
+def test_a_placeholder_outside_code_becomes_code() -> None:
+    from bitbd.answer.markdown import sanitize
+
+    [sentence] = split_sentences("When creating a new branch, set up branch.<name>.remote and branch.<name>.merge "
+                                 "configuration entries.")
+    assert sentence == ("When creating a new branch, set up `branch.<name>.remote` and `branch.<name>.merge` "
+                        "configuration entries.")
+    assert "&lt;" not in sanitize(sentence)
