@@ -18,11 +18,13 @@ other our out over own same she should so some such than that the their them the
 through to too under until up very was we were what when where which while who whom why will with would you your
 get use using tell know want need please explain show""".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.'-][A-Za-z0-9_]+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9`*_])")
+_SENTENCE_END = re.compile(r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bcf\.)(?<!\bvs\.)(?<=[.!?])\s+"
+                           r"(?=[\"'(\[]?[A-Z0-9`*_])")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*)")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
 _ENDED = re.compile(r"[.!?][\"')\]]*$")
+_PIPED_CODE = re.compile(r"`([^`]*\|[^`]*)`")
 _PLACEHOLDER = re.compile(r"(\S*<[^<>\s`]{1,40}>\S*?)(?=[\s,;:)]|\.(?:\s|$)|$)")
 _ITEM = re.compile(r"^([-*+]|\d+[.)])\s+")
 # Notes about the history of a feature, not about what it does: never an answer.
@@ -94,6 +96,8 @@ def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
         sentence = " ".join(_EMPHASIS.sub("", _ESCAPE.sub(r"\1", raw)).replace("¶", "").split())
         if sentence.count("`") % 2:  # code cut by the sentence split: no code marks at all
             sentence = sentence.replace("`", "")
+        # Code holding a pipe is sent escaped (a table cell would split it: bitbd/answer/markdown.py): as text.
+        sentence = _PIPED_CODE.sub(r"\1", sentence)
         # A placeholder outside code ("branch.<name>.remote") is code: as text the answer's sanitizer would
         # escape its "<" (visitors read "&lt;name>").
         sentence = "`".join(part if i % 2 else _PLACEHOLDER.sub(r"`\1`", part)
@@ -149,8 +153,9 @@ class _Reader:
             return
         block = "\n".join(self.code).strip("\n")
         # A short code block just after a paragraph belongs to its last sentence, if that leads into it.
+        # (Not an interactive session: prompts and printed results are not what to type.)
         if self.after_paragraph and block and len(self.code) <= _CODE_LINES and len(block) <= _CODE_CHARS \
-                and self.paragraphs[-1][0].rstrip().endswith(":"):
+                and self.paragraphs[-1][0].rstrip().endswith(":") and not block.lstrip().startswith(">>>"):
             self.paragraphs[-1] = (*self.paragraphs[-1][:3], block)
         self.code = None
         self.after_paragraph = False

@@ -169,3 +169,17 @@ def test_a_placeholder_outside_code_becomes_code() -> None:
     assert sentence == ("When creating a new branch, set up `branch.<name>.remote` and `branch.<name>.merge` "
                         "configuration entries.")
     assert "&lt;" not in sanitize(sentence)
+
+
+def test_abbreviations_piped_code_and_interactive_sessions_do_not_spoil_an_answer() -> None:
+    from bitbd.answer.markdown import sanitize
+    from bitbd_plugins.generators.sentences import analysed
+
+    md = ("`Optional[X]` is equivalent to `X | None` (or `Union[X, None]`). Any valid ISO 8601 format is taken, "
+          "except ordinal dates (e.g. 2002-W01) and week dates.\n\nReturn a string in ISO 8601 format:\n\n"
+          "```\n>>> date(2002, 12, 4).isoformat()\n'2002-12-04'\n```\n")
+    said = analysed(md)
+    assert [s.text for s in said] == [
+        "`Optional[X]` is equivalent to X | None (or `Union[X, None]`).",  # a piped span would arrive escaped
+        "Any valid ISO 8601 format is taken, except ordinal dates (e.g. 2002-W01) and week dates."]
+    assert "\\`" not in sanitize(said[0].text)
