@@ -111,7 +111,7 @@ class ExtractiveGenerator(AnswerGenerator):
         section = {id(c): len(asked & c.sentence.heading) / max(len(asked), 1) for c in candidates}
         prior = {id(c): lexical[id(c)] + 0.5 * section[id(c)] * (1 + c.sentence.lead) + 0.15 / (1 + c.rank)
                  + 0.1 * c.sentence.lead - 0.3 * c.changelog for c in candidates}
-        shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[:max(self.options.compare, 1)]
+        shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[:self.options.compare or len(candidates)]
         meaning = await self._meaning(question, shortlist) if self.options.compare else {}
         if not meaning and not any(lexical.values()):
             # No embedder and no shared word: retrieval found the passage by meaning; its opening says what it is.

@@ -183,3 +183,11 @@ def test_abbreviations_piped_code_and_interactive_sessions_do_not_spoil_an_answe
         "`Optional[X]` is equivalent to X | None (or `Union[X, None]`).",  # a piped span would arrive escaped
         "Any valid ISO 8601 format is taken, except ordinal dates (e.g. 2002-W01) and week dates."]
     assert "\\`" not in sanitize(said[0].text)
+
+
+async def test_compare_0_chooses_by_words_alone_among_every_sentence() -> None:
+    generator = ExtractiveGenerator({"compare": 0}, Settings())
+    generator.use_embedder(FastEmbedder({}).embed_queries)  # given, but not used
+    text = "".join([p async for p in generator.generate("returns refund courier damaged", PASSAGES)])
+    assert text.startswith("Returns of damaged items are collected by courier at no cost. [2]")
+    assert len(re.findall(r"\[\d\]", text)) >= 2, text
