@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from bitbd.quality.questions import Question, load, plain
 from bitbd.quality.run import Report, evaluate
 from bitbd.settings import Settings
 from perf import baselines
-from perf.corpus import free_port
+from perf.corpus import free_port, served
 from perf.report import append, markdown_table
 from perf.server import call, start, stop, wait_ready
 
@@ -116,30 +115,20 @@ def _quick(site: Site) -> Site:
 async def run(data_dir: Path, chosen: list[Site], fresh: bool) -> list[tuple[Site, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    statics = {site.name: _serve(site.root) for site in chosen}
-    proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true",
-                 BITBD_CACHE__ENABLED="false", BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
     tables = []
-    try:
-        wait_ready(base, proc)
-        token = (data_dir / "admin_token").read_text().strip()
-        for site in chosen:
-            key = await _ingest(base, token, site, statics[site.name][1], fresh)
-            tables.append((site, await _measure(base, key, data_dir, site)))
-    finally:
-        stop(proc)
-        for server, _ in statics.values():
-            server.kill()
-            server.wait()
+    with contextlib.ExitStack() as stack:
+        statics = {site.name: stack.enter_context(served(site.root)) for site in chosen}
+        proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true",
+                     BITBD_CACHE__ENABLED="false", BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
+        try:
+            wait_ready(base, proc)
+            token = (data_dir / "admin_token").read_text().strip()
+            for site in chosen:
+                key = await _ingest(base, token, site, statics[site.name], fresh)
+                tables.append((site, await _measure(base, key, data_dir, site)))
+        finally:
+            stop(proc)
     return tables
-
-
-def _serve(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return server, f"http://127.0.0.1:{port}"
 
 
 async def _key(session: aiohttp.ClientSession, base: str, token: str, tenant: str) -> str:

@@ -137,6 +137,19 @@ def finished(job: dict[str, Any]) -> bool:
     return job["status"] not in ("queued", "running")
 
 
+def tenant_with_folder(daemon: Daemon, cwd: Path, docs: dict[str, str]) -> None:
+    """Tenant `acme` holding `docs` (file name: Markdown), written to a folder and ingested with `bitbd ingest`
+    against the running daemon."""
+    folder = cwd / "docs"
+    folder.mkdir()
+    for name, text in docs.items():
+        (folder / name).write_text(text)
+    data = str(daemon.data_dir)
+    assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=cwd).returncode == 0
+    ingested = bitbd("ingest", "--tenant", "acme", "--data-dir", data, str(folder), cwd=cwd, timeout=180)
+    assert ingested.returncode == 0, ingested.stderr
+
+
 def tenant_with_document(daemon: Daemon, cwd: Path, env: dict[str, str], name: str, body: bytes) -> str:
     """Tenant `acme` with a secret key (returned) and one uploaded document, ingested."""
     data = str(daemon.data_dir)

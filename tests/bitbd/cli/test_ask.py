@@ -5,23 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
+from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, tenant_with_folder
 
 
 def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "returns.md").write_text("# Returns\n\nYou can return any item within 30 days of delivery for a full "
-                                     "refund. Refunds are paid within five working days.\n")
-    (docs / "shipping.md").write_text("# Shipping\n\nWe ship every order within two business days. Express "
-                                      "delivery arrives the next working day.\n")
     daemon = Daemon(data, tmp_path).start()
     try:
         d = str(data)
-        assert bitbd("tenant", "create", "acme", "--data-dir", d, cwd=tmp_path).returncode == 0
-        ingested = bitbd("ingest", "--tenant", "acme", "--data-dir", d, str(docs), cwd=tmp_path, timeout=180)
-        assert ingested.returncode == 0, ingested.stderr
+        tenant_with_folder(daemon, tmp_path, {
+            "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. "
+                          "Refunds are paid within five working days.\n",
+            "shipping.md": "# Shipping\n\nWe ship every order within two business days. Express delivery "
+                           "arrives the next working day.\n"})
 
         asked = bitbd("ask", "--tenant", "acme", "--data-dir", d, "How long do I have to return an item?",
                       cwd=tmp_path)

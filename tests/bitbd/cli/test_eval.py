@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.bitbd.cli.daemon import Daemon, bitbd
+from tests.bitbd.cli.daemon import Daemon, bitbd, tenant_with_folder
 
 DOCS = {
     "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. Refunds are "
@@ -25,10 +25,7 @@ QUESTIONS = [
 
 
 def test_eval_scores_a_question_file_through_a_running_server(tmp_path: Path) -> None:
-    data, docs = tmp_path / "data", tmp_path / "docs"
-    docs.mkdir()
-    for name, text in DOCS.items():
-        (docs / name).write_text(text)
+    data = tmp_path / "data"
     questions = tmp_path / "questions.jsonl"
     questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     broken = tmp_path / "broken.tsv"
@@ -36,9 +33,7 @@ def test_eval_scores_a_question_file_through_a_running_server(tmp_path: Path) ->
     daemon = Daemon(data, tmp_path).start()
     try:
         d = str(data)
-        assert bitbd("tenant", "create", "acme", "--data-dir", d, cwd=tmp_path).returncode == 0
-        ingested = bitbd("ingest", "--tenant", "acme", "--data-dir", d, str(docs), cwd=tmp_path, timeout=180)
-        assert ingested.returncode == 0, ingested.stderr
+        tenant_with_folder(daemon, tmp_path, DOCS)
 
         scored = bitbd("eval", "--tenant", "acme", "--data-dir", d, str(questions), "--json", cwd=tmp_path,
                        timeout=120)
