@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from bitbd.answer.slots import Slots
 from bitbd.db.pool import connect
 from bitbd.jobs import records
 from bitbd.jobs.broker import PriorityStreamBroker
@@ -63,6 +64,7 @@ async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
                  "p95_ms": round(p[1]) if p and p[1] is not None else None,
                  "cache_hit_rate": round(hits / answered, 3) if answered else None,
                  "connections": _gauge(METRICS.ws_connections.get({}))},
+        "llm": [slots.snapshot() for slots in sorted(Slots.live, key=lambda s: s.generator)],
     }
 
 

@@ -234,6 +234,17 @@ class GeneratorUnavailable(Exception):
     the ``extractive`` generator instead and logs a warning."""
 
 
+class AnswerCut(Exception):
+    """Raised by a generator after its last piece when the answer is not complete: the model ran into its token
+    limit (``stopped`` "length"), or its server ended the stream without saying that the answer was finished
+    ("no_finish"). bitbd keeps what was sent, ends the question with ``done`` marked ``"complete": false``, logs a
+    warning, and never caches the answer."""
+
+    def __init__(self, stopped: str, detail: str) -> None:
+        super().__init__(detail)
+        self.stopped = stopped
+
+
 class AnswerGenerator(ABC):
     """Writes an answer from numbered passages, streamed in pieces."""
 
@@ -252,6 +263,11 @@ class AnswerGenerator(ABC):
         """Called once before the first answer with a function that embeds texts with the tenant's embedding
         model (in batches, off the event loop), for a generator that compares passages' sentences with the
         question by meaning (`extractive` does). Optional: the default keeps nothing."""
+
+    def use_token_counter(self, count: Callable[[str], int]) -> None:  # noqa: B027
+        """Called once before the first answer with a function that counts the tokens of a text with the embedding
+        model's tokenizer (or estimates them from its length), for a generator that must keep its prompt within a
+        budget (`openai` does). Optional: the default keeps nothing."""
 
     async def close(self) -> None:  # noqa: B027 (optional: most generators hold nothing)
         """Release connections; called when the server stops."""

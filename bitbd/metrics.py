@@ -56,6 +56,17 @@ class Metrics:
                                      registry=r)
         self.http_duration = Histogram("bitbd_http_request_duration_seconds", "HTTP request time, by route pattern.",
                                        registry=r, buckets=_FAST)
+        self.answers = Counter("bitbd_answers_total", "Answers written (not from the cache), by the generator that "
+                               "wrote them (extractive when the configured one fell back) and whether they were "
+                               "complete.", registry=r)
+        self.llm_in_flight = Gauge("bitbd_llm_requests_in_flight",
+                                   "Requests being answered by a language model's server, by generator.", registry=r)
+        self.llm_waiting = Gauge("bitbd_llm_requests_waiting",
+                                 "Questions waiting for a free slot toward a language model's server (its "
+                                 "max_concurrent), by generator.", registry=r)
+        self.llm_wait = Histogram("bitbd_llm_wait_seconds",
+                                  "Time a question waited for a slot toward a language model's server.", registry=r,
+                                  buckets=_FAST)
         self.ws_connections.set({}, 0)
 
     @contextmanager

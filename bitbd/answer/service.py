@@ -6,12 +6,10 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -19,10 +17,22 @@ import redis.asyncio as aioredis
 from bitbd import __version__, tenancy
 from bitbd.answer import conversations
 from bitbd.answer.cache import SemanticCache
+from bitbd.answer.follow_ups import leans_on_context, retrieval_query
 from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
+from bitbd.answer.outcome import Progress, Send, Written, quiet
+from bitbd.answer.passages import Markers, by_page, citations
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
-from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
-from bitbd.interfaces import AnswerGenerator, Embedder, GeneratorUnavailable, Hit, Passage, Turn, Vector, VectorStore
+from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, PluginError, QuestionTooLong, RateLimited
+from bitbd.interfaces import (
+    AnswerCut,
+    AnswerGenerator,
+    Embedder,
+    GeneratorUnavailable,
+    Hit,
+    Turn,
+    Vector,
+    VectorStore,
+)
 from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
@@ -30,10 +40,6 @@ from bitbd.tenancy import ApiKey
 from bitbd.tracing import Span, Tracer, tracer
 
 log = logging.getLogger(__name__)
-Event = dict[str, Any]
-Send = Callable[[Event], Awaitable[None]]
-_CITATION = re.compile(r"\[(\d{1,3})\]")
-_SNIPPET = 240
 _CLOSE_WAIT = 10.0  # seconds a stopping server gives answers still being recorded and cached
 
 
@@ -89,8 +95,10 @@ class Answerer:
             with METRICS.embedding("sentences"):
                 return await embedder.embed_queries(texts)
 
+        count = token_counter(embedder)
         for one in {generator, fallback}:
             one.use_embedder(embed_sentences)
+            one.use_token_counter(count)
         table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
         fingerprint = json.dumps([__version__, SAFE_MARKDOWN, settings.retrieval.model_dump(),
                                   settings.answer.model_dump(), table, embedder.model_name], sort_keys=True,
@@ -176,7 +184,7 @@ class Answerer:
         `close()` waits for it: `bitbd ask` closes right after `done`, which used to lose the cache entry and
         count the answer as failed.
         """
-        state = _Progress()
+        state = Progress()
         task = asyncio.create_task(self._counted(caller, ask_id, question, conversation_id, send, state))
         self._asks.add(task)
         task.add_done_callback(self._forget)
@@ -193,7 +201,7 @@ class Answerer:
             log.debug("answer ended with an error", extra={"error": type(task.exception()).__name__})
 
     async def _counted(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                       send: Send, state: _Progress) -> None:
+                       send: Send, state: Progress) -> None:
         success: str | None = "false"
         try:
             await self._ask(caller, ask_id, question, conversation_id, send, state)
@@ -207,7 +215,7 @@ class Answerer:
                 METRICS.rag_queries.inc({"success": success})
 
     async def _ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                   send: Send, state: _Progress) -> None:
+                   send: Send, state: Progress) -> None:
         started = time.monotonic()
         question = self.check_question(question)
         conv = conversations.parse_id(conversation_id) if conversation_id else None
@@ -238,7 +246,7 @@ class Answerer:
                     await asyncio.shield(tenancy.refund(self.pool, caller.key))
 
     async def _answer_and_record(self, caller: Caller, ask_id: str, question: str, conv: uuid.UUID | None,
-                                 history: list[Turn], started: float, send: Send, trace: Span, state: _Progress
+                                 history: list[Turn], started: float, send: Send, trace: Span, state: Progress
                                  ) -> Callable[[], Awaitable[None]] | None:
         """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
         query = retrieval_query(question, history, self.settings.answer.history_turns)
@@ -261,15 +269,17 @@ class Answerer:
                                                                 "mode": self.settings.retrieval.mode})
         retrieved = time.monotonic()
         with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:
-            cacheable = False
             if cached is not None:
-                answer, sources = sanitize(cached.answer), cached.sources  # entries of older versions too
-                await send({"type": "delta", "id": ask_id, "text": answer})
+                written = Written(sanitize(cached.answer), cached.sources, self.generator.name, cacheable=False)
+                await send({"type": "delta", "id": ask_id, "text": written.answer})  # entries of older versions too
             else:
                 support = await self._support_as_asked(caller.tenant_id, question) \
                     if history and hits and not leans_on_context(question) else None
-                answer, sources, cacheable = await self._answer(question, hits, history, ask_id, send, support)
-            span.update(output=answer, metadata={"citations": len(sources)})
+                written = await self._answer(question, hits, history, ask_id, send, support)
+                METRICS.answers.inc({"generator": written.generator, "complete": str(written.stopped is None).lower()})
+            answer, sources = written.answer, written.sources
+            span.update(output=answer, metadata={"citations": len(sources), "answered_by": written.generator,
+                                                 "complete": written.stopped is None})
         generated = time.monotonic()
         state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
         send = quiet(send)
@@ -277,8 +287,11 @@ class Answerer:
                                           question, answer, sources, cached is not None,
                                           int((generated - started) * 1000))
         await send({"type": "citations", "id": ask_id, "sources": sources})
-        await send({"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
-                    "timings_ms": {"retrieve": round((retrieved - started) * 1000),
+        done = {"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
+                "generator": written.generator, "complete": written.stopped is None}
+        if written.stopped is not None:
+            done["stopped"] = written.stopped
+        await send({**done, "timings_ms": {"retrieve": round((retrieved - started) * 1000),
                                    "generate": round((generated - retrieved) * 1000),
                                    "total": round((time.monotonic() - started) * 1000)}})
         for phase, seconds in (("retrieve", retrieved - started), ("generate", generated - retrieved),
@@ -286,7 +299,7 @@ class Answerer:
             METRICS.rag_latency.observe({"phase": phase}, seconds)
         trace.update(output=answer, metadata={"cached": cached is not None, "citations": len(sources),
                                               "conversation": str(conv)})
-        if not (cacheable and opening):
+        if not (written.cacheable and opening):
             return None
 
         async def store() -> None:
@@ -305,114 +318,61 @@ class Answerer:
         return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)
 
     async def _answer(self, question: str, hits: Sequence[Hit], history: Sequence[Turn], ask_id: str,
-                      send: Send, as_asked: float | None = None) -> tuple[str, list[dict[str, Any]], bool]:
-        """Stream the answer; returns its text, the sources it cites, and whether it may be cached. `as_asked`:
-        a follow-up's support without its conversation (the lower of the two decides)."""
+                      send: Send, as_asked: float | None = None) -> Written:
+        """Stream the answer and say what was written. `as_asked`: a follow-up's support without its
+        conversation (the lower of the two decides)."""
         support = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
         if as_asked is not None:
             support = min(support, as_asked)
         if not hits or support < self.settings.answer.min_support:
             answer = self.settings.answer.dont_know
             await send({"type": "delta", "id": ask_id, "text": answer})
-            return answer, [], True
+            return Written(answer, [], self.generator.name, cacheable=True)
         passages = by_page(hits)
         pieces: list[str] = []
         # Whatever the generator writes (a prompt-injected page can make a model write anything) is sent and
-        # stored only as safe Markdown: see bitbd/answer/markdown.py and docs/protocol.md.
-        cleaner = MarkdownSanitizer()
+        # stored only as safe Markdown (bitbd/answer/markdown.py, docs/protocol.md), and without markers of
+        # sources it was not given.
+        markers, cleaner = Markers(p.n for p in passages), MarkdownSanitizer()
 
         async def emit(text: str) -> None:
             if text:
                 pieces.append(text)
                 await send({"type": "delta", "id": ask_id, "text": text})
 
-        async def stream(pieces: AsyncIterator[str]) -> None:
-            async for piece in pieces:
-                await emit(cleaner.feed(piece))
+        async def stream(generator: AnswerGenerator) -> None:
+            async for piece in generator.generate(question, passages, history):
+                await emit(cleaner.feed(markers.feed(piece)))
 
+        generator, stopped = self.generator, None
         try:
-            await stream(self.generator.generate(question, passages, history))
-            fell_back = False
+            await stream(generator)
         except GeneratorUnavailable as e:
             log.warning("answer generator unavailable, answering with extractive",
-                        extra={"generator": self.generator.name, "reason": str(e)})
-            cleaner = MarkdownSanitizer()
-            await stream(self.fallback.generate(question, passages, history))
-            fell_back = True
-        await emit(cleaner.close())
+                        extra={"generator": generator.name, "reason": str(e)})
+            generator, markers, cleaner = self.fallback, Markers(p.n for p in passages), MarkdownSanitizer()
+            await stream(generator)
+        except AnswerCut as e:
+            stopped = e.stopped
+            log.warning("answer incomplete, not cached", extra={"generator": generator.name, "stopped": e.stopped,
+                                                               "reason": str(e)})
+        except PluginError as e:
+            log.warning("answer generator failed mid-answer", extra={"generator": generator.name, "reason": str(e)})
+            raise
+        await emit(cleaner.feed(markers.close()) + cleaner.close())
+        if markers.removed:
+            log.info("markers of sources not given removed from an answer",
+                     extra={"generator": generator.name, "removed": markers.removed})
         # Not stripped: taking the indentation off its first line could make Markdown of it that was not checked.
         joined = "".join(pieces)
         answer = joined if joined.strip() else self.settings.answer.dont_know
-        return answer, citations(answer, passages, self.settings.answer.dont_know), not fell_back
+        return Written(answer, citations(answer, passages, self.settings.answer.dont_know), generator.name,
+                       cacheable=generator is self.generator and stopped is None, stopped=stopped)
 
 
-@dataclass
-class _Progress:
-    """How far one answer got: once `complete`, its bookkeeping must finish whatever the client does."""
-
-    complete: bool = False
-    deadline: asyncio.Timeout | None = None
-
-    def completed(self) -> None:
-        self.complete = True
-        if self.deadline is not None:
-            self.deadline.reschedule(None)
-
-
-def quiet(send: Send) -> Send:
-    """`send` for a complete answer: a client gone meanwhile (a closed socket) does not fail its bookkeeping."""
-
-    async def quietly(event: Event) -> None:
-        try:
-            await send(event)
-        except Exception as e:
-            log.debug("client gone before the answer's end was sent", extra={"error": type(e).__name__})
-
-    return quietly
-
-
-def by_page(hits: Sequence[Hit]) -> list[Passage]:
-    """One numbered passage per page, in the order of its best chunk: a page cited twice is one source."""
-    pages: dict[str, list[Hit]] = {}
-    for hit in hits:
-        pages.setdefault(hit.url, []).append(hit)
-    return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)), tuple(group))
-            for n, group in enumerate(pages.values(), start=1)]
-
-
-# Words by which a follow-up points back into its conversation ("what does it not cover?", "and for sale items?").
-_BACK_REFERENCES = frozenset("it its itself this that these those they them their theirs there he him his she her "
-                             "one ones same such former latter above previous else other another".split())
-_CONTINUATIONS = ("and ", "or ", "but ", "also ", "so ", "then ", "what about ", "how about ", "what if ")
-_WORD = re.compile(r"[^\W\d_]+")
-
-
-def leans_on_context(question: str) -> bool:
-    """Whether a follow-up needs its conversation to mean anything: it refers back, continues the last question,
-    or is too short to stand alone. Other follow-ups are judged as asked, so an off-topic one ("what is the capital
-    of France?") is refused instead of answered from earlier turns."""
-    words = _WORD.findall(question.lower())
-    return (len(words) <= 3 or question.lower().lstrip().startswith(_CONTINUATIONS)
-            or any(w in _BACK_REFERENCES for w in words))
-
-
-def retrieval_query(question: str, history: Sequence[Turn], turns: int) -> str:
-    """A follow-up ("and on Windows?") is looked up together with the conversation's last questions."""
-    asked = [t.content for t in history if t.role == "user"][-turns:] if turns else []
-    return "\n".join([*asked, question])
-
-
-def citations(answer: str, passages: Sequence[Passage], dont_know: str) -> list[dict[str, Any]]:
-    """The passages the answer cites as [n] (all of them if it cites none), in order of n."""
-    if answer.strip() == dont_know.strip():
-        return []
-    by_n = {p.n: p for p in passages}
-    cited = sorted({int(n) for n in _CITATION.findall(answer)} & by_n.keys())
-    chosen = [by_n[n] for n in cited] if cited else list(passages)
-    return [{"n": p.n, "url": p.hit.url, "title": p.hit.title, "snippet": snippet(p.hit.text)} for p in chosen]
-
-
-def snippet(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    flat = " ".join(" ".join(lines).split())
-    return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET].rsplit(" ", 1)[0] + "…"
+def token_counter(embedder: Embedder) -> Callable[[str], int]:
+    """Counts a text's tokens with the embedding model's tokenizer; about four characters a token without one."""
+    tokenizer = embedder.tokenizer()
+    if tokenizer is None:
+        return lambda text: len(text) // 4 + 1
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)

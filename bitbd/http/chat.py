@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bitbd.answer.service import Caller, Event
+from bitbd.answer.outcome import Event
+from bitbd.answer.service import Caller
 from bitbd.errors import (
     AuthThrottled,
     BadRequest,

@@ -236,6 +236,12 @@
       renderSources(entry.node, data.sources || []);
     } else if (data.type === "done" && entry) {
       entry.node.classList.remove("pending");
+      if (data.complete === false) {  // the model stopped before it finished: say so, under what it wrote
+        var cut = document.createElement("div");
+        cut.className = "bitbd-cut";
+        cut.textContent = "(This answer was cut short.)";
+        entry.node.appendChild(cut);
+      }
       if (data.conversation_id) { sessionSet(data.conversation_id); }
       delete pending[data.id];
     } else if (data.type === "error") {

@@ -64,6 +64,8 @@ def overview_text(snapshot: dict[str, Any]) -> str:
     rate = "-" if chat["cache_hit_rate"] is None else f"{chat['cache_hit_rate']:.0%}"
     p50 = "-" if chat["p50_ms"] is None else f"{chat['p50_ms']} ms"
     p95 = "-" if chat["p95_ms"] is None else f"{chat['p95_ms']} ms"
+    llm = [f"model   {s['generator']}: {s['in_flight']}/{s['limit']} in flight, {s['waiting']} waiting, wait p95 "
+           + ("-" if s["wait_p95_ms"] is None else f"{s['wait_p95_ms']} ms") for s in snapshot.get("llm", [])]
     return "\n".join([
         queue_line,
         f"workers {len(workers)} process(es), {slots} task slot(s)",
@@ -72,6 +74,7 @@ def overview_text(snapshot: dict[str, Any]) -> str:
         f"chat    {per_minute[-1]} question(s) this minute, {chat['answered_15m']} in 15 min, "
         f"{chat['connections']} open connection(s)",
         f"        latency p50 {p50}  p95 {p95} (5 min)  cache hits {rate}",
+        *llm,
     ])
 
 

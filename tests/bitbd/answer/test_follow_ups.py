@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bitbd.answer.service import leans_on_context
+from bitbd.answer.follow_ups import leans_on_context
 
 
 @pytest.mark.parametrize("question", ["What does it not cover?", "And how fast is express delivery?",

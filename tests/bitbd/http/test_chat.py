@@ -311,12 +311,44 @@ async def test_openai_generator_streams_and_falls_back_when_unreachable(
     async with fake_llm(answer="Standard delivery takes 3 to 5 days [1].") as llm:
         client = await aiohttp_client(create_app(with_llm(llm.url), builtin_plugins()))
         async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-            text, sources, _ = await ask(ws, "How long does delivery take?")
+            text, sources, done = await ask(ws, "How long does delivery take?")
         assert text == llm.answer and sources[0]["url"] == "https://acme.example/shipping"
+        assert done["generator"] == "openai" and done["complete"] is True and "stopped" not in done
         assert "https://acme.example/shipping" in llm.requests[0]["messages"][-1]["content"]
     down = await aiohttp_client(create_app(with_llm("http://127.0.0.1:9/v1"), builtin_plugins()))
     async with down.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-        text, _, _ = await ask(ws, "How long does standard delivery take?")
+        text, _, done = await ask(ws, "How long does standard delivery take?")
     assert "3 to 5 days" in text and "[1]" in text, "the extractive answer, not an error"
+    assert done["generator"] == "extractive", "done says who answered: a fallback is not the model's answer"
     assert "answer generator unavailable" in caplog.text
+
+
+async def test_an_answer_the_model_did_not_finish_is_marked_and_never_cached(
+        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.llm import fake_llm
+
+    plugins = settings.plugins.model_copy(update={"openai": {"base_url": "", "model": "m"}})
+    async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and [1] and [1] and [9]", finish="length"
+                        ) as llm:
+        plugins.openai["base_url"] = llm.url
+        on = settings.model_copy(update={
+            "answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins,
+            "cache": settings.cache.model_copy(update={"enabled": True})})
+        client = await aiohttp_client(create_app(on, builtin_plugins()))
+        question = "How long does standard delivery take?"
+        async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
+            for i in range(2):
+                text, _, done = await ask(ws, question, f"cut{i}")
+                assert done["complete"] is False and done["stopped"] == "length" and done["cached"] is False, done
+                assert text == "Standard delivery takes 3 to 5 days [1] and [1] and [1] and", "no [9]: no source 9"
+            assert len(llm.requests) == 2, "a cut answer is never replayed from the cache"
+            llm.finish = "stop"
+            for cached in (False, True):
+                _, _, done = await ask(ws, question, f"whole{cached}")
+                assert done["complete"] is True and done["cached"] is cached, "a finished one is"
+        assert "answer incomplete, not cached" in caplog.text
+        metrics = await (await client.get("/metrics")).text()
+    assert 'bitbd_answers_total{complete="false",generator="openai"} 2' in metrics
+    assert 'bitbd_llm_requests_waiting{generator="openai"} 0' in metrics
 

@@ -1,0 +1,50 @@
+"""How far an answer got, and what was written."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("bitbd.answer.service")
+Event = dict[str, Any]
+Send = Callable[[Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Written:
+    """An answer as written: its text, the sources it cites, the generator that wrote it (`extractive` when the
+    configured one was unavailable), whether it may be cached, and why it is incomplete (None: it is not)."""
+
+    answer: str
+    sources: list[dict[str, Any]]
+    generator: str
+    cacheable: bool
+    stopped: str | None = None
+
+
+@dataclass
+class Progress:
+    """How far one answer got: once `complete`, its bookkeeping must finish whatever the client does."""
+
+    complete: bool = False
+    deadline: asyncio.Timeout | None = None
+
+    def completed(self) -> None:
+        self.complete = True
+        if self.deadline is not None:
+            self.deadline.reschedule(None)
+
+
+def quiet(send: Send) -> Send:
+    """`send` for a complete answer: a client gone meanwhile (a closed socket) does not fail its bookkeeping."""
+
+    async def quietly(event: Event) -> None:
+        try:
+            await send(event)
+        except Exception as e:
+            log.debug("client gone before the answer's end was sent", extra={"error": type(e).__name__})
+
+    return quietly
