@@ -328,10 +328,9 @@ async def test_an_answer_the_model_did_not_finish_is_marked_and_never_cached(
         caplog: pytest.LogCaptureFixture) -> None:
     from tests.llm import fake_llm
 
-    plugins = settings.plugins.model_copy(update={"openai": {"base_url": "", "model": "m"}})
     async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and [1] and [1] and [9]", finish="length"
                         ) as llm:
-        plugins.openai["base_url"] = llm.url
+        plugins = settings.plugins.model_copy(update={"openai": {"base_url": llm.url, "model": "m"}})
         on = settings.model_copy(update={
             "answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins,
             "cache": settings.cache.model_copy(update={"enabled": True})})
