@@ -61,7 +61,7 @@ class OpenAIConfig(BaseModel):
     """Sampling temperature."""
     max_tokens: int = Field(512, ge=1)
     """Most tokens in an answer; an answer that runs into it is sent marked incomplete and never cached."""
-    max_prompt_tokens: int = Field(1500, ge=300)
+    max_prompt_tokens: int = Field(1200, ge=300)
     """Tokens of the whole prompt at most (instruction, earlier turns, passages, question): passages that do not
     fit are cut or left out. A local model on 2 cores reads ~200 prompt tokens/s: keep this below
     connect_timeout x that rate (README, "Language models")."""
