@@ -16,11 +16,12 @@ Send = Callable[[Event], Awaitable[None]]
 @dataclass(frozen=True)
 class Written:
     """An answer as written: its text, the sources it cites, the generator that wrote it (`extractive` when the
-    configured one was unavailable), whether it may be cached, and why it is incomplete (None: it is not)."""
+    configured one was unavailable; None when bitbd refused without asking one: nothing supports the question),
+    whether it may be cached, and why it is incomplete (None: it is not)."""
 
     answer: str
     sources: list[dict[str, Any]]
-    generator: str
+    generator: str | None
     cacheable: bool
     stopped: str | None = None
 

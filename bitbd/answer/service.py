@@ -270,13 +270,16 @@ class Answerer:
         retrieved = time.monotonic()
         with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:
             if cached is not None:
-                written = Written(sanitize(cached.answer), cached.sources, self.generator.name, cacheable=False)
+                refused = cached.answer.strip() == self.settings.answer.dont_know.strip()
+                written = Written(sanitize(cached.answer), cached.sources, None if refused else self.generator.name,
+                                  cacheable=False)
                 await send({"type": "delta", "id": ask_id, "text": written.answer})  # entries of older versions too
             else:
                 support = await self._support_as_asked(caller.tenant_id, question) \
                     if history and hits and not leans_on_context(question) else None
                 written = await self._answer(question, hits, history, ask_id, send, support)
-                METRICS.answers.inc({"generator": written.generator, "complete": str(written.stopped is None).lower()})
+                METRICS.answers.inc({"generator": written.generator or "none",
+                                     "complete": str(written.stopped is None).lower()})
             answer, sources = written.answer, written.sources
             span.update(output=answer, metadata={"citations": len(sources), "answered_by": written.generator,
                                                  "complete": written.stopped is None})
@@ -327,7 +330,7 @@ class Answerer:
         if not hits or support < self.settings.answer.min_support:
             answer = self.settings.answer.dont_know
             await send({"type": "delta", "id": ask_id, "text": answer})
-            return Written(answer, [], self.generator.name, cacheable=True)
+            return Written(answer, [], None, cacheable=True)  # refused by bitbd: no generator was asked
         passages = by_page(hits)
         pieces: list[str] = []
         # Whatever the generator writes (a prompt-injected page can make a model write anything) is sent and

@@ -315,6 +315,9 @@ async def test_openai_generator_streams_and_falls_back_when_unreachable(
         assert text == llm.answer and sources[0]["url"] == "https://acme.example/shipping"
         assert done["generator"] == "openai" and done["complete"] is True and "stopped" not in done
         assert "https://acme.example/shipping" in llm.requests[0]["messages"][-1]["content"]
+        async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
+            text, _, done = await ask(ws, "What is the capital of France?")
+        assert done["generator"] is None and len(llm.requests) == 1, "refused by bitbd, the model never asked"
     down = await aiohttp_client(create_app(with_llm("http://127.0.0.1:9/v1"), builtin_plugins()))
     async with down.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, _, done = await ask(ws, "How long does standard delivery take?")

@@ -18,10 +18,10 @@ import pytest
 
 from bitbd.app import create_app
 from bitbd.settings import Settings
+from perf.llama import LlamaServer, llama_server, missing
 from tests.bitbd.http.test_chat import ask, auth, receive
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.corpus import Indexed
-from tests.llama import LlamaServer, llama_server, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 QUESTION = "How long does standard delivery take?"
@@ -57,8 +57,8 @@ async def test_answers_stream_from_the_real_model_and_a_cut_one_is_never_cached(
         check_markers(text, sources)
         again = await ask(ws, QUESTION, "again")
         assert again[2]["cached"] is done["complete"], "cached if and only if the model finished it"
-        refused, _, _ = await ask(ws, "What is the capital of France?", "off")
-        assert refused == "I don't know based on the available documents."
+        refused, _, refusal = await ask(ws, "What is the capital of France?", "off")
+        assert refused == "I don't know based on the available documents." and refusal["generator"] is None
 
 
 async def test_two_visitors_at_once_both_get_the_models_answer(

