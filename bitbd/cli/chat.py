@@ -88,9 +88,13 @@ async def _ask(url: str, headers: dict[str, str], params: dict[str, str], questi
     print()
     for source in answer.sources:
         print(f"  [{source['n']}] {source['title'] or source['url']} — {source['url']}")
-    cached = ", cached" if answer.done["cached"] else ""
-    t = answer.done["timings_ms"]
-    print(f"(conversation {answer.conversation_id}; retrieve {t['retrieve']} ms, generate {t['generate']} ms"
+    done = answer.done
+    if done.get("complete") is False:
+        print(f"(the answer was cut short: {done.get('stopped')})", file=sys.stderr)
+    by = f"; by {done['generator']}" if done.get("generator") else ""
+    cached = ", cached" if done["cached"] else ""
+    t = done["timings_ms"]
+    print(f"(conversation {answer.conversation_id}{by}; retrieve {t['retrieve']} ms, generate {t['generate']} ms"
           f"{cached})", file=sys.stderr)
     return 0
 

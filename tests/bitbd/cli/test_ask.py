@@ -21,7 +21,7 @@ def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
 
         asked = bitbd("ask", "--tenant", "acme", "--data-dir", d, "How long do I have to return an item?",
                       cwd=tmp_path)
-        assert asked.returncode == 0, asked.stderr
+        assert asked.returncode == 0 and "; by extractive;" in asked.stderr, asked.stderr
         assert "within 30 days of delivery" in asked.stdout and "[1]" in asked.stdout
         assert "[1] Returns — upload:returns.md" in asked.stdout, asked.stdout
         conversation = asked.stderr.split("conversation ")[1].split(";")[0]
