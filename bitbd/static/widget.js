@@ -70,6 +70,7 @@
     ".err{align-self:stretch;background:#fef2f2;color:#991b1b;border:1px solid #fecaca}" +
     ".sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}" +
     ".sources a{color:" + color + ";text-decoration:underline}" +
+    ".bitbd-cut{margin:6px 0 0;font-size:12px;font-style:italic;color:#6b7280}" +
     ".status{font-size:12px;color:#64748b;padding:2px 12px;min-height:18px;background:#f8fafc}" +
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e2e8f0;background:#fff}" +
     "textarea{flex:1;resize:none;height:40px;padding:9px;border:1px solid #cbd5e1;border-radius:8px;color:#111;" +

@@ -179,6 +179,37 @@ async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, bitbd: Bitbd
     await page.close()
 
 
+async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(browser: Any, settings: Settings,
+                                                                        pool: asyncpg.Pool) -> None:
+    from tests.llm import fake_llm
+
+    await index(pool, FastEmbedder({}), "acme", ACME)
+    async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and then and then", finish="length") as llm:
+        plugins = settings.plugins.model_copy(update={"openai": {"base_url": llm.url, "model": "m"}})
+        server = Bitbd(settings.model_copy(update={
+            "answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins}))
+        await server.start()
+        site = Host()
+        site.bitbd_url = server.url
+        app = web.Application()
+        app.router.add_get("/", site.page)
+        pages = TestServer(app, host="127.0.0.1", port=site.port)
+        await pages.start_server()
+        try:
+            site.key = await public_key(pool, site.origin)
+            page = await browser.new_page()
+            await page.goto(site.origin + "/")
+            await open_and_ask(page, "How long does standard delivery take?")
+            await page.locator(W + ".msg.bot:not(.pending)").last.wait_for(timeout=20_000)
+            await page.locator(W + ".bitbd-cut").wait_for(timeout=5_000)
+            answer = await last_answer(page)
+            assert "3 to 5 days [1] and then and then" in answer and "(This answer was cut short.)" in answer
+            await page.close()
+        finally:
+            await pages.close()
+            await server.stop()
+
+
 async def test_a_foreign_origin_is_refused_in_words(browser: Any, host: Host, pool: asyncpg.Pool,
                                                     embedder: FastEmbedder,
                                                     caplog: pytest.LogCaptureFixture) -> None:
