@@ -101,7 +101,7 @@ async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     answerer = Answerer.create(app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder,
                                deps.store)
     app[answerer_key] = answerer
-    app[hub_key] = EventHub(app[settings_key], app[pool_key], app[redis_key], app[broker_key])
+    app[hub_key] = EventHub(app[settings_key], app[pool_key], app[redis_key], app[broker_key], answerer.backlogs)
     yield
     await app[hub_key].close()
     await answerer.close()

@@ -13,13 +13,13 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from bitbd.answer.slots import Slots
 from bitbd.db.pool import connect
 from bitbd.jobs import records
 from bitbd.jobs.broker import PriorityStreamBroker
@@ -38,9 +38,9 @@ _CHAT_LATENCY = """SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER 
 FROM messages WHERE role = 'assistant' AND created_at > now() - interval '5 minutes' AND latency_ms IS NOT NULL"""
 
 
-async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis,
-                   broker: PriorityStreamBroker) -> dict[str, Any]:
-    """Everything the console's overview shows, in one message."""
+async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, broker: PriorityStreamBroker,
+                   models: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Everything the console's overview shows, in one message; `models`: the answerer's `backlogs()`."""
     try:
         queues: dict[str, Any] = dict(await broker.queue_depths())
         queues["delayed"] = int(await redis.zcard(f"{settings.jobs.queue_prefix}:delayed"))
@@ -64,7 +64,7 @@ async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
                  "p95_ms": round(p[1]) if p and p[1] is not None else None,
                  "cache_hit_rate": round(hits / answered, 3) if answered else None,
                  "connections": _gauge(METRICS.ws_connections.get({}))},
-        "llm": [slots.snapshot() for slots in sorted(Slots.live, key=lambda s: s.generator)],
+        "llm": list(models),
     }
 
 
@@ -87,8 +87,9 @@ async def workers(settings: Settings, redis: aioredis.Redis) -> list[dict[str, A
 
 class EventHub:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis,
-                 broker: PriorityStreamBroker) -> None:
+                 broker: PriorityStreamBroker, models: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.settings, self.pool, self.redis, self.broker = settings, pool, redis, broker
+        self.models = models
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._changed: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +128,8 @@ class EventHub:
                     await self._publish_jobs()
                     await asyncio.sleep(JOB_INTERVAL)
                     await self._publish_jobs()
-                    self._publish(await snapshot(self.settings, self.pool, self.redis, self.broker))
+                    self._publish(await snapshot(self.settings, self.pool, self.redis, self.broker,
+                                                 self.models()))
                     await asyncio.sleep(SNAPSHOT_INTERVAL - JOB_INTERVAL)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
                     self._publish({"type": "error", "message": f"PostgreSQL unreachable ({type(e).__name__}); "

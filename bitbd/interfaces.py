@@ -269,5 +269,11 @@ class AnswerGenerator(ABC):
         model's tokenizer (or estimates them from its length), for a generator that must keep its prompt within a
         budget (`openai` does). Optional: the default keeps nothing."""
 
+    def backlog(self) -> dict[str, Any] | None:
+        """What the operator's console shows of the requests this generator has in flight toward its backend and
+        waiting for it (`{"generator", "limit", "in_flight", "waiting", "wait_p50_ms", "wait_p95_ms"}`), or None
+        for a generator without a backend (the default)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 (optional: most generators hold nothing)
         """Release connections; called when the server stops."""

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -106,6 +107,11 @@ class Answerer:
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
         return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings))
+
+    def backlogs(self) -> list[dict[str, Any]]:
+        """The console's view of the requests waiting for and in flight to the generators' backends."""
+        generators = [self.generator] if self.fallback is self.generator else [self.generator, self.fallback]
+        return [b for g in generators if (b := g.backlog()) is not None]
 
     def warm_up(self) -> None:
         """Load the query model in the background, once: called when a chat connection opens, so the visitor's

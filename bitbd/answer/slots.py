@@ -4,19 +4,18 @@ A local llama.cpp server answers one request at a time (one slot): a second requ
 waits in the server's own queue while bitbd's first-token timeout runs. A generator holds a `Slots` and sends a
 request only once it has one, so the server never gets more than it can serve, and the timeout starts when the
 request is sent. Waiters are served first come, first served (`asyncio.Semaphore` is FIFO); one that waits longer
-than `max_wait` gives up (the generator then answers with `extractive`). Every `Slots` is in `Slots.live`, for
-the metrics and the console.
+than `max_wait` gives up (the generator then answers with `extractive`). Its figures go to the metrics as they
+change, and `snapshot()` gives them to the console (through `AnswerGenerator.backlog()`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 from bitbd.metrics import METRICS
 
@@ -28,15 +27,12 @@ class SlotTimeout(Exception):
 
 
 class Slots:
-    live: ClassVar[weakref.WeakSet[Slots]] = weakref.WeakSet()
-
     def __init__(self, generator: str, limit: int, max_wait: float) -> None:
         self.generator, self.limit, self.max_wait = generator, limit, max_wait
         self._semaphore = asyncio.Semaphore(limit)
         self.in_flight = 0
         self.waiting = 0
         self.waits: deque[float] = deque(maxlen=_WAITS_KEPT)  # seconds each recent request waited
-        Slots.live.add(self)
         self._publish()
 
     @asynccontextmanager

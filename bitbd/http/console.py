@@ -18,7 +18,7 @@ from bitbd.http.params import query_int
 from bitbd.jobs import records
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
-from bitbd.keys import broker_key, hub_key, pool_key, redis_key, settings_key, sockets_key
+from bitbd.keys import answerer_key, broker_key, hub_key, pool_key, redis_key, settings_key, sockets_key
 
 routes = web.RouteTableDef()
 _RECENT = """SELECT a.created_at, a.latency_ms, a.cached, jsonb_array_length(a.citations) AS citations,
@@ -84,7 +84,8 @@ async def recent_questions(request: web.Request) -> web.Response:
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
     app = request.config_dict
-    return web.json_response(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key]))
+    return web.json_response(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key],
+                                            app[answerer_key].backlogs()))
 
 
 @routes.get("/events")
@@ -99,7 +100,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub: EventHub = request.config_dict[hub_key]
     queue = hub.subscribe()
     app = request.config_dict
-    await ws.send_json(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key]))
+    await ws.send_json(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key],
+                                            app[answerer_key].backlogs()))
     reader = asyncio.create_task(_drain(ws))
     try:
         while not reader.done():

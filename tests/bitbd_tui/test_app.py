@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing.resource_tracker
 import os
 import re
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestServer
 from rich.console import Console
 from textual.widgets import DataTable, Static
@@ -29,6 +31,14 @@ from tests.ingesting import Client, ingest_settings, wait_job
 from tests.site import Site
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _resource_tracker() -> None:
+    """These tests run the server (whose ingestion spawns extraction processes) in the console's process. A spawn
+    passes sys.stderr's fd to multiprocessing's resource tracker when it first starts it, and under textual's
+    test harness sys.stderr has none (`fileno()` is -1: "bad value(s) in fds_to_keep"): start it before."""
+    multiprocessing.resource_tracker.ensure_running()
 
 
 def console(client: Client) -> BitbdTUI:

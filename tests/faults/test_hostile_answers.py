@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitbd.answer.markdown import sanitize
+from bitbd.answer.passages import Markers
 from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.llm import FakeLLM, fake_llm
 from tests.markdown import HOSTILE_TEXT, ORDINARY_TEXT, unsafe_parts
@@ -90,7 +91,7 @@ def test_hostile_model_output_reaches_clients_and_the_cache_only_as_safe_markdow
     answer = "".join(deltas)
     for k in range(1, len(deltas) + 1):  # a client renders the answer as it streams in
         assert unsafe_parts("".join(deltas[:k])) == [], (text, deltas[:k])
-    assert answer == sanitize(text), "the same rules whatever the split"
+    assert answer == sanitize(cited(text)), "the same rules whatever the split"
     assert not end["cached"]
 
     cached_deltas, cached_end = asyncio.run(_ask(served[1], served[2], question))
@@ -102,7 +103,13 @@ def test_hostile_model_output_reaches_clients_and_the_cache_only_as_safe_markdow
 @given(ORDINARY_TEXT.filter(lambda t: t.strip() == t), st.lists(st.integers(0, 10_000), max_size=12))
 def test_ordinary_markdown_arrives_unchanged(served: Served, text: str, cuts: list[int]) -> None:
     deltas, _, _ = ask(served, split(text, cuts))
-    assert "".join(deltas) == text
+    assert "".join(deltas) == cited(text), "unchanged, but for markers of sources the model was not given"
+
+
+def cited(text: str) -> str:
+    """`text` without the markers of sources other than [1]: the tenant has one document."""
+    markers = Markers({1})
+    return markers.feed(text) + markers.close()
 
 
 def test_the_extractive_fallback_is_made_safe_too(served: Served) -> None:

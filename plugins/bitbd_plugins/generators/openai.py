@@ -96,6 +96,9 @@ class OpenAIGenerator(AnswerGenerator):
             if own is not None else (lambda text: len(text) // 4 + 1)
         self._own_tokenizer = own is not None
 
+    def backlog(self) -> dict[str, Any]:
+        return self.slots.snapshot()
+
     def use_token_counter(self, count: Callable[[str], int]) -> None:
         if not self._own_tokenizer:
             self._count = count

@@ -77,7 +77,7 @@ async def test_two_visitors_at_once_both_get_the_models_answer(
 async def test_the_model_killed_mid_answer_ends_the_question_and_the_next_is_answered_without_it(
         aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, tmp_path: Path) -> None:
     with llama_server(tmp_path) as doomed:
-        client = await aiohttp_client(create_app(real(settings, doomed.url, max_tokens=400, connect_timeout=5.0),
+        client = await aiohttp_client(create_app(real(settings, doomed.url, max_tokens=400, connect_timeout=60.0),
                                                  builtin_plugins()))
         async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
             await ws.send_json({"type": "ask", "id": "k", "question": "Tell me everything about shipping."})
