@@ -90,6 +90,9 @@ class ExtractiveGenerator(AnswerGenerator):
         chosen = await self.choose(question, passages)
         gap = ""
         for candidate in chosen:
+            if candidate.sentence.subject:  # "Deserialize fp to a Python object" says what json.load() does
+                yield f"{gap}`{candidate.sentence.subject}`:"
+                gap = " "
             words = candidate.text.split(" ")
             for start in range(0, len(words), 6):  # a few words per piece, as a model would stream them
                 yield (gap if start == 0 else " ") + " ".join(words[start:start + 6])

@@ -34,6 +34,10 @@ _HISTORY = re.compile(r"^(?:(?:Changed|New|Added) in version|Deprecated since ve
 # lowercase word: that is the tail of a sentence cut at a chunk's edge ("self instance argument is included…").
 _IDENTIFIER_START = re.compile(r"^[a-z][\w]*(?:[._\-(][\w()]*|\(\))")
 _MIN_CHARS, _MAX_CHARS = 25, 500
+_TERM_LEVEL = 5  # headings this deep are documented terms (bitbd.ingest.chunking.TERM_LEVEL): an API, an option
+_TERM_KIND = re.compile(r"^(?:@|(?:class|exception|coroutine|async|await|abstractmethod|classmethod|staticmethod|"
+                        r"method|function|attribute|property|data)\s+)+")
+_CODE_LIKE = re.compile(r"[._\-()<>/:]|^[a-z0-9]+$")  # a name as code is written, not a capitalised word
 _CODE_LINES, _CODE_CHARS = 4, 240  # a code block shown with the sentence that introduces it at most
 
 
@@ -47,6 +51,8 @@ class Sentence:
     heading: frozenset[str]  # the terms of the heading it sits under in the chunk (none before the first)
     context: str  # the sentence as it is read: under its heading ("heading: sentence")
     code: str = ""  # the short code block a lead-in sentence ("…run the venv module as a script:") introduces
+    subject: str = ""  # what a section's lead sentence is about when it does not name it: the documented term
+    # ("json.load()" for "Deserialize fp to a Python object…" under "json.load(fp, *, cls=None, …)")
 
 
 _STEMMER = snowballstemmer.stemmer("english")
@@ -70,16 +76,33 @@ def analysed(chunk: str) -> tuple[Sentence, ...]:
     """A chunk's sentences, each once, with their terms and places."""
     out: list[Sentence] = []
     seen: set[str] = set()
-    for index, (paragraph, heading, after_heading, code) in enumerate(_paragraphs(chunk)):
+    for index, (paragraph, heading, after_heading, code, level) in enumerate(_paragraphs(chunk)):
         first = True
         heading_terms = terms(heading)
+        name = term_name(heading) if level >= _TERM_LEVEL else ""
         for sentence, shown in _sentences(paragraph, code):
             if sentence not in seen:
                 seen.add(sentence)
-                out.append(Sentence(sentence, terms(sentence), index, len(out), after_heading and first,
-                                    heading_terms, f"{heading}: {sentence}" if heading else sentence, shown))
+                lead = after_heading and first
+                subject = name if lead and name and name.rstrip("()") not in sentence else ""
+                out.append(Sentence(sentence, terms(sentence), index, len(out), lead, heading_terms,
+                                    f"{heading}: {sentence}" if heading else sentence, shown, subject))
             first = False
     return tuple(out)
+
+
+def term_name(heading: str) -> str:
+    """The name a documented term's heading gives, short: "json.load()" for "json.load(fp, *, cls=None, …)",
+    "csv.DictReader()" for "class csv.DictReader(f, …)", "pop" for git's "pop [--index] [<stash>]", "--all";
+    "" when the heading is not a name (a phrase)."""
+    token, _, rest = _TERM_KIND.sub("", heading.strip()).partition(" ")
+    name, call, _ = token.partition("(")
+    name = name.split("[", 1)[0]
+    if not call and rest and not rest.startswith(("[", "<")):
+        return ""  # "Use of the library": words, not a name
+    if not 0 < len(name) <= 60 or not _CODE_LIKE.search(name):
+        return ""
+    return name + ("()" if call else "")
 
 
 def split_sentences(markdown: str) -> list[str]:
@@ -120,9 +143,10 @@ def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
     return kept
 
 
-def _paragraphs(markdown: str) -> list[tuple[str, str, bool, str]]:
-    """Runs of prose lines, each with the heading it sits under, whether it directly follows it, and the short
-    code block right after it (if any); a blank line, heading, list item, table row or code block ends one."""
+def _paragraphs(markdown: str) -> list[tuple[str, str, bool, str, int]]:
+    """Runs of prose lines, each with the heading it sits under, whether it directly follows it, the short code
+    block right after it (if any) and the heading's level; a blank line, heading, list item, table row or code
+    block ends one."""
     reader = _Reader()
     for raw in markdown.splitlines():
         reader.line(raw)
@@ -132,7 +156,8 @@ def _paragraphs(markdown: str) -> list[tuple[str, str, bool, str]]:
 
 class _Reader:
     def __init__(self) -> None:
-        self.paragraphs: list[tuple[str, str, bool, str]] = []
+        self.paragraphs: list[tuple[str, str, bool, str, int]] = []
+        self.level = 0
         self.current: list[str] = []
         self.code: list[str] | None = None  # lines of the code block being read
         self.heading = ""
@@ -141,7 +166,7 @@ class _Reader:
 
     def flush(self) -> None:
         if self.current:
-            self.paragraphs.append((" ".join(self.current), self.heading, self.after_heading, ""))
+            self.paragraphs.append((" ".join(self.current), self.heading, self.after_heading, "", self.level))
             self.current.clear()
             self.after_heading = False
             self.after_paragraph = True
@@ -156,7 +181,7 @@ class _Reader:
         # (Not an interactive session: prompts and printed results are not what to type.)
         if self.after_paragraph and block and len(self.code) <= _CODE_LINES and len(block) <= _CODE_CHARS \
                 and self.paragraphs[-1][0].rstrip().endswith(":") and not block.lstrip().startswith(">>>"):
-            self.paragraphs[-1] = (*self.paragraphs[-1][:3], block)
+            self.paragraphs[-1] = (*self.paragraphs[-1][:3], block, self.paragraphs[-1][4])
         self.code = None
         self.after_paragraph = False
 
@@ -169,6 +194,7 @@ class _Reader:
         elif line.startswith("#"):
             self.flush()
             self.heading, self.after_heading, self.after_paragraph = line.lstrip("#").strip(), True, False
+            self.level = len(line) - len(line.lstrip("#"))
         elif not line:
             self.flush()
         elif line.startswith(("|", ">>>", "$ ")) or raw.startswith("    ") or set(line) <= set("-=*_"):

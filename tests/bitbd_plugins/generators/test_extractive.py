@@ -13,6 +13,7 @@ from bitbd.interfaces import Hit, Passage
 from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.generators.extractive import ExtractiveGenerator, split_sentences
+from bitbd_plugins.generators.sentences import term_name
 
 
 def passage(n: int, text: str) -> Passage:
@@ -104,10 +105,31 @@ async def meaning_answer(question: str, passages: list[Passage]) -> str:
 
 async def test_the_sentence_that_answers_leads_with_its_neighbour_and_no_fragment_or_history_note() -> None:
     text = await meaning_answer("what does functools.lru_cache do", [LRU, WHATS_NEW])
-    assert text.startswith("Decorator to wrap a function with a memoizing callable that saves up to the maxsize "
-                           "most recent calls. [1] It can save time when"), text
+    assert text.startswith("`functools.lru_cache()`: Decorator to wrap a function with a memoizing callable that "
+                           "saves up to the maxsize most recent calls. [1] It can save time when"), text
     for never in ("self instance argument", "Changed in version", "count_vowels", "What's New", "@functools"):
         assert never not in text, never
+
+
+@pytest.mark.parametrize(("heading", "name"), [
+    ("@functools.lru_cache(maxsize=128, typed=False)", "functools.lru_cache()"),
+    ("class csv.DictReader(f, fieldnames=None, restkey=None)", "csv.DictReader()"),
+    ("coroutine asyncio.gather(*aws, return_exceptions=False)", "asyncio.gather()"),
+    ("pop [--index] [-q|--quiet] [<stash>]", "pop"), ("--all", "--all"),
+    ("branch.<name>.remote", "branch.<name>.remote"),
+    ("os.environ", "os.environ"), ("Use of the library", ""), ("Package", ""), ("Examples and recipes", "")])
+def test_a_documented_terms_heading_gives_its_name(heading: str, name: str) -> None:
+    assert term_name(heading) == name
+
+
+async def test_a_lead_sentence_that_does_not_name_its_term_is_said_with_it() -> None:
+    doc = passage(1, "##### json.load(fp, *, cls=None, object_hook=None)\n\nDeserialize fp (a file containing a "
+                     "JSON document) to a Python object.\n\n##### json.loads(s, *, cls=None)\n\nThe json.loads() "
+                     "function deserializes s (a str instance containing a JSON document) to a Python object.")
+    text = await answer("how do i deserialize a json document", [doc], max_sentences=2)
+    assert text == ("`json.load()`: Deserialize fp (a file containing a JSON document) to a Python object. [1] The "
+                    "json.loads() function deserializes s (a str instance containing a JSON document) to a Python "
+                    "object. [1]"), text
 
 
 async def test_a_sentence_that_refers_back_is_said_after_the_one_it_refers_to() -> None:
