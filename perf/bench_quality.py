@@ -79,7 +79,11 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="crawl the sites again (after a change to ingestion)")
     parser.add_argument("--quick", action="store_true",
                         help="one site, 6 questions and 2 to refuse, only their pages; prints, appends nothing")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
+                             "INGEST__CHUNK_TOKENS=128 (an experiment: use its own --data-dir and --fresh)")
     args = parser.parse_args()
+    overrides = dict(_setting(s) for s in args.set)
     known = sites()
     chosen = [known[name] for name in args.sites.split(",")]
     missing = [s.root for s in chosen if not (s.root / "index.html").is_file()]
@@ -91,14 +95,22 @@ def main() -> int:
                                      else KEPT)
         if args.quick:
             chosen = [_quick(chosen[0])]
-        tables = asyncio.run(run(data_dir, chosen, args.fresh))
+        tables = asyncio.run(run(data_dir, chosen, args.fresh, overrides))
     for site, table in tables:
         print(f"\n{site.name}{' (held out)' if site.held_out else ''}\n{table}")
         if not args.quick:
+            changed = ", ".join(f"{k.lower().replace('__', '.')} = {v}" for k, v in overrides.items())
             append(f"Answer quality: {site.name}{' (held out)' if site.held_out else ''}",
-                   f"{len(site.pages)} pages served on loopback; default settings, extractive generator, cache "
-                   "off; retrieval rows over the same stored chunks", table)
+                   f"{len(site.pages)} pages served on loopback; {changed or 'default settings'}, extractive "
+                   "generator, cache off; retrieval rows over the same stored chunks", table)
     return 0
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        sys.exit(f"--set {text!r}: give KEY=VALUE, e.g. INGEST__CHUNK_TOKENS=128")
+    return key.strip().upper(), value
 
 
 def _quick(site: Site) -> Site:
@@ -112,14 +124,16 @@ def _quick(site: Site) -> Site:
     return Site(site.name, site.root, pages, kept, site.held_out)
 
 
-async def run(data_dir: Path, chosen: list[Site], fresh: bool) -> list[tuple[Site, str]]:
+async def run(data_dir: Path, chosen: list[Site], fresh: bool, overrides: dict[str, str] | None = None
+              ) -> list[tuple[Site, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     tables = []
     with contextlib.ExitStack() as stack:
         statics = {site.name: stack.enter_context(served(site.root)) for site in chosen}
         proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true",
-                     BITBD_CACHE__ENABLED="false", BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
+                     BITBD_CACHE__ENABLED="false", BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+                     **{f"BITBD_{k}": v for k, v in (overrides or {}).items()})
         try:
             wait_ready(base, proc)
             token = (data_dir / "admin_token").read_text().strip()
