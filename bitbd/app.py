@@ -44,14 +44,17 @@ def create_app(settings: Settings, plugins: Plugins | None = None) -> web.Applic
         raise ConfigError("no admin token: set admin_token (BITBD_ADMIN_TOKEN), or start with `bitbd serve`")
     if settings.embedded_postgres or settings.embedded_redis:
         raise ConfigError("create_app() needs a database DSN and a Redis URL; `bitbd serve` starts embedded ones")
-    app = web.Application(middlewares=[metrics_middleware, error_middleware],
-                          client_max_size=settings.server.max_body_bytes)
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=settings.server.max_body_bytes
+    )
     app[settings_key] = settings
     app[plugins_key] = plugins if plugins is not None else load_plugins(settings.plugins.disabled)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, jobs_ctx, answer_ctx])
     app[sockets_key] = set()
-    app[upload_budget_key] = UploadBudget(settings.ingest.upload_budget_bytes, tenant_share(
-        settings.ingest.upload_budget_bytes, settings.ingest.max_request_bytes))
+    app[upload_budget_key] = UploadBudget(
+        settings.ingest.upload_budget_bytes,
+        tenant_share(settings.ingest.upload_budget_bytes, settings.ingest.max_request_bytes),
+    )
     app[throttle_key] = AuthThrottle(settings.auth)
     app[connections_key] = ConnectionCap(settings.chat)
     app.on_shutdown.append(close_sockets)
@@ -80,7 +83,9 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[settings_key].redis
     app[redis_key] = aioredis.Redis.from_url(
-        cfg.url.get_secret_value(), socket_timeout=cfg.timeout, socket_connect_timeout=cfg.timeout,
+        cfg.url.get_secret_value(),
+        socket_timeout=cfg.timeout,
+        socket_connect_timeout=cfg.timeout,
         health_check_interval=30,
     )
     yield
@@ -98,8 +103,9 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
 async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     """Answering shares the workers' embedder (one model in memory) and vector store."""
     deps = app[broker_key].state.deps
-    answerer = Answerer.create(app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder,
-                               deps.store)
+    answerer = Answerer.create(
+        app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder, deps.store
+    )
     app[answerer_key] = answerer
     app[hub_key] = EventHub(app[settings_key], app[pool_key], app[redis_key], app[broker_key], answerer.backlogs)
     yield

@@ -58,8 +58,9 @@ class Client:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:
@@ -74,14 +75,16 @@ class Client:
     async def _socket(self) -> aiohttp.ClientWebSocketResponse:
         if self._ws is None or self._ws.closed:
             try:
-                self._ws = await self.session.ws_connect(f"{self.url}/v1/chat", headers=self.headers,
-                                                         params=self.params, heartbeat=30)
+                self._ws = await self.session.ws_connect(
+                    f"{self.url}/v1/chat", headers=self.headers, params=self.params, heartbeat=30
+                )
             except (aiohttp.ClientError, OSError) as e:
                 raise unreachable(self.url, e) from None
         return self._ws
 
-    async def ask(self, question: str, conversation: str | None = None,
-                  on_delta: Callable[[str], None] | None = None) -> Answer:
+    async def ask(
+        self, question: str, conversation: str | None = None, on_delta: Callable[[str], None] | None = None
+    ) -> Answer:
         """Ask one question on the client's socket and read its events up to `done`; an `error` raises."""
         ws = await self._socket()
         self._asked += 1
@@ -115,8 +118,9 @@ class Client:
         """`POST /v1/search`: the API's JSON reply; an error body raises."""
         body: dict[str, Any] = {"query": query, "k": k, **({"mode": mode} if mode is not None else {})}
         try:
-            async with self.session.post(f"{self.url}/v1/search", json=body, headers=self.headers,
-                                         params=self.params) as resp:
+            async with self.session.post(
+                f"{self.url}/v1/search", json=body, headers=self.headers, params=self.params
+            ) as resp:
                 data: dict[str, Any] = await resp.json()
         except (aiohttp.ClientError, OSError) as e:
             raise unreachable(self.url, e) from None
@@ -126,5 +130,6 @@ class Client:
 
 
 def unreachable(url: str, e: Exception) -> BitbdError:
-    return BitbdError(f"no bitbd server answers at {url} ({type(e).__name__}); start one with `bitbd serve`, "
-                      "or pass --url")
+    return BitbdError(
+        f"no bitbd server answers at {url} ({type(e).__name__}); start one with `bitbd serve`, or pass --url"
+    )

@@ -38,8 +38,13 @@ _CHAT_LATENCY = """SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER 
 FROM messages WHERE role = 'assistant' AND created_at > now() - interval '5 minutes' AND latency_ms IS NOT NULL"""
 
 
-async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, broker: PriorityStreamBroker,
-                   models: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+async def snapshot(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    broker: PriorityStreamBroker,
+    models: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
     """Everything the console's overview shows, in one message; `models`: the answerer's `backlogs()`."""
     try:
         queues: dict[str, Any] = dict(await broker.queue_depths())
@@ -56,14 +61,19 @@ async def snapshot(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
     p = await pool.fetchval(_CHAT_LATENCY)
     answered = sum(minutes)
     return {
-        "type": "snapshot", "time": datetime.now(UTC).isoformat(), "queues": queues,
+        "type": "snapshot",
+        "time": datetime.now(UTC).isoformat(),
+        "queues": queues,
         "workers": await workers(settings, redis),
         "jobs": {s: counts.get(s, 0) for s in ("queued", "running", "failed", "succeeded", "cancelled")},
-        "chat": {"per_minute": minutes, "answered_15m": answered,
-                 "p50_ms": round(p[0]) if p and p[0] is not None else None,
-                 "p95_ms": round(p[1]) if p and p[1] is not None else None,
-                 "cache_hit_rate": round(hits / answered, 3) if answered else None,
-                 "connections": _gauge(METRICS.ws_connections.get({}))},
+        "chat": {
+            "per_minute": minutes,
+            "answered_15m": answered,
+            "p50_ms": round(p[0]) if p and p[0] is not None else None,
+            "p95_ms": round(p[1]) if p and p[1] is not None else None,
+            "cache_hit_rate": round(hits / answered, 3) if answered else None,
+            "connections": _gauge(METRICS.ws_connections.get({})),
+        },
         "llm": list(models),
     }
 
@@ -86,8 +96,14 @@ async def workers(settings: Settings, redis: aioredis.Redis) -> list[dict[str, A
 
 
 class EventHub:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis,
-                 broker: PriorityStreamBroker, models: Callable[[], list[dict[str, Any]]] = list) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        broker: PriorityStreamBroker,
+        models: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
         self.settings, self.pool, self.redis, self.broker = settings, pool, redis, broker
         self.models = models
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -128,12 +144,12 @@ class EventHub:
                     await self._publish_jobs()
                     await asyncio.sleep(JOB_INTERVAL)
                     await self._publish_jobs()
-                    self._publish(await snapshot(self.settings, self.pool, self.redis, self.broker,
-                                                 self.models()))
+                    self._publish(await snapshot(self.settings, self.pool, self.redis, self.broker, self.models()))
                     await asyncio.sleep(SNAPSHOT_INTERVAL - JOB_INTERVAL)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                    self._publish({"type": "error", "message": f"PostgreSQL unreachable ({type(e).__name__}); "
-                                                              "retrying"})
+                    self._publish(
+                        {"type": "error", "message": f"PostgreSQL unreachable ({type(e).__name__}); retrying"}
+                    )
                     conn = None
                     await asyncio.sleep(2)
                 except Exception:  # a bug must not silence the feed for good

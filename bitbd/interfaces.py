@@ -188,8 +188,9 @@ class VectorStore(ABC):
         """Fail with a clear message if vectors of ``dimension`` cannot be stored."""
 
     @abstractmethod
-    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk],
-                             conn: Any = None) -> int:
+    async def replace_chunks(
+        self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk], conn: Any = None
+    ) -> int:
         """Make ``chunks`` the document's chunks in one transaction; returns how many were written.
 
         ``conn`` (an ``asyncpg.Connection`` in a transaction, or None): the ingestion engine's connection, on which
@@ -216,8 +217,7 @@ class VectorStore(ABC):
 
 
 class Reranker(ABC):
-    """Reorders the fused candidates of a retrieval (e.g. with a cross-encoder), selected by ``retrieval.reranker``.
-    """
+    """Reorders the fused candidates of a retrieval (e.g. with a cross-encoder), selected by ``retrieval.reranker``."""
 
     name: ClassVar[str]
 
@@ -255,8 +255,7 @@ class AnswerGenerator(ABC):
         self.settings = settings  # bitbd.settings.Settings
 
     @abstractmethod
-    def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-                 ) -> AsyncIterator[str]:
+    def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> AsyncIterator[str]:
         """Yield the answer's text in pieces, citing passages as ``[n]``; ``history`` holds earlier turns."""
 
     def use_embedder(self, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]) -> None:  # noqa: B027

@@ -28,8 +28,12 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-        parts = [stamp, f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={_quote(record.getMessage())}"]
+        parts = [
+            stamp,
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_quote(record.getMessage())}",
+        ]
         parts += [f"{k}={_quote(v)}" for k, v in _fields(record).items()]
         if record.exc_info:
             parts.append("exc=" + json.dumps(self.formatException(record.exc_info)))
@@ -46,8 +50,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        body.update({k: v if isinstance(v, int | float | bool | None) else str(v)
-                     for k, v in _fields(record).items()})
+        body.update({k: v if isinstance(v, int | float | bool | None) else str(v) for k, v in _fields(record).items()})
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body)
@@ -57,17 +60,19 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Configure logging once, from an entry point. Third-party loggers stay at WARNING unless level is debug."""
     formatter = "json" if fmt == "json" else "text"
     third_party = "DEBUG" if level == "debug" else "WARNING"
-    logging.config.dictConfig({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "text": {"()": KeyValueFormatter},
-            "json": {"()": JsonFormatter},
-        },
-        "handlers": {
-            # stderr, so that commands whose stdout is data (`bitbd tenant list`) stay pipeable.
-            "stderr": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"},
-        },
-        "root": {"handlers": ["stderr"], "level": third_party},
-        "loggers": {"bitbd": {"level": level.upper()}, "bitbd_plugins": {"level": level.upper()}},
-    })
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "text": {"()": KeyValueFormatter},
+                "json": {"()": JsonFormatter},
+            },
+            "handlers": {
+                # stderr, so that commands whose stdout is data (`bitbd tenant list`) stay pipeable.
+                "stderr": {"class": "logging.StreamHandler", "formatter": formatter, "stream": "ext://sys.stderr"},
+            },
+            "root": {"handlers": ["stderr"], "level": third_party},
+            "loggers": {"bitbd": {"level": level.upper()}, "bitbd_plugins": {"level": level.upper()}},
+        }
+    )

@@ -80,8 +80,10 @@ class Plugins:
             for cls in classes or []:
                 key = str(getattr(cls, attr))
                 if key in found:
-                    log.warning("duplicate plugin component ignored",
-                                extra={"kind": what, "component": key, "class": cls.__qualname__})
+                    log.warning(
+                        "duplicate plugin component ignored",
+                        extra={"kind": what, "component": key, "class": cls.__qualname__},
+                    )
                     continue
                 found[key] = cls
         return found
@@ -138,8 +140,11 @@ def _check_pending(plugins: Plugins) -> None:
 
 def _skip(plugins: Plugins, name: str, reason: str, exc_info: bool = False) -> None:
     # One line by default; the traceback only with -v, where the plugin's author will look for it.
-    log.error("plugin skipped", extra={"plugin": name, "reason": reason},
-              exc_info=exc_info and log.isEnabledFor(logging.DEBUG))
+    log.error(
+        "plugin skipped",
+        extra={"plugin": name, "reason": reason},
+        exc_info=exc_info and log.isEnabledFor(logging.DEBUG),
+    )
     plugins.skipped[name] = reason
     if plugins.pm.has_plugin(name):
         plugins.pm.unregister(name=name)

@@ -323,9 +323,11 @@ def check_admin_token(token: str) -> None:
     if token and not (token.isascii() and token.isprintable() and " " not in token):
         raise ValueError("admin_token must be printable ASCII without spaces (it is sent in an HTTP header)")
     if token and len(token) < MIN_ADMIN_TOKEN:
-        raise ValueError(f"admin_token is {len(token)} characters; it must be at least {MIN_ADMIN_TOKEN} "
-                         "(a random string, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`),"
-                         " or empty to have one generated in the data dir")
+        raise ValueError(
+            f"admin_token is {len(token)} characters; it must be at least {MIN_ADMIN_TOKEN} "
+            "(a random string, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`),"
+            " or empty to have one generated in the data dir"
+        )
 
 
 # load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.

@@ -78,10 +78,20 @@ class ApiKey:
             return value.isoformat() if value else None
 
         return {
-            "id": str(self.id), "tenant_id": str(self.tenant_id), "kind": self.kind, "prefix": self.prefix,
-            "name": self.name, "origins": self.origins, "trial": self.trial, "expires_at": iso(self.expires_at),
-            "quota": self.quota, "used": self.used, "status": self.status, "created_at": iso(self.created_at),
-            "last_used_at": iso(self.last_used_at), "revoked_at": iso(self.revoked_at),
+            "id": str(self.id),
+            "tenant_id": str(self.tenant_id),
+            "kind": self.kind,
+            "prefix": self.prefix,
+            "name": self.name,
+            "origins": self.origins,
+            "trial": self.trial,
+            "expires_at": iso(self.expires_at),
+            "quota": self.quota,
+            "used": self.used,
+            "status": self.status,
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+            "revoked_at": iso(self.revoked_at),
         }
 
 
@@ -98,8 +108,10 @@ class KeySpec:
 
     def validated(self) -> KeySpec:
         if self.kind == "public" and not self.origins:
-            raise InvalidRequest("a public key needs at least one allowed origin, e.g. "
-                                 '"origins": ["https://www.example.com"] (CLI: --origin)')
+            raise InvalidRequest(
+                "a public key needs at least one allowed origin, e.g. "
+                '"origins": ["https://www.example.com"] (CLI: --origin)'
+            )
         if self.kind == "secret" and self.origins:
             raise InvalidRequest("origins apply to public keys only; secret keys are for servers, not browsers")
         if self.expires_at is not None:
@@ -123,8 +135,14 @@ def normalize_origin(origin: str) -> str:
         url = URL(origin.strip())
     except ValueError:
         url = URL()
-    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or url.query_string \
-            or url.fragment or url.user:
+    if (
+        url.scheme not in ("http", "https")
+        or not url.host
+        or url.path not in ("", "/")
+        or url.query_string
+        or url.fragment
+        or url.user
+    ):
         raise InvalidRequest(f"origin {origin!r} is not of the form https://host[:port] (no path, no query)")
     host = url.host.lower()
     port = "" if url.is_default_port() else f":{url.port}"
@@ -153,11 +171,15 @@ def looks_like_id(ref: str) -> bool:
 
 async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
     if not _TENANT_NAME.fullmatch(name):
-        raise InvalidRequest(f"tenant name {name!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
-                             "or '-', starting with a letter or digit")
+        raise InvalidRequest(
+            f"tenant name {name!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
     if looks_like_id(name):
-        raise InvalidRequest(f"tenant name {name!r} looks like a tenant id (32 hex digits); ids and names must never "
-                             "be confused, so pick a name with other letters in it")
+        raise InvalidRequest(
+            f"tenant name {name!r} looks like a tenant id (32 hex digits); ids and names must never "
+            "be confused, so pick a name with other letters in it"
+        )
     try:
         row = await pool.fetchrow(q.INSERT_TENANT, name)
     except asyncpg.UniqueViolationError:
@@ -167,10 +189,21 @@ async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
 
 async def list_tenants(pool: asyncpg.Pool) -> list[Tenant]:
     rows = await pool.fetch(q.LIST_TENANTS)
-    return [Tenant(r["id"], r["name"], r["created_at"], {
-        "active_keys": r["active_keys"], "documents": r["documents"], "chunks": r["chunks"],
-        "questions": r["questions"], "last_crawl": r["last_crawl"].isoformat() if r["last_crawl"] else None,
-    }) for r in rows]
+    return [
+        Tenant(
+            r["id"],
+            r["name"],
+            r["created_at"],
+            {
+                "active_keys": r["active_keys"],
+                "documents": r["documents"],
+                "chunks": r["chunks"],
+                "questions": r["questions"],
+                "last_crawl": r["last_crawl"].isoformat() if r["last_crawl"] else None,
+            },
+        )
+        for r in rows
+    ]
 
 
 async def get_tenant(pool: asyncpg.Pool, ref: str) -> Tenant:
@@ -196,8 +229,18 @@ async def create_key(pool: asyncpg.Pool, tenant_ref: str, spec: KeySpec) -> tupl
     spec = spec.validated()
     tenant = await get_tenant(pool, tenant_ref)
     raw = new_key(spec.kind)
-    row = await pool.fetchrow(q.INSERT_KEY, tenant.id, spec.kind, raw[:_DISPLAY_PREFIX], hash_key(raw),
-                              spec.name, spec.origins, spec.trial, spec.expires_at, spec.quota)
+    row = await pool.fetchrow(
+        q.INSERT_KEY,
+        tenant.id,
+        spec.kind,
+        raw[:_DISPLAY_PREFIX],
+        hash_key(raw),
+        spec.name,
+        spec.origins,
+        spec.trial,
+        spec.expires_at,
+        spec.quota,
+    )
     return ApiKey.from_row(row), raw
 
 
@@ -211,8 +254,10 @@ async def revoke_key(pool: asyncpg.Pool, tenant_ref: str, key_ref: str) -> ApiKe
     tenant = await get_tenant(pool, tenant_ref)
     matches = [k for k in await list_keys(pool, str(tenant.id)) if key_ref in (str(k.id), k.prefix)]
     if len(matches) != 1:
-        raise NotFound(f"key {key_ref!r} not found for tenant {tenant.name!r}; list its keys with "
-                       f"GET /v1/admin/tenants/{tenant.id}/keys or `bitbd key list --tenant {tenant.name}`")
+        raise NotFound(
+            f"key {key_ref!r} not found for tenant {tenant.name!r}; list its keys with "
+            f"GET /v1/admin/tenants/{tenant.id}/keys or `bitbd key list --tenant {tenant.name}`"
+        )
     row = await pool.fetchrow(q.REVOKE_KEY, tenant.id, matches[0].id)
     return ApiKey.from_row(row)
 
@@ -223,13 +268,13 @@ async def authenticate(pool: asyncpg.Pool, raw: str, kind: KeyKind | None = None
     if given is None:
         raise Unauthorized("malformed API key: expected a key starting with sk_ (secret) or pk_ (public)")
     if kind is not None and given != kind:
-        raise Unauthorized(f"this endpoint needs a {kind} key ({'sk_' if kind == 'secret' else 'pk_'}…), "
-                           f"got a {given} key")
+        raise Unauthorized(
+            f"this endpoint needs a {kind} key ({'sk_' if kind == 'secret' else 'pk_'}…), got a {given} key"
+        )
     digest = hash_key(raw)
     row = await pool.fetchrow(q.KEY_BY_HASH, digest)
     if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
-        raise Unauthorized("unknown API key; create one with `bitbd key create` or "
-                           "POST /v1/admin/tenants/{id}/keys")
+        raise Unauthorized("unknown API key; create one with `bitbd key create` or POST /v1/admin/tenants/{id}/keys")
     key = ApiKey.from_row(row)
     refuse_dead(key)
     await pool.execute(q.TOUCH_KEY, key.tenant_id, key.id)
@@ -265,4 +310,3 @@ async def charge(pool: asyncpg.Pool, key: ApiKey) -> None:
 async def refund(pool: asyncpg.Pool, key: ApiKey) -> None:
     """Give back a charge for a question that was not answered (an error on our side)."""
     await pool.execute(q.REFUND_KEY, key.tenant_id, key.id)
-

@@ -94,10 +94,17 @@ def _build(public: str, secret: str, host: str, timeout: float) -> Tracer:
     # instead of an error line (and a retry storm) for every batch.
     logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").setLevel(logging.CRITICAL)
     auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
-    exporter = _warn_once(OTLPSpanExporter(endpoint=host.rstrip("/") + "/api/public/otel/v1/traces",
-                                           headers={"Authorization": f"Basic {auth}"}, timeout=timeout), host)
-    client = Langfuse(public_key=public, secret_key=secret, base_url=host, timeout=int(timeout) or 1,
-                      span_exporter=exporter)
+    exporter = _warn_once(
+        OTLPSpanExporter(
+            endpoint=host.rstrip("/") + "/api/public/otel/v1/traces",
+            headers={"Authorization": f"Basic {auth}"},
+            timeout=timeout,
+        ),
+        host,
+    )
+    client = Langfuse(
+        public_key=public, secret_key=secret, base_url=host, timeout=int(timeout) or 1, span_exporter=exporter
+    )
     log.info("Langfuse tracing on", extra={"host": host})
     return Tracer(client)
 

@@ -35,13 +35,14 @@ async def load_corpus(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Corpus:
     rows = await pool.fetch(
         "SELECT d.url, d.title, c.heading_path, c.text, c.embedding::text AS v FROM chunks c "
         "JOIN documents d ON d.id = c.document_id WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL "
-        "ORDER BY c.id", tenant_id)
+        "ORDER BY c.id",
+        tenant_id,
+    )
     texts = [" > ".join([r["title"] or "", *r["heading_path"]]) + "\n\n" + r["text"] for r in rows]
     vectors = np.array([np.array(r["v"].strip("[]").split(","), dtype=np.float32) for r in rows])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = bm25s.BM25()
-    index.index(bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False),
-                show_progress=False)
+    index.index(bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False), show_progress=False)
     return Corpus([r["url"] for r in rows], texts, vectors, index)
 
 

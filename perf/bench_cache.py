@@ -63,8 +63,15 @@ async def measure(settings: Settings, quick: bool) -> list[list[str]]:
                     wrong += 1
             n = len(stream)
             lookups.sort()
-            rows.append([f"{threshold:.2f}", f"{(right + wrong) / n:.1%}", f"{right / n:.1%}", f"{wrong / n:.1%}",
-                         f"{lookups[len(lookups) // 2] * 1000:.2f} ms"])
+            rows.append(
+                [
+                    f"{threshold:.2f}",
+                    f"{(right + wrong) / n:.1%}",
+                    f"{right / n:.1%}",
+                    f"{wrong / n:.1%}",
+                    f"{lookups[len(lookups) // 2] * 1000:.2f} ms",
+                ]
+            )
             await redis.delete(cache.key(tenant, "ns", 1))
     finally:
         await redis.aclose()
@@ -79,10 +86,13 @@ def main() -> int:
     print(table)
     if not quick:
         n = (len(QUESTIONS) * 3 + len(NEAR_MISSES) * 2) * 2
-        append("Semantic cache hit rate",
-               f"{n} questions: {len(QUESTIONS)} topics x 3 phrasings and {len(NEAR_MISSES)} look-alike pairs, "
-               "shuffled, asked twice; a hit is right when the cached question has the same topic; the most a "
-               f"cache can hit is {1 - (len(QUESTIONS) + 2 * len(NEAR_MISSES)) / n:.1%}", table)
+        append(
+            "Semantic cache hit rate",
+            f"{n} questions: {len(QUESTIONS)} topics x 3 phrasings and {len(NEAR_MISSES)} look-alike pairs, "
+            "shuffled, asked twice; a hit is right when the cached question has the same topic; the most a "
+            f"cache can hit is {1 - (len(QUESTIONS) + 2 * len(NEAR_MISSES)) / n:.1%}",
+            table,
+        )
     return 0
 
 

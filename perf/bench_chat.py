@@ -42,8 +42,7 @@ async def crawl_if_needed(settings: Settings, url: str, pages: int) -> int:
     await migrate_database(settings.database)
     pool = await open_pool(settings.database)
     try:
-        config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1,
-                  "max_pages": pages}
+        config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1, "max_pages": pages}
         tenant = await ensure_crawled(settings, pool, load_plugins(), TENANT, config)
         return int(await pool.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", tenant.id))
     finally:
@@ -52,8 +51,9 @@ async def crawl_if_needed(settings: Settings, url: str, pages: int) -> int:
 
 async def client(session: aiohttp.ClientSession, base: str, key: str, questions: list[str]) -> list[dict[str, Any]]:
     out = []
-    async with session.ws_connect(base.replace("http", "ws") + "/v1/chat",
-                                  headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with session.ws_connect(
+        base.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+    ) as ws:
         for i, question in enumerate(questions):
             started = time.perf_counter()
             first = None
@@ -63,8 +63,14 @@ async def client(session: aiohttp.ClientSession, base: str, key: str, questions:
                 if event["type"] == "delta" and first is None:
                     first = time.perf_counter() - started
                 if event["type"] in ("done", "error"):
-                    out.append({"first": first, "done": time.perf_counter() - started,
-                                "ok": event["type"] == "done", "cached": event.get("cached", False)})
+                    out.append(
+                        {
+                            "first": first,
+                            "done": time.perf_counter() - started,
+                            "ok": event["type"] == "done",
+                            "cached": event.get("cached", False),
+                        }
+                    )
                     break
     return out
 
@@ -75,8 +81,9 @@ async def load(base: str, token: str, clients: int, per_client: int) -> list[dic
     async with aiohttp.ClientSession() as session:
         key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{TENANT}/keys", {"kind": "secret"}))["key"]
         await client(session, base, key, ["warm-up question about json"])
-        runs = await asyncio.gather(*(client(session, base, key, rng.sample(phrasings, per_client))
-                                      for _ in range(clients)))
+        runs = await asyncio.gather(
+            *(client(session, base, key, rng.sample(phrasings, per_client)) for _ in range(clients))
+        )
     return [r for run in runs for r in run]
 
 
@@ -96,14 +103,14 @@ async def clear_cache(data_dir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, help="kept between runs (default /tmp/bitbd-perf-pydocs; "
-                                                      "--quick: a temporary one)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="kept between runs (default /tmp/bitbd-perf-pydocs; --quick: a temporary one)"
+    )
     parser.add_argument("--pages", type=int, default=160, help="pages of the chat tenant (160: about 5,000 chunks)")
     parser.add_argument("--clients", default="1,10,50,200", help="concurrency levels, comma-separated")
     parser.add_argument("--questions", type=int, default=4, help="questions per client, one after another")
     parser.add_argument("--site", type=Path, default=PYDOCS)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing "
-                                                             "appended")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing appended")
     args = parser.parse_args()
     if args.quick:
         args.pages, args.clients, args.questions = 10, "1,3", 2
@@ -111,15 +118,27 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
         rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions)
-    head = ["cache", "clients", "answered", "first delta p50 / p95", "done p50 / p95", "answers/s", "cache hits",
-            "server memory (PSS) idle / peak"]
+    head = [
+        "cache",
+        "clients",
+        "answered",
+        "first delta p50 / p95",
+        "done p50 / p95",
+        "answers/s",
+        "cache hits",
+        "server memory (PSS) idle / peak",
+    ]
     table = markdown_table(head, rows)
     print(table)
     if not args.quick:
-        append("Chat under load", f"concurrent WebSocket clients x {args.questions} questions each, one after "
-               f"another, tenant of {chunks:,} chunks, extractive generator, `bitbd serve` on loopback, 2 cores "
-               "shared by server and clients; "
-               "the cache is emptied before each row", table)
+        append(
+            "Chat under load",
+            f"concurrent WebSocket clients x {args.questions} questions each, one after "
+            f"another, tenant of {chunks:,} chunks, extractive generator, `bitbd serve` on loopback, 2 cores "
+            "shared by server and clients; "
+            "the cache is emptied before each row",
+            table,
+        )
     return 0
 
 
@@ -132,8 +151,14 @@ def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: in
     for cache in (False, True):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start("serve", data_dir, "--port", str(port), BITBD_CACHE__ENABLED=str(cache).lower(),
-                     BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
+        proc = start(
+            "serve",
+            data_dir,
+            "--port",
+            str(port),
+            BITBD_CACHE__ENABLED=str(cache).lower(),
+            BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+        )
         try:
             wait_ready(base, proc)
             time.sleep(2)
@@ -144,8 +169,14 @@ def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: in
                 started = time.perf_counter()
                 with PeakMemory(proc.pid, data_dir) as peak:
                     results = asyncio.run(load(base, token, clients, questions))
-                rows.append([f"{'on' if cache else 'off'}", str(clients),
-                             *summary(results, time.perf_counter() - started), f"{idle:.0f} / {peak.mib:.0f} MiB"])
+                rows.append(
+                    [
+                        f"{'on' if cache else 'off'}",
+                        str(clients),
+                        *summary(results, time.perf_counter() - started),
+                        f"{idle:.0f} / {peak.mib:.0f} MiB",
+                    ]
+                )
         finally:
             stop(proc)
     return rows, chunks
@@ -156,9 +187,13 @@ def summary(results: list[dict[str, Any]], seconds: float) -> list[str]:
     firsts = [r["first"] for r in ok if r["first"] is not None] or [0.0]
     dones = [r["done"] for r in ok] or [0.0]
     hits = sum(r["cached"] for r in ok)
-    return [f"{len(ok)}/{len(results)}", f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms",
-            f"{pct(dones, 0.5):.0f} / {pct(dones, 0.95):.0f} ms", f"{len(ok) / seconds:.1f}",
-            f"{hits / max(len(ok), 1):.0%}"]
+    return [
+        f"{len(ok)}/{len(results)}",
+        f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms",
+        f"{pct(dones, 0.5):.0f} / {pct(dones, 0.95):.0f} ms",
+        f"{len(ok) / seconds:.1f}",
+        f"{hits / max(len(ok), 1):.0%}",
+    ]
 
 
 if __name__ == "__main__":

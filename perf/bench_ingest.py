@@ -64,8 +64,14 @@ async def crawl(base: str, token: str, url: str, pid: int, data_dir: Path, pages
         before, cpu = await phase_seconds(session, base), cpu_seconds(pid, data_dir)
         started = time.perf_counter()
         with PeakMemory(pid, data_dir) as peak:
-            reply = await call(session, base, key, "POST", "/v1/sources",
-                               {"type": "web", "urls": [f"{url}/index.html"], "max_pages": pages})
+            reply = await call(
+                session,
+                base,
+                key,
+                "POST",
+                "/v1/sources",
+                {"type": "web", "urls": [f"{url}/index.html"], "max_pages": pages},
+            )
             view = await wait_job(session, base, key, reply["job_id"])
         out["seconds"] = time.perf_counter() - started
         out["cpu"] = cpu_seconds(pid, data_dir) - cpu
@@ -82,8 +88,10 @@ async def crawl(base: str, token: str, url: str, pid: int, data_dir: Path, pages
 async def chunk_texts(settings: Settings) -> list[str]:
     pool = await open_pool(settings.database)
     try:
-        rows = await pool.fetch("SELECT d.title, c.text, c.heading_path FROM chunks c JOIN documents d "
-                                "ON d.id = c.document_id ORDER BY d.id, c.position")
+        rows = await pool.fetch(
+            "SELECT d.title, c.text, c.heading_path FROM chunks c JOIN documents d "
+            "ON d.id = c.document_id ORDER BY d.id, c.position"
+        )
     finally:
         await pool.close()
     return [embedding_text(r["title"], Chunk(0, r["text"], "", list(r["heading_path"]))) for r in rows]
@@ -95,7 +103,7 @@ def embed_alone(texts: list[str]) -> float:
     embedder.embed_sync(texts[:16])  # loaded and warm, as the server's is after its first page
     started = time.perf_counter()
     for start_at in range(0, len(texts), 32):
-        embedder.embed_sync(texts[start_at:start_at + 32])
+        embedder.embed_sync(texts[start_at : start_at + 32])
     return time.perf_counter() - started
 
 
@@ -104,16 +112,39 @@ async def worker_crawl(base: str, token: str, url: str, pages: int, worker_pid: 
         await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "worker"})
         key = (await call(session, base, token, "POST", "/v1/admin/tenants/worker/keys", {"kind": "secret"}))["key"]
         with PeakMemory(worker_pid) as peak:
-            reply = await call(session, base, key, "POST", "/v1/sources",
-                               {"type": "web", "urls": [f"{url}/index.html"], "max_pages": pages})
+            reply = await call(
+                session,
+                base,
+                key,
+                "POST",
+                "/v1/sources",
+                {"type": "web", "urls": [f"{url}/index.html"], "max_pages": pages},
+            )
             view = await wait_job(session, base, key, reply["job_id"])
     return peak.mib, int(view["progress"]["chunks_embedded"])
 
 
 def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
-                             "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def top_frames(raw: Path, n: int = 12) -> str:
@@ -164,12 +195,12 @@ def main() -> int:
         with services(Settings(data_dir=data_dir), "bench") as running:
             texts = asyncio.run(chunk_texts(running))
         alone = embed_alone(texts)
-        proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true",
-                     BITBD_JOBS__WORKERS="0")
+        proc = start(
+            "serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true", BITBD_JOBS__WORKERS="0"
+        )
         try:
             wait_ready(base, proc)
-            worker = start("worker", data_dir, "--metrics-port", str(free_port()),
-                           BITBD_CRAWLER__ALLOW_PRIVATE="true")
+            worker = start("worker", data_dir, "--metrics-port", str(free_port()), BITBD_CRAWLER__ALLOW_PRIVATE="true")
             try:
                 worker_mib, worker_chunks = asyncio.run(worker_crawl(base, token, url, args.worker_pages, worker.pid))
             finally:
@@ -179,14 +210,18 @@ def main() -> int:
     table = render(r, len(texts), alone, idle, worker_mib, worker_chunks, args.worker_pages)
     print(table + ("\n\n" + hotspots if hotspots else ""))
     if not args.quick:
-        report.append("Ingestion end to end", f"2 cores, {args.pages}-page site built by perf/site.py from "
-                      "python3.11-doc, `bitbd serve` with defaults (in-process workers 2)",
-                      table + ("\n\n" + hotspots if hotspots else ""))
+        report.append(
+            "Ingestion end to end",
+            f"2 cores, {args.pages}-page site built by perf/site.py from "
+            "python3.11-doc, `bitbd serve` with defaults (in-process workers 2)",
+            table + ("\n\n" + hotspots if hotspots else ""),
+        )
     return 0
 
 
-def render(r: dict[str, Any], chunks: int, alone: float, idle: float, worker_mib: float, worker_chunks: int,
-           worker_pages: int) -> str:
+def render(
+    r: dict[str, Any], chunks: int, alone: float, idle: float, worker_mib: float, worker_chunks: int, worker_pages: int
+) -> str:
     progress, again = r["view"]["progress"], r["again"]["progress"]
     seconds = r["seconds"]
     phases = r["phases"]
@@ -199,15 +234,23 @@ def render(r: dict[str, Any], chunks: int, alone: float, idle: float, worker_mib
         ["chunks/s", f"{progress['chunks_embedded'] / seconds:.1f}"],
         ["embedder alone, same chunks", f"{alone:.1f} s ({chunks / alone:.1f} chunks/s)"],
         ["end to end / embedder alone", f"{seconds / alone:.2f}x (target <= 1.2x)"],
-        ["phases, page-seconds summed over pages in flight",
-         ", ".join(f"{p} {phases[p]:.0f} s ({phases[p] / spent:.0%})" for p in PHASES)],
+        [
+            "phases, page-seconds summed over pages in flight",
+            ", ".join(f"{p} {phases[p]:.0f} s ({phases[p] / spent:.0%})" for p in PHASES),
+        ],
         ["CPU (server + PostgreSQL + Redis)", f"{r['cpu']:.0f} s = {r['cpu'] / seconds:.2f} of 2 cores"],
-        ["server memory (PSS, with PostgreSQL and Redis) idle / peak while crawling",
-         f"{idle:.0f} / {r['peak_mib']:.0f} MiB"],
-        ["re-crawl, unchanged site (target <= 10 s, 0 embedded)",
-         f"{r['again_seconds']:.1f} s, {again['chunks_embedded']} chunks embedded, {again['fetched']} pages"],
-        [f"one `bitbd worker` embedding ({worker_pages} pages, {worker_chunks} chunks): peak PSS",
-         f"{worker_mib:.0f} MiB"],
+        [
+            "server memory (PSS, with PostgreSQL and Redis) idle / peak while crawling",
+            f"{idle:.0f} / {r['peak_mib']:.0f} MiB",
+        ],
+        [
+            "re-crawl, unchanged site (target <= 10 s, 0 embedded)",
+            f"{r['again_seconds']:.1f} s, {again['chunks_embedded']} chunks embedded, {again['fetched']} pages",
+        ],
+        [
+            f"one `bitbd worker` embedding ({worker_pages} pages, {worker_chunks} chunks): peak PSS",
+            f"{worker_mib:.0f} MiB",
+        ],
     ]
     return report.markdown_table(["measure", "value"], rows)
 

@@ -40,8 +40,9 @@ from perf.server import call, start, stop, wait_ready
 
 async def client(session: aiohttp.ClientSession, base: str, key: str, questions: list[str]) -> list[dict[str, Any]]:
     out = []
-    async with session.ws_connect(base.replace("http", "ws") + "/v1/chat",
-                                  headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with session.ws_connect(
+        base.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+    ) as ws:
         for i, question in enumerate(questions):
             started = time.perf_counter()
             first, text = None, ""
@@ -52,8 +53,9 @@ async def client(session: aiohttp.ClientSession, base: str, key: str, questions:
                     first = first if first is not None else time.perf_counter() - started
                     text += event["text"]
                 if event["type"] in ("done", "error"):
-                    out.append({"first": first, "done": time.perf_counter() - started, "text": text,
-                                "outcome": outcome(event)})
+                    out.append(
+                        {"first": first, "done": time.perf_counter() - started, "text": text, "outcome": outcome(event)}
+                    )
                     break
     return out
 
@@ -73,14 +75,18 @@ async def load(base: str, token: str, clients: int, per_client: int, seed: int) 
     rng = random.Random(seed)
     async with aiohttp.ClientSession() as session:
         key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{TENANT}/keys", {"kind": "secret"}))["key"]
-        runs = await asyncio.gather(*(client(session, base, key, rng.sample(phrasings, per_client))
-                                      for _ in range(clients)))
+        runs = await asyncio.gather(
+            *(client(session, base, key, rng.sample(phrasings, per_client)) for _ in range(clients))
+        )
     return [r for run in runs for r in run]
 
 
 def tokens_per_second(results: list[dict[str, Any]], count: Any) -> float | None:
-    rates = [(len(count(r["text"])) - 1) / (r["done"] - r["first"]) for r in results
-             if r["outcome"].startswith("model") and r["first"] is not None and r["done"] - r["first"] > 0.05]
+    rates = [
+        (len(count(r["text"])) - 1) / (r["done"] - r["first"])
+        for r in results
+        if r["outcome"].startswith("model") and r["first"] is not None and r["done"] - r["first"] > 0.05
+    ]
     return sorted(rates)[len(rates) // 2] if rates else None
 
 
@@ -100,19 +106,28 @@ def main() -> int:
     levels = [int(n) for n in str(args.clients).split(",")]
     limits = [int(n) for n in str(args.limits).split(",")]
     with contextlib.ExitStack() as stack:
-        data_dir = scratch_or(args.data_dir or (None if args.quick else Path("/tmp/bitbd-perf-llm")), args.quick,
-                              stack)
+        data_dir = scratch_or(args.data_dir or (None if args.quick else Path("/tmp/bitbd-perf-llm")), args.quick, stack)
         rows = run(data_dir, args.pages, levels, limits, args.questions)
-    head = ["max_concurrent", "clients", "answers: model complete / cut / fell back / failed / refused",
-            "first delta p50 / p95", "done p50 / p95", "model tokens/s (p50)"]
+    head = [
+        "max_concurrent",
+        "clients",
+        "answers: model complete / cut / fell back / failed / refused",
+        "first delta p50 / p95",
+        "done p50 / p95",
+        "model tokens/s (p50)",
+    ]
     table = markdown_table(head, rows)
     print(table)
     if not args.quick:
-        append("Chat through a real llama.cpp server", f"llama-cpp-python 0.3.36 server, gemma-3-270m Q4_K_M, "
-               f"`--chat_format gemma --n_threads 2`, llama.cpp defaults otherwise (one slot, interrupt_requests "
-               f"on); bitbd serve with the openai generator (max_tokens 128, connect_timeout 10 s, the other "
-               f"plugins.openai settings default), cache off; {args.questions} questions per client, one after "
-               "another; server, model and clients share 2 cores", table)
+        append(
+            "Chat through a real llama.cpp server",
+            f"llama-cpp-python 0.3.36 server, gemma-3-270m Q4_K_M, "
+            f"`--chat_format gemma --n_threads 2`, llama.cpp defaults otherwise (one slot, interrupt_requests "
+            f"on); bitbd serve with the openai generator (max_tokens 128, connect_timeout 10 s, the other "
+            f"plugins.openai settings default), cache off; {args.questions} questions per client, one after "
+            "another; server, model and clients share 2 cores",
+            table,
+        )
     return 0
 
 
@@ -133,11 +148,19 @@ def run(data_dir: Path, pages: int, levels: list[int], limits: list[int], questi
         for limit in limits:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            proc = start("serve", data_dir, "--port", str(port), BITBD_CACHE__ENABLED="false",
-                         BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", BITBD_ANSWER__GENERATOR="openai",
-                         BITBD_PLUGINS__OPENAI__BASE_URL=llama.url, BITBD_PLUGINS__OPENAI__MODEL="gemma-3-270m",
-                         BITBD_PLUGINS__OPENAI__MAX_TOKENS="128",
-                         BITBD_PLUGINS__OPENAI__MAX_CONCURRENT=str(limit))
+            proc = start(
+                "serve",
+                data_dir,
+                "--port",
+                str(port),
+                BITBD_CACHE__ENABLED="false",
+                BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+                BITBD_ANSWER__GENERATOR="openai",
+                BITBD_PLUGINS__OPENAI__BASE_URL=llama.url,
+                BITBD_PLUGINS__OPENAI__MODEL="gemma-3-270m",
+                BITBD_PLUGINS__OPENAI__MAX_TOKENS="128",
+                BITBD_PLUGINS__OPENAI__MAX_CONCURRENT=str(limit),
+            )
             try:
                 wait_ready(base, proc)
                 token = (data_dir / "admin_token").read_text().strip()
@@ -157,11 +180,13 @@ def summary(results: list[dict[str, Any]], count: Any) -> list[str]:
     firsts = [r["first"] for r in results if r["first"] is not None] or [0.0]
     dones = [r["done"] for r in results]
     rate = tokens_per_second(results, count)
-    return [f"{outcomes['model, complete']} / {outcomes['model, cut']} / {outcomes['fell back']} / {failed} / "
-            f"{outcomes['refused']}",
-            f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms",
-            f"{pct(dones, 0.5):.0f} / {pct(dones, 0.95):.0f} ms",
-            "-" if rate is None else f"{rate:.1f}"]
+    return [
+        f"{outcomes['model, complete']} / {outcomes['model, cut']} / {outcomes['fell back']} / {failed} / "
+        f"{outcomes['refused']}",
+        f"{pct(firsts, 0.5):.0f} / {pct(firsts, 0.95):.0f} ms",
+        f"{pct(dones, 0.5):.0f} / {pct(dones, 0.95):.0f} ms",
+        "-" if rate is None else f"{rate:.1f}",
+    ]
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ QUALITY = Path(__file__).with_name("quality")
 KEPT = Path("/tmp/bitbd-perf-quality")
 # What must never reach an answer: anchor marks, escaped Markdown, version-change notes, unbalanced code, HTML
 # entities (a bare < outside code arrives escaped).
-ARTEFACT = re.compile(r"¶|\\[_*`\[\]#<>]|\b(?:Changed|New) in version\b|\bDeprecated since version\b|>>>|"
-                      r"&(?:lt|gt|amp|quot);")
+ARTEFACT = re.compile(
+    r"¶|\\[_*`\[\]#<>]|\b(?:Changed|New) in version\b|\bDeprecated since version\b|>>>|"
+    r"&(?:lt|gt|amp|quot);"
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,20 @@ def sites() -> dict[str, Site]:
     git = Path("/usr/share/doc/git-doc")
     book = Path("/usr/share/doc/debian-handbook/html/en-US")
     return {
-        "pydocs": Site("pydocs", Path("/usr/share/doc/python3.11/html"),
-                       (QUALITY / "pydocs.pages").read_text().split(), load(QUALITY / "pydocs.jsonl")),
+        "pydocs": Site(
+            "pydocs",
+            Path("/usr/share/doc/python3.11/html"),
+            (QUALITY / "pydocs.pages").read_text().split(),
+            load(QUALITY / "pydocs.jsonl"),
+        ),
         "gitdoc": Site("gitdoc", git, sorted(p.name for p in git.glob("*.html")), load(QUALITY / "gitdoc.jsonl")),
-        "handbook": Site("handbook", book, sorted(p.name for p in book.glob("*.html")),
-                         load(QUALITY / "handbook.jsonl"), held_out=True),
+        "handbook": Site(
+            "handbook",
+            book,
+            sorted(p.name for p in book.glob("*.html")),
+            load(QUALITY / "handbook.jsonl"),
+            held_out=True,
+        ),
     }
 
 
@@ -77,22 +88,30 @@ def main() -> int:
     parser.add_argument("--sites", default="pydocs,gitdoc,handbook")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--fresh", action="store_true", help="crawl the sites again (after a change to ingestion)")
-    parser.add_argument("--quick", action="store_true",
-                        help="one site, 6 questions and 2 to refuse, only their pages; prints, appends nothing")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
-                             "INGEST__CHUNK_TOKENS=128 (an experiment: use its own --data-dir and --fresh)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one site, 6 questions and 2 to refuse, only their pages; prints, appends nothing",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
+        "INGEST__CHUNK_TOKENS=128 (an experiment: use its own --data-dir and --fresh)",
+    )
     args = parser.parse_args()
     overrides = dict(_setting(s) for s in args.set)
     known = sites()
     chosen = [known[name] for name in args.sites.split(",")]
     missing = [s.root for s in chosen if not (s.root / "index.html").is_file()]
     if missing:
-        sys.exit(f"not installed: {', '.join(map(str, missing))} (apt-get install python3.11-doc git-doc "
-                 "debian-handbook)")
+        sys.exit(
+            f"not installed: {', '.join(map(str, missing))} (apt-get install python3.11-doc git-doc debian-handbook)"
+        )
     with contextlib.ExitStack() as stack:
-        data_dir = args.data_dir or (Path(stack.enter_context(tempfile.TemporaryDirectory())) if args.quick
-                                     else KEPT)
+        data_dir = args.data_dir or (Path(stack.enter_context(tempfile.TemporaryDirectory())) if args.quick else KEPT)
         if args.quick:
             chosen = [_quick(chosen[0])]
         tables = asyncio.run(run(data_dir, chosen, args.fresh, overrides))
@@ -100,9 +119,12 @@ def main() -> int:
         print(f"\n{site.name}{' (held out)' if site.held_out else ''}\n{table}")
         if not args.quick:
             changed = ", ".join(f"{k.lower().replace('__', '.')} = {v}" for k, v in overrides.items())
-            append(f"Answer quality: {site.name}{' (held out)' if site.held_out else ''}",
-                   f"{len(site.pages)} pages served on loopback; {changed or 'default settings'}, extractive "
-                   "generator, cache off; retrieval rows over the same stored chunks", table)
+            append(
+                f"Answer quality: {site.name}{' (held out)' if site.held_out else ''}",
+                f"{len(site.pages)} pages served on loopback; {changed or 'default settings'}, extractive "
+                "generator, cache off; retrieval rows over the same stored chunks",
+                table,
+            )
     return 0
 
 
@@ -124,16 +146,24 @@ def _quick(site: Site) -> Site:
     return Site(site.name, site.root, pages, kept, site.held_out)
 
 
-async def run(data_dir: Path, chosen: list[Site], fresh: bool, overrides: dict[str, str] | None = None
-              ) -> list[tuple[Site, str]]:
+async def run(
+    data_dir: Path, chosen: list[Site], fresh: bool, overrides: dict[str, str] | None = None
+) -> list[tuple[Site, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     tables = []
     with contextlib.ExitStack() as stack:
         statics = {site.name: stack.enter_context(served(site.root)) for site in chosen}
-        proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true",
-                     BITBD_CACHE__ENABLED="false", BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
-                     **{f"BITBD_{k}": v for k, v in (overrides or {}).items()})
+        proc = start(
+            "serve",
+            data_dir,
+            "--port",
+            str(port),
+            BITBD_CRAWLER__ALLOW_PRIVATE="true",
+            BITBD_CACHE__ENABLED="false",
+            BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+            **{f"BITBD_{k}": v for k, v in (overrides or {}).items()},
+        )
         try:
             wait_ready(base, proc)
             token = (data_dir / "admin_token").read_text().strip()
@@ -146,8 +176,9 @@ async def run(data_dir: Path, chosen: list[Site], fresh: bool, overrides: dict[s
 
 
 async def _key(session: aiohttp.ClientSession, base: str, token: str, tenant: str) -> str:
-    made = await call(session, base, token, "POST", f"/v1/admin/tenants/{tenant}/keys",
-                      {"kind": "secret", "name": "bench_quality"})
+    made = await call(
+        session, base, token, "POST", f"/v1/admin/tenants/{tenant}/keys", {"kind": "secret", "name": "bench_quality"}
+    )
     return str(made["key"])
 
 
@@ -167,20 +198,26 @@ async def _ingest(base: str, token: str, site: Site, url: str, fresh: bool) -> s
         started = time.monotonic()
         jobs = []
         for i in range(0, len(site.pages), 100):  # a source holds at most 100 start URLs
-            urls = [f"{url}/{page}" for page in site.pages[i:i + 100]]
-            made = await call(session, base, key, "POST", "/v1/sources",
-                              {"type": "web", "urls": urls, "max_depth": 0, "sitemap": False})
+            urls = [f"{url}/{page}" for page in site.pages[i : i + 100]]
+            made = await call(
+                session,
+                base,
+                key,
+                "POST",
+                "/v1/sources",
+                {"type": "web", "urls": urls, "max_depth": 0, "sitemap": False},
+            )
             jobs.append(made["job_id"])
         for job in jobs:
-            while (view := await call(session, base, key, "GET", f"/v1/jobs/{job}"))["status"] \
-                    in ("queued", "running"):
+            while (view := await call(session, base, key, "GET", f"/v1/jobs/{job}"))["status"] in ("queued", "running"):
                 progress = view["progress"]
-                print_if_tty(f"\r{site.name}: {progress['fetched']}/{progress['found']} pages, "
-                             f"{progress['chunks_embedded']} chunks")
+                print_if_tty(
+                    f"\r{site.name}: {progress['fetched']}/{progress['found']} pages, "
+                    f"{progress['chunks_embedded']} chunks"
+                )
                 await asyncio.sleep(1)
             if view["status"] != "succeeded" or view["errors"]:
-                print(f"\n{site.name}: job {job} {view['status']}: {json.dumps(view['errors'])[:500]}",
-                      file=sys.stderr)
+                print(f"\n{site.name}: job {job} {view['status']}: {json.dumps(view['errors'])[:500]}", file=sys.stderr)
         print_if_tty(f"\r{site.name}: crawled in {time.monotonic() - started:.0f} s" + " " * 30 + "\n")
     return str(key)
 
@@ -210,22 +247,41 @@ async def _measure(base: str, key: str, data_dir: Path, site: Site) -> str:
     lexical = [baselines.bm25_ranking(corpus, q.text) for q in on_topic]
     dense = [baselines.dense_ranking(corpus, v) for v in vectors]
     fused = [baselines.rrf([a, b]) for a, b in zip(lexical, dense, strict=True)]
-    rows = [_retrieval_row(f"BM25 (bm25s), {chunks:,} chunks", corpus, on_topic, lexical),
-            _retrieval_row("dense only (exact cosine, same MiniLM)", corpus, on_topic, dense),
-            _retrieval_row(f"plain RRF (BM25 + dense, k={baselines.RRF_K})", corpus, on_topic, fused),
-            _bitbd_row(report),
-            _answer_row("lead-3: first 3 sentences of bitbd's top hit", on_topic,
-                        [baselines.lead_three(hits[0]["text"]) if hits else "" for hits in top]),
-            _answer_row("top-3 ceiling: the fact anywhere in bitbd's top 3 hits", on_topic,
-                        [" ".join(h["text"] for h in hits) for hits in top])]
-    head = ["method", "recall@5", "MRR@10", "cites a right page", "answer has fact", "off-topic refused "
-            "(alone / follow-up)", "empty", "artefacts", "p50 / p95 to done"]
+    rows = [
+        _retrieval_row(f"BM25 (bm25s), {chunks:,} chunks", corpus, on_topic, lexical),
+        _retrieval_row("dense only (exact cosine, same MiniLM)", corpus, on_topic, dense),
+        _retrieval_row(f"plain RRF (BM25 + dense, k={baselines.RRF_K})", corpus, on_topic, fused),
+        _bitbd_row(report),
+        _answer_row(
+            "lead-3: first 3 sentences of bitbd's top hit",
+            on_topic,
+            [baselines.lead_three(hits[0]["text"]) if hits else "" for hits in top],
+        ),
+        _answer_row(
+            "top-3 ceiling: the fact anywhere in bitbd's top 3 hits",
+            on_topic,
+            [" ".join(h["text"] for h in hits) for hits in top],
+        ),
+    ]
+    head = [
+        "method",
+        "recall@5",
+        "MRR@10",
+        "cites a right page",
+        "answer has fact",
+        "off-topic refused (alone / follow-up)",
+        "empty",
+        "artefacts",
+        "p50 / p95 to done",
+    ]
     return markdown_table(head, rows) + "\n\n" + _misses(report)
 
 
 def _ranks(corpus: baselines.Corpus, questions: list[Question], rankings: list[list[int]]) -> list[int | None]:
-    return [next((i for i, url in enumerate(baselines.hit_urls(corpus, r), start=1) if q.answered_by(url)), None)
-            for q, r in zip(questions, rankings, strict=True)]
+    return [
+        next((i for i, url in enumerate(baselines.hit_urls(corpus, r), start=1) if q.answered_by(url)), None)
+        for q, r in zip(questions, rankings, strict=True)
+    ]
 
 
 def _quality(ranks: list[int | None]) -> list[str]:
@@ -234,25 +290,41 @@ def _quality(ranks: list[int | None]) -> list[str]:
     return [f"{recall:.3f}", f"{mrr:.3f}"]
 
 
-def _retrieval_row(label: str, corpus: baselines.Corpus, questions: list[Question],
-                   rankings: list[list[int]]) -> list[str]:
+def _retrieval_row(
+    label: str, corpus: baselines.Corpus, questions: list[Question], rankings: list[list[int]]
+) -> list[str]:
     return [label, *_quality(_ranks(corpus, questions, rankings)), "", "", "", "", "", ""]
 
 
 def _bitbd_row(report: Report) -> list[str]:
     s = report.summary()
     answers = [o.answer for o in report.outcomes]
-    return ["**bitbd default** (`/v1/search`, `/v1/chat`)", f"{s['recall@5']:.3f}", f"{s['mrr@10']:.3f}",
-            f"{s['cites_right_page']:.3f}", f"{s['answer_has_fact']:.3f}",
-            f"{s['off_topic_refused_opening']}/{s['off_topic']} / {s['off_topic_refused_follow_up']}/"
-            f"{s['off_topic']}", str(s["empty_answers"]), str(sum(_artefact(a) for a in answers)),
-            f"{s['p50_ms']} / {s['p95_ms']} ms"]
+    return [
+        "**bitbd default** (`/v1/search`, `/v1/chat`)",
+        f"{s['recall@5']:.3f}",
+        f"{s['mrr@10']:.3f}",
+        f"{s['cites_right_page']:.3f}",
+        f"{s['answer_has_fact']:.3f}",
+        f"{s['off_topic_refused_opening']}/{s['off_topic']} / {s['off_topic_refused_follow_up']}/{s['off_topic']}",
+        str(s["empty_answers"]),
+        str(sum(_artefact(a) for a in answers)),
+        f"{s['p50_ms']} / {s['p95_ms']} ms",
+    ]
 
 
 def _answer_row(label: str, questions: list[Question], answers: list[str]) -> list[str]:
     facts = [q.has_fact(a) for q, a in zip(questions, answers, strict=True) if q.answer is not None]
-    return [label, "", "", "", f"{sum(facts) / max(len(facts), 1):.3f}", "", str(sum(not a.strip()
-                                                                                   for a in answers)), "", ""]
+    return [
+        label,
+        "",
+        "",
+        "",
+        f"{sum(facts) / max(len(facts), 1):.3f}",
+        "",
+        str(sum(not a.strip() for a in answers)),
+        "",
+        "",
+    ]
 
 
 def _artefact(answer: str) -> bool:
@@ -269,10 +341,12 @@ def _misses(report: Report) -> str:
     for t in report.off_topic:
         if not (t.refused_opening and t.refused_follow_up):
             lines.append(f"- off-topic answered: `{t.question.text}`")
-    return f"<details><summary>{len(lines)} misses</summary>\n\n" + "\n".join(lines) + "\n\n</details>" \
-        if lines else "no misses"
+    return (
+        f"<details><summary>{len(lines)} misses</summary>\n\n" + "\n".join(lines) + "\n\n</details>"
+        if lines
+        else "no misses"
+    )
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

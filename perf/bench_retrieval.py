@@ -62,15 +62,15 @@ async def measure(settings: Settings, pages: int, quick: bool, url: str) -> tupl
     pool = await open_pool(settings.database)
     plugins = load_plugins()
     try:
-        config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1,
-                  "max_pages": pages}
+        config = {"urls": [f"{url}/library/index.html"], "include": ["/library/"], "max_depth": 1, "max_pages": pages}
         tenant = await ensure_crawled(settings, pool, plugins, "pydocs", config)
         documents = await pool.fetchval("SELECT count(*) FROM documents WHERE tenant_id = $1", tenant.id)
         chunks = await pool.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", tenant.id)
         queries = QueryEmbedder(make_embedder(settings, plugins))
         store = PgVectorStore(pool)
-        natural = [(q, answers) for q, answers, paraphrases in QUESTIONS[: 5 if quick else None]
-                   for q in (q, *paraphrases)]
+        natural = [
+            (q, answers) for q, answers, paraphrases in QUESTIONS[: 5 if quick else None] for q in (q, *paraphrases)
+        ]
         named = IDENTIFIERS[: 3 if quick else None]
         asked = natural + named
         vectors = [await queries.embed(q) for q, _ in asked]
@@ -83,8 +83,15 @@ async def measure(settings: Settings, pages: int, quick: bool, url: str) -> tupl
                 hits = await retriever.search(tenant.id, question, 10, vector, mode)
                 times.append(time.perf_counter() - started)
                 ranks.append(rank_of([h.url for h in hits], answers))
-            rows.append([label, *quality(ranks), *quality(ranks[:len(natural)]), *quality(ranks[len(natural):]),
-                         f"{statistics.median(times) * 1000:.1f} ms"])
+            rows.append(
+                [
+                    label,
+                    *quality(ranks),
+                    *quality(ranks[: len(natural)]),
+                    *quality(ranks[len(natural) :]),
+                    f"{statistics.median(times) * 1000:.1f} ms",
+                ]
+            )
         return rows, documents, chunks
     finally:
         await pool.close()
@@ -92,8 +99,11 @@ async def measure(settings: Settings, pages: int, quick: bool, url: str) -> tupl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, help="kept between runs, so the crawl is done once (default "
-                                                      "/tmp/bitbd-perf-pydocs; --quick: a temporary one)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="kept between runs, so the crawl is done once (default /tmp/bitbd-perf-pydocs; --quick: a temporary one)",
+    )
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--site", type=Path, default=PYDOCS)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 5 questions, nothing appended")
@@ -106,15 +116,27 @@ def main() -> int:
         base = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
         running = stack.enter_context(services(base, "bench"))
         rows, documents, chunks = asyncio.run(measure(running, args.pages, args.quick, url))
-    head = ["configuration", "recall@5 all", "MRR@10 all", "recall@5 natural", "MRR@10 natural",
-            "recall@5 identifiers", "MRR@10 identifiers", "median search"]
+    head = [
+        "configuration",
+        "recall@5 all",
+        "MRR@10 all",
+        "recall@5 natural",
+        "MRR@10 natural",
+        "recall@5 identifiers",
+        "MRR@10 identifiers",
+        "median search",
+    ]
     table = markdown_table(head, rows)
     print(table)
     if not args.quick:
         n = len(QUESTIONS)
-        append("Retrieval quality", f"corpus: {documents} pages of the Python 3.11 library reference, {chunks} "
-               f"chunks; natural: {n} hand-written questions x 3 phrasings = {n * 3} queries; identifiers: "
-               f"{len(IDENTIFIERS)} questions naming a function or constant; perf/questions.py", table)
+        append(
+            "Retrieval quality",
+            f"corpus: {documents} pages of the Python 3.11 library reference, {chunks} "
+            f"chunks; natural: {n} hand-written questions x 3 phrasings = {n * 3} queries; identifiers: "
+            f"{len(IDENTIFIERS)} questions naming a function or constant; perf/questions.py",
+            table,
+        )
     return 0
 
 

@@ -28,8 +28,10 @@ from perf import report
 from perf.corpus import free_port
 from perf.server import call, start, stop, wait_ready
 
-_WORDS = ("refund policy invoice shipping warranty account password support order delivery return customer "
-          "product service payment billing address contact manager update report lift engineer inspection").split()
+_WORDS = (
+    "refund policy invoice shipping warranty account password support order delivery return customer "
+    "product service payment billing address contact manager update report lift engineer inspection"
+).split()
 
 
 def text_file(mib: int, seed: int) -> bytes:
@@ -66,8 +68,12 @@ def _parts(files: list[bytes], boundary: str) -> list[bytes]:
     """The multipart body as a list of pieces (the files themselves are not copied)."""
     parts: list[bytes] = []
     for i, data in enumerate(files):
-        parts.append((f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big-{i}.txt"\r\n'
-                      "Content-Type: text/plain\r\n\r\n").encode())
+        parts.append(
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big-{i}.txt"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+        )
         parts += [data, b"\r\n"]
     return [*parts, f"--{boundary}--\r\n".encode()]
 
@@ -80,11 +86,17 @@ async def upload(session: aiohttp.ClientSession, base: str, key: str, files: lis
     async def body() -> AsyncIterator[bytes]:
         for part in parts:
             for at in range(0, len(part), 2**20):
-                yield part[at:at + 2**20]
+                yield part[at : at + 2**20]
 
-    async with session.post(base + "/v1/uploads", data=body(), headers={
-            "Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(sum(len(p) for p in parts))}) as r:
+    async with session.post(
+        base + "/v1/uploads",
+        data=body(),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(sum(len(p) for p in parts)),
+        },
+    ) as r:
         return r.status, await r.text()
 
 
@@ -128,18 +140,25 @@ def main() -> int:
         finally:
             stop(proc)
     growth = r["peak"] - r["before"]
-    table = report.markdown_table(["measure", "value"], [
-        ["upload", f"{args.files} text files x {args.mib} MiB = {total:.0f} MiB in one request"],
-        ["`bitbd serve` RSS before", f"{r['before']:.0f} MiB"],
-        ["peak RSS during the upload", f"{r['peak']:.0f} MiB"],
-        ["peak growth", f"{growth:.0f} MiB ({growth / total:.2f}x the upload)"],
-        ["RSS 1 s after the reply", f"{r['after']:.0f} MiB"],
-        ["upload time (202 received)", f"{r['seconds']:.1f} s ({total / r['seconds']:.0f} MiB/s)"],
-    ])
+    table = report.markdown_table(
+        ["measure", "value"],
+        [
+            ["upload", f"{args.files} text files x {args.mib} MiB = {total:.0f} MiB in one request"],
+            ["`bitbd serve` RSS before", f"{r['before']:.0f} MiB"],
+            ["peak RSS during the upload", f"{r['peak']:.0f} MiB"],
+            ["peak growth", f"{growth:.0f} MiB ({growth / total:.2f}x the upload)"],
+            ["RSS 1 s after the reply", f"{r['after']:.0f} MiB"],
+            ["upload time (202 received)", f"{r['seconds']:.1f} s ({total / r['seconds']:.0f} MiB/s)"],
+        ],
+    )
     print(table)
     if not args.quick:
-        report.append("Upload memory", "2 cores, `bitbd serve` with embedded PostgreSQL and Redis, "
-                      "`jobs.workers = 0`, RSS of the server process sampled every 20 ms", table)
+        report.append(
+            "Upload memory",
+            "2 cores, `bitbd serve` with embedded PostgreSQL and Redis, "
+            "`jobs.workers = 0`, RSS of the server process sampled every 20 ms",
+            table,
+        )
     return 0
 
 

@@ -54,8 +54,10 @@ def configs(rows: int) -> list[Config]:
     half = "SELECT id FROM items ORDER BY embedding::halfvec(384) <=> $1::halfvec(384) LIMIT $2"
 
     def rerank(candidates: int) -> str:
-        return (f"SELECT id FROM (SELECT id, embedding FROM items ORDER BY binary_quantize(embedding)::bit(384) "
-                f"<~> binary_quantize($1::vector) LIMIT {candidates}) c ORDER BY embedding <=> $1 LIMIT $2")
+        return (
+            f"SELECT id FROM (SELECT id, embedding FROM items ORDER BY binary_quantize(embedding)::bit(384) "
+            f"<~> binary_quantize($1::vector) LIMIT {candidates}) c ORDER BY embedding <=> $1 LIMIT $2"
+        )
 
     hnsw = "hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
     hnsw_half = "hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
@@ -64,17 +66,32 @@ def configs(rows: int) -> list[Config]:
     ivf_bit = f"ivfflat ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (lists = {lists})"
     return [
         Config("exact scan (no index)", None, exact),
-        *(Config(f"IVFFlat lists {lists}, probes {p}", f"ivfflat (embedding vector_cosine_ops) WITH (lists = "
-                 f"{lists})", exact, f"SET ivfflat.probes = {p}") for p in (10, 30)),
-        *(Config(f"HNSW vector m16, ef_search {ef}", hnsw, exact, f"SET hnsw.ef_search = {ef}")
-          for ef in (40, 100, 200, 400)),
-        *(Config(f"HNSW halfvec m16, ef_search {ef}", hnsw_half, half, f"SET hnsw.ef_search = {ef}")
-          for ef in (40, 100, 200, 400)),
-        *(Config(f"HNSW bits m16 + rerank {c}", hnsw_bit, rerank(c), f"SET hnsw.ef_search = {c}")
-          for c in (100, 400, 1000)),
+        *(
+            Config(
+                f"IVFFlat lists {lists}, probes {p}",
+                f"ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})",
+                exact,
+                f"SET ivfflat.probes = {p}",
+            )
+            for p in (10, 30)
+        ),
+        *(
+            Config(f"HNSW vector m16, ef_search {ef}", hnsw, exact, f"SET hnsw.ef_search = {ef}")
+            for ef in (40, 100, 200, 400)
+        ),
+        *(
+            Config(f"HNSW halfvec m16, ef_search {ef}", hnsw_half, half, f"SET hnsw.ef_search = {ef}")
+            for ef in (40, 100, 200, 400)
+        ),
+        *(
+            Config(f"HNSW bits m16 + rerank {c}", hnsw_bit, rerank(c), f"SET hnsw.ef_search = {c}")
+            for c in (100, 400, 1000)
+        ),
         Config("HNSW bits m8 + rerank 1000", hnsw_bit8, rerank(1000), "SET hnsw.ef_search = 1000"),
-        *(Config(f"IVFFlat bits + rerank {c}, probes {p}", ivf_bit, rerank(c), f"SET ivfflat.probes = {p}")
-          for c, p in ((100, 10), (400, 30), (1000, 30), (2000, 60))),
+        *(
+            Config(f"IVFFlat bits + rerank {c}, probes {p}", ivf_bit, rerank(c), f"SET ivfflat.probes = {p}")
+            for c, p in ((100, 10), (400, 30), (1000, 30), (2000, 60))
+        ),
     ]
 
 
@@ -123,7 +140,7 @@ def synthetic(real: np.ndarray, rows: int, seed: int = 1) -> tuple[np.ndarray, f
     for start in range(0, rows, 100_000):
         n = min(100_000, rows - start)
         block = real[rng.integers(0, len(real), n)] + scale * (rng.standard_normal((n, DIM)) @ shape.T)
-        out[start:start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out, target
 
 
@@ -142,15 +159,22 @@ async def load(conn: asyncpg.Connection, data: np.ndarray, tenants: int) -> None
     await conn.execute(f"CREATE TABLE items (id int PRIMARY KEY, tenant int NOT NULL, embedding vector({DIM}))")
     records = [(i + 1, i % tenants, v) for i, v in enumerate(data)]
     for start in range(0, len(records), 50_000):
-        await conn.copy_records_to_table("items", records=records[start:start + 50_000],
-                                         columns=["id", "tenant", "embedding"])
+        await conn.copy_records_to_table(
+            "items", records=records[start : start + 50_000], columns=["id", "tenant", "embedding"]
+        )
     await conn.execute("CREATE INDEX items_tenant ON items (tenant)")
     await conn.execute("VACUUM ANALYZE items")
 
 
-async def timed_queries(pool: asyncpg.Pool, config: Config, queries: np.ndarray, clients: int,
-                        k: int = 10, sql: str | None = None, args: tuple[object, ...] = ()
-                        ) -> tuple[list[float], list[set[int]], float]:
+async def timed_queries(
+    pool: asyncpg.Pool,
+    config: Config,
+    queries: np.ndarray,
+    clients: int,
+    k: int = 10,
+    sql: str | None = None,
+    args: tuple[object, ...] = (),
+) -> tuple[list[float], list[set[int]], float]:
     """Latencies (ms), ids per query, and queries/s; `clients` connections share the query list."""
     latencies: list[float] = []
     found: list[set[int]] = [set() for _ in queries]
@@ -187,13 +211,25 @@ async def run(dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quic
     try:
         async with pool.acquire() as conn:
             await load(conn, data, 20)
-        head = ["configuration", "build s", "index MiB", "recall@10", "1 client p50 / p95 ms", "1 client q/s",
-                "8 clients p50 / p95 ms", "8 clients q/s"]
+        head = [
+            "configuration",
+            "build s",
+            "index MiB",
+            "recall@10",
+            "1 client p50 / p95 ms",
+            "1 client q/s",
+            "8 clients p50 / p95 ms",
+            "8 clients q/s",
+        ]
         out, built, hnsw_mib = [], None, 0.0
         chosen = configs(rows)
         if quick:  # one of each query shape
-            chosen = [c for c in chosen if c.name.split(",")[0] in ("exact scan (no index)", "HNSW vector m16")
-                      or c.name.startswith(("HNSW halfvec m16, ef_search 40", "HNSW bits m16 + rerank 100"))]
+            chosen = [
+                c
+                for c in chosen
+                if c.name.split(",")[0] in ("exact scan (no index)", "HNSW vector m16")
+                or c.name.startswith(("HNSW halfvec m16, ef_search 40", "HNSW bits m16 + rerank 100"))
+            ]
         for config in chosen:
             build, mib = 0.0, 0.0
             if config.index:
@@ -212,10 +248,19 @@ async def run(dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quic
             eight, _, qps8 = await timed_queries(pool, config, questions, 8)
             recall = statistics.mean(len(f & t) / 10 for f, t in zip(found, truth, strict=True))
             print(f"{config.name}: recall {recall:.3f}, p95 {p(one, 0.95):.1f} ms", file=sys.stderr)
-            out.append([config.name, f"{build:.1f}" if config.index else "-", f"{mib:.1f}", f"{recall:.3f}",
-                        f"{p(one, 0.5):.2f} / {p(one, 0.95):.2f}", f"{qps1:.0f}",
-                        f"{p(eight, 0.5):.2f} / {p(eight, 0.95):.2f}", f"{qps8:.0f}",
-                        f"{hnsw_mib / mib:.1f}x" if mib and hnsw_mib else "-"])
+            out.append(
+                [
+                    config.name,
+                    f"{build:.1f}" if config.index else "-",
+                    f"{mib:.1f}",
+                    f"{recall:.3f}",
+                    f"{p(one, 0.5):.2f} / {p(one, 0.95):.2f}",
+                    f"{qps1:.0f}",
+                    f"{p(eight, 0.5):.2f} / {p(eight, 0.95):.2f}",
+                    f"{qps8:.0f}",
+                    f"{hnsw_mib / mib:.1f}x" if mib and hnsw_mib else "-",
+                ]
+            )
         main = report.markdown_table([*head, "smaller than HNSW vector"], out)
         tenant = await tenant_table(pool, data, questions)
         return main + f"\n\nReal nearest-neighbour cosine the noise was scaled to: {target:.3f}.", tenant
@@ -234,21 +279,43 @@ async def tenant_table(pool: asyncpg.Pool, data: np.ndarray, questions: np.ndarr
         exact_sql = "SELECT id FROM items WHERE tenant = $3 ORDER BY embedding <=> $1 LIMIT $2"
         rows = []
         for name, index, settings in (
-                ("exact scan of the tenant's rows (btree on tenant)", None, "SET enable_indexscan = on"),
-                ("HNSW vector, iterative scan, ef_search 100",
-                 "hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-                 "SET hnsw.ef_search = 100; SET hnsw.iterative_scan = relaxed_order")):
+            ("exact scan of the tenant's rows (btree on tenant)", None, "SET enable_indexscan = on"),
+            (
+                "HNSW vector, iterative scan, ef_search 100",
+                "hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+                "SET hnsw.ef_search = 100; SET hnsw.iterative_scan = relaxed_order",
+            ),
+        ):
             if index:
                 await conn.execute(f"CREATE INDEX items_vec ON items USING {index}")
             config = Config(name, index, exact_sql, settings)
             one, found, qps1 = await timed_queries(pool, config, questions, 1, args=(3,))
             eight, _, qps8 = await timed_queries(pool, config, questions, 8, args=(3,))
             recall = statistics.mean(len(f & t) / 10 for f, t in zip(found, truth, strict=True))
-            rows.append([name, f"{len(ids)} of {len(data)}", f"{recall:.3f}", f"{p(one, 0.5):.2f} / {p(one, 0.95):.2f}",
-                         f"{qps1:.0f}", f"{p(eight, 0.5):.2f} / {p(eight, 0.95):.2f}", f"{qps8:.0f}"])
+            rows.append(
+                [
+                    name,
+                    f"{len(ids)} of {len(data)}",
+                    f"{recall:.3f}",
+                    f"{p(one, 0.5):.2f} / {p(one, 0.95):.2f}",
+                    f"{qps1:.0f}",
+                    f"{p(eight, 0.5):.2f} / {p(eight, 0.95):.2f}",
+                    f"{qps8:.0f}",
+                ]
+            )
         await conn.execute("DROP INDEX IF EXISTS items_vec")
-    return report.markdown_table(["one tenant's search", "tenant rows", "recall@10", "1 client p50 / p95 ms",
-                                  "1 client q/s", "8 clients p50 / p95 ms", "8 clients q/s"], rows)
+    return report.markdown_table(
+        [
+            "one tenant's search",
+            "tenant rows",
+            "recall@10",
+            "1 client p50 / p95 ms",
+            "1 client q/s",
+            "8 clients p50 / p95 ms",
+            "8 clients q/s",
+        ],
+        rows,
+    )
 
 
 def main() -> int:
@@ -260,15 +327,20 @@ def main() -> int:
     if args.quick:
         args.rows, args.real = 2000, 200
     real, questions = real_embeddings(args.real)
-    with tempfile.TemporaryDirectory() as data_dir, services(Settings(data_dir=Path(data_dir)), "bench",
-                                                            redis=False) as running:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        services(Settings(data_dir=Path(data_dir)), "bench", redis=False) as running,
+    ):
         dsn = running.database.dsn.get_secret_value()
         main_table, tenant = asyncio.run(run(dsn, args.rows, real, questions, args.quick))
     print(main_table + "\n\n" + tenant)
     if not args.quick:
-        report.append(f"Vector search, {args.rows:,} rows", f"2 cores; synthetic vectors shaped on {args.real} "
-                      f"real passage embeddings, {len(questions)} real questions as queries, k = 10",
-                      main_table + "\n\n" + tenant)
+        report.append(
+            f"Vector search, {args.rows:,} rows",
+            f"2 cores; synthetic vectors shaped on {args.real} "
+            f"real passage embeddings, {len(questions)} real questions as queries, k = 10",
+            main_table + "\n\n" + tenant,
+        )
     return 0
 
 

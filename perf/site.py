@@ -59,13 +59,18 @@ def build(directory: Path, pages: int, chars: int = 3000) -> Path:
             bodies.append(body)
             size += len(LexborHTMLParser(body).text())
         links = [(0, "Home"), (n - 1, "Previous"), (n + 1, "Next"), (2 * n + 1, "More"), (2 * n + 2, "More")]
-        nav = "".join(f'<li><a href="page-{i}.html">{label}</a></li>'.replace("page-0.html", "index.html")
-                      for i, label in links if 0 <= i < pages and i != n)
+        nav = "".join(
+            f'<li><a href="page-{i}.html">{label}</a></li>'.replace("page-0.html", "index.html")
+            for i, label in links
+            if 0 <= i < pages and i != n
+        )
         name = "index.html" if n == 0 else f"page-{n}.html"
         (directory / name).write_text(
             f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)} | Example Docs"
             f"</title></head><body><nav><ul>{nav}</ul></nav><main><h1>{html.escape(title)}</h1>"
             f"{''.join(bodies)}</main><footer>Example Docs, built from the Python 3.11 documentation"
-            "</footer></body></html>", encoding="utf-8")
+            "</footer></body></html>",
+            encoding="utf-8",
+        )
     marker.touch()
     return directory

@@ -35,8 +35,11 @@ from perf.corpus import free_port, served
 from perf.questions import QUESTIONS
 from perf.server import call, pss_by_role, start, stop, wait_ready
 
-SETTINGS = {"BITBD_CRAWLER__ALLOW_PRIVATE": "true", "BITBD_CHAT__RATE_LIMIT_PER_MINUTE": "0",
-            "BITBD_JOBS__REDELIVERY_SECONDS": "10"}
+SETTINGS = {
+    "BITBD_CRAWLER__ALLOW_PRIVATE": "true",
+    "BITBD_CHAT__RATE_LIMIT_PER_MINUTE": "0",
+    "BITBD_JOBS__REDELIVERY_SECONDS": "10",
+}
 
 
 @dataclass
@@ -56,8 +59,9 @@ async def client(base: str, key: str, until: float, tally: Tally, seed: int) -> 
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < until:
             try:
-                async with session.ws_connect(base.replace("http", "ws") + "/v1/chat",
-                                              headers={"Authorization": f"Bearer {key}"}, heartbeat=20) as ws:
+                async with session.ws_connect(
+                    base.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}, heartbeat=20
+                ) as ws:
                     while time.monotonic() < until:
                         n += 1
                         ask_id = f"{seed}-{n}"
@@ -106,22 +110,35 @@ async def wait_job(session: aiohttp.ClientSession, base: str, key: str, job: str
     return view
 
 
-async def soak(base: str, token: str, url: str, args: argparse.Namespace, data_dir: Path, server_pid: int,
-               worker: list[Any]) -> dict[str, Any]:
+async def soak(
+    base: str, token: str, url: str, args: argparse.Namespace, data_dir: Path, server_pid: int, worker: list[Any]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
         await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "soak"})
         key = (await call(session, base, token, "POST", "/v1/admin/tenants/soak/keys", {"kind": "secret"}))["key"]
-        first = await call(session, base, key, "POST", "/v1/sources",
-                           {"type": "web", "urls": [f"{url}/index.html"], "max_pages": args.pages // 10})
+        first = await call(
+            session,
+            base,
+            key,
+            "POST",
+            "/v1/sources",
+            {"type": "web", "urls": [f"{url}/index.html"], "max_pages": args.pages // 10},
+        )
         view = await wait_job(session, base, key, first["job_id"], 600)
         print(f"indexed {view['progress']['fetched']} pages; {args.clients} clients start", file=sys.stderr)
         tally = Tally()
         started = time.monotonic()
         until = started + args.minutes * 60
         clients = [asyncio.create_task(client(base, key, until, tally, i)) for i in range(args.clients)]
-        crawl = await call(session, base, key, "POST", "/v1/sources",
-                           {"type": "web", "urls": [f"{url}/index.html?all"], "max_pages": args.pages})
+        crawl = await call(
+            session,
+            base,
+            key,
+            "POST",
+            "/v1/sources",
+            {"type": "web", "urls": [f"{url}/index.html?all"], "max_pages": args.pages},
+        )
         memory: list[tuple[float, dict[str, float]]] = []
         killed = False
         while time.monotonic() < until:
@@ -169,10 +186,13 @@ def main() -> int:
     table = render(r, args)
     print(table)
     if not args.quick:
-        report.append("Soak", f"{args.clients} WebSocket clients for {args.minutes:g} minutes (think time 2-5 s) "
-                      f"while a {args.pages}-page crawl runs on one `bitbd worker`, SIGKILLed and restarted "
-                      f"{r.get('killed_at', 0):.0f} s in; `bitbd serve` with embedded services, loopback only",
-                      table)
+        report.append(
+            "Soak",
+            f"{args.clients} WebSocket clients for {args.minutes:g} minutes (think time 2-5 s) "
+            f"while a {args.pages}-page crawl runs on one `bitbd worker`, SIGKILLed and restarted "
+            f"{r.get('killed_at', 0):.0f} s in; `bitbd serve` with embedded services, loopback only",
+            table,
+        )
     ok = r["tally"].lost == 0 and r["job"].get("status") == "succeeded"
     return 0 if ok else 1
 
@@ -189,8 +209,11 @@ def render(r: dict[str, Any], args: argparse.Namespace) -> str:
         ["lost (no `done` or `error`)", f"{t.lost}"],
         ["reconnects", f"{t.reconnects - args.clients}"],
         ["answer time p50 / p95", f"{lat[len(lat) // 2] * 1000:.0f} / {lat[int(len(lat) * 0.95)] * 1000:.0f} ms"],
-        ["crawl job", f"{job.get('status')}: {progress.get('fetched')} pages, {progress.get('failed')} failed, "
-                      f"{progress.get('chunks_embedded')} chunks"],
+        [
+            "crawl job",
+            f"{job.get('status')}: {progress.get('fetched')} pages, {progress.get('failed')} failed, "
+            f"{progress.get('chunks_embedded')} chunks",
+        ],
         ["worker killed and restarted at", f"{r.get('killed_at', 0):.0f} s"],
         *memory_rows(r["memory"], args.minutes * 60),
     ]
@@ -201,8 +224,12 @@ def memory_rows(samples: list[tuple[float, dict[str, float]]], seconds: float) -
     """Per role: the median PSS of the second minute (after warm-up: model loaded, caches filled), of the middle
     and of the last minute of the run, the largest sample, and the least-squares slope from minute 2 on."""
     rows = []
-    for role, what in (("daemon", "`bitbd serve` process"), ("postgres", "embedded PostgreSQL"),
-                       ("redis", "embedded Redis"), ("worker", "`bitbd worker` (restarted once)")):
+    for role, what in (
+        ("daemon", "`bitbd serve` process"),
+        ("postgres", "embedded PostgreSQL"),
+        ("redis", "embedded Redis"),
+        ("worker", "`bitbd worker` (restarted once)"),
+    ):
         series = [(t, m[role]) for t, m in samples]
         if not series:
             continue
@@ -212,10 +239,14 @@ def memory_rows(samples: list[tuple[float, dict[str, float]]], seconds: float) -
             values = sorted(v for t, v in series if lo <= t < hi) or [0.0]
             return values[len(values) // 2]
 
-        rows.append([f"{what}: PSS minute 2 / middle minute / last minute, max",
-                     f"{median(60, 120):.0f} / {median(seconds / 2 - 30, seconds / 2 + 30):.0f} / "
-                     f"{median(seconds - 60, seconds + 1):.0f} MiB, max {max(v for _, v in series):.0f} MiB; "
-                     f"slope from minute 2 {slope(after) * 60:+.1f} MiB/min"])
+        rows.append(
+            [
+                f"{what}: PSS minute 2 / middle minute / last minute, max",
+                f"{median(60, 120):.0f} / {median(seconds / 2 - 30, seconds / 2 + 30):.0f} / "
+                f"{median(seconds - 60, seconds + 1):.0f} MiB, max {max(v for _, v in series):.0f} MiB; "
+                f"slope from minute 2 {slope(after) * 60:+.1f} MiB/min",
+            ]
+        )
     return rows
 
 

@@ -17,8 +17,13 @@ class Asked(NamedTuple):
     seconds: float
 
 
-async def ask(ws: aiohttp.ClientWebSocketResponse, ask_id: str, question: str, conversation: str | None = None,
-              seconds: float = 60) -> Asked:
+async def ask(
+    ws: aiohttp.ClientWebSocketResponse,
+    ask_id: str,
+    question: str,
+    conversation: str | None = None,
+    seconds: float = 60,
+) -> Asked:
     """Send one `ask` and read until its `done` or `error` (other questions' events are skipped)."""
     started = time.monotonic()
     message = {"type": "ask", "id": ask_id, "question": question}

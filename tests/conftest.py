@@ -97,9 +97,15 @@ async def pool(session_pool: asyncpg.Pool, service_settings: Settings) -> asyncp
 def builtin_plugins() -> Plugins:
     """Built-ins registered explicitly, never through whatever entry points happen to be installed."""
     plugins = Plugins(new_manager())
-    for name, module in (("pgvector", pgvector), ("fastembed", fastembed), ("web", web_source),
-                         ("upload", upload_source), ("extractive", extractive), ("openai", openai),
-                         ("sentence-transformers", sentence_transformers)):
+    for name, module in (
+        ("pgvector", pgvector),
+        ("fastembed", fastembed),
+        ("web", web_source),
+        ("upload", upload_source),
+        ("extractive", extractive),
+        ("openai", openai),
+        ("sentence-transformers", sentence_transformers),
+    ):
         plugins.pm.register(module, name=name)
     return plugins
 
@@ -110,8 +116,9 @@ def settings(service_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings,
-                 pool: asyncpg.Pool) -> TestClient[web.Request, web.Application]:
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+) -> TestClient[web.Request, web.Application]:
     """The real app on a real loopback port, over the suite's real PostgreSQL and Redis."""
     return await aiohttp_client(create_app(settings, builtin_plugins()))
 

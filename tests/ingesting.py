@@ -33,10 +33,12 @@ async def site() -> AsyncIterator[tuple[Site, str]]:
 
 
 def ingest_settings(settings: Settings, **crawler: Any) -> Settings:
-    return settings.model_copy(update={
-        "crawler": CrawlerSettings(**{"allow_private": True, "max_page_bytes": 200_000, "timeout": 5, **crawler}),
-        "jobs": JobSettings(workers=2, retry_backoff=0.2, redelivery_seconds=5),
-    })
+    return settings.model_copy(
+        update={
+            "crawler": CrawlerSettings(**{"allow_private": True, "max_page_bytes": 200_000, "timeout": 5, **crawler}),
+            "jobs": JobSettings(workers=2, retry_backoff=0.2, redelivery_seconds=5),
+        }
+    )
 
 
 @pytest.fixture

@@ -77,14 +77,21 @@ class FakeLLM:
             return resp
         instructed = any("cite the source" in m["content"] for m in body["messages"])
         answer = self.answer if instructed else UNINSTRUCTED
-        texts = self.pieces if self.pieces is not None and instructed else \
-            [(" " if i else "") + word for i, word in enumerate(answer.split(" "))]
+        texts = (
+            self.pieces
+            if self.pieces is not None and instructed
+            else [(" " if i else "") + word for i, word in enumerate(answer.split(" "))]
+        )
         for i, text in enumerate(texts):
             if number in self._interrupted:  # a newer request took the slot: this stream just ends
                 await resp.write(b"data: [DONE]\n\n")
                 return resp
-            chunk = {"id": "c", "object": "chat.completion.chunk", "model": "fake",
-                     "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "model": "fake",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+            }
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
             if self.mode == "cut" and i == 1:
                 request.transport.close()  # type: ignore[union-attr]

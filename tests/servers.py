@@ -40,8 +40,16 @@ class StandalonePostgres:
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         group = pwd.getpwnam(self.user).pw_gid if self.user else None
-        return subprocess.run([str(bin_dir() / args[0]), *args[1:]], capture_output=True, text=True, check=False,
-                              user=self.user, group=group, extra_groups=[] if self.user else None, timeout=120)
+        return subprocess.run(
+            [str(bin_dir() / args[0]), *args[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
+            user=self.user,
+            group=group,
+            extra_groups=[] if self.user else None,
+            timeout=120,
+        )
 
     def init(self) -> StandalonePostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
@@ -50,20 +58,54 @@ class StandalonePostgres:
             _let_user_reach(self.pgdata, self.user)
             _open_install_to_all(bin_dir().parent)
             shutil.chown(self.pgdata.parent, self.user)
-        done = self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth-local=trust",
-                         "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions")
+        done = self._run(
+            "initdb",
+            "-D",
+            str(self.pgdata),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        )
         assert done.returncode == 0, done.stderr
         self.start()
-        sql = (f"CREATE ROLE bitbd LOGIN SUPERUSER PASSWORD '{self.password}'; CREATE DATABASE bitbd OWNER bitbd;")
+        sql = f"CREATE ROLE bitbd LOGIN SUPERUSER PASSWORD '{self.password}'; CREATE DATABASE bitbd OWNER bitbd;"
         for statement in sql.split("; "):
-            done = self._run("psql", "-h", str(self.pgdata), "-p", str(self.port), "-U", "postgres", "-d",
-                             "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement)
+            done = self._run(
+                "psql",
+                "-h",
+                str(self.pgdata),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                statement,
+            )
             assert done.returncode == 0, done.stderr
         return self
 
     def start(self) -> None:
-        done = self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log), "-w", "-t", "60", "-o",
-                         f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata}", "start")
+        done = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata}",
+            "start",
+        )
         assert done.returncode == 0, done.stderr + self.log.read_text()
 
     def stop(self) -> None:
@@ -92,10 +134,13 @@ class StandaloneRedis:
 
     def start(self) -> StandaloneRedis:
         conf = self.dir / "redis.conf"
-        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nappendonly yes\nsave \"\"\n"
-                        f"requirepass {self.password}\nlogfile {self.dir / 'redis.log'}\n")
-        self.proc = subprocess.Popen([str(DEBIAN_REDIS), str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        conf.write_text(
+            f'port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nappendonly yes\nsave ""\n'
+            f"requirepass {self.password}\nlogfile {self.dir / 'redis.log'}\n"
+        )
+        self.proc = subprocess.Popen(
+            [str(DEBIAN_REDIS), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.cli("PING").strip() == "PONG":
@@ -104,8 +149,13 @@ class StandaloneRedis:
         raise AssertionError("redis-server did not start: " + (self.dir / "redis.log").read_text())
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(["/usr/bin/redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", self.password,
-                               *args], capture_output=True, text=True, check=False, timeout=30)
+        done = subprocess.run(
+            ["/usr/bin/redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", self.password, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
         return done.stdout
 
     def kill(self) -> None:

@@ -36,9 +36,11 @@ _CANDIDATES = 5  # cached questions above the threshold checked with same_questi
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that do not change what is asked. Direction and negation words ("up", "down", "not", "before") are kept:
 # "round a number down" and "round a number up" embed almost alike but need different answers.
-_FILLER = frozenset("""a an the i my me we our us you your he she they it its this that these those there do does
+_FILLER = frozenset(
+    """a an the i my me we our us you your he she they it its this that these those there do does
 did can could would should will shall may might must how what which who whom why when where is are was were be been
-being am to of for in on at by with and or as please tell explain show way ways some any way get""".split())
+being am to of for in on at by with and or as please tell explain show way ways some any way get""".split()
+)
 _STEMMER = snowballstemmer.stemmer("english")
 
 
@@ -95,8 +97,9 @@ class SemanticCache:
     def key(self, tenant_id: uuid.UUID, namespace: str, version: int) -> str:
         return f"{self.prefix}:cache:{tenant_id}:{namespace}:{version}"
 
-    async def get(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector,
-                  question: str) -> Cached | None:
+    async def get(
+        self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector, question: str
+    ) -> Cached | None:
         if not self.settings.enabled:
             return None
         mirror = await self._sync(tenant_id, namespace, version)
@@ -108,8 +111,16 @@ class SemanticCache:
         METRICS.cache_requests.inc({"result": "miss" if found is None else "hit"})
         return found
 
-    async def put(self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector, question: str,
-                  answer: str, sources: list[dict[str, Any]]) -> None:
+    async def put(
+        self,
+        tenant_id: uuid.UUID,
+        namespace: str,
+        version: int,
+        vector: Vector,
+        question: str,
+        answer: str,
+        sources: list[dict[str, Any]],
+    ) -> None:
         if not self.settings.enabled:
             return
         newest = self._mirrors.get((tenant_id, namespace))
@@ -118,8 +129,12 @@ class SemanticCache:
         key = self.key(tenant_id, namespace, version)
         payload = json.dumps({"q": question, "a": answer, "s": sources})
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, {"v": np.asarray(vector, dtype=np.float32).tobytes(), "p": payload},
-                      maxlen=self.settings.max_entries, approximate=False)
+            pipe.xadd(
+                key,
+                {"v": np.asarray(vector, dtype=np.float32).tobytes(), "p": payload},
+                maxlen=self.settings.max_entries,
+                approximate=False,
+            )
             pipe.expire(key, self.settings.ttl_seconds)
             await pipe.execute()
 

@@ -27,34 +27,46 @@ def parse_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ConversationNotFound(f"conversation_id {value[:80]!r} is not a conversation id; leave it out to "
-                                   "start a new conversation") from None
+        raise ConversationNotFound(
+            f"conversation_id {value[:80]!r} is not a conversation id; leave it out to start a new conversation"
+        ) from None
 
 
-async def recent_turns(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID,
-                       turns: int) -> list[Turn]:
+async def recent_turns(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID, turns: int) -> list[Turn]:
     """The conversation's last ``turns`` questions and answers, oldest first; refuses another tenant's."""
     async with pool.acquire() as conn:
         if await conn.fetchval(_EXISTS, tenant_id, conversation_id) is None:
-            raise ConversationNotFound(f"conversation {conversation_id} not found; leave conversation_id out to "
-                                       "start a new one")
+            raise ConversationNotFound(
+                f"conversation {conversation_id} not found; leave conversation_id out to start a new one"
+            )
         rows = await conn.fetch(_RECENT, tenant_id, conversation_id, turns * 2)
     return [Turn(r["role"], r["content"]) for r in rows]
 
 
-async def record(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID | None,
-                 key_id: uuid.UUID | None, question: str, answer: str, sources: list[dict[str, Any]],
-                 cached: bool, latency_ms: int) -> uuid.UUID:
+async def record(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    key_id: uuid.UUID | None,
+    question: str,
+    answer: str,
+    sources: list[dict[str, Any]],
+    cached: bool,
+    latency_ms: int,
+) -> uuid.UUID:
     """Store a question and its answer (in a new conversation if none is given); returns the conversation id."""
     async with pool.acquire() as conn, conn.transaction():
         if conversation_id is None:
             conversation_id = await conn.fetchval(_NEW, tenant_id, key_id)
         else:
             await conn.execute(_TOUCH, tenant_id, conversation_id)
-        await conn.executemany(_MESSAGE, [
-            (tenant_id, conversation_id, "user", question, "[]", False, None),
-            (tenant_id, conversation_id, "assistant", answer, json.dumps(sources), cached, latency_ms),
-        ])
+        await conn.executemany(
+            _MESSAGE,
+            [
+                (tenant_id, conversation_id, "user", question, "[]", False, None),
+                (tenant_id, conversation_id, "assistant", answer, json.dumps(sources), cached, latency_ms),
+            ],
+        )
     assert conversation_id is not None
     return conversation_id
 
@@ -64,6 +76,14 @@ async def messages(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uu
         if await conn.fetchval(_EXISTS, tenant_id, conversation_id) is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         rows = await conn.fetch(_MESSAGES, tenant_id, conversation_id)
-    return [{"role": r["role"], "content": r["content"], "citations": json.loads(r["citations"]),
-             "cached": r["cached"], "latency_ms": r["latency_ms"], "created_at": r["created_at"].isoformat()}
-            for r in rows]
+    return [
+        {
+            "role": r["role"],
+            "content": r["content"],
+            "citations": json.loads(r["citations"]),
+            "cached": r["cached"],
+            "latency_ms": r["latency_ms"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]

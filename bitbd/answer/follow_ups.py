@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from bitbd.interfaces import Turn
 
 # Words by which a follow-up points back into its conversation ("what does it not cover?", "and for sale items?").
-_BACK_REFERENCES = frozenset("it its itself this that these those they them their theirs there he him his she her "
-                             "one ones same such former latter above previous else other another".split())
+_BACK_REFERENCES = frozenset(
+    "it its itself this that these those they them their theirs there he him his she her "
+    "one ones same such former latter above previous else other another".split()
+)
 _CONTINUATIONS = ("and ", "or ", "but ", "also ", "so ", "then ", "what about ", "how about ", "what if ")
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -19,8 +21,11 @@ def leans_on_context(question: str) -> bool:
     or is too short to stand alone. Other follow-ups are judged as asked, so an off-topic one ("what is the capital
     of France?") is refused instead of answered from earlier turns."""
     words = _WORD.findall(question.lower())
-    return (len(words) <= 3 or question.lower().lstrip().startswith(_CONTINUATIONS)
-            or any(w in _BACK_REFERENCES for w in words))
+    return (
+        len(words) <= 3
+        or question.lower().lstrip().startswith(_CONTINUATIONS)
+        or any(w in _BACK_REFERENCES for w in words)
+    )
 
 
 def retrieval_query(question: str, history: Sequence[Turn], turns: int) -> str:

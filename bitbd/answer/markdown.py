@@ -36,10 +36,14 @@ _PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop tabs and newlines inside URLs, and trim the rest
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\x00-\x20]*)>")
-_EMAIL = re.compile(r"<([a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+@[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?"
-                    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?)*)>")
-_AUTOLINK_SO_FAR = re.compile(r"<[A-Za-z][A-Za-z0-9+.\-]*(:[^<>\x00-\x20]*)?$|<[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+"
-                              r"(@[a-zA-Z0-9.\-]*)?$")
+_EMAIL = re.compile(
+    r"<([a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+@[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?)*)>"
+)
+_AUTOLINK_SO_FAR = re.compile(
+    r"<[A-Za-z][A-Za-z0-9+.\-]*(:[^<>\x00-\x20]*)?$|<[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+"
+    r"(@[a-zA-Z0-9.\-]*)?$"
+)
 _LEAD = frozenset(" \t>-*+.)0123456789")  # what may precede a reference definition's `[` on its line
 
 
@@ -138,7 +142,7 @@ class MarkdownSanitizer:
         if c == "!" and i + 1 == len(s) and not final:
             raise _Wait
         if c == "[":
-            self._brackets = [*self._brackets[-_BRACKETS + 1:], (self._bang, self._lead)]
+            self._brackets = [*self._brackets[-_BRACKETS + 1 :], (self._bang, self._lead)]
             self._write(out, c)
             return i + 1
         if c == "]":
@@ -229,7 +233,7 @@ class MarkdownSanitizer:
             self._write(out, "\\")
             return i + 1
         if s[i + 1] in _PUNCT:
-            self._write(out, s[i: i + 2])
+            self._write(out, s[i : i + 2])
             return i + 2
         self._write(out, "\\")
         return i + 1
@@ -240,7 +244,7 @@ class MarkdownSanitizer:
             raise _Wait  # the run may go on
         newline = s.find("\n", i + n)
         line_end = len(s) if newline < 0 else newline
-        for match in re.finditer(r"`+", s[i + n: line_end]):
+        for match in re.finditer(r"`+", s[i + n : line_end]):
             if len(match.group()) == n:
                 end = i + n + match.end()
                 if end == len(s) and not final:
@@ -263,7 +267,7 @@ class MarkdownSanitizer:
             self._write(out, "<")
             return i + 1
         close = s.find(">", i)
-        candidate = s[i: close + 1] if close >= 0 else s[i:]
+        candidate = s[i : close + 1] if close >= 0 else s[i:]
         link = _AUTOLINK.fullmatch(candidate) or _EMAIL.fullmatch(candidate)
         if link is not None and (link.re is _EMAIL or allowed(unescapeAll(link.group(1)))):
             self._write(out, candidate)
@@ -304,8 +308,9 @@ class MarkdownSanitizer:
         dest = parseLinkDestination(s, p, len(s))
         if not dest.ok:
             angle = s.startswith("<", p)
-            if not final and ((angle and ">" not in s[p:] and "\n" not in s[p:])
-                              or (not angle and not _CONTROL.search(s, p))):
+            if not final and (
+                (angle and ">" not in s[p:] and "\n" not in s[p:]) or (not angle and not _CONTROL.search(s, p))
+            ):
                 raise _Wait  # a destination not closed yet (`<…`, or parentheses still open)
             return None
         if dest.pos == len(s) and not final:
@@ -339,12 +344,13 @@ class MarkdownSanitizer:
                 return run_end
             self._write(out, "\\:")  # escaped: nothing dropped further on can make it a definition
             return i + 1
-        rest = s[dest.pos: newline if newline >= 0 else len(s)]
+        rest = s[dest.pos : newline if newline >= 0 else len(s)]
         title = parseLinkTitle(rest, len(rest) - len(rest.lstrip(" \t")), len(rest)) if rest.strip() else None
         is_definition = not rest.strip() or (
-            title is not None and title.ok and rest[:1] in " \t" and not rest[title.pos:].strip())
+            title is not None and title.ok and rest[:1] in " \t" and not rest[title.pos :].strip()
+        )
         if not is_definition:
-            if bad_scheme(s[p: dest.pos]):
+            if bad_scheme(s[p : dest.pos]):
                 return dest.pos  # not a definition to CommonMark, but a laxer renderer might link it
             self._write(out, "\\:")  # text, scanned as such; escaped as above
             return i + 1
@@ -364,7 +370,7 @@ def _tail(s: str, i: int, p: int, end: int) -> str:
     while k < end:
         ch = s[k]
         if ch == "\\" and k + 1 < end and s[k + 1] in _PUNCT:
-            out.append(s[k: k + 2])
+            out.append(s[k : k + 2])
             k += 2
             continue
         out.append("\\" + ch if ch in "[]`<" and k != own else ch)

@@ -24,8 +24,10 @@ def by_page(hits: Sequence[Hit]) -> list[Passage]:
     pages: dict[str, list[Hit]] = {}
     for hit in hits:
         pages.setdefault(hit.url, []).append(hit)
-    return [Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)), tuple(group))
-            for n, group in enumerate(pages.values(), start=1)]
+    return [
+        Passage(n, replace(group[0], text="\n\n".join(h.text for h in group)), tuple(group))
+        for n, group in enumerate(pages.values(), start=1)
+    ]
 
 
 def citations(answer: str, passages: Sequence[Passage], dont_know: str) -> list[dict[str, Any]]:
@@ -88,10 +90,10 @@ class Markers:
                 if match is None or (match.end() == len(text) and not final):
                     if not final and _MARKER_PREFIX.fullmatch(text, i):
                         break  # "[1" may still become "[12]"
-                elif int(match.group(1)) not in self.numbers and text[match.end():match.end() + 1] != "(":
+                elif int(match.group(1)) not in self.numbers and text[match.end() : match.end() + 1] != "(":
                     self.removed += 1
                     i = match.end()
-                    nxt = text[i:i + 1]
+                    nxt = text[i : i + 1]
                     if not nxt or not nxt.isalnum():  # "said [7]." -> "said."; "said [7] and" -> "said and"
                         while out and out[-1] == " ":
                             out.pop()
@@ -103,7 +105,7 @@ class Markers:
         if final:
             return passed + text[i:]
         kept = passed.rstrip(" ")  # trailing spaces wait: a marker to remove may follow them
-        self._held = passed[len(kept):] + text[i:]
+        self._held = passed[len(kept) :] + text[i:]
         return kept
 
     def _step(self, c: str) -> None:

@@ -74,8 +74,9 @@ class Retriever:
     queries: QueryEmbedder
     reranker: Reranker | None = None
 
-    async def search(self, tenant_id: uuid.UUID, query: str, k: int, vector: Vector | None = None,
-                     mode: Mode | None = None) -> list[Hit]:
+    async def search(
+        self, tenant_id: uuid.UUID, query: str, k: int, vector: Vector | None = None, mode: Mode | None = None
+    ) -> list[Hit]:
         """The ``k`` best chunks of this tenant for ``query``, best first."""
         cfg = self.settings
         mode = mode or cfg.mode

@@ -71,23 +71,37 @@ class Answerer:
     _asks: set[asyncio.Task[None]] = field(default_factory=set)  # answers being written; close() waits for them
 
     @classmethod
-    def create(cls, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, plugins: Plugins,
-               embedder: Embedder, store: VectorStore) -> Answerer:
+    def create(
+        cls,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        plugins: Plugins,
+        embedder: Embedder,
+        store: VectorStore,
+    ) -> Answerer:
         generators = plugins.generators()
         name = settings.answer.generator
         if name not in generators or "extractive" not in generators:
             missing = name if name not in generators else "extractive"
-            raise ConfigError(f"answer generator {missing!r} is not installed; installed: "
-                              f"{', '.join(sorted(generators)) or 'none'} (answer.generator)")
+            raise ConfigError(
+                f"answer generator {missing!r} is not installed; installed: "
+                f"{', '.join(sorted(generators)) or 'none'} (answer.generator)"
+            )
         generator = generators[name](settings.plugins.plugin_table(name), settings)
-        fallback = generator if name == "extractive" else \
-            generators["extractive"](settings.plugins.plugin_table("extractive"), settings)
+        fallback = (
+            generator
+            if name == "extractive"
+            else generators["extractive"](settings.plugins.plugin_table("extractive"), settings)
+        )
         reranker = None
         if settings.retrieval.reranker:
             rerankers = plugins.rerankers()
             if settings.retrieval.reranker not in rerankers:
-                raise ConfigError(f"reranker {settings.retrieval.reranker!r} is not installed; installed: "
-                                  f"{', '.join(sorted(rerankers)) or 'none'} (retrieval.reranker)")
+                raise ConfigError(
+                    f"reranker {settings.retrieval.reranker!r} is not installed; installed: "
+                    f"{', '.join(sorted(rerankers)) or 'none'} (retrieval.reranker)"
+                )
             rr = settings.retrieval.reranker
             reranker = rerankers[rr](settings.plugins.plugin_table(rr))
         retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
@@ -101,9 +115,18 @@ class Answerer:
             one.use_embedder(embed_sentences)
             one.use_token_counter(count)
         table = {k: v for k, v in settings.plugins.plugin_table(name).items() if k != "api_key"}
-        fingerprint = json.dumps([__version__, SAFE_MARKDOWN, settings.retrieval.model_dump(),
-                                  settings.answer.model_dump(), table, embedder.model_name], sort_keys=True,
-                                 default=str)
+        fingerprint = json.dumps(
+            [
+                __version__,
+                SAFE_MARKDOWN,
+                settings.retrieval.model_dump(),
+                settings.answer.model_dump(),
+                table,
+                embedder.model_name,
+            ],
+            sort_keys=True,
+            default=str,
+        )
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
         return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings))
@@ -155,8 +178,10 @@ class Answerer:
             raise InvalidRequest(f"the {what} holds a NUL character (\\u0000); remove it")
         limit = self.settings.answer.max_question_chars
         if len(text) > limit:
-            raise QuestionTooLong(f"the {what} is {len(text)} characters long; the limit is {limit} "
-                                  "(answer.max_question_chars): ask something shorter")
+            raise QuestionTooLong(
+                f"the {what} is {len(text)} characters long; the limit is {limit} "
+                "(answer.max_question_chars): ask something shorter"
+            )
         return text
 
     async def limit(self, caller: Caller) -> None:
@@ -172,16 +197,19 @@ class Answerer:
             count, _ = await pipe.execute()
         if count > per_minute:
             wait = 60 - int(now % 60)
-            raise RateLimited(f"this key asked {per_minute} questions this minute, its limit "
-                              f"(chat.rate_limit_per_minute); try again in {wait} s")
+            raise RateLimited(
+                f"this key asked {per_minute} questions this minute, its limit "
+                f"(chat.rate_limit_per_minute); try again in {wait} s"
+            )
 
     async def refuse_if_empty(self, tenant_id: uuid.UUID) -> None:
         if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM chunks WHERE tenant_id = $1)", tenant_id):
-            raise NoDocuments("this tenant has no documents yet, so there is nothing to answer from; ingest its "
-                              "website or files first (`bitbd ingest`, POST /v1/sources or POST /v1/uploads)")
+            raise NoDocuments(
+                "this tenant has no documents yet, so there is nothing to answer from; ingest its "
+                "website or files first (`bitbd ingest`, POST /v1/sources or POST /v1/uploads)"
+            )
 
-    async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                  send: Send) -> None:
+    async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send) -> None:
         """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`.
 
         The answer is written in a task of the service's own. A client that leaves (its socket's task cancelled)
@@ -206,8 +234,9 @@ class Answerer:
         if not task.cancelled() and task.exception() is not None:  # retrieved here too: its client may be gone
             log.debug("answer ended with an error", extra={"error": type(task.exception()).__name__})
 
-    async def _counted(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                       send: Send, state: Progress) -> None:
+    async def _counted(
+        self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send, state: Progress
+    ) -> None:
         success: str | None = "false"
         try:
             await self._ask(caller, ask_id, question, conversation_id, send, state)
@@ -220,13 +249,17 @@ class Answerer:
             if success is not None:
                 METRICS.rag_queries.inc({"success": success})
 
-    async def _ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None,
-                   send: Send, state: Progress) -> None:
+    async def _ask(
+        self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send, state: Progress
+    ) -> None:
         started = time.monotonic()
         question = self.check_question(question)
         conv = conversations.parse_id(conversation_id) if conversation_id else None
-        history = await conversations.recent_turns(self.pool, caller.tenant_id, conv,
-                                                   self.settings.answer.history_turns) if conv else []
+        history = (
+            await conversations.recent_turns(self.pool, caller.tenant_id, conv, self.settings.answer.history_turns)
+            if conv
+            else []
+        )
         await self.limit(caller)
         if caller.key is not None:
             await tenancy.charge(self.pool, caller.key)
@@ -237,13 +270,16 @@ class Answerer:
                 try:
                     async with asyncio.timeout(limit) as deadline:
                         state.deadline = deadline
-                        store = await self._answer_and_record(caller, ask_id, question, conv, history, started,
-                                                              send, trace, state)
+                        store = await self._answer_and_record(
+                            caller, ask_id, question, conv, history, started, send, trace, state
+                        )
                 except TimeoutError:
                     if state.complete:
                         raise
-                    raise AnswerTimeout(f"the answer took longer than {limit:g} s (chat.answer_timeout); try "
-                                        "again, or ask something narrower") from None
+                    raise AnswerTimeout(
+                        f"the answer took longer than {limit:g} s (chat.answer_timeout); try "
+                        "again, or ask something narrower"
+                    ) from None
                 answered = True  # `done` is sent: from here on nothing is refunded, even if the client leaves
                 if store is not None:
                     await store()
@@ -251,9 +287,18 @@ class Answerer:
                 if not answered and caller.key is not None:
                     await asyncio.shield(tenancy.refund(self.pool, caller.key))
 
-    async def _answer_and_record(self, caller: Caller, ask_id: str, question: str, conv: uuid.UUID | None,
-                                 history: list[Turn], started: float, send: Send, trace: Span, state: Progress
-                                 ) -> Callable[[], Awaitable[None]] | None:
+    async def _answer_and_record(
+        self,
+        caller: Caller,
+        ask_id: str,
+        question: str,
+        conv: uuid.UUID | None,
+        history: list[Turn],
+        started: float,
+        send: Send,
+        trace: Span,
+        state: Progress,
+    ) -> Callable[[], Awaitable[None]] | None:
         """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
         query = retrieval_query(question, history, self.settings.answer.history_turns)
         # A follow-up means what its conversation makes it mean ("what does it not cover?"): only opening
@@ -263,51 +308,89 @@ class Answerer:
         with self.tracer.span("retrieve", input=query) as span:
             vector, version = await asyncio.gather(
                 self.retriever.queries.embed(query),
-                self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id))
-            cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) \
-                if opening else None
+                self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id),
+            )
+            cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) if opening else None
             if cached is None:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
                 METRICS.rag_chunks.observe({}, len(hits))
                 if not hits:
                     await self.refuse_if_empty(caller.tenant_id)
-            span.update(output=[h.url for h in hits], metadata={"cached": cached is not None, "hits": len(hits),
-                                                                "mode": self.settings.retrieval.mode})
+            span.update(
+                output=[h.url for h in hits],
+                metadata={"cached": cached is not None, "hits": len(hits), "mode": self.settings.retrieval.mode},
+            )
         retrieved = time.monotonic()
         with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:
             if cached is not None:
                 refused = cached.answer.strip() == self.settings.answer.dont_know.strip()
-                written = Written(sanitize(cached.answer), cached.sources, None if refused else self.generator.name,
-                                  cacheable=False)
+                written = Written(
+                    sanitize(cached.answer), cached.sources, None if refused else self.generator.name, cacheable=False
+                )
                 await send({"type": "delta", "id": ask_id, "text": written.answer})  # entries of older versions too
             else:
-                support = await self._support_as_asked(caller.tenant_id, question) \
-                    if history and hits and not leans_on_context(question) else None
+                support = (
+                    await self._support_as_asked(caller.tenant_id, question)
+                    if history and hits and not leans_on_context(question)
+                    else None
+                )
                 written = await self._answer(question, hits, history, ask_id, send, support)
-                METRICS.answers.inc({"generator": written.generator or "none",
-                                     "complete": str(written.stopped is None).lower()})
+                METRICS.answers.inc(
+                    {"generator": written.generator or "none", "complete": str(written.stopped is None).lower()}
+                )
             answer, sources = written.answer, written.sources
-            span.update(output=answer, metadata={"citations": len(sources), "answered_by": written.generator,
-                                                 "complete": written.stopped is None})
+            span.update(
+                output=answer,
+                metadata={
+                    "citations": len(sources),
+                    "answered_by": written.generator,
+                    "complete": written.stopped is None,
+                },
+            )
         generated = time.monotonic()
         state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
         send = quiet(send)
-        conv = await conversations.record(self.pool, caller.tenant_id, conv, caller.key.id if caller.key else None,
-                                          question, answer, sources, cached is not None,
-                                          int((generated - started) * 1000))
+        conv = await conversations.record(
+            self.pool,
+            caller.tenant_id,
+            conv,
+            caller.key.id if caller.key else None,
+            question,
+            answer,
+            sources,
+            cached is not None,
+            int((generated - started) * 1000),
+        )
         await send({"type": "citations", "id": ask_id, "sources": sources})
-        done = {"type": "done", "id": ask_id, "conversation_id": str(conv), "cached": cached is not None,
-                "generator": written.generator, "complete": written.stopped is None}
+        done = {
+            "type": "done",
+            "id": ask_id,
+            "conversation_id": str(conv),
+            "cached": cached is not None,
+            "generator": written.generator,
+            "complete": written.stopped is None,
+        }
         if written.stopped is not None:
             done["stopped"] = written.stopped
-        await send({**done, "timings_ms": {"retrieve": round((retrieved - started) * 1000),
-                                   "generate": round((generated - retrieved) * 1000),
-                                   "total": round((time.monotonic() - started) * 1000)}})
-        for phase, seconds in (("retrieve", retrieved - started), ("generate", generated - retrieved),
-                               ("total", time.monotonic() - started)):
+        await send(
+            {
+                **done,
+                "timings_ms": {
+                    "retrieve": round((retrieved - started) * 1000),
+                    "generate": round((generated - retrieved) * 1000),
+                    "total": round((time.monotonic() - started) * 1000),
+                },
+            }
+        )
+        for phase, seconds in (
+            ("retrieve", retrieved - started),
+            ("generate", generated - retrieved),
+            ("total", time.monotonic() - started),
+        ):
             METRICS.rag_latency.observe({"phase": phase}, seconds)
-        trace.update(output=answer, metadata={"cached": cached is not None, "citations": len(sources),
-                                              "conversation": str(conv)})
+        trace.update(
+            output=answer, metadata={"cached": cached is not None, "citations": len(sources), "conversation": str(conv)}
+        )
         if not (written.cacheable and opening):
             return None
 
@@ -326,8 +409,15 @@ class Answerer:
         nearest = await self.retriever.store.search(tenant_id, vector, 1, self.settings.retrieval.ef_search)
         return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)
 
-    async def _answer(self, question: str, hits: Sequence[Hit], history: Sequence[Turn], ask_id: str,
-                      send: Send, as_asked: float | None = None) -> Written:
+    async def _answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        history: Sequence[Turn],
+        ask_id: str,
+        send: Send,
+        as_asked: float | None = None,
+    ) -> Written:
         """Stream the answer and say what was written. `as_asked`: a follow-up's support without its
         conversation (the lower of the two decides)."""
         support = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
@@ -357,26 +447,37 @@ class Answerer:
         try:
             await stream(generator)
         except GeneratorUnavailable as e:
-            log.warning("answer generator unavailable, answering with extractive",
-                        extra={"generator": generator.name, "reason": str(e)})
+            log.warning(
+                "answer generator unavailable, answering with extractive",
+                extra={"generator": generator.name, "reason": str(e)},
+            )
             generator, markers, cleaner = self.fallback, Markers(p.n for p in passages), MarkdownSanitizer()
             await stream(generator)
         except AnswerCut as e:
             stopped = e.stopped
-            log.warning("answer incomplete, not cached", extra={"generator": generator.name, "stopped": e.stopped,
-                                                               "reason": str(e)})
+            log.warning(
+                "answer incomplete, not cached",
+                extra={"generator": generator.name, "stopped": e.stopped, "reason": str(e)},
+            )
         except PluginError as e:
             log.warning("answer generator failed mid-answer", extra={"generator": generator.name, "reason": str(e)})
             raise
         await emit(cleaner.feed(markers.close()) + cleaner.close())
         if markers.removed:
-            log.info("markers of sources not given removed from an answer",
-                     extra={"generator": generator.name, "removed": markers.removed})
+            log.info(
+                "markers of sources not given removed from an answer",
+                extra={"generator": generator.name, "removed": markers.removed},
+            )
         # Not stripped: taking the indentation off its first line could make Markdown of it that was not checked.
         joined = "".join(pieces)
         answer = joined if joined.strip() else self.settings.answer.dont_know
-        return Written(answer, citations(answer, passages, self.settings.answer.dont_know), generator.name,
-                       cacheable=generator is self.generator and stopped is None, stopped=stopped)
+        return Written(
+            answer,
+            citations(answer, passages, self.settings.answer.dont_know),
+            generator.name,
+            cacheable=generator is self.generator and stopped is None,
+            stopped=stopped,
+        )
 
 
 def token_counter(embedder: Embedder) -> Callable[[str], int]:

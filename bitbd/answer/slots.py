@@ -45,8 +45,9 @@ class Slots:
             async with asyncio.timeout(self.max_wait):
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise SlotTimeout(f"{self.limit} request(s) in flight and {self.waiting - 1} waiting ahead for "
-                              f"{self.max_wait:g} s") from None
+            raise SlotTimeout(
+                f"{self.limit} request(s) in flight and {self.waiting - 1} waiting ahead for {self.max_wait:g} s"
+            ) from None
         finally:
             self.waiting -= 1
             waited = time.monotonic() - started
@@ -69,8 +70,14 @@ class Slots:
         def pct(q: float) -> int | None:
             return round(waits[min(len(waits) - 1, int(q * len(waits)))] * 1000) if waits else None
 
-        return {"generator": self.generator, "limit": self.limit, "in_flight": self.in_flight,
-                "waiting": self.waiting, "wait_p50_ms": pct(0.5), "wait_p95_ms": pct(0.95)}
+        return {
+            "generator": self.generator,
+            "limit": self.limit,
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "wait_p50_ms": pct(0.5),
+            "wait_p95_ms": pct(0.95),
+        }
 
     def _publish(self) -> None:
         labels = {"generator": self.generator}

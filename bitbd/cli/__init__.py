@@ -16,10 +16,12 @@ from bitbd.settings import Settings, load_settings
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, metavar="PATH",
-                        help="settings file (default: ./bitbd.toml, or $BITBD_CONFIG)")
-    common.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where embedded PostgreSQL/Redis and the admin token live")
+    common.add_argument(
+        "--config", type=Path, metavar="PATH", help="settings file (default: ./bitbd.toml, or $BITBD_CONFIG)"
+    )
+    common.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="where embedded PostgreSQL/Redis and the admin token live"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     parser = argparse.ArgumentParser(prog="bitbd", description="Self-hosted RAG chat server.")
@@ -57,9 +59,11 @@ def require_database(args: argparse.Namespace, settings: Settings, *, may_create
         print(f"bitbd: creating a new data dir at {settings.data_dir}", file=sys.stderr)
         return
     where = "the data dir chosen" if chosen else "the default data dir"
-    raise ConfigError(f"no bitbd database in {settings.data_dir} ({where}); `bitbd {command}` does not create "
-                      "one. Point it at your server's data dir with --data-dir DIR or BITBD_DATA_DIR=DIR (or "
-                      "database.dsn for an external PostgreSQL), or run `bitbd serve` first to create it")
+    raise ConfigError(
+        f"no bitbd database in {settings.data_dir} ({where}); `bitbd {command}` does not create "
+        "one. Point it at your server's data dir with --data-dir DIR or BITBD_DATA_DIR=DIR (or "
+        "database.dsn for an external PostgreSQL), or run `bitbd serve` first to create it"
+    )
 
 
 def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:

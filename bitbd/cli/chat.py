@@ -22,8 +22,9 @@ def client_options() -> argparse.ArgumentParser:
     """The options of commands that talk to a running server: which server, as whom, for which tenant."""
     client = argparse.ArgumentParser(add_help=False)
     client.add_argument("--tenant", help="tenant name or id (with the admin token; not needed with --key)")
-    client.add_argument("--url", help="server URL (default: $BITBD_URL, else the server running on this data dir, "
-                                      f"else {DEFAULT_URL})")
+    client.add_argument(
+        "--url", help=f"server URL (default: $BITBD_URL, else the server running on this data dir, else {DEFAULT_URL})"
+    )
     client.add_argument("--key", help="a secret key sk_… of the tenant (default: $BITBD_KEY, else the admin token)")
     return client
 
@@ -31,15 +32,23 @@ def client_options() -> argparse.ArgumentParser:
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     client = client_options()
 
-    p = sub.add_parser("ask", parents=[common, client], help="ask a question; the answer streams in",
-                       description="Ask a tenant's documents a question over the chat WebSocket; prints the answer "
-                                   "as it arrives, then its sources.")
+    p = sub.add_parser(
+        "ask",
+        parents=[common, client],
+        help="ask a question; the answer streams in",
+        description="Ask a tenant's documents a question over the chat WebSocket; prints the answer "
+        "as it arrives, then its sources.",
+    )
     p.add_argument("question")
     p.add_argument("--conversation", metavar="ID", help="continue a conversation (its id is printed after each answer)")
     p.set_defaults(handler=cmd_ask)
 
-    p = sub.add_parser("search", parents=[common, client], help="show the chunks a query finds",
-                       description="Search a tenant's documents (hybrid retrieval, as answers use it).")
+    p = sub.add_parser(
+        "search",
+        parents=[common, client],
+        help="show the chunks a query finds",
+        description="Search a tenant's documents (hybrid retrieval, as answers use it).",
+    )
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="hits to show (default 5)")
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], help="retrieval mode (default: the server's)")
@@ -68,8 +77,10 @@ def _admin_token(settings: Settings) -> str:
     try:
         return token_path(settings).read_text().strip()
     except OSError:
-        raise ConfigError(f"no admin token in {token_path(settings)}: pass --key sk_…, set BITBD_ADMIN_TOKEN, or "
-                          "point --data-dir DIR (or BITBD_DATA_DIR=DIR) at the server's data dir") from None
+        raise ConfigError(
+            f"no admin token in {token_path(settings)}: pass --key sk_…, set BITBD_ADMIN_TOKEN, or "
+            "point --data-dir DIR (or BITBD_DATA_DIR=DIR) at the server's data dir"
+        ) from None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -77,8 +88,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return asyncio.run(_ask(url, headers, params, args.question, args.conversation))
 
 
-async def _ask(url: str, headers: dict[str, str], params: dict[str, str], question: str,
-               conversation: str | None) -> int:
+async def _ask(
+    url: str, headers: dict[str, str], params: dict[str, str], question: str, conversation: str | None
+) -> int:
     async with Client(url, headers, params) as client:
         try:
             answer = await client.ask(question, conversation, on_delta=lambda text: print(text, end="", flush=True))
@@ -94,8 +106,11 @@ async def _ask(url: str, headers: dict[str, str], params: dict[str, str], questi
     by = f"; by {done['generator']}" if done.get("generator") else ""
     cached = ", cached" if done["cached"] else ""
     t = done["timings_ms"]
-    print(f"(conversation {answer.conversation_id}{by}; retrieve {t['retrieve']} ms, generate {t['generate']} ms"
-          f"{cached})", file=sys.stderr)
+    print(
+        f"(conversation {answer.conversation_id}{by}; retrieve {t['retrieve']} ms, generate {t['generate']} ms"
+        f"{cached})",
+        file=sys.stderr,
+    )
     return 0
 
 

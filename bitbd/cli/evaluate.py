@@ -25,15 +25,21 @@ ignoring case, in the answer without its [n] markers and Markdown marks. Questio
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     from bitbd.cli.chat import client_options
 
-    p = sub.add_parser("eval", parents=[common, client_options()], help="measure answer quality on a question file",
-                       description="Ask a tenant a file of questions through a running server's search and chat, "
-                                   "and print how often the right page is found (recall@5, MRR@10) and cited, "
-                                   "how often the answer states the fact, refusals, empty answers and times.",
-                       epilog=_EXPLAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        parents=[common, client_options()],
+        help="measure answer quality on a question file",
+        description="Ask a tenant a file of questions through a running server's search and chat, "
+        "and print how often the right page is found (recall@5, MRR@10) and cited, "
+        "how often the answer states the fact, refusals, empty answers and times.",
+        epilog=_EXPLAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", type=Path, metavar="FILE", help="questions, .jsonl or .tsv")
     p.add_argument("--json", action="store_true", help="print every question's result as JSON")
-    p.add_argument("--misses", type=int, default=20, metavar="N",
-                   help="questions that missed to list (default 20; 0: none)")
+    p.add_argument(
+        "--misses", type=int, default=20, metavar="N", help="questions that missed to list (default 20; 0: none)"
+    )
     p.set_defaults(handler=cmd_eval)
 
 
@@ -50,8 +56,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(url: str, headers: dict[str, str], params: dict[str, str],
-               asked: list[question_file.Question]) -> Report:
+async def _run(
+    url: str, headers: dict[str, str], params: dict[str, str], asked: list[question_file.Question]
+) -> Report:
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -64,8 +71,11 @@ async def _run(url: str, headers: dict[str, str], params: dict[str, str],
 
 def render(report: Report, path: Path, misses: int) -> str:
     s = report.summary()
-    fact = "n/a (no answer regexes)" if s["answer_has_fact"] is None else \
-        f"{s['answer_has_fact']:.3f} ({s['with_fact_regex']} with a regex)"
+    fact = (
+        "n/a (no answer regexes)"
+        if s["answer_has_fact"] is None
+        else f"{s['answer_has_fact']:.3f} ({s['with_fact_regex']} with a regex)"
+    )
     lines = [
         f"bitbd eval: {s['questions']} questions, {s['off_topic']} to refuse ({path})",
         f"  retrieval      recall@5 {s['recall@5']:.3f}   MRR@10 {s['mrr@10']:.3f}",
@@ -73,13 +83,22 @@ def render(report: Report, path: Path, misses: int) -> str:
         f"                 empty {s['empty_answers']}   refused although on-topic {s['refused_on_topic']}",
     ]
     if s["off_topic"]:
-        lines.append(f"  off-topic      refused {s['off_topic_refused_opening']}/{s['off_topic']} as openings, "
-                     f"{s['off_topic_refused_follow_up']}/{s['off_topic']} as follow-ups")
+        lines.append(
+            f"  off-topic      refused {s['off_topic_refused_opening']}/{s['off_topic']} as openings, "
+            f"{s['off_topic_refused_follow_up']}/{s['off_topic']} as follow-ups"
+        )
     lines.append(f"  time to done   p50 {s['p50_ms']} ms   p95 {s['p95_ms']} ms")
     missed = [(o.question.line, o.question.text, why) for o in report.outcomes if (why := _miss(o))]
-    missed += [(t.question.line, t.question.text, f"answered {'alone' if not t.refused_opening else 'as a follow-up'}: "
-                f"{_short(t.answer_opening if not t.refused_opening else t.answer_follow_up)}")
-               for t in report.off_topic if not (t.refused_opening and t.refused_follow_up)]
+    missed += [
+        (
+            t.question.line,
+            t.question.text,
+            f"answered {'alone' if not t.refused_opening else 'as a follow-up'}: "
+            f"{_short(t.answer_opening if not t.refused_opening else t.answer_follow_up)}",
+        )
+        for t in report.off_topic
+        if not (t.refused_opening and t.refused_follow_up)
+    ]
     if missed and misses:
         lines.append(f"misses ({len(missed)}):")
         lines += [f"  line {line}: {text!r}: {why}" for line, text, why in sorted(missed)[:misses]]

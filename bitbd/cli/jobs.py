@@ -43,9 +43,13 @@ _NO_WORKER_HINT = 15.0  # seconds a job may stay queued before we say that no wo
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     from bitbd.cli import positive_int
 
-    p = sub.add_parser("ingest", parents=[common], help="crawl URLs or load files for a tenant, with progress",
-                       description="Queue an ingestion job and show its progress until it ends. URLs are "
-                                   "crawled; paths (files or directories) are uploaded.")
+    p = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="crawl URLs or load files for a tenant, with progress",
+        description="Queue an ingestion job and show its progress until it ends. URLs are "
+        "crawled; paths (files or directories) are uploaded.",
+    )
     p.add_argument("--tenant", required=True, help="tenant name or id")
     p.add_argument("targets", nargs="+", metavar="URL|PATH")
     p.add_argument("--max-pages", type=int, help="most pages to crawl")
@@ -53,25 +57,42 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only URLs matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip URLs matching (repeatable)")
     p.add_argument("--priority", choices=["normal", "high"], default="normal")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="run N workers in this process (default: 2 when no server uses the data dir, else 0)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N workers in this process (default: 2 when no server uses the data dir, else 0)",
+    )
     p.add_argument("--no-wait", action="store_true", help="queue the job, print its id, and return")
     p.set_defaults(handler=cmd_ingest)
 
-    p = sub.add_parser("reembed", parents=[common], help="re-run all of a tenant's sources (after a model switch)",
-                       description="Queue a job for each of the tenant's sources. Documents embedded by another "
-                                   "model than the configured one are fetched and embedded again; the rest are "
-                                   "checked for changes as in any re-crawl.")
+    p = sub.add_parser(
+        "reembed",
+        parents=[common],
+        help="re-run all of a tenant's sources (after a model switch)",
+        description="Queue a job for each of the tenant's sources. Documents embedded by another "
+        "model than the configured one are fetched and embedded again; the rest are "
+        "checked for changes as in any re-crawl.",
+    )
     p.add_argument("--tenant", required=True, help="tenant name or id")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="run N workers in this process (default: 2 when no server uses the data dir, else 0)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N workers in this process (default: 2 when no server uses the data dir, else 0)",
+    )
     p.set_defaults(handler=cmd_reembed)
 
     p = sub.add_parser("worker", parents=[common], help="run ingestion tasks (scale out with more of these)")
-    p.add_argument("--concurrency", type=positive_int, metavar="N",
-                   help="tasks at once (default: jobs.workers, else 2)")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve this worker's /metrics on PORT (default metrics.worker_port, 9741; 0: none)")
+    p.add_argument(
+        "--concurrency", type=positive_int, metavar="N", help="tasks at once (default: jobs.workers, else 2)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve this worker's /metrics on PORT (default metrics.worker_port, 9741; 0: none)",
+    )
     p.set_defaults(handler=cmd_worker)
 
 
@@ -88,8 +109,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if queue.workers == 0:
                 # A running server's workers crawl under their own crawler.allow_private, which this process cannot
                 # see; they refuse a private address themselves, with an error that says where to allow it.
-                settings = settings.model_copy(update={"crawler": settings.crawler.model_copy(
-                    update={"allow_private": True})})
+                settings = settings.model_copy(
+                    update={"crawler": settings.crawler.model_copy(update={"allow_private": True})}
+                )
             config = queue.plugins.sources()["web"].validate(crawl_config(args, urls), settings)
             job_id, _ = await records.create_job(queue.pool, queue.tenant.id, "web", config, args.priority)
         else:
@@ -98,11 +120,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if queue.workers == 0:
             # Then the job runs in the server's (or `bitbd worker`'s) processes, under their settings, e.g. whether
             # crawler.allow_private lets it fetch internal addresses; this command's environment does not apply.
-            print("the running bitbd server's workers take this job; their settings apply (crawler.*, ingest.*)",
-                  file=sys.stderr)
+            print(
+                "the running bitbd server's workers take this job; their settings apply (crawler.*, ingest.*)",
+                file=sys.stderr,
+            )
             if urls and "BITBD_CRAWLER__ALLOW_PRIVATE" in os.environ:
-                print("warning: BITBD_CRAWLER__ALLOW_PRIVATE here does not reach those workers; set "
-                      "crawler.allow_private where `bitbd serve` / `bitbd worker` runs", file=sys.stderr)
+                print(
+                    "warning: BITBD_CRAWLER__ALLOW_PRIVATE here does not reach those workers; set "
+                    "crawler.allow_private where `bitbd serve` / `bitbd worker` runs",
+                    file=sys.stderr,
+                )
         if args.no_wait:
             print(job_id)
             return 0
@@ -166,30 +193,49 @@ async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, wo
     console = Console(stderr=True)
     started = time.monotonic()
     hinted = False
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[chunks]} chunks, {task.fields[failed]} failed"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[chunks]} chunks, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("queued", total=None, chunks=0, failed=0)
         while True:
             view = (await records.get_job(pool, tenant_id, job_id)).to_json()
             p = view["progress"]
             done = p["fetched"] + p["failed"] + p["skipped"]
-            bar.update(task, description=view["status"], completed=done, total=max(p["found"], done) or None,
-                       chunks=p["chunks_embedded"], failed=p["failed"])
+            bar.update(
+                task,
+                description=view["status"],
+                completed=done,
+                total=max(p["found"], done) or None,
+                chunks=p["chunks_embedded"],
+                failed=p["failed"],
+            )
             if view["status"] in records.TERMINAL:
                 break
-            if view["status"] == "queued" and not hinted and time.monotonic() - started > _NO_WORKER_HINT \
-                    and workers == 0:
-                console.print("[yellow]the job is still queued: is a `bitbd serve` or `bitbd worker` running "
-                              "against this database and Redis? (or pass --workers 2)[/]")
+            if (
+                view["status"] == "queued"
+                and not hinted
+                and time.monotonic() - started > _NO_WORKER_HINT
+                and workers == 0
+            ):
+                console.print(
+                    "[yellow]the job is still queued: is a `bitbd serve` or `bitbd worker` running "
+                    "against this database and Redis? (or pass --workers 2)[/]"
+                )
                 hinted = True
             await asyncio.sleep(0.5)
     for error in view["errors"][:10]:
         console.print(f"  [red]{error['item'] or 'job'}[/]: {error['error']}", soft_wrap=True)
     if len(view["errors"]) > 10:
         console.print(f"  … and more: GET /v1/jobs/{job_id}")
-    print(f"{view['status']}: {p['fetched']} pages ({p['unchanged']} unchanged), {p['chunks_embedded']} chunks "
-          f"embedded, {p['failed']} errors, {view['seconds']:.1f}s (job {job_id})")
+    print(
+        f"{view['status']}: {p['fetched']} pages ({p['unchanged']} unchanged), {p['chunks_embedded']} chunks "
+        f"embedded, {p['failed']} errors, {view['seconds']:.1f}s (job {job_id})"
+    )
     return 0 if view["status"] == "succeeded" else 1
 
 
@@ -231,8 +277,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     require_database(args, settings)
     if args.metrics_port is not None:
-        settings = settings.model_copy(update={"metrics": settings.metrics.model_copy(
-            update={"worker_port": args.metrics_port})})
+        settings = settings.model_copy(
+            update={"metrics": settings.metrics.model_copy(update={"worker_port": args.metrics_port})}
+        )
     with services(settings, "worker") as running:
         return asyncio.run(_work(running, worker_concurrency(args, settings)))
 
@@ -247,15 +294,19 @@ async def _work(settings: Settings, concurrency: int) -> int:
         await conn.close()
     if have < latest_version():
         # Workers never migrate: that is the daemon's (or `bitbd migrate`'s) job, done once, in one place.
-        raise ConfigError(f"the database schema is at version {have}, this worker needs {latest_version()}; "
-                          "start `bitbd serve` or run `bitbd migrate` first")
+        raise ConfigError(
+            f"the database schema is at version {have}, this worker needs {latest_version()}; "
+            "start `bitbd serve` or run `bitbd migrate` first"
+        )
     pool = await open_pool(settings.database.model_copy(update={"pool_max": concurrency + 4}))
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        async with running_broker(settings, pool, load_plugins(settings.plugins.disabled), concurrency, "worker"), \
-                metrics_server(settings) as where:
+        async with (
+            running_broker(settings, pool, load_plugins(settings.plugins.disabled), concurrency, "worker"),
+            metrics_server(settings) as where,
+        ):
             print(f"bitbd worker: {concurrency} task(s) at once{where}; Ctrl-C to stop", file=sys.stderr)
             await stop.wait()
     finally:
@@ -279,8 +330,10 @@ async def metrics_server(settings: Settings) -> AsyncIterator[str]:
         await web.TCPSite(runner, cfg.worker_host, cfg.worker_port).start()
     except OSError as e:
         await runner.cleanup()
-        raise ConfigError(f"cannot serve worker metrics on {cfg.worker_host}:{cfg.worker_port}: {e.strerror}; "
-                          "give each worker on a machine its own --metrics-port (or 0 for none)") from None
+        raise ConfigError(
+            f"cannot serve worker metrics on {cfg.worker_host}:{cfg.worker_port}: {e.strerror}; "
+            "give each worker on a machine its own --metrics-port (or 0 for none)"
+        ) from None
     try:
         yield f", metrics on http://{cfg.worker_host}:{cfg.worker_port}/metrics"
     finally:

@@ -38,7 +38,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_admin_token)
 
     tenant = sub.add_parser("tenant", help="create, list and delete tenants").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     p = tenant.add_parser("create", parents=[common, out], help="create a tenant")
     p.add_argument("name", help="1-63 lowercase letters, digits, '.', '_' or '-'")
     p.set_defaults(handler=cmd_tenant_create)
@@ -50,15 +51,25 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_tenant_delete)
 
     key = sub.add_parser("key", help="create, list and revoke API keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     p = key.add_parser("create", parents=[common, out], help="create an API key (shown once)")
     p.add_argument("--tenant", required=True, help="tenant name or id")
     p.add_argument("--public", action="store_true", help="a public pk_ key for browsers (needs --origin)")
-    p.add_argument("--origin", action="append", default=[], metavar="URL",
-                   help="allowed origin of a public key, e.g. https://www.example.com (repeatable)")
+    p.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="allowed origin of a public key, e.g. https://www.example.com (repeatable)",
+    )
     p.add_argument("--trial", action="store_true", help="a trial key (needs --expires and/or --quota)")
-    p.add_argument("--expires", type=parse_expiry, metavar="WHEN",
-                   help="expiry: a duration (30m, 12h, 14d, 2w) or an ISO date/time")
+    p.add_argument(
+        "--expires",
+        type=parse_expiry,
+        metavar="WHEN",
+        help="expiry: a duration (30m, 12h, 14d, 2w) or an ISO date/time",
+    )
     p.add_argument("--quota", type=int, metavar="N", help="most messages the key may send")
     p.add_argument("--name", default="", help="a label to tell keys apart")
     p.set_defaults(handler=cmd_key_create)
@@ -79,7 +90,8 @@ def parse_expiry(text: str) -> datetime:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a duration (30m, 12h, 14d, 2w) nor an ISO date/time") from None
+            f"{text!r} is neither a duration (30m, 12h, 14d, 2w) nor an ISO date/time"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -116,8 +128,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     plugins = load_plugins(settings.plugins.disabled)
     loaded = plugins.loaded()
     if args.json:
-        _print_json({"plugins": [vars(i) for i in loaded],
-                     "skipped": [{"name": n, "reason": r} for n, r in sorted(plugins.skipped.items())]})
+        _print_json(
+            {
+                "plugins": [vars(i) for i in loaded],
+                "skipped": [{"name": n, "reason": r} for n, r in sorted(plugins.skipped.items())],
+            }
+        )
         return 0
     _table(["NAME", "VERSION", "MODULE", "HOOKS"], [[i.name, i.version, i.module, ", ".join(i.hooks)] for i in loaded])
     for name, reason in sorted(plugins.skipped.items()):
@@ -135,8 +151,11 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
         require_database(args, configured, may_create=True)  # a token for a data dir no server has used yet
     settings, _ = ensure_admin_token(configured)
     print(settings.admin_token.get_secret_value())
-    source = "BITBD_ADMIN_TOKEN / admin_token setting" if configured.admin_token.get_secret_value() \
+    source = (
+        "BITBD_ADMIN_TOKEN / admin_token setting"
+        if configured.admin_token.get_secret_value()
         else str(token_path(settings))
+    )
     print(f"(from {source})", file=sys.stderr)
     return 0
 
@@ -152,9 +171,19 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"tenants": [t.to_json() for t in tenants]})
     else:
-        _table(["ID", "NAME", "KEYS", "DOCUMENTS", "CREATED"],
-               [[str(t.id), t.name, str(t.stats.get("active_keys", 0)), str(t.stats.get("documents", 0)),
-                 t.created_at.strftime("%Y-%m-%d %H:%M")] for t in tenants])
+        _table(
+            ["ID", "NAME", "KEYS", "DOCUMENTS", "CREATED"],
+            [
+                [
+                    str(t.id),
+                    t.name,
+                    str(t.stats.get("active_keys", 0)),
+                    str(t.stats.get("documents", 0)),
+                    t.created_at.strftime("%Y-%m-%d %H:%M"),
+                ]
+                for t in tenants
+            ],
+        )
     return 0
 
 
@@ -194,10 +223,21 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"keys": [k.to_json() for k in keys]})
         return 0
-    _table(["ID", "PREFIX", "KIND", "STATUS", "ORIGINS", "EXPIRES", "USED/QUOTA"],
-           [[str(k.id), k.prefix + "…", k.kind + (" trial" if k.trial else ""), k.status, ",".join(k.origins) or "-",
-             k.expires_at.strftime("%Y-%m-%d %H:%M") if k.expires_at else "-",
-             f"{k.used}/{k.quota}" if k.quota else str(k.used)] for k in keys])
+    _table(
+        ["ID", "PREFIX", "KIND", "STATUS", "ORIGINS", "EXPIRES", "USED/QUOTA"],
+        [
+            [
+                str(k.id),
+                k.prefix + "…",
+                k.kind + (" trial" if k.trial else ""),
+                k.status,
+                ",".join(k.origins) or "-",
+                k.expires_at.strftime("%Y-%m-%d %H:%M") if k.expires_at else "-",
+                f"{k.used}/{k.quota}" if k.quota else str(k.used),
+            ]
+            for k in keys
+        ],
+    )
     return 0
 
 

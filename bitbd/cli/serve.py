@@ -22,9 +22,13 @@ log = logging.getLogger("bitbd.serve")
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[common], help="run the HTTP/WebSocket server",
-                       description="Run the server. With no database DSN or Redis URL configured, start embedded "
-                                   "PostgreSQL (with pgvector) and Redis in the data dir.")
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the HTTP/WebSocket server",
+        description="Run the server. With no database DSN or Redis URL configured, start embedded "
+        "PostgreSQL (with pgvector) and Redis in the data dir.",
+    )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8740; 0 picks a free one)")
     p.set_defaults(handler=run)
@@ -36,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     server = given(args, "host", "port")
     settings = settings_from(args, **({"server": server} if server else {}))
     settings, new_token = ensure_admin_token(settings)
-    where = {name: "embedded" if embedded else "external"
-             for name, embedded in (("postgres", settings.embedded_postgres), ("redis", settings.embedded_redis))}
+    where = {
+        name: "embedded" if embedded else "external"
+        for name, embedded in (("postgres", settings.embedded_postgres), ("redis", settings.embedded_redis))
+    }
     with services(settings, "serve", exclusive=True) as running:
         asyncio.run(_serve(running, new_token, where))
     return 0
@@ -50,16 +56,23 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
         loop.add_signal_handler(sig, stop.set)
     app = create_app(settings)
     debug = settings.log.level == "debug" or logging.getLogger("bitbd").isEnabledFor(logging.DEBUG)
-    runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("bitbd.access") if debug else None,
-                           access_log_class=AccessLogger, keepalive_timeout=settings.server.keepalive_timeout)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=logging.getLogger("bitbd.access") if debug else None,
+        access_log_class=AccessLogger,
+        keepalive_timeout=settings.server.keepalive_timeout,
+    )
     await runner.setup()
     try:
         host, port = settings.server.host, settings.server.port
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as e:
-            raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}; stop whatever uses that port, "
-                              "or pick another with --port (BITBD_SERVER__PORT)") from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {e.strerror}; stop whatever uses that port, "
+                "or pick another with --port (BITBD_SERVER__PORT)"
+            ) from None
         bound_host, bound_port = runner.addresses[0][:2]
         url = f"http://{_url_host(str(bound_host))}:{bound_port}"
         log.info("bitbd listening", extra={"url": url, "data_dir": str(settings.data_dir), **where})
@@ -78,4 +91,3 @@ async def _serve(settings: Settings, new_token: str | None, where: dict[str, str
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-

@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 async def connect(db: DatabaseSettings) -> asyncpg.Connection:
     """One plain connection; an unreachable server is `Unavailable`, with the reason but not the DSN."""
     try:
-        return await asyncpg.connect(db.dsn.get_secret_value(), timeout=db.connect_timeout,
-                                     command_timeout=db.command_timeout)
+        return await asyncpg.connect(
+            db.dsn.get_secret_value(), timeout=db.connect_timeout, command_timeout=db.command_timeout
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        raise Unavailable(f"cannot connect to PostgreSQL: {type(e).__name__}: {e}; "
-                          "check database.dsn (BITBD_DATABASE__DSN) and that the server is up") from None
+        raise Unavailable(
+            f"cannot connect to PostgreSQL: {type(e).__name__}: {e}; "
+            "check database.dsn (BITBD_DATABASE__DSN) and that the server is up"
+        ) from None
 
 
 async def migrate_database(db: DatabaseSettings) -> int:
@@ -39,8 +42,12 @@ async def open_pool(db: DatabaseSettings) -> asyncpg.Pool:
     """The shared pool; `0001` created the vector type, so each connection can register its codec."""
     try:
         pool = await asyncpg.create_pool(
-            db.dsn.get_secret_value(), min_size=db.pool_min, max_size=db.pool_max,
-            timeout=db.connect_timeout, command_timeout=db.command_timeout, init=register_vector,
+            db.dsn.get_secret_value(),
+            min_size=db.pool_min,
+            max_size=db.pool_max,
+            timeout=db.connect_timeout,
+            command_timeout=db.command_timeout,
+            init=register_vector,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as e:
         raise Unavailable(f"cannot open a PostgreSQL pool: {type(e).__name__}: {e}") from None

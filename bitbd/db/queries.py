@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 TENANT_COLUMNS = "id, name, created_at"
-KEY_COLUMNS = ("id, tenant_id, kind, prefix, name, origins, trial, expires_at, quota, used, created_at, "
-               "last_used_at, revoked_at")
+KEY_COLUMNS = (
+    "id, tenant_id, kind, prefix, name, origins, trial, expires_at, quota, used, created_at, last_used_at, revoked_at"
+)
 
 INSERT_TENANT = f"INSERT INTO tenants (name) VALUES ($1) RETURNING {TENANT_COLUMNS}"
 LIST_TENANTS = f"""

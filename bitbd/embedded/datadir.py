@@ -98,8 +98,13 @@ class DataDir:
         except (OSError, ValueError):
             return None
         holder = self.holder()
-        if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or holder.get("pid") != data["pid"] \
-                or holder.get("role") != "serve" or not psutil.pid_exists(data["pid"]):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("pid"), int)
+            or holder.get("pid") != data["pid"]
+            or holder.get("role") != "serve"
+            or not psutil.pid_exists(data["pid"])
+        ):
             return None
         return str(data["url"])
 

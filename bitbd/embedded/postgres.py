@@ -54,10 +54,24 @@ class EmbeddedPostgres:
         self._prepare_socket_dir()
         with open(self.log_file, "ab") as out:
             self._proc = subprocess.Popen(
-                [str(bin_dir() / "postgres"), "-D", str(self.pgdata), "-p", str(PORT),
-                 "-k", str(self.socket_dir), "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                user=self._user, group=self._group(),
+                [
+                    str(bin_dir() / "postgres"),
+                    "-D",
+                    str(self.pgdata),
+                    "-p",
+                    str(PORT),
+                    "-k",
+                    str(self.socket_dir),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "unix_socket_permissions=0700",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                user=self._user,
+                group=self._group(),
                 # Own session: a Ctrl-C meant for bitbd does not reach postgres; bitbd stops it in order.
                 start_new_session=True,
                 # SIGINT is PostgreSQL's fast shutdown: if bitbd is SIGKILLed, postgres still stops cleanly.
@@ -98,9 +112,22 @@ class EmbeddedPostgres:
             _let_user_reach(self.pgdata, self._user)
             _open_install_to_all(bin_dir().parent)
         result = subprocess.run(
-            [str(bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
-            capture_output=True, text=True, user=self._user, group=self._group(), check=False,
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            user=self._user,
+            group=self._group(),
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed for {self.pgdata}:\n{result.stderr.strip()}")
@@ -108,9 +135,24 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         def psql(sql: str, db: str = "postgres") -> str:
             result = subprocess.run(
-                [str(bin_dir() / "psql"), "-h", str(self.socket_dir), "-p", str(PORT), "-U", "postgres",
-                 "-d", db, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
-                capture_output=True, text=True, check=False,
+                [
+                    str(bin_dir() / "psql"),
+                    "-h",
+                    str(self.socket_dir),
+                    "-p",
+                    str(PORT),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    db,
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-tAc",
+                    sql,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise RuntimeError(f"embedded PostgreSQL: {sql!r} failed: {result.stderr.strip()}")
@@ -146,8 +188,11 @@ def _system_user() -> str:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
     return SYSTEM_USER
 
 
@@ -178,4 +223,3 @@ def _let_user_reach(path: Path, user: str) -> None:
         mode = parent.stat().st_mode
         if mode & 0o001 == 0:
             parent.chmod(mode | 0o001)
-

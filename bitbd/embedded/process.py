@@ -61,8 +61,7 @@ def live_pid_from_file(path: Path, name_contains: str) -> int | None:
         return None
 
 
-def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bool], what: str,
-               log_file: Path) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bool], what: str, log_file: Path) -> None:
     """Poll `check` until it holds; fail early with the log's tail if the process died, or on timeout."""
     deadline = time.monotonic() + timeout
     while not check():

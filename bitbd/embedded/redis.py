@@ -72,15 +72,33 @@ class EmbeddedRedis:
     def _spawn(self) -> None:
         conf = self.dir / "redis.conf"
         # The password goes in a 0600 file, never on the command line where `ps` would show it.
-        write_private(conf, "\n".join([
-            f"port {self.port}", "bind 127.0.0.1", "protected-mode yes", f"requirepass {self._password()}",
-            f"dir {self.dir}", f"pidfile {self.dir / 'redis.pid'}", "daemonize no",
-            "appendonly yes", "appendfsync everysec", 'save ""', "loglevel warning", "",
-        ]))
+        write_private(
+            conf,
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    "protected-mode yes",
+                    f"requirepass {self._password()}",
+                    f"dir {self.dir}",
+                    f"pidfile {self.dir / 'redis.pid'}",
+                    "daemonize no",
+                    "appendonly yes",
+                    "appendfsync everysec",
+                    'save ""',
+                    "loglevel warning",
+                    "",
+                ]
+            ),
+        )
         with open(self.log_file, "ab") as out:
             self._proc = subprocess.Popen(
-                [str(server_binary()), str(conf)], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
+                [str(server_binary()), str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         proc = self._proc
         wait_until(self._ready, 30, lambda: proc.poll() is None, "embedded Redis", self.log_file)

@@ -38,8 +38,9 @@ def services(settings: Settings, role: str, *, redis: bool = True, exclusive: bo
         theirs = data_dir.read_state()
         if (want_pg and "database_dsn" not in theirs) or (want_redis and "redis_url" not in theirs):
             raise data_dir.busy_error()
-        yield _with_endpoints(settings, theirs.get("database_dsn") if want_pg else None,
-                              theirs.get("redis_url") if want_redis else None)
+        yield _with_endpoints(
+            settings, theirs.get("database_dsn") if want_pg else None, theirs.get("redis_url") if want_redis else None
+        )
         return
     pg = EmbeddedPostgres(data_dir.path, data_dir.logs / "postgres.log") if want_pg else None
     rd = EmbeddedRedis(data_dir.path, data_dir.logs / "redis.log") if want_redis else None

@@ -15,15 +15,24 @@ _SECRET_PARAMS = {"key", "token", "api_key", "access_token", "password"}
 
 def redact_query(query: str) -> str:
     """The query string with the values of secret-looking parameters and any key or token replaced."""
-    pairs = [(k, "[redacted]" if k.lower() in _SECRET_PARAMS and not v.startswith("pk_") else v)
-             for k, v in parse_qsl(query, keep_blank_values=True)]
+    pairs = [
+        (k, "[redacted]" if k.lower() in _SECRET_PARAMS and not v.startswith("pk_") else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
     return _SECRET.sub(r"\1_[redacted]", urlencode(pairs))
 
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.debug("request", extra={
-            "method": request.method, "path": _SECRET.sub(r"\1_[redacted]", request.path),
-            "query": redact_query(request.query_string), "status": response.status,
-            "bytes": response.body_length, "ms": round(time * 1000, 1), "remote": request.remote,
-        })
+        self.logger.debug(
+            "request",
+            extra={
+                "method": request.method,
+                "path": _SECRET.sub(r"\1_[redacted]", request.path),
+                "query": redact_query(request.query_string),
+                "status": response.status,
+                "bytes": response.body_length,
+                "ms": round(time * 1000, 1),
+                "remote": request.remote,
+            },
+        )

@@ -76,18 +76,21 @@ async def list_keys(request: web.Request) -> web.Response:
 
 @routes.delete("/tenants/{tenant}/keys/{key}")
 async def revoke_key(request: web.Request) -> web.Response:
-    key = await tenancy.revoke_key(request.config_dict[pool_key], request.match_info["tenant"],
-                                   request.match_info["key"])
+    key = await tenancy.revoke_key(
+        request.config_dict[pool_key], request.match_info["tenant"], request.match_info["key"]
+    )
     return web.json_response(key.to_json())
 
 
 @routes.get("/plugins")
 async def list_plugins(request: web.Request) -> web.Response:
     plugins = request.config_dict[plugins_key]
-    return web.json_response({
-        "plugins": [vars(info) for info in plugins.loaded()],
-        "skipped": [{"name": n, "reason": r} for n, r in sorted(plugins.skipped.items())],
-    })
+    return web.json_response(
+        {
+            "plugins": [vars(info) for info in plugins.loaded()],
+            "skipped": [{"name": n, "reason": r} for n, r in sorted(plugins.skipped.items())],
+        }
+    )
 
 
 def admin_app() -> web.Application:

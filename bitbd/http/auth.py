@@ -23,8 +23,10 @@ def bearer(request: web.Request, what: str) -> str:
         raise Unauthorized(f"missing Authorization header; send Authorization: Bearer <{what}>")
     if not header.isascii():
         # Bytes that are not ASCII (aiohttp hands non-UTF-8 ones over as surrogate escapes): no key or token has any.
-        raise Unauthorized(f"the Authorization header holds non-ASCII bytes; send Authorization: Bearer <{what}> "
-                           "with the key exactly as it was given (keys and tokens are ASCII)")
+        raise Unauthorized(
+            f"the Authorization header holds non-ASCII bytes; send Authorization: Bearer <{what}> "
+            "with the key exactly as it was given (keys and tokens are ASCII)"
+        )
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"Authorization header must be 'Bearer <{what}>'")
     return token.strip()
@@ -41,13 +43,16 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         token = bearer(request, "admin token")
         expected = request.config_dict[settings_key].admin_token.get_secret_value()
         if not same_secret(token, expected):
-            raise Unauthorized("wrong admin token; it was printed at first start and is kept in the data dir's "
-                               "admin_token file (or set BITBD_ADMIN_TOKEN)")
+            raise Unauthorized(
+                "wrong admin token; it was printed at first start and is kept in the data dir's "
+                "admin_token file (or set BITBD_ADMIN_TOKEN)"
+            )
     return await handler(request)
 
 
 # Every credential check runs inside the throttle's attempt(): attempts in flight count against
 # auth.max_failures, so a burst of wrong keys cannot all pass before the first lookup has failed.
+
 
 async def require_key(request: web.Request, kind: KeyKind | None = "secret") -> ApiKey:
     """Authenticate the request's bearer key."""
@@ -69,8 +74,10 @@ async def _caller(request: web.Request, public: bool) -> Caller:
         if not in_query.isascii():
             raise Unauthorized("the ?key= holds non-ASCII characters; public keys are ASCII (pk_…), copy it again")
         if in_query.startswith("sk_"):
-            raise Unauthorized("secret keys must not be put in URLs (they end up in logs); send them as "
-                               "Authorization: Bearer sk_…, and give browsers a public key (pk_…) instead")
+            raise Unauthorized(
+                "secret keys must not be put in URLs (they end up in logs); send them as "
+                "Authorization: Bearer sk_…, and give browsers a public key (pk_…) instead"
+            )
         if not public:
             raise Unauthorized("this endpoint needs a secret key in the Authorization header, not ?key=")
         key = await authenticate(pool, in_query, "public")
@@ -99,5 +106,7 @@ def check_origin(request: web.Request, key: ApiKey) -> None:
     if normalized not in key.origins:
         log.warning("public key used from a foreign origin", extra={"key": key.prefix, "origin": origin[:200]})
         shown = origin[:200] or "none (not a browser)"
-        raise OriginNotAllowed(f"this public key does not work on this site (origin {shown}); the site's owner "
-                               "must add this origin to the key's allowed origins")
+        raise OriginNotAllowed(
+            f"this public key does not work on this site (origin {shown}); the site's owner "
+            "must add this origin to the key's allowed origins"
+        )

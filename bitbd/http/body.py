@@ -34,8 +34,10 @@ async def body_deadline(request: web.Request) -> AsyncIterator[None]:
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {seconds:.0f}s (server.body_timeout); "
-                             "send it at once, or over a faster link") from None
+        raise RequestTimeout(
+            f"the request body did not arrive within {seconds:.0f}s (server.body_timeout); "
+            "send it at once, or over a faster link"
+        ) from None
 
 
 async def read_json(request: web.Request, model: type[M]) -> M:
@@ -72,8 +74,9 @@ def parse_json(raw: str | bytes, what: str) -> Any:
     except json.JSONDecodeError as e:
         raise InvalidJson(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
-        raise InvalidJson(f"{what} nests arrays or objects too deeply; at most {MAX_DEPTH} levels are "
-                          "accepted") from None
+        raise InvalidJson(
+            f"{what} nests arrays or objects too deeply; at most {MAX_DEPTH} levels are accepted"
+        ) from None
     except ValueError as e:  # an integer past Python's int-string limit (sys.get_int_max_str_digits())
         raise InvalidJson(f"{what} holds a number too long to read ({e}); numbers here are small") from None
 
@@ -104,9 +107,11 @@ def check_text(text: str, what: str) -> None:
     char = bad.group()
     if char == "\x00":
         raise InvalidText(f"{what} holds a NUL character (\\u0000), which no text can store; remove it")
-    raise InvalidText(f"{what} holds a lone surrogate (\\u{ord(char):04x}), which is not a character and cannot "
-                      "be encoded as UTF-8; send real Unicode text (a JSON escape of an emoji needs both halves "
-                      "of its surrogate pair)")
+    raise InvalidText(
+        f"{what} holds a lone surrogate (\\u{ord(char):04x}), which is not a character and cannot "
+        "be encoded as UTF-8; send real Unicode text (a JSON escape of an emoji needs both halves "
+        "of its surrogate pair)"
+    )
 
 
 def describe(error: ValidationError) -> str:

@@ -48,9 +48,14 @@ class ChatSocket(web.WebSocketResponse):
         if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
             limit = self._max_msg_size
             with contextlib.suppress(Exception):
-                await self.send_json(error_event(None, "message_too_large",
-                                                 f"message larger than {limit} bytes (chat.max_message_bytes); "
-                                                 "send one question per message, and shorter"))
+                await self.send_json(
+                    error_event(
+                        None,
+                        "message_too_large",
+                        f"message larger than {limit} bytes (chat.max_message_bytes); "
+                        "send one question per message, and shorter",
+                    )
+                )
             message = message or b"message too large"
         return await super().close(code=code, message=message, drain=drain)
 
@@ -94,15 +99,23 @@ class ChatSession:
                 except TimeoutError:
                     if self.in_flight:
                         continue
-                    await self.send(error_event(None, "idle_timeout", "no question for "
-                                                f"{self.settings.chat.idle_timeout:g} s; reconnect to ask again"))
+                    await self.send(
+                        error_event(
+                            None,
+                            "idle_timeout",
+                            f"no question for {self.settings.chat.idle_timeout:g} s; reconnect to ask again",
+                        )
+                    )
                     await self.ws.close(code=CLOSE_IDLE, message=b"idle")
                     break
                 if msg.type == WSMsgType.TEXT:
                     await self.on_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
-                    await self.send(error_event(None, "binary_not_supported",
-                                                "binary messages are not understood; send JSON text messages"))
+                    await self.send(
+                        error_event(
+                            None, "binary_not_supported", "binary messages are not understood; send JSON text messages"
+                        )
+                    )
                 else:  # CLOSE, CLOSING, CLOSED, ERROR (the socket is closing already)
                     break
         finally:
@@ -114,8 +127,11 @@ class ChatSession:
         try:
             message = parse_json(text, "message")
         except InvalidJson as e:
-            await self.send(error_event(None, e.code, f"{e.message}; send objects like "
-                                        '{"type": "ask", "id": "c1", "question": "..."}'))
+            await self.send(
+                error_event(
+                    None, e.code, f'{e.message}; send objects like {{"type": "ask", "id": "c1", "question": "..."}}'
+                )
+            )
             return
         if not isinstance(message, dict):
             await self.send(error_event(None, "invalid_message", "a message must be a JSON object"))
@@ -133,8 +149,11 @@ class ChatSession:
             return
         if kind != "ask":
             shown = json.dumps(kind)[:40] if kind is not None else "missing"
-            await self.send(error_event(ask_id, "unknown_type", f"unknown message type {shown}; this server "
-                                        'understands "ask" and "ping"'))
+            await self.send(
+                error_event(
+                    ask_id, "unknown_type", f'unknown message type {shown}; this server understands "ask" and "ping"'
+                )
+            )
             return
         problem = self.check_ask(message, raw_id)
         if problem is not None:
@@ -142,12 +161,23 @@ class ChatSession:
             return
         assert ask_id is not None
         if ask_id in self.in_flight:
-            await self.send(error_event(ask_id, "duplicate_id", f"question {ask_id!r} is still being answered; "
-                                        "give each question its own id"))
+            await self.send(
+                error_event(
+                    ask_id,
+                    "duplicate_id",
+                    f"question {ask_id!r} is still being answered; give each question its own id",
+                )
+            )
             return
         if len(self.in_flight) >= self.settings.chat.max_in_flight:
-            await self.send(error_event(ask_id, "too_many_in_flight", f"{len(self.in_flight)} questions are still "
-                                        "being answered on this connection; wait for one to be done"))
+            await self.send(
+                error_event(
+                    ask_id,
+                    "too_many_in_flight",
+                    f"{len(self.in_flight)} questions are still "
+                    "being answered on this connection; wait for one to be done",
+                )
+            )
             return
         task = asyncio.create_task(self.answer(ask_id, message["question"], message.get("conversation_id")))
         self.in_flight[ask_id] = task
@@ -189,8 +219,15 @@ def as_error(e: Exception, ask_id: str | None = None) -> BitbdError:
 
     if isinstance(e, BitbdError):
         return e
-    if isinstance(e, RedisError | OSError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError |
-                  asyncpg.InterfaceError | asyncpg.AdminShutdownError):
+    if isinstance(
+        e,
+        RedisError
+        | OSError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.InterfaceError
+        | asyncpg.AdminShutdownError,
+    ):
         dependency = "Redis" if isinstance(e, RedisError) else "PostgreSQL"
         log.warning("dependency unavailable", extra={"dependency": dependency, "error": type(e).__name__})
         return Unavailable(f"{dependency} is unreachable right now; try again shortly")
@@ -224,8 +261,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     client = request.config_dict[throttle_key].client(request)  # the same client address the throttle counts by
     if caller is not None:
         slot = str(caller.key.id) if caller.key is not None else f"admin:{caller.tenant_id}"
-        request.config_dict[connections_key].take(slot, client, f"{caller.key.prefix}…" if caller.key
-                                                  else "the admin token")
+        request.config_dict[connections_key].take(
+            slot, client, f"{caller.key.prefix}…" if caller.key else "the admin token"
+        )
     try:
         await ws.prepare(request)
         upgraded(ws)

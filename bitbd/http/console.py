@@ -76,16 +76,29 @@ async def retry_job(request: web.Request) -> web.Response:
 @routes.get("/questions")
 async def recent_questions(request: web.Request) -> web.Response:
     rows = await request.config_dict[pool_key].fetch(_RECENT, _limit(request, 50))
-    return web.json_response({"questions": [
-        {"tenant": r["tenant"], "question": r["question"], "latency_ms": r["latency_ms"], "cached": r["cached"],
-         "citations": r["citations"], "created_at": r["created_at"].isoformat()} for r in rows]})
+    return web.json_response(
+        {
+            "questions": [
+                {
+                    "tenant": r["tenant"],
+                    "question": r["question"],
+                    "latency_ms": r["latency_ms"],
+                    "cached": r["cached"],
+                    "citations": r["citations"],
+                    "created_at": r["created_at"].isoformat(),
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
     app = request.config_dict
-    return web.json_response(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key],
-                                            app[answerer_key].backlogs()))
+    return web.json_response(
+        await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key], app[answerer_key].backlogs())
+    )
 
 
 @routes.get("/events")
@@ -100,8 +113,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub: EventHub = request.config_dict[hub_key]
     queue = hub.subscribe()
     app = request.config_dict
-    await ws.send_json(await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key],
-                                            app[answerer_key].backlogs()))
+    await ws.send_json(
+        await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key], app[answerer_key].backlogs())
+    )
     reader = asyncio.create_task(_drain(ws))
     try:
         while not reader.done():

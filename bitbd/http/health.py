@@ -20,8 +20,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """PostgreSQL reachable with the schema up to date, and Redis reachable; 503 naming what is not."""
-    checks = dict(zip(("postgres", "redis"), await asyncio.gather(_postgres(request), _redis(request)),
-                      strict=True))
+    checks = dict(zip(("postgres", "redis"), await asyncio.gather(_postgres(request), _redis(request)), strict=True))
     ready = all(c["ok"] for c in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     if not ready:
@@ -34,13 +33,15 @@ async def _postgres(request: web.Request) -> dict[str, Any]:
     want = latest_version()
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            have = await request.config_dict[pool_key].fetchval(
-                "SELECT coalesce(max(version), 0) FROM schema_version")
+            have = await request.config_dict[pool_key].fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
     except Exception as e:  # any failure means not ready; the reason is reported, not raised
         return {"ok": False, "error": _reason(e)}
     if have < want:
-        return {"ok": False, "error": f"schema at version {have}, this bitbd needs {want}; run `bitbd migrate`",
-                "schema_version": have}
+        return {
+            "ok": False,
+            "error": f"schema at version {have}, this bitbd needs {want}; run `bitbd migrate`",
+            "schema_version": have,
+        }
     return {"ok": True, "schema_version": have}
 
 

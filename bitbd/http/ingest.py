@@ -40,8 +40,9 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"{what} {value!r} not found (ids are UUIDs)") from None
 
 
-async def _started(request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal",
-                   **extra: Any) -> web.Response:
+async def _started(
+    request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal", **extra: Any
+) -> web.Response:
     """Queue the job's first task; 202 with its ids."""
     note = await _enqueue_start(request, [job_id], priority)
     body = {"job_id": str(job_id), "source_id": str(source_id), **extra, **({"note": note} if note else {})}
@@ -70,8 +71,9 @@ async def create_source(request: web.Request) -> web.Response:
         known = ", ".join(sorted(t for t in sources if t != "upload"))
         raise InvalidRequest(f"unknown source type {body.type!r}; use one of: {known} (files go to POST /v1/uploads)")
     config = cls.validate(body.model_extra or {}, request.config_dict[settings_key])
-    job_id, source_id = await records.create_job(request.config_dict[pool_key], key.tenant_id, body.type, config,
-                                                 body.priority)
+    job_id, source_id = await records.create_job(
+        request.config_dict[pool_key], key.tenant_id, body.type, config, body.priority
+    )
     return await _started(request, job_id, source_id, body.priority)
 
 
@@ -80,15 +82,17 @@ async def recrawl(request: web.Request) -> web.Response:
     key = await require_key(request)
     source_id = _uuid(request.match_info["source"], "source")
     row = await request.config_dict[pool_key].fetchrow(
-        "SELECT id FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id)
+        "SELECT id FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id
+    )
     if row is None:
         raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
     raw = request.query.get("priority", "normal")
     if raw not in ("high", "normal"):
         raise InvalidRequest("priority must be high or normal")
     priority: Priority = "high" if raw == "high" else "normal"
-    job_id = await request.config_dict[pool_key].fetchval(records.INSERT_JOB, key.tenant_id, source_id, "ingest",
-                                                          priority, "{}")
+    job_id = await request.config_dict[pool_key].fetchval(
+        records.INSERT_JOB, key.tenant_id, source_id, "ingest", priority, "{}"
+    )
     return await _started(request, job_id, source_id, priority)
 
 
@@ -108,9 +112,21 @@ async def list_sources(request: web.Request) -> web.Response:
     rows = await request.config_dict[pool_key].fetch(
         """SELECT s.id, s.type, s.config, s.created_at, (SELECT count(*) FROM documents d WHERE d.tenant_id = $1
            AND d.source_id = s.id) AS documents FROM sources s WHERE s.tenant_id = $1 ORDER BY s.created_at""",
-        key.tenant_id)
-    return web.json_response({"sources": [{"id": str(r["id"]), "type": r["type"], "documents": r["documents"],
-                                           "created_at": r["created_at"].isoformat()} for r in rows]})
+        key.tenant_id,
+    )
+    return web.json_response(
+        {
+            "sources": [
+                {
+                    "id": str(r["id"]),
+                    "type": r["type"],
+                    "documents": r["documents"],
+                    "created_at": r["created_at"].isoformat(),
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 @routes.delete("/v1/sources/{source}")
@@ -119,10 +135,15 @@ async def delete_source(request: web.Request) -> web.Response:
     source_id = _uuid(request.match_info["source"], "source")
     pool = request.config_dict[pool_key]
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE tenant_id = $1 "
-                           "AND source_id = $2 AND status IN ('queued', 'running')", key.tenant_id, source_id)
-        deleted = await conn.fetchval("DELETE FROM sources WHERE tenant_id = $1 AND id = $2 RETURNING id",
-                                      key.tenant_id, source_id)
+        await conn.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE tenant_id = $1 "
+            "AND source_id = $2 AND status IN ('queued', 'running')",
+            key.tenant_id,
+            source_id,
+        )
+        deleted = await conn.fetchval(
+            "DELETE FROM sources WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, source_id
+        )
     if deleted is None:
         raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
     return web.Response(status=204)
@@ -136,14 +157,22 @@ async def upload(request: web.Request) -> web.Response:
     settings = request.config_dict[settings_key]
     try:
         # Only receiving the body is under server.body_timeout; storing it (a COPY into PostgreSQL) is not.
-        async with uploads.received(request, key.tenant_id, settings.ingest, request.config_dict[upload_budget_key],
-                                    settings.data_dir / "uploads", body_deadline(request)) as files:
+        async with uploads.received(
+            request,
+            key.tenant_id,
+            settings.ingest,
+            request.config_dict[upload_budget_key],
+            settings.data_dir / "uploads",
+            body_deadline(request),
+        ) as files:
             if not files:
                 raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
             job_id, source_id = await uploads.store(request.config_dict[pool_key], key.tenant_id, files)
     except (ValueError, HttpProcessingError) as e:  # no boundary, a broken part header, ...
-        raise InvalidRequest(f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
-                             "(curl -F file=@guide.pdf)") from None
+        raise InvalidRequest(
+            f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
+            "(curl -F file=@guide.pdf)"
+        ) from None
     return await _started(request, job_id, source_id, files=[f.name for f in files])
 
 
@@ -168,8 +197,9 @@ async def list_jobs(request: web.Request) -> web.Response:
 @routes.post("/v1/jobs/{job}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
     key = await require_key(request)
-    view = await records.cancel_job(request.config_dict[pool_key], key.tenant_id,
-                                    _uuid(request.match_info["job"], "job"))
+    view = await records.cancel_job(
+        request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job")
+    )
     return web.json_response(view.to_json())
 
 
@@ -182,11 +212,27 @@ async def list_documents(request: web.Request) -> web.Response:
         """SELECT d.id, d.source_id, d.url, d.title, d.content_type, d.bytes, d.fetched_at,
            (SELECT count(*) FROM chunks c WHERE c.tenant_id = $1 AND c.document_id = d.id) AS chunks
            FROM documents d WHERE d.tenant_id = $1 ORDER BY d.url LIMIT $2 OFFSET $3""",
-        key.tenant_id, limit, offset)
-    return web.json_response({"documents": [{
-        "id": str(r["id"]), "source_id": str(r["source_id"]) if r["source_id"] else None, "url": r["url"],
-        "title": r["title"], "content_type": r["content_type"], "bytes": r["bytes"], "chunks": r["chunks"],
-        "fetched_at": r["fetched_at"].isoformat() if r["fetched_at"] else None} for r in rows]})
+        key.tenant_id,
+        limit,
+        offset,
+    )
+    return web.json_response(
+        {
+            "documents": [
+                {
+                    "id": str(r["id"]),
+                    "source_id": str(r["source_id"]) if r["source_id"] else None,
+                    "url": r["url"],
+                    "title": r["title"],
+                    "content_type": r["content_type"],
+                    "bytes": r["bytes"],
+                    "chunks": r["chunks"],
+                    "fetched_at": r["fetched_at"].isoformat() if r["fetched_at"] else None,
+                }
+                for r in rows
+            ]
+        }
+    )
 
 
 @routes.delete("/v1/documents/{document}")
@@ -195,8 +241,8 @@ async def delete_document(request: web.Request) -> web.Response:
     doc = _uuid(request.match_info["document"], "document")
     # Chunks go with the document in the same statement (ON DELETE CASCADE), so never half of it.
     deleted = await request.config_dict[pool_key].fetchval(
-        "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, doc)
+        "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, doc
+    )
     if deleted is None:
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)
-

@@ -123,9 +123,12 @@ class AuthThrottle:
         if len(seen) < self.cfg.max_failures:
             return len(seen)
         seconds = max(1, math.ceil(seen[0] + self.cfg.failure_window - now))
-        raise AuthThrottled(f"too many failed authentications from this address ({len(seen)} in "
-                            f"{self.cfg.failure_window:g} s, auth.max_failures); wait {seconds} s (Retry-After) and "
-                            "check the key or token you send", retry_after=seconds)
+        raise AuthThrottled(
+            f"too many failed authentications from this address ({len(seen)} in "
+            f"{self.cfg.failure_window:g} s, auth.max_failures); wait {seconds} s (Retry-After) and "
+            "check the key or token you send",
+            retry_after=seconds,
+        )
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -164,14 +167,19 @@ class ConnectionCap:
         `shown` (its prefix)."""
         mine = self._by_client.get((who, client), 0)
         if self.per_client and mine >= self.per_client:
-            raise TooManyConnections(f"this address already holds {mine} open chat connections with key {shown}, "
-                                     "the most one client may (chat.max_connections_per_client); close one, or ask "
-                                     "several questions over one connection (they may run at once)", retry_after=5)
+            raise TooManyConnections(
+                f"this address already holds {mine} open chat connections with key {shown}, "
+                "the most one client may (chat.max_connections_per_client); close one, or ask "
+                "several questions over one connection (they may run at once)",
+                retry_after=5,
+            )
         total = self._by_key.get(who, 0)
         if self.per_key and total >= self.per_key:
-            raise TooManyConnections(f"key {shown} already holds {total} open chat connections from all its "
-                                     "clients, the most allowed (chat.max_connections_per_key); retry in a moment",
-                                     retry_after=5)
+            raise TooManyConnections(
+                f"key {shown} already holds {total} open chat connections from all its "
+                "clients, the most allowed (chat.max_connections_per_key); retry in a moment",
+                retry_after=5,
+            )
         self._by_client[(who, client)] = mine + 1
         self._by_key[who] = total + 1
 

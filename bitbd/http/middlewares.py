@@ -69,12 +69,20 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def _unexpected(request: web.Request, e: Exception) -> BitbdError:
     """What a client may learn of an exception that is not ours: a dependency outage by name, else `internal`."""
-    if isinstance(e, RedisError | OSError | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError |
-                  asyncpg.AdminShutdownError | asyncpg.InterfaceError):
+    if isinstance(
+        e,
+        RedisError
+        | OSError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | asyncpg.InterfaceError,
+    ):
         # A dependency is down: say which, without details that could hold a DSN, and that it is temporary.
         what = "Redis" if isinstance(e, RedisError) else "PostgreSQL"
-        log.warning("dependency unavailable", extra={"dependency": what, "path": request.path,
-                                                     "error": type(e).__name__})
+        log.warning(
+            "dependency unavailable", extra={"dependency": what, "path": request.path, "error": type(e).__name__}
+        )
         return Unavailable(f"{what} is unreachable right now; try again shortly (GET /readyz shows what is down)")
     if isinstance(e, asyncpg.CharacterNotInRepertoireError):
         # A NUL (or a byte sequence PostgreSQL refuses) that reached a query by a way the checks do not see.
@@ -84,8 +92,9 @@ def _unexpected(request: web.Request, e: Exception) -> BitbdError:
     return InternalError()
 
 
-async def _refusal(request: web.Request, error: BitbdError, headers: dict[str, str] | None = None
-                   ) -> web.StreamResponse:
+async def _refusal(
+    request: web.Request, error: BitbdError, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
     """The JSON error response, unless the request was upgraded to a WebSocket: its socket speaks WebSocket frames
     now, so it gets a close frame (1011) instead of an HTTP response written into the stream."""
     ws = _socket.get()
@@ -105,5 +114,6 @@ def _refuse_nul(request: web.Request) -> None:
         raise InvalidRequest("the URL path holds a NUL character (%00); no name or id contains one")
     for name, value in request.query.items():
         if "\x00" in name or "\x00" in value:
-            raise InvalidRequest(f"the query parameter {name.replace(chr(0), '%00')!r} holds a NUL character "
-                                 "(%00); remove it")
+            raise InvalidRequest(
+                f"the query parameter {name.replace(chr(0), '%00')!r} holds a NUL character (%00); remove it"
+            )

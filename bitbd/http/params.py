@@ -20,8 +20,10 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
         return default
     if not _DIGITS.fullmatch(raw):
         shown = raw[:40].encode("ascii", "backslashreplace").decode()
-        raise InvalidRequest(f"query parameter {name!r} must be a whole number written with the digits 0-9, "
-                             f"from {low} to {high}; got {shown!r}")
+        raise InvalidRequest(
+            f"query parameter {name!r} must be a whole number written with the digits 0-9, "
+            f"from {low} to {high}; got {shown!r}"
+        )
     value = int(raw)
     if not low <= value <= high:
         raise InvalidRequest(f"query parameter {name!r} must be from {low} to {high}; got {value}")

@@ -26,8 +26,12 @@ async def whoami(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.StreamResponse:
     """The OpenAPI document of this API (bitbd/static/openapi.yaml)."""
-    return web.Response(body=widget.static_file(OPENAPI.name), content_type="application/yaml", charset="utf-8",
-                        headers={"Cache-Control": "public, max-age=300"})
+    return web.Response(
+        body=widget.static_file(OPENAPI.name),
+        content_type="application/yaml",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 def setup_routes(app: web.Application) -> None:

@@ -26,7 +26,19 @@ async def search(request: web.Request) -> web.Response:
     caller = await caller_of(request)
     body = await read_json(request, SearchRequest)
     hits = await request.config_dict[answerer_key].search(caller, body.query, body.k, body.mode)
-    return web.json_response({"hits": [
-        {"chunk_id": str(h.chunk_id), "document_id": str(h.document_id), "url": h.url, "title": h.title,
-         "heading": h.heading, "text": h.text, "score": h.score} for h in hits
-    ]})
+    return web.json_response(
+        {
+            "hits": [
+                {
+                    "chunk_id": str(h.chunk_id),
+                    "document_id": str(h.document_id),
+                    "url": h.url,
+                    "title": h.title,
+                    "heading": h.heading,
+                    "text": h.text,
+                    "score": h.score,
+                }
+                for h in hits
+            ]
+        }
+    )

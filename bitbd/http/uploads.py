@@ -55,9 +55,11 @@ class UploadBudget:
         """Hold `n` more bytes for `tenant`, waiting up to BUDGET_WAIT seconds for others to give some back; else
         UploadsBusy."""
         if n > self.per_tenant:
-            raise PayloadTooLarge(f"the upload needs {n} bytes, more than one tenant may hold of the server's upload "
-                                  f"budget ({self.per_tenant} of ingest.upload_budget_bytes = {self.limit}); send "
-                                  "fewer or smaller files")
+            raise PayloadTooLarge(
+                f"the upload needs {n} bytes, more than one tenant may hold of the server's upload "
+                f"budget ({self.per_tenant} of ingest.upload_budget_bytes = {self.limit}); send "
+                "fewer or smaller files"
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BUDGET_WAIT
         while (busy := self._busy(n, tenant)) is not None:
@@ -73,12 +75,16 @@ class UploadBudget:
         """Why `n` more bytes for `tenant` do not fit now, or None."""
         mine = self.by_tenant.get(tenant, 0)
         if mine + n > self.per_tenant:
-            return (f"this tenant's other uploads being received hold {mine} of the {self.per_tenant} bytes one "
-                    f"tenant may hold at once (half of ingest.upload_budget_bytes, at least ingest.max_request_bytes) "
-                    f"and this upload needs {n} more; let them finish, or retry in a few seconds")
+            return (
+                f"this tenant's other uploads being received hold {mine} of the {self.per_tenant} bytes one "
+                f"tenant may hold at once (half of ingest.upload_budget_bytes, at least ingest.max_request_bytes) "
+                f"and this upload needs {n} more; let them finish, or retry in a few seconds"
+            )
         if self.held + n > self.limit:
-            return (f"the server is receiving other uploads: {self.held} of its {self.limit}-byte upload budget "
-                    f"(ingest.upload_budget_bytes) is in use and this upload needs {n} more; retry in a few seconds")
+            return (
+                f"the server is receiving other uploads: {self.held} of its {self.limit}-byte upload budget "
+                f"(ingest.upload_budget_bytes) is in use and this upload needs {n} more; retry in a few seconds"
+            )
         return None
 
     def give(self, n: int, tenant: uuid.UUID) -> None:
@@ -133,21 +139,31 @@ class _Body:
     def count(self, n: int, what: str) -> None:
         self.total += n
         if self.total > self.limits.max_request_bytes:
-            raise PayloadTooLarge(f"the upload is over the {self.limits.max_request_bytes}-byte request limit "
-                                  f"(ingest.max_request_bytes) at {what}; send the files in several requests")
+            raise PayloadTooLarge(
+                f"the upload is over the {self.limits.max_request_bytes}-byte request limit "
+                f"(ingest.max_request_bytes) at {what}; send the files in several requests"
+            )
 
 
 @asynccontextmanager
-async def received(request: web.Request, tenant: uuid.UUID, limits: IngestSettings, budget: UploadBudget,
-                   spool_dir: Path, deadline: AbstractAsyncContextManager[None]) -> AsyncIterator[list[Spooled]]:
+async def received(
+    request: web.Request,
+    tenant: uuid.UUID,
+    limits: IngestSettings,
+    budget: UploadBudget,
+    spool_dir: Path,
+    deadline: AbstractAsyncContextManager[None],
+) -> AsyncIterator[list[Spooled]]:
     """The multipart body read into unnamed temporary files under `spool_dir` (within `deadline`), its bytes
     held in `budget` for `tenant`; on exit the files are closed (so deleted) and the bytes given back, whatever
     happened. What the caller does with the files is not under the body's deadline."""
     declared = request.content_length
     if declared is not None and declared > limits.max_request_bytes:
-        raise PayloadTooLarge(f"the upload declares {declared} bytes; one request carries at most "
-                              f"{limits.max_request_bytes} bytes (ingest.max_request_bytes): send the files in "
-                              "several requests")
+        raise PayloadTooLarge(
+            f"the upload declares {declared} bytes; one request carries at most "
+            f"{limits.max_request_bytes} bytes (ingest.max_request_bytes): send the files in "
+            "several requests"
+        )
     reservation = _Reservation(budget, tenant)
     body = _Body(limits)
     try:
@@ -205,25 +221,31 @@ async def _disk(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except OSError as e:
         log.warning("upload spool failed", extra={"error": str(e)})
-        raise Unavailable(f"the server could not spool the upload to its disk ({e.strerror or e}); "
-                          "retry later") from None
+        raise Unavailable(
+            f"the server could not spool the upload to its disk ({e.strerror or e}); retry later"
+        ) from None
 
 
 async def store(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[Spooled]) -> tuple[uuid.UUID, uuid.UUID]:
     """The source, its job and every file (in pieces) in one transaction: all of the upload or none of it."""
     async with pool.acquire() as conn, conn.transaction():
-        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, "upload",
-                                        json.dumps({"files": [f.name for f in files]}))
+        source_id = await conn.fetchval(
+            INSERT_SOURCE, tenant_id, "upload", json.dumps({"files": [f.name for f in files]})
+        )
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         for f in files:
             upload_id = await conn.fetchval(_INSERT_UPLOAD, tenant_id, source_id, f.name, f.content_type, f.size)
-            await conn.copy_records_to_table("upload_pieces", columns=["tenant_id", "upload_id", "seq", "data"],
-                                             records=_pieces(tenant_id, upload_id, f.file))
+            await conn.copy_records_to_table(
+                "upload_pieces",
+                columns=["tenant_id", "upload_id", "seq", "data"],
+                records=_pieces(tenant_id, upload_id, f.file),
+            )
     return job_id, source_id
 
 
-async def _pieces(tenant_id: uuid.UUID, upload_id: uuid.UUID, file: IO[bytes]
-                  ) -> AsyncIterator[tuple[uuid.UUID, uuid.UUID, int, bytes]]:
+async def _pieces(
+    tenant_id: uuid.UUID, upload_id: uuid.UUID, file: IO[bytes]
+) -> AsyncIterator[tuple[uuid.UUID, uuid.UUID, int, bytes]]:
     await _disk(file.seek, 0)
     seq = 0
     while data := await _disk(file.read, PIECE_BYTES):

@@ -71,8 +71,11 @@ class Chunker:
         groups: list[_Section] = []
         for section in sections:
             last = groups[-1] if groups else None
-            if last is not None and 0 < last.level < section.level < TERM_LEVEL \
-                    and self.tokens(last.text) + self.tokens(section.text) <= self.target:
+            if (
+                last is not None
+                and 0 < last.level < section.level < TERM_LEVEL
+                and self.tokens(last.text) + self.tokens(section.text) <= self.target
+            ):
                 last.text = f"{last.text}\n\n{section.text}"
             else:
                 groups.append(_Section(section.level, section.path, section.text))
@@ -137,8 +140,11 @@ def summary(text: str) -> str:
     article's opening), at most ~200 characters; "" if it has none."""
     for block in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
-        if not lines or lines[0].startswith(("#", "```", "~~~", "|", "-", "*", ">", "<")) \
-                or set(lines[0]) <= set("-=_*"):
+        if (
+            not lines
+            or lines[0].startswith(("#", "```", "~~~", "|", "-", "*", ">", "<"))
+            or set(lines[0]) <= set("-=_*")
+        ):
             continue
         flat = " ".join(" ".join(lines).replace("`", "").split())
         if len(flat) < 20:

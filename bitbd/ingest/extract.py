@@ -95,8 +95,9 @@ def decode(body: bytes, charset: str | None) -> str:
 def _parse_html(html: str) -> lxml.html.HtmlElement:
     # libxml2's HTML parser is linear and, without huge_tree, stops nesting at 256 levels (selectolax/lexbor took
     # 97 s on 200,000 nested <div>s).
-    parser = lxml.html.HTMLParser(encoding="utf-8", no_network=True, huge_tree=False, remove_comments=True,
-                                  remove_pis=True)
+    parser = lxml.html.HTMLParser(
+        encoding="utf-8", no_network=True, huge_tree=False, remove_comments=True, remove_pis=True
+    )
     try:
         tree = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
     except (lxml.etree.ParserError, ValueError) as e:

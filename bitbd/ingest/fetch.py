@@ -14,8 +14,14 @@ from bitbd.ingest.guard import ForbiddenAddress, GuardedConnector, url_refusal
 from bitbd.interfaces import SourceError
 from bitbd.settings import CrawlerSettings
 
-CONTENT_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "text/x-markdown",
-                 "application/pdf")
+CONTENT_TYPES = (
+    "text/html",
+    "application/xhtml+xml",
+    "text/plain",
+    "text/markdown",
+    "text/x-markdown",
+    "application/pdf",
+)
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -25,8 +31,9 @@ class FetchError(SourceError):
     `status` is the HTTP status when the server answered one, `forbidden` is set when the SSRF guard refused.
     """
 
-    def __init__(self, message: str, transient: bool = False, status: int | None = None,
-                 forbidden: bool = False) -> None:
+    def __init__(
+        self, message: str, transient: bool = False, status: int | None = None, forbidden: bool = False
+    ) -> None:
         super().__init__(message, transient)
         self.status = status
         self.forbidden = forbidden
@@ -52,12 +59,18 @@ class Fetcher:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = GuardedConnector(allow_private=self.settings.allow_private, limit=100,
-                                         limit_per_host=self.settings.per_host, ttl_dns_cache=60)
+            connector = GuardedConnector(
+                allow_private=self.settings.allow_private,
+                limit=100,
+                limit_per_host=self.settings.per_host,
+                ttl_dns_cache=60,
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.settings.user_agent},
+                connector=connector,
+                headers={"User-Agent": self.settings.user_agent},
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout, sock_connect=10),
-                max_line_size=16384, max_field_size=16384,
+                max_line_size=16384,
+                max_field_size=16384,
             )
         return self._session
 
@@ -65,9 +78,16 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
 
-    async def get(self, url: str, in_scope: Callable[[str], bool] = lambda _: True, etag: str | None = None,
-                  last_modified: str | None = None, accept: tuple[str, ...] | None = CONTENT_TYPES,
-                  redirects: int | None = None, max_bytes: int | None = None) -> Fetched:
+    async def get(
+        self,
+        url: str,
+        in_scope: Callable[[str], bool] = lambda _: True,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: tuple[str, ...] | None = CONTENT_TYPES,
+        redirects: int | None = None,
+        max_bytes: int | None = None,
+    ) -> Fetched:
         """GET `url`, following redirects that stay in scope; every refusal is a FetchError with the reason.
 
         `accept` None takes any content type; `max_bytes` (default crawler.max_page_bytes) set explicitly keeps
@@ -94,8 +114,9 @@ class Fetcher:
         except aiohttp.ClientConnectorError as e:
             if isinstance(e.os_error, ForbiddenAddress):
                 raise FetchError(str(e.os_error), forbidden=True) from None
-            raise FetchError(f"cannot connect to {urlsplit(url).netloc}: {e.os_error.strerror or e}",
-                             transient=True) from None
+            raise FetchError(
+                f"cannot connect to {urlsplit(url).netloc}: {e.os_error.strerror or e}", transient=True
+            ) from None
         except ForbiddenAddress as e:
             raise FetchError(str(e), forbidden=True) from None
         except TimeoutError:
@@ -133,8 +154,9 @@ class Fetcher:
             raise FetchError(f"redirects to {target}, outside the crawl's sites")
         return target
 
-    async def _read(self, url: str, resp: aiohttp.ClientResponse, accept: tuple[str, ...] | None,
-                    max_bytes: int | None) -> Fetched:
+    async def _read(
+        self, url: str, resp: aiohttp.ClientResponse, accept: tuple[str, ...] | None, max_bytes: int | None
+    ) -> Fetched:
         if resp.status == 304:
             return Fetched(url, 304, "", None, b"", resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
         if resp.status == 429 or resp.status >= 500:
@@ -148,8 +170,9 @@ class Fetcher:
             raise FetchError(f"content type {ctype} is not indexed (only {', '.join(accept)})")
         limit = self.settings.max_page_bytes if max_bytes is None else max_bytes
         if max_bytes is None and resp.content_length is not None and resp.content_length > limit:
-            raise FetchError(f"page is {resp.content_length} bytes, over the {limit}-byte limit "
-                             "(crawler.max_page_bytes)")
+            raise FetchError(
+                f"page is {resp.content_length} bytes, over the {limit}-byte limit (crawler.max_page_bytes)"
+            )
         body = bytearray()
         # Counted after decompression, so a gzip bomb stops at the limit too.
         async for piece in resp.content.iter_chunked(65536):
@@ -159,5 +182,6 @@ class Fetcher:
                     del body[limit:]
                     break
                 raise FetchError(f"page is over the {limit}-byte limit (crawler.max_page_bytes)")
-        return Fetched(url, 200, ctype, resp.charset, bytes(body), resp.headers.get("ETag"),
-                       resp.headers.get("Last-Modified"))
+        return Fetched(
+            url, 200, ctype, resp.charset, bytes(body), resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        )

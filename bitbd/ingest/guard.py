@@ -19,9 +19,11 @@ from yarl import URL
 
 # Where the setting lives: the process that runs the crawl (a server's in-process workers or `bitbd worker`),
 # not the one that queued the job.
-WHERE = ("set crawler.allow_private = true in the settings of the process that runs the crawl workers "
-         "(its bitbd.toml, or BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve` / "
-         "`bitbd worker`; setting it for `bitbd ingest` alone does not reach a running server's workers)")
+WHERE = (
+    "set crawler.allow_private = true in the settings of the process that runs the crawl workers "
+    "(its bitbd.toml, or BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve` / "
+    "`bitbd worker`; setting it for `bitbd ingest` alone does not reach a running server's workers)"
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
@@ -44,8 +46,15 @@ def forbidden(address: str) -> bool:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
             ip = embedded
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or not ip.is_global)
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 def url_host(url: str | URL) -> str:
@@ -106,8 +115,9 @@ class GuardedResolver(AbstractResolver):
         self._inner = DefaultResolver()
         self.allow_private = allow_private
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-                      ) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         if self.allow_private:
             return results
@@ -131,8 +141,9 @@ class GuardedConnector(TCPConnector):
         super().__init__(resolver=GuardedResolver(allow_private), **kwargs)
         self.allow_private = allow_private
 
-    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any, **kwargs: Any
-                                      ) -> tuple[asyncio.Transport, Any]:
+    async def _wrap_create_connection(
+        self, *args: Any, addr_infos: list[Any], req: Any, **kwargs: Any
+    ) -> tuple[asyncio.Transport, Any]:
         if self.allow_private:
             return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, **kwargs)
         allowed = allowed_infos(addr_infos)

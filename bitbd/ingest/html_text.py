@@ -12,19 +12,47 @@ import lxml.html  # type: ignore[import-untyped]
 from html_to_markdown import ConversionOptions, convert
 
 # Elements that are never a page's text.
-_DROPPED_TAGS = ("script", "style", "noscript", "template", "nav", "aside", "form", "button", "iframe", "svg",
-                 "select", "textarea", "img", "picture", "video", "audio", "canvas", "object", "embed")
+_DROPPED_TAGS = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "aside",
+    "form",
+    "button",
+    "iframe",
+    "svg",
+    "select",
+    "textarea",
+    "img",
+    "picture",
+    "video",
+    "audio",
+    "canvas",
+    "object",
+    "embed",
+)
 # Outside the main element also the site's header and footer.
 _CHROME_TAGS = ("header", "footer")
 # Class or id tokens of navigation and page furniture (Sphinx, DocBook, Asciidoc, common themes).
-_CHROME = frozenset("headerlink navheader navfooter navigation nav navbar breadcrumb breadcrumbs sphinxsidebar "
-                    "related footer toc skip-link skiplink cookie-banner cookies menu sidebar-nav banner "
-                    "docnav".split())
+_CHROME = frozenset(
+    "headerlink navheader navfooter navigation nav navbar breadcrumb breadcrumbs sphinxsidebar "
+    "related footer toc skip-link skiplink cookie-banner cookies menu sidebar-nav banner "
+    "docnav".split()
+)
 _ANCHOR_MARKS = frozenset("¶ # § 🔗 ⚓".split())
 _MAX_TERM = 200  # characters: a longer <dt> stays a paragraph
-_OPTIONS = ConversionOptions(escape_asterisks=False, escape_underscores=False, escape_misc=False,
-                             escape_ascii=False, skip_images=True, code_block_style="backticks",
-                             heading_style="atx", wrap=False)
+_OPTIONS = ConversionOptions(
+    escape_asterisks=False,
+    escape_underscores=False,
+    escape_misc=False,
+    escape_ascii=False,
+    skip_images=True,
+    code_block_style="backticks",
+    heading_style="atx",
+    wrap=False,
+)
 
 
 def main_markdown(tree: lxml.html.HtmlElement) -> tuple[str, float]:
@@ -55,13 +83,17 @@ def main_markdown(tree: lxml.html.HtmlElement) -> tuple[str, float]:
 def _link_share(main: lxml.html.HtmlElement) -> float:
     """The share of the text that is links, or list items, table rows and terms holding a link, whichever is
     more: an index, a table of contents or a module list (a link and a line about it per row) is nearly all."""
+
     def length(node: lxml.html.HtmlElement) -> int:
         return len(" ".join(node.text_content().split()))
 
     total = length(main) or 1
     linked = sum(length(a) for a in main.iter("a"))
-    entries = sum(length(e) for e in main.iter("li", "tr", "dt") if e.find(".//a") is not None
-                  and not any(up.tag in ("li", "tr", "dt") for up in e.iterancestors()))
+    entries = sum(
+        length(e)
+        for e in main.iter("li", "tr", "dt")
+        if e.find(".//a") is not None and not any(up.tag in ("li", "tr", "dt") for up in e.iterancestors())
+    )
     return max(linked, entries) / total
 
 

@@ -92,8 +92,13 @@ def _new_pool() -> ProcessPoolExecutor:
     # the parsers once, so a new child starts in milliseconds.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["bitbd.ingest.extract", "bitbd.ingest.robots"])
-    return ProcessPoolExecutor(max_workers=CHILDREN, mp_context=context, max_tasks_per_child=_TASKS_PER_CHILD,
-                               initializer=_die_with, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=CHILDREN,
+        mp_context=context,
+        max_tasks_per_child=_TASKS_PER_CHILD,
+        initializer=_die_with,
+        initargs=(os.getpid(),),
+    )
 
 
 def _discard(pool: ProcessPoolExecutor | None = None) -> None:
@@ -191,8 +196,9 @@ def _expire(future: Future[Any], pool: ProcessPoolExecutor) -> None:
         _discard(pool)
 
 
-async def extract_off_loop(body: bytes, content_type: str, url: str, charset: str | None = None,
-                           name: str = "", seconds: float = TIMEOUT) -> Extracted:
+async def extract_off_loop(
+    body: bytes, content_type: str, url: str, charset: str | None = None, name: str = "", seconds: float = TIMEOUT
+) -> Extracted:
     """`extract()` in a child process, at most `seconds`; raises ExtractError with the reason."""
     call: Any = functools.partial(extract, body, content_type, url, charset, name)
     try:

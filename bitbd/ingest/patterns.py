@@ -33,14 +33,15 @@ def check(patterns: Sequence[str], name: str) -> None:
         raise PatternError(f"{name}: at most {MAX_PATTERNS} patterns, not {len(patterns)}")
     for i, pattern in enumerate(patterns):
         if len(pattern) > MAX_PATTERN_CHARS:
-            raise PatternError(f"{name}[{i}]: a pattern is at most {MAX_PATTERN_CHARS} characters, "
-                               f"not {len(pattern)}")
+            raise PatternError(f"{name}[{i}]: a pattern is at most {MAX_PATTERN_CHARS} characters, not {len(pattern)}")
         try:
             re2.compile(pattern, _options())
         except re2.error as e:
             reason = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
-            raise PatternError(f"{name}[{i}]: {pattern!r} is not a valid regular expression for RE2 ({reason}); "
-                               "patterns use RE2 syntax (no look-around or backreferences)") from None
+            raise PatternError(
+                f"{name}[{i}]: {pattern!r} is not a valid regular expression for RE2 ({reason}); "
+                "patterns use RE2 syntax (no look-around or backreferences)"
+            ) from None
     union(patterns, name)
 
 
@@ -51,5 +52,4 @@ def union(patterns: Sequence[str], name: str = "patterns") -> Any | None:
     try:
         return re2.compile("|".join(f"(?:{p})" for p in patterns), _options())
     except re2.error:
-        raise PatternError(f"{name}: the patterns together are too large for RE2; use fewer or simpler ones"
-                           ) from None
+        raise PatternError(f"{name}: the patterns together are too large for RE2; use fewer or simpler ones") from None

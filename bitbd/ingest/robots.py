@@ -60,8 +60,11 @@ class Robots:
             e = self.unreachable
             if e.forbidden:
                 raise SourceError(str(e))
-            raise SourceError(f"robots.txt could not be read ({e}); RFC 9309 treats that as disallowing the "
-                              "whole site until it can be", transient=True)
+            raise SourceError(
+                f"robots.txt could not be read ({e}); RFC 9309 treats that as disallowing the "
+                "whole site until it can be",
+                transient=True,
+            )
         if self.text is not None and not await _off_loop(functools.partial(_can_fetch, self.text, url, agent)):
             raise SourceError("disallowed by robots.txt")
 

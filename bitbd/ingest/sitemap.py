@@ -17,8 +17,9 @@ class Sitemap:
 
 def parse(body: bytes) -> Sitemap | None:
     """The <loc>s of a sitemap or sitemap index; None for something that is not XML. CPU work: run in a thread."""
-    parser = lxml.etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
-                                  remove_comments=True, remove_pis=True)
+    parser = lxml.etree.XMLParser(
+        resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False, remove_comments=True, remove_pis=True
+    )
     try:
         root = lxml.etree.fromstring(body, parser=parser)
     except (lxml.etree.XMLSyntaxError, ValueError):

@@ -37,11 +37,17 @@ class PriorityStreamBroker(RedisStreamBroker):
     def __init__(self, url: str, prefix: str, redelivery_seconds: float) -> None:
         self.high = f"{prefix}:high"
         super().__init__(
-            url, queue_name=f"{prefix}:normal", consumer_group_name=f"{prefix}-workers",
+            url,
+            queue_name=f"{prefix}:normal",
+            consumer_group_name=f"{prefix}-workers",
             consumer_name=f"worker-{uuid.uuid4().hex[:12]}",
             # "0", not "$": a message queued before any worker created the group must not be skipped.
-            consumer_id="0", xread_block=1000, xread_count=1, maxlen=100_000,
-            idle_timeout=int(redelivery_seconds * 1000), additional_streams={self.high: "0"},
+            consumer_id="0",
+            xread_block=1000,
+            xread_count=1,
+            maxlen=100_000,
+            idle_timeout=int(redelivery_seconds * 1000),
+            additional_streams={self.high: "0"},
         )
         self.redelivery_seconds = redelivery_seconds
 
@@ -87,22 +93,33 @@ class PriorityStreamBroker(RedisStreamBroker):
                     next_reclaim = time.monotonic() + max(self.redelivery_seconds / 4, 1.0)
                     for stream in (self.high, self.queue_name):
                         reply: Any = await redis.xautoclaim(
-                            stream, self.consumer_group_name, self.consumer_name,
-                            min_idle_time=self.idle_timeout, start_id="0-0", count=10)
+                            stream,
+                            self.consumer_group_name,
+                            self.consumer_name,
+                            min_idle_time=self.idle_timeout,
+                            start_id="0-0",
+                            count=10,
+                        )
                         for msg_id, fields in reply[1]:
                             if fields:  # None when the message was trimmed away
                                 log.info("task redelivered", extra={"stream": stream, "message_id": str(msg_id)})
                                 yield self._message(redis, stream, msg_id, fields)
-                fetched: Any = await redis.xreadgroup(self.consumer_group_name, self.consumer_name,
-                                                      {self.high: ">"}, count=1)
+                fetched: Any = await redis.xreadgroup(
+                    self.consumer_group_name, self.consumer_name, {self.high: ">"}, count=1
+                )
                 if not fetched and not _being_cancelled():
-                    fetched = await redis.xreadgroup(self.consumer_group_name, self.consumer_name,
-                                                     {self.high: ">", self.queue_name: ">"}, count=1,
-                                                     block=self.block)
+                    fetched = await redis.xreadgroup(
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        {self.high: ">", self.queue_name: ">"},
+                        count=1,
+                        block=self.block,
+                    )
                 for stream, messages in fetched or []:
                     for msg_id, fields in messages:
-                        yield self._message(redis, stream.decode() if isinstance(stream, bytes) else stream,
-                                            msg_id, fields)
+                        yield self._message(
+                            redis, stream.decode() if isinstance(stream, bytes) else stream, msg_id, fields
+                        )
 
     def _message(self, redis: Redis, stream: str, msg_id: Any, fields: dict[bytes, bytes]) -> AckableMessage:
         keepalive = asyncio.create_task(self._keep_alive(stream, msg_id))
@@ -127,8 +144,9 @@ class PriorityStreamBroker(RedisStreamBroker):
                 await asyncio.sleep(interval)
                 try:
                     async with Redis(connection_pool=self.connection_pool) as conn:
-                        await conn.xclaim(stream, self.consumer_group_name, self.consumer_name, 0, [msg_id],
-                                          justid=True)
+                        await conn.xclaim(
+                            stream, self.consumer_group_name, self.consumer_name, 0, [msg_id], justid=True
+                        )
                 except Exception:  # Redis away for a moment: the next beat tries again
                     log.debug("keep-alive failed", exc_info=True)
 
@@ -138,8 +156,10 @@ class PriorityStreamBroker(RedisStreamBroker):
         async with Redis(connection_pool=self.connection_pool) as redis:
             for name, stream in (("high", self.high), ("normal", self.queue_name)):
                 groups = await redis.xinfo_groups(stream) if await redis.exists(stream) else []
-                group = next((g for g in groups if g["name"] in (self.consumer_group_name.encode(),
-                                                                  self.consumer_group_name)), None)
+                group = next(
+                    (g for g in groups if g["name"] in (self.consumer_group_name.encode(), self.consumer_group_name)),
+                    None,
+                )
                 if group is None:
                     depths[name] = int(await redis.xlen(stream)) if groups else 0
                     continue
@@ -158,8 +178,9 @@ def _being_cancelled() -> bool:
 
 
 def build_broker(settings: Settings) -> PriorityStreamBroker:
-    return PriorityStreamBroker(settings.redis.url.get_secret_value(), settings.jobs.queue_prefix,
-                                settings.jobs.redelivery_seconds)
+    return PriorityStreamBroker(
+        settings.redis.url.get_secret_value(), settings.jobs.queue_prefix, settings.jobs.redelivery_seconds
+    )
 
 
 class Delayed:

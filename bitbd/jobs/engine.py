@@ -148,8 +148,9 @@ async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items
             known = {r["item"] for r in await conn.fetch(_KNOWN_ITEMS, job["id"], list(dict.fromkeys(items)))}
             unique = [item for item in dict.fromkeys(items) if item not in known]
             if len(unique) > room:
-                await conn.execute("UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1",
-                                   job["id"])
+                await conn.execute(
+                    "UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1", job["id"]
+                )
             rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], unique[: max(room, 0)], depth)
     except JobEnded:
         return 0  # cancelled meanwhile: its frontier grows no more
@@ -168,14 +169,16 @@ async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
     attempts = await deps.pool.fetchval(_START_ITEM, item_id)
     if attempts is None:
         return
-    with deps.tracer.span("page", trace_seed=str(job["id"]), input=item["item"],
-                          metadata={"job": str(job["id"]), "attempt": attempts}) as span:
+    with deps.tracer.span(
+        "page", trace_seed=str(job["id"]), input=item["item"], metadata={"job": str(job["id"]), "attempt": attempts}
+    ) as span:
         await _ingest_traced(deps, job, item, attempts, span)
     await finish_if_done(deps, job["id"])
 
 
-async def _ingest_traced(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, attempts: int,
-                         span: Span) -> None:
+async def _ingest_traced(
+    deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, attempts: int, span: Span
+) -> None:
     item_id = item["id"]
     try:
         source = source_for(deps, job)
@@ -203,14 +206,18 @@ async def _ingest_traced(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Re
         span.update(output={"status": status, "chunks": chunks})
 
 
-async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, source: Source
-                  ) -> tuple[str, int, uuid.UUID | None]:
+async def _ingest(
+    deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, source: Source
+) -> tuple[str, int, uuid.UUID | None]:
     tenant = job["tenant_id"]
     prev_row = await deps.pool.fetchrow(_PREVIOUS, tenant, item["item"])
     if prev_row is not None and prev_row["embedding_model"] != deps.embedder.model_name:
         prev_row = None  # embedded by another model: fetch in full and embed again
-    previous = Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"],
-                        list(prev_row["links"] or [])) if prev_row else None
+    previous = (
+        Previous(prev_row["etag"], prev_row["last_modified"], prev_row["content_hash"], list(prev_row["links"] or []))
+        if prev_row
+        else None
+    )
     await check_live(deps, job["id"])
     with phase(deps, "fetch", input=item["item"]) as span:
         fetched = await source.fetch(item["item"], previous)
@@ -218,8 +225,12 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
     if fetched.listing:  # its place in max_pages goes to a page it leads to
         share = deps.settings.crawler.link_page_share
-        await deps.pool.execute(_LINK_PAGE, item["id"], f"a link page (at least {share:.0%} of its text is links): "
-                                "its links are followed, the page is not indexed (crawler.index_link_pages)")
+        await deps.pool.execute(
+            _LINK_PAGE,
+            item["id"],
+            f"a link page (at least {share:.0%} of its text is links): "
+            "its links are followed, the page is not indexed (crawler.index_link_pages)",
+        )
     if links and item["depth"] < source.max_depth:
         await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
     if fetched.listing:
@@ -227,8 +238,11 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     # Indexed already with this text and this model (under the item's URL, or its final URL after a redirect or
     # a canonical link): the page costs a request and nothing else.
     current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)
-    if current is not None and current["embedding_model"] == deps.embedder.model_name \
-            and (fetched.unchanged or current["content_hash"] == fetched.content_hash):
+    if (
+        current is not None
+        and current["embedding_model"] == deps.embedder.model_name
+        and (fetched.unchanged or current["content_hash"] == fetched.content_hash)
+    ):
         async with storing(deps.pool, job["id"]) as conn:
             await conn.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
         return "unchanged", 0, current["id"]
@@ -239,8 +253,9 @@ async def _ingest(deps: WorkerDeps, job: asyncpg.Record, item: asyncpg.Record, s
     return "done", embedded, doc_id
 
 
-async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UUID, job_id: uuid.UUID,
-                         fetched: Fetched) -> tuple[uuid.UUID, int]:
+async def store_document(
+    deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UUID, job_id: uuid.UUID, fetched: Fetched
+) -> tuple[uuid.UUID, int]:
     """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
     # CPU work (tokenizer, splitter) off the event loop, like extraction: HTTP and other tasks keep going.
     with phase(deps, "chunk") as span:
@@ -249,14 +264,17 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     about = summary(fetched.text)
     model = deps.embedder.model_name
     existing = await deps.pool.fetchval(_DOC_ID, tenant, fetched.url)
-    known = {r["content_hash"]: r["embedding"]
-             for r in await deps.pool.fetch(_EXISTING, tenant, existing, model)} if existing else {}
+    known = (
+        {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, existing, model)}
+        if existing
+        else {}
+    )
     todo = [c for c in chunks if c.content_hash not in known]
     vectors: dict[str, Any] = dict(known)
     with phase(deps, "embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
         for start in range(0, len(todo), _EMBED_BATCH):
             await check_live(deps, job_id)  # before each batch: a cancelled job's pages cost no more CPU
-            batch = todo[start: start + _EMBED_BATCH]
+            batch = todo[start : start + _EMBED_BATCH]
             with METRICS.embedding("document"):
                 embedded = await deps.embedder.embed([embedding_text(fetched.title, c, about) for c in batch])
             for chunk, vector in zip(batch, embedded, strict=True):
@@ -264,11 +282,27 @@ async def store_document(deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UU
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
     with phase(deps, "store", metadata={"store": deps.store.name, "chunks": len(ready)}):
         async with storing(deps.pool, job_id) as conn:
-            doc_id = await conn.fetchval(_UPSERT_DOC, tenant, source_id, fetched.url, fetched.title[:500],
-                                         fetched.content_type, len(fetched.text.encode()), job_id)
+            doc_id = await conn.fetchval(
+                _UPSERT_DOC,
+                tenant,
+                source_id,
+                fetched.url,
+                fetched.title[:500],
+                fetched.content_type,
+                len(fetched.text.encode()),
+                job_id,
+            )
             await deps.store.replace_chunks(tenant, doc_id, ready, conn=conn)
-            await conn.execute(_DOC_DONE, tenant, doc_id, fetched.content_hash, fetched.etag,
-                               fetched.last_modified, fetched.links[:5000], model)
+            await conn.execute(
+                _DOC_DONE,
+                tenant,
+                doc_id,
+                fetched.content_hash,
+                fetched.etag,
+                fetched.last_modified,
+                fetched.links[:5000],
+                model,
+            )
     return doc_id, len(todo)
 
 
@@ -282,13 +316,18 @@ def phase(deps: WorkerDeps, name: str, **fields: Any) -> Iterator[Span]:
 async def finish_if_done(deps: WorkerDeps, job_id: uuid.UUID) -> None:
     if await deps.pool.fetchval(_OPEN_ITEMS, job_id):
         return
-    counts = {r["status"]: r["n"] for r in await deps.pool.fetch(
-        "SELECT status, count(*) AS n FROM job_items WHERE job_id = $1 GROUP BY status", job_id)}
+    counts = {
+        r["status"]: r["n"]
+        for r in await deps.pool.fetch(
+            "SELECT status, count(*) AS n FROM job_items WHERE job_id = $1 GROUP BY status", job_id
+        )
+    }
     total = sum(counts.values())
     ok = counts.get("done", 0) + counts.get("unchanged", 0)
     if total and not ok:
-        first = await deps.pool.fetchval("SELECT error FROM job_items WHERE job_id = $1 AND error IS NOT NULL "
-                                         "ORDER BY id LIMIT 1", job_id)
+        first = await deps.pool.fetchval(
+            "SELECT error FROM job_items WHERE job_id = $1 AND error IS NOT NULL ORDER BY id LIMIT 1", job_id
+        )
         await _finish(deps, job_id, "failed", f"all {total} item(s) failed; first: {first}")
     else:
         await _finish(deps, job_id, "succeeded", None)
@@ -303,8 +342,11 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
             # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
             gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
             if gone:
-                await conn.execute("UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1", job_id,
-                                   json.dumps({"removed": len(gone)}))
+                await conn.execute(
+                    "UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1",
+                    job_id,
+                    json.dumps({"removed": len(gone)}),
+                )
     if row is not None:  # this call ended the job (a redelivered task finds it ended already)
         await count_finished(deps, job_id, status)
     log.debug("job finished", extra={"job": str(job_id), "status": status})
@@ -314,8 +356,11 @@ async def count_finished(deps: WorkerDeps, job_id: uuid.UUID, status: str) -> No
     """Metrics (and the trace's closing span) of a job that just ended: its status, pages, chunks, wall time."""
     stats = await deps.pool.fetchrow(_JOB_STATS, job_id)
     METRICS.ingestion_jobs.inc({"status": status})
-    with deps.tracer.span("job finished", trace_seed=str(job_id), metadata={"job": str(job_id), "status": status,
-                                                                           **(dict(stats) if stats else {})}):
+    with deps.tracer.span(
+        "job finished",
+        trace_seed=str(job_id),
+        metadata={"job": str(job_id), "status": status, **(dict(stats) if stats else {})},
+    ):
         pass
     if stats is not None:
         METRICS.ingestion_pages.observe({}, stats["pages"])
@@ -329,7 +374,10 @@ async def fail_job(deps: WorkerDeps, job_id: uuid.UUID, error: str) -> None:
 
 
 async def fail_item(deps: WorkerDeps, item_id: int, error: str) -> None:
-    job_id = await deps.pool.fetchval("UPDATE job_items SET status = 'failed', error = $2, updated_at = now() "
-                                      "WHERE id = $1 RETURNING job_id", item_id, error)
+    job_id = await deps.pool.fetchval(
+        "UPDATE job_items SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 RETURNING job_id",
+        item_id,
+        error,
+    )
     if job_id is not None:
         await finish_if_done(deps, job_id)

@@ -14,8 +14,10 @@ from bitbd.errors import Conflict, NotFound
 from bitbd.metrics import METRICS
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-_JOB_COLUMNS = ("j.id, j.tenant_id, j.source_id, j.kind, j.status, j.priority, j.params, j.progress, j.error, "
-                "j.attempts, j.created_at, j.started_at, j.finished_at, j.updated_at, s.type AS source_type")
+_JOB_COLUMNS = (
+    "j.id, j.tenant_id, j.source_id, j.kind, j.status, j.priority, j.params, j.progress, j.error, "
+    "j.attempts, j.created_at, j.started_at, j.finished_at, j.updated_at, s.type AS source_type"
+)
 
 INSERT_SOURCE = "INSERT INTO sources (tenant_id, type, config) VALUES ($1, $2, $3) RETURNING id"
 INSERT_JOB = """INSERT INTO jobs (tenant_id, source_id, kind, priority, params) VALUES ($1, $2, $3, $4, $5)
@@ -70,43 +72,60 @@ class JobView:
         }
         end = r["finished_at"] or (r["updated_at"] if r["status"] in TERMINAL else None)
         return {
-            "id": str(r["id"]), "tenant_id": str(r["tenant_id"]),
-            "source_id": str(r["source_id"]) if r["source_id"] else None, "source_type": r["source_type"],
-            "kind": r["kind"], "status": r["status"], "priority": r["priority"], "progress": progress,
-            "errors": self.errors, "error": r["error"], "attempts": r["attempts"],
-            "created_at": iso(r["created_at"]), "started_at": iso(r["started_at"]), "finished_at": iso(end),
-            "seconds": round(((end or datetime.now(r["created_at"].tzinfo)) - (r["started_at"] or r["created_at"]))
-                             .total_seconds(), 3),
+            "id": str(r["id"]),
+            "tenant_id": str(r["tenant_id"]),
+            "source_id": str(r["source_id"]) if r["source_id"] else None,
+            "source_type": r["source_type"],
+            "kind": r["kind"],
+            "status": r["status"],
+            "priority": r["priority"],
+            "progress": progress,
+            "errors": self.errors,
+            "error": r["error"],
+            "attempts": r["attempts"],
+            "created_at": iso(r["created_at"]),
+            "started_at": iso(r["started_at"]),
+            "finished_at": iso(end),
+            "seconds": round(
+                ((end or datetime.now(r["created_at"].tzinfo)) - (r["started_at"] or r["created_at"])).total_seconds(),
+                3,
+            ),
         }
 
 
-async def create_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, config: dict[str, Any],
-                     priority: str) -> tuple[uuid.UUID, uuid.UUID]:
+async def create_job(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, config: dict[str, Any], priority: str
+) -> tuple[uuid.UUID, uuid.UUID]:
     async with pool.acquire() as conn, conn.transaction():
         source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, json.dumps(config))
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", priority, "{}")
     return job_id, source_id
 
 
-async def create_upload_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[tuple[str, str, bytes]]
-                            ) -> tuple[uuid.UUID, uuid.UUID]:
+async def create_upload_job(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[tuple[str, str, bytes]]
+) -> tuple[uuid.UUID, uuid.UUID]:
     """A job over uploaded files: (name, content type, bytes) each, stored until the source is deleted."""
     async with pool.acquire() as conn, conn.transaction():
         config = json.dumps({"files": [f[0] for f in files]})
         source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, "upload", config)
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
-        await conn.executemany("INSERT INTO uploads (tenant_id, source_id, filename, content_type, data) "
-                               "VALUES ($1, $2, $3, $4, $5)", [(tenant_id, source_id, *f) for f in files])
+        await conn.executemany(
+            "INSERT INTO uploads (tenant_id, source_id, filename, content_type, data) VALUES ($1, $2, $3, $4, $5)",
+            [(tenant_id, source_id, *f) for f in files],
+        )
     return job_id, source_id
 
 
-async def create_rerun_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, priority: str = "normal"
-                           ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+async def create_rerun_jobs(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, priority: str = "normal"
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """A new job for every source of the tenant (after switching embedding models, everything is re-embedded)."""
     async with pool.acquire() as conn, conn.transaction():
         sources = await conn.fetch("SELECT id FROM sources WHERE tenant_id = $1 ORDER BY created_at", tenant_id)
-        return [(await conn.fetchval(INSERT_JOB, tenant_id, r["id"], "ingest", priority, "{}"), r["id"])
-                for r in sources]
+        return [
+            (await conn.fetchval(INSERT_JOB, tenant_id, r["id"], "ingest", priority, "{}"), r["id"]) for r in sources
+        ]
 
 
 async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, max_errors: int = 100) -> JobView:
@@ -136,8 +155,7 @@ async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID
             await conn.execute(CANCEL_ITEMS, tenant_id, job_id)
     if not cancelled:  # looked up after the transaction: never two connections of the pool at once
         view = await get_job(pool, tenant_id, job_id)
-        raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be "
-                       "cancelled")
+        raise Conflict(f"job {job_id} is already {view.row['status']}; only queued or running jobs can be cancelled")
     METRICS.ingestion_jobs.inc({"status": "cancelled"})
     return await get_job(pool, tenant_id, job_id)
 
@@ -151,8 +169,9 @@ ALL_COUNTS = """SELECT job_id, status, count(*) AS n, coalesce(sum(chunks), 0) A
 WHERE job_id = ANY($1::uuid[]) GROUP BY job_id, status"""
 
 
-async def list_all_jobs(pool: asyncpg.Pool, status: str | None, limit: int,
-                        ids: list[uuid.UUID] | None = None) -> list[dict[str, Any]]:
+async def list_all_jobs(
+    pool: asyncpg.Pool, status: str | None, limit: int, ids: list[uuid.UUID] | None = None
+) -> list[dict[str, Any]]:
     """Jobs of every tenant, newest first, each with its tenant's name (admin only)."""
     rows = await pool.fetch(ALL_JOBS, status, ids, limit)
     counts: dict[uuid.UUID, dict[str, tuple[int, int]]] = {r["id"]: {} for r in rows}
@@ -170,14 +189,16 @@ async def tenant_of_job(pool: asyncpg.Pool, job_id: uuid.UUID) -> uuid.UUID:
 
 async def retry_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> uuid.UUID:
     """A new job over the same source, with the same priority and parameters; the old one stays as it was."""
-    old = await pool.fetchrow("SELECT status, source_id, kind, priority, params FROM jobs "
-                              "WHERE tenant_id = $1 AND id = $2", tenant_id, job_id)
+    old = await pool.fetchrow(
+        "SELECT status, source_id, kind, priority, params FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, job_id
+    )
     if old is None:
         raise NotFound(f"job {job_id} not found")
     if old["status"] not in TERMINAL:
         raise Conflict(f"job {job_id} is still {old['status']}; cancel it first, or wait for it to end")
     if old["source_id"] is None:
         raise Conflict(f"the source of job {job_id} was deleted; there is nothing to run again")
-    new_id: uuid.UUID = await pool.fetchval(INSERT_JOB, tenant_id, old["source_id"], old["kind"], old["priority"],
-                                            old["params"])
+    new_id: uuid.UUID = await pool.fetchval(
+        INSERT_JOB, tenant_id, old["source_id"], old["kind"], old["priority"], old["params"]
+    )
     return new_id

@@ -37,19 +37,33 @@ class WorkerDeps:
     tracer: Tracer
 
     @classmethod
-    async def create(cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins,
-                     broker: PriorityStreamBroker) -> WorkerDeps:
+    async def create(
+        cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins, broker: PriorityStreamBroker
+    ) -> WorkerDeps:
         embedder = make_embedder(settings, plugins)
         stores = plugins.stores()
         if settings.ingest.store not in stores:
-            raise ConfigError(f"vector store {settings.ingest.store!r} is not installed; installed: "
-                              f"{', '.join(sorted(stores)) or 'none'} (ingest.store)")
+            raise ConfigError(
+                f"vector store {settings.ingest.store!r} is not installed; installed: "
+                f"{', '.join(sorted(stores)) or 'none'} (ingest.store)"
+            )
         store = stores[settings.ingest.store](pool, settings.plugins.plugin_table(settings.ingest.store))  # type: ignore[call-arg]
         await store.check(embedder.dimension)
         tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
         chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())
-        return cls(settings, pool, plugins, embedder, store, Fetcher(settings.crawler), chunker, broker,
-                   Delayed(broker, settings.jobs.queue_prefix), plugins.sources(), tracer(settings))
+        return cls(
+            settings,
+            pool,
+            plugins,
+            embedder,
+            store,
+            Fetcher(settings.crawler),
+            chunker,
+            broker,
+            Delayed(broker, settings.jobs.queue_prefix),
+            plugins.sources(),
+            tracer(settings),
+        )
 
     async def close(self) -> None:
         await self.fetcher.close()
@@ -62,8 +76,9 @@ def make_embedder(settings: Settings, plugins: Plugins) -> Embedder:
     embedders = plugins.embedders()
     name = settings.ingest.embedder
     if name not in embedders:
-        raise ConfigError(f"embedder {name!r} is not installed; installed: {', '.join(sorted(embedders)) or 'none'} "
-                          "(ingest.embedder)")
+        raise ConfigError(
+            f"embedder {name!r} is not installed; installed: {', '.join(sorted(embedders)) or 'none'} (ingest.embedder)"
+        )
     return embedders[name](settings.plugins.plugin_table(name))  # type: ignore[call-arg]
 
 
@@ -77,4 +92,3 @@ async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], prio
 def deps_of(context: Context) -> WorkerDeps:
     deps: WorkerDeps = context.state.deps
     return deps
-

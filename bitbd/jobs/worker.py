@@ -36,20 +36,24 @@ AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = jobs.id AND i.status 
 
 
 @contextlib.asynccontextmanager
-async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugins, workers: int,
-                         role: str = "serve") -> AsyncIterator[PriorityStreamBroker]:
+async def running_broker(
+    settings: Settings, pool: asyncpg.Pool, plugins: Plugins, workers: int, role: str = "serve"
+) -> AsyncIterator[PriorityStreamBroker]:
     """A started broker with tasks registered; with `workers` > 0 this process also executes tasks."""
     broker = build_broker(settings)
     register_tasks(broker)
     deps = await WorkerDeps.create(settings, pool, plugins, broker)
     broker.state.deps = deps
     # '' is a document whose first embedding was interrupted (a crash mid-page): redone by its job, not stale.
-    stale = await pool.fetchval("SELECT count(*) FROM documents WHERE embedding_model NOT IN ('', $1)",
-                                deps.embedder.model_name)
+    stale = await pool.fetchval(
+        "SELECT count(*) FROM documents WHERE embedding_model NOT IN ('', $1)", deps.embedder.model_name
+    )
     if stale:
-        log.warning("documents embedded by another model; search quality suffers until they are re-embedded with "
-                    "`bitbd reembed --tenant T` or POST /v1/reembed",
-                    extra={"documents": stale, "model": deps.embedder.model_name})
+        log.warning(
+            "documents embedded by another model; search quality suffers until they are re-embedded with "
+            "`bitbd reembed --tenant T` or POST /v1/reembed",
+            extra={"documents": stale, "model": deps.embedder.model_name},
+        )
     if workers > 0:
         broker.is_worker_process = True
     stop = asyncio.Event()
@@ -70,8 +74,9 @@ async def running_broker(settings: Settings, pool: asyncpg.Pool, plugins: Plugin
         await broker.shutdown()
 
 
-async def _serve_queue(broker: PriorityStreamBroker, deps: WorkerDeps, workers: int, stop: asyncio.Event,
-                       role: str) -> None:
+async def _serve_queue(
+    broker: PriorityStreamBroker, deps: WorkerDeps, workers: int, stop: asyncio.Event, role: str
+) -> None:
     """Start the broker once Redis answers (the daemon serves HTTP meanwhile), then work until `stop`."""
     delay = 0.5
     while not stop.is_set():
@@ -136,8 +141,9 @@ async def requeue_lost(deps: WorkerDeps, older_than: float) -> int:
     if any(depths.values()):
         return 0
     rows = await deps.pool.fetch(_STUCK, older_than)
-    await deps.pool.execute("UPDATE job_items SET updated_at = now() WHERE id = ANY($1::bigint[])",
-                            [row["id"] for row in rows])
+    await deps.pool.execute(
+        "UPDATE job_items SET updated_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+    )
     for row in rows:
         await enqueue(deps.broker, ITEM_TASK, [row["id"]], row["priority"])
     for job in await deps.pool.fetch(_STUCK_JOBS, older_than):

@@ -41,8 +41,7 @@ class Question:
         fragment equals an expected URL, or ends with it after a `/` or `:` (`library/csv.html` matches
         `http://docs.example/library/csv.html`, `returns.md` matches the upload `upload:returns.md`)."""
         page = url.split("#", 1)[0]
-        return any(page == u or (page.endswith(u) and (u[0] in "/:" or page[-len(u) - 1] in "/:"))
-                   for u in self.urls)
+        return any(page == u or (page.endswith(u) and (u[0] in "/:" or page[-len(u) - 1] in "/:")) for u in self.urls)
 
     def has_fact(self, answer: str) -> bool:
         return self.answer is not None and self.answer.search(plain(answer)) is not None
@@ -61,8 +60,10 @@ def load(path: Path) -> list[Question]:
         raise QuestionFileError(f"cannot read {path}: {e}") from None
     jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
     if not jsonl and path.suffix.lower() not in (".tsv", ".txt"):
-        raise QuestionFileError(f"{path}: name it .jsonl (one JSON object per line) or .tsv (question, URLs, "
-                                "regex or refuse, separated by tabs)")
+        raise QuestionFileError(
+            f"{path}: name it .jsonl (one JSON object per line) or .tsv (question, URLs, "
+            "regex or refuse, separated by tabs)"
+        )
     questions = []
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -86,8 +87,9 @@ def _json_fields(line: str) -> dict[str, Any]:
         raise ValueError('each line must be a JSON object such as {"question": "...", "urls": ["..."]}')
     unknown = set(data) - {"question", "urls", "answer", "refuse"}
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}; the fields are question, urls, answer "
-                         "and refuse")
+        raise ValueError(
+            f"unknown field(s) {', '.join(sorted(unknown))}; the fields are question, urls, answer and refuse"
+        )
     urls = data.get("urls", [])
     if isinstance(urls, str):
         urls = [urls]
@@ -108,12 +110,15 @@ def _json_fields(line: str) -> dict[str, Any]:
 def _tsv_fields(line: str) -> dict[str, Any]:
     cells = line.split("\t")
     if len(cells) > 3:
-        raise ValueError(f"{len(cells)} tab-separated columns; there are at most 3 (question, URLs, regex or "
-                         "refuse)")
+        raise ValueError(f"{len(cells)} tab-separated columns; there are at most 3 (question, URLs, regex or refuse)")
     text, urls, last = [*cells, "", ""][:3]
     refuse = last.strip() == "refuse"
-    return {"text": text, "urls": urls.split(), "answer": None if refuse or not last.strip() else last.strip(),
-            "refuse": refuse}
+    return {
+        "text": text,
+        "urls": urls.split(),
+        "answer": None if refuse or not last.strip() else last.strip(),
+        "refuse": refuse,
+    }
 
 
 def _question(line: int, text: str, urls: list[str], answer: str | None, refuse: bool) -> Question:

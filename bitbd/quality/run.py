@@ -66,15 +66,26 @@ class Report:
 
     def details(self) -> dict[str, Any]:
         """Everything, per question, for `--json`."""
-        def question(q: Question) -> dict[str, Any]:
-            return {"question": q.text, "line": q.line, "urls": list(q.urls),
-                    "answer_regex": q.answer.pattern if q.answer is not None else None}
 
-        return {"summary": self.summary(),
-                "questions": [{**question(o.question), **{k: v for k, v in asdict(o).items() if k != "question"}}
-                              for o in self.outcomes],
-                "off_topic": [{**question(t.question), **{k: v for k, v in asdict(t).items() if k != "question"}}
-                              for t in self.off_topic]}
+        def question(q: Question) -> dict[str, Any]:
+            return {
+                "question": q.text,
+                "line": q.line,
+                "urls": list(q.urls),
+                "answer_regex": q.answer.pattern if q.answer is not None else None,
+            }
+
+        return {
+            "summary": self.summary(),
+            "questions": [
+                {**question(o.question), **{k: v for k, v in asdict(o).items() if k != "question"}}
+                for o in self.outcomes
+            ],
+            "off_topic": [
+                {**question(t.question), **{k: v for k, v in asdict(t).items() if k != "question"}}
+                for t in self.off_topic
+            ],
+        }
 
 
 def _mean(values: Any) -> float:
@@ -86,8 +97,9 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
 
 
-async def evaluate(client: Client, questions: Sequence[Question],
-                   progress: Callable[[int, int], None] | None = None) -> Report:
+async def evaluate(
+    client: Client, questions: Sequence[Question], progress: Callable[[int, int], None] | None = None
+) -> Report:
     """Each on-topic question through `/v1/search` and `/v1/chat` (a new conversation each); each question to
     refuse as an opening question and as the follow-up of an on-topic one."""
     on_topic = [q for q in questions if not q.refuse]
@@ -98,9 +110,18 @@ async def evaluate(client: Client, questions: Sequence[Question],
         found = await client.search(q.text, SEARCH_K)
         rank = next((i for i, hit in enumerate(found["hits"], start=1) if q.answered_by(hit["url"])), None)
         answer = await client.ask(q.text)
-        outcomes.append(Outcome(q, rank, any(q.answered_by(s["url"]) for s in answer.sources),
-                                q.has_fact(answer.text) if q.answer is not None else None, answer.refused,
-                                not answer.text.strip(), answer.text, round(answer.seconds, 4)))
+        outcomes.append(
+            Outcome(
+                q,
+                rank,
+                any(q.answered_by(s["url"]) for s in answer.sources),
+                q.has_fact(answer.text) if q.answer is not None else None,
+                answer.refused,
+                not answer.text.strip(),
+                answer.text,
+                round(answer.seconds, 4),
+            )
+        )
         done += 1
         if progress is not None:
             progress(done, total)

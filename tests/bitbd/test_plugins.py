@@ -109,8 +109,9 @@ def test_first_plugin_keeps_a_component_name(plugin_dir: Path) -> None:
     assert plugins.sources()["rss"].__name__ == "Feed"
 
 
-async def test_plugin_routes_and_a_failing_plugin(plugin_dir: Path, aiohttp_client: AiohttpClient,
-                                                  settings: Settings, pool: asyncpg.Pool) -> None:
+async def test_plugin_routes_and_a_failing_plugin(
+    plugin_dir: Path, aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
     plugins = load_plugins(eps=eps("routes_fail", "good_plugin"))
     for name, plugin in builtin_plugins().pm.list_name_plugin():
         register(plugins, plugin, name)
@@ -137,8 +138,14 @@ def test_cli_lists_plugins_and_survives_a_broken_installed_one(tmp_path: Path) -
     (dist / "entry_points.txt").write_text("[bitbd]\nbroken = bitbd_broken\n")
     (site / "bitbd_broken.py").write_text("import feedparser_that_is_not_installed\n")
     env = {**os.environ, "PYTHONPATH": str(site)}
-    result = subprocess.run([sys.executable, "-m", "bitbd", "plugins", "--json"], capture_output=True, text=True,
-                            env=env, cwd=tmp_path, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "bitbd", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     assert "pgvector" in [p["name"] for p in listing["plugins"]]

@@ -118,8 +118,7 @@ def _flatten(model: BaseModel, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def test_repo_bitbd_toml_documents_every_key_with_its_default(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repo_bitbd_toml_documents_every_key_with_its_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = repo_root() / "bitbd.toml"
     text = path.read_text()
     data = tomllib.loads(text)
@@ -146,11 +145,17 @@ def test_repo_bitbd_toml_documents_the_builtin_plugin_tables_at_their_defaults()
     from bitbd_plugins.stores.pgvector import PgVectorConfig
 
     data = tomllib.loads((repo_root() / "bitbd.toml").read_text())
-    for name, model in (("fastembed", FastembedConfig), ("extractive", ExtractiveConfig), ("openai", OpenAIConfig),
-                        ("sentence-transformers", SentenceTransformersConfig), ("pgvector", PgVectorConfig)):
+    for name, model in (
+        ("fastembed", FastembedConfig),
+        ("extractive", ExtractiveConfig),
+        ("openai", OpenAIConfig),
+        ("sentence-transformers", SentenceTransformersConfig),
+        ("pgvector", PgVectorConfig),
+    ):
         table = data["plugins"][name]
         assert set(table) == set(model.model_fields), f"[plugins.{name}] must list every key"
-        defaults = {k: (v.get_secret_value() if isinstance(v, SecretStr) else v)
-                    for k, v in model().model_dump().items()}
+        defaults = {
+            k: (v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in model().model_dump().items()
+        }
         assert model.model_validate(table).model_dump() == model().model_dump(), name
         assert table == defaults, f"[plugins.{name}] must hold the defaults"

@@ -71,11 +71,21 @@ async def test_tenant_names(pool: asyncpg.Pool) -> None:
 
 
 def test_trial_key_spec_and_origins() -> None:
-    spec = KeySpec("public", ["https://A.example:443", "https://a.example/", "http://b.example:8080"],
-                   trial=True, quota=5, expires_at=datetime.now(UTC) + timedelta(days=1)).validated()
+    spec = KeySpec(
+        "public",
+        ["https://A.example:443", "https://a.example/", "http://b.example:8080"],
+        trial=True,
+        quota=5,
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+    ).validated()
     assert spec.origins == ["http://b.example:8080", "https://a.example"]
-    for origin in ("a.example", "ftp://a.example", "https://a.example/x", "https://u:p@a.example",
-                   "https://a.example?x=1"):
+    for origin in (
+        "a.example",
+        "ftp://a.example",
+        "https://a.example/x",
+        "https://u:p@a.example",
+        "https://a.example?x=1",
+    ):
         with pytest.raises(InvalidRequest, match=r"not of the form"):
             tenancy.normalize_origin(origin)
 

@@ -44,8 +44,10 @@ class Recorder:
             for resource in req.resource_spans:
                 for scope in resource.scope_spans:
                     for span in scope.spans:
-                        attrs = {a.key: a.value.string_value or str(a.value.int_value or a.value.bool_value)
-                                 for a in span.attributes}
+                        attrs = {
+                            a.key: a.value.string_value or str(a.value.int_value or a.value.bool_value)
+                            for a in span.attributes
+                        }
                         out.append((span.name, attrs))
         return out
 
@@ -62,14 +64,25 @@ async def langfuse() -> AsyncIterator[tuple[Recorder, str]]:
 
 
 def traced(settings: Settings, host: str, public: str) -> Settings:
-    return settings.model_copy(update={"tracing": settings.tracing.model_copy(update={
-        "public_key": public, "secret_key": SecretStr("sk-lf-test-secret"), "host": host, "timeout": 2.0})})
+    return settings.model_copy(
+        update={
+            "tracing": settings.tracing.model_copy(
+                update={
+                    "public_key": public,
+                    "secret_key": SecretStr("sk-lf-test-secret"),
+                    "host": host,
+                    "timeout": 2.0,
+                }
+            )
+        }
+    )
 
 
 async def crawl_and_ask(client: Client, key: str, url: str) -> None:
     auth = {"Authorization": f"Bearer {key}"}
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False},
-                             headers=auth)
+    resp = await client.post(
+        "/v1/sources", json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False}, headers=auth
+    )
     await wait_job(client, key, (await resp.json())["job_id"])
     async with client.ws_connect("/v1/chat", headers=auth) as ws:
         await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
@@ -77,9 +90,13 @@ async def crawl_and_ask(client: Client, key: str, url: str) -> None:
             pass
 
 
-async def test_jobs_and_questions_become_traces(aiohttp_client: AiohttpClient, settings: Settings,
-                                                ingest: tuple[Client, str], site: tuple[Site, str],
-                                                langfuse: tuple[Recorder, str]) -> None:
+async def test_jobs_and_questions_become_traces(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    ingest: tuple[Client, str],
+    site: tuple[Site, str],
+    langfuse: tuple[Recorder, str],
+) -> None:
     _, key = ingest
     recorder, host = langfuse
     config = traced(ingest_settings(settings), host, "pk-lf-record")
@@ -109,8 +126,12 @@ async def test_jobs_and_questions_become_traces(aiohttp_client: AiohttpClient, s
 
 
 async def test_an_unreachable_langfuse_slows_nothing_and_warns_once(
-        aiohttp_client: AiohttpClient, settings: Settings, ingest: tuple[Client, str], site: tuple[Site, str],
-        caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    ingest: tuple[Client, str],
+    site: tuple[Site, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _, key = ingest
     config = traced(ingest_settings(settings), f"http://127.0.0.1:{free_port()}", "pk-lf-nowhere")
     client = await aiohttp_client(create_app(config, builtin_plugins()))
@@ -127,8 +148,9 @@ async def test_an_unreachable_langfuse_slows_nothing_and_warns_once(
     assert client.app[answerer_key].tracer.enabled
 
 
-def test_without_keys_tracing_is_off_and_silent(settings: Settings, caplog: pytest.LogCaptureFixture,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_keys_tracing_is_off_and_silent(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST", "LANGFUSE_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     caplog.set_level(logging.INFO, logger="bitbd")

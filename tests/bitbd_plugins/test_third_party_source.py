@@ -31,8 +31,9 @@ def installed() -> Iterator[None]:
     subprocess.run([*pip, "uninstall", "-y", "bitbd-folder-source"], check=True, timeout=120)
 
 
-async def test_pip_installed_folder_source(installed: None, aiohttp_client: AiohttpClient, settings: Settings,
-                                           pool: asyncpg.Pool, tmp_path: Path) -> None:
+async def test_pip_installed_folder_source(
+    installed: None, aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     plugins = load_plugins()
     info = {p.name: p for p in plugins.loaded()}["folder"]
     assert info.version == "0.1.0" and info.module == "bitbd_folder_source"
@@ -42,8 +43,9 @@ async def test_pip_installed_folder_source(installed: None, aiohttp_client: Aioh
     (docs / "holidays.md").write_text("# Holidays\n\nStaff get 28 days of paid leave a year, plus bank holidays.\n")
     (docs / "team" / "oncall.txt").write_text("On-call engineers answer pages within fifteen minutes, day or night.")
     (docs / "ignored.bin").write_bytes(b"\x00\x01")
-    configured = ingest_settings(settings).model_copy(update={
-        "plugins": PluginSettings.model_validate({"folder": {"roots": [str(docs)]}})})
+    configured = ingest_settings(settings).model_copy(
+        update={"plugins": PluginSettings.model_validate({"folder": {"roots": [str(docs)]}})}
+    )
     client = await aiohttp_client(create_app(configured, plugins))
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))

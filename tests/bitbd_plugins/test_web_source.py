@@ -15,8 +15,9 @@ TEXT = "<p>Kettles are descaled monthly with citric acid, which keeps them quiet
 
 
 async def crawl(client: Client, key: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    resp = await client.post("/v1/sources", json={"type": "web", "sitemap": False, **body},
-                             headers={"Authorization": f"Bearer {key}"})
+    resp = await client.post(
+        "/v1/sources", json={"type": "web", "sitemap": False, **body}, headers={"Authorization": f"Bearer {key}"}
+    )
     assert resp.status == 202, await resp.text()
     job = await wait_job(client, key, (await resp.json())["job_id"])
     return job, {e["item"]: e["error"] for e in job["errors"]}
@@ -32,10 +33,14 @@ async def test_a_redirect_to_the_same_host_on_another_port_is_another_site(inges
         async with serving(site.app()) as base:
             port = base.rsplit(":", 1)[1]
             site.html("/", page("Home", TEXT, ["/port", "/host", "/spelled", "/link-out"]))
-            site.redirects.update({"/port": f"http://127.0.0.1:{other_port}/secret",
-                                   "/host": f"http://localhost:{port}/same-port-other-name",
-                                   # The same origin, spelled in fullwidth digits: followed.
-                                   "/spelled": f"http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{port}/ok"})
+            site.redirects.update(
+                {
+                    "/port": f"http://127.0.0.1:{other_port}/secret",
+                    "/host": f"http://localhost:{port}/same-port-other-name",
+                    # The same origin, spelled in fullwidth digits: followed.
+                    "/spelled": f"http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:{port}/ok",
+                }
+            )
             site.html("/ok", page("Ok", TEXT.replace("Kettles", "Teapots")))
             site.html("/link-out", page("Out", TEXT, [f"http://127.0.0.1:{other_port}/secret"]))
             job, errors = await crawl(client, key, {"urls": [base + "/"]})
@@ -58,10 +63,16 @@ async def test_robots_txt_as_rfc_9309_says(ingest: tuple[Client, str]) -> None:
         moved.redirects[f"/robots.txt{'' if hop == 0 else hop}"] = f"/robots.txt{hop + 1}"
     moved.pages["/robots.txt4"] = ("text/plain", b"User-agent: *\nDisallow: /private/\n")
     # Only the first 500 KiB are parsed: a rule after them does not count.
-    long.pages["/robots.txt"] = ("text/plain", b"User-agent: *\nDisallow: /private/\n" + b"#" * 600_000
-                                 + b"\nDisallow: /\n")
-    async with serving(broken.app()) as b, serving(missing.app()) as m, serving(moved.app()) as r, \
-            serving(long.app()) as lg:
+    long.pages["/robots.txt"] = (
+        "text/plain",
+        b"User-agent: *\nDisallow: /private/\n" + b"#" * 600_000 + b"\nDisallow: /\n",
+    )
+    async with (
+        serving(broken.app()) as b,
+        serving(missing.app()) as m,
+        serving(moved.app()) as r,
+        serving(long.app()) as lg,
+    ):
         job_b, errors_b = await crawl(client, key, {"urls": [b + "/"]})
         job_m, errors_m = await crawl(client, key, {"urls": [m + "/"]})
         _, errors_r = await crawl(client, key, {"urls": [r + "/"]})
@@ -77,23 +88,28 @@ async def test_robots_txt_as_rfc_9309_says(ingest: tuple[Client, str]) -> None:
 async def test_patterns_are_checked_with_re2_when_the_source_is_created(ingest: tuple[Client, str]) -> None:
     client, key = ingest
     auth = {"Authorization": f"Bearer {key}"}
-    for config, expected in [({"include": ["(?=docs)"]}, "include[0]: '(?=docs)' is not a valid regular expression"),
-                             ({"exclude": ["a", "(\\d)\\1"]}, "exclude[1]"),
-                             ({"include": ["x"] * 51}, "at most 50 patterns"),
-                             ({"include": ["a" * 1001]}, "at most 1000 characters")]:
-        resp = await client.post("/v1/sources", json={"type": "web", "urls": ["http://docs.example/"], **config},
-                                 headers=auth)
+    for config, expected in [
+        ({"include": ["(?=docs)"]}, "include[0]: '(?=docs)' is not a valid regular expression"),
+        ({"exclude": ["a", "(\\d)\\1"]}, "exclude[1]"),
+        ({"include": ["x"] * 51}, "at most 50 patterns"),
+        ({"include": ["a" * 1001]}, "at most 1000 characters"),
+    ]:
+        resp = await client.post(
+            "/v1/sources", json={"type": "web", "urls": ["http://docs.example/"], **config}, headers=auth
+        )
         assert resp.status == 400, config
         assert expected in (await resp.json())["error"]["message"], config
     # A pattern that backtracks exponentially in Python's re is fine in RE2.
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": ["http://docs.example/"],
-                                                  "include": ["(a+)+b"], "sitemap": False}, headers=auth)
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": ["http://docs.example/"], "include": ["(a+)+b"], "sitemap": False},
+        headers=auth,
+    )
     assert resp.status == 202, await resp.text()
 
 
 @pytest.mark.parametrize("offset", [0, 100, 8191, 8192, 8200, 20_000])
-async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool: asyncpg.Pool,
-                                                offset: int) -> None:
+async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool: asyncpg.Pool, offset: int) -> None:
     client, key = ingest
     filler = "Notes on kettles and descaling them with citric acid, monthly. " * 400  # ~25 KB
     site = Site()
@@ -105,8 +121,10 @@ async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool
     md = f"# Kettle notes\n\n{filler}\n\n## Des\x00caling\n\nCitric acid, monthly.\n".encode()
     site.pages["/md"] = ("text/markdown", md[:offset] + b"\x00" + md[offset:])
     site.pages["/title"] = ("text/html", page("Ti&#0;tle &#xd800;x", TEXT).encode())
-    site.pages["/surrogate"] = ("text/plain; charset=utf-8", b"Boilers \xed\xa0\x80 are serviced every autumn, "
-                                b"by an engineer who checks the flue and the pressure.")
+    site.pages["/surrogate"] = (
+        "text/plain; charset=utf-8",
+        b"Boilers \xed\xa0\x80 are serviced every autumn, by an engineer who checks the flue and the pressure.",
+    )
     async with serving(site.app()) as base:
         job, errors = await crawl(client, key, {"urls": [base + "/"]})
     assert job["status"] == "succeeded", job
@@ -115,8 +133,9 @@ async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool
         error = errors.get(base + path)
         assert error is None or (offset < 8192 and "binary content" in error), (path, error)
     assert base + "/title" not in errors and base + "/surrogate" not in errors, errors
-    rows = await pool.fetch("SELECT d.url, d.title, c.text, c.heading_path FROM documents d "
-                            "JOIN chunks c ON c.document_id = d.id")
+    rows = await pool.fetch(
+        "SELECT d.url, d.title, c.text, c.heading_path FROM documents d JOIN chunks c ON c.document_id = d.id"
+    )
     assert {r["url"] for r in rows} >= {base + "/", base + "/title", base + "/surrogate"}
     if offset >= 8192:
         assert {base + p for p in ("/plain", "/html", "/md")} <= {r["url"] for r in rows}

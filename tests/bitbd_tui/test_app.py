@@ -65,8 +65,16 @@ def text_of(app: BitbdTUI, selector: str) -> str:
 def screen_text(app: BitbdTUI) -> str:
     """The screen as plain text, as a terminal shows it (what export_screenshot draws, without the SVG)."""
     width, height = app.size
-    out = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
-                  record=True, legacy_windows=False, safe_box=False)
+    out = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system=None,
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
     out.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return out.export_text()
 
@@ -96,23 +104,29 @@ def check_snapshot(name: str, app: BitbdTUI) -> None:
 
 
 async def crawl(client: Client, key: str, url: str) -> str:
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False},
-                             headers={"Authorization": f"Bearer {key}"})
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     job_id: str = (await resp.json())["job_id"]
     await wait_job(client, key, job_id)
     return job_id
 
 
-async def test_overview_and_jobs_follow_real_jobs(ingest: tuple[Client, str], site: tuple[Site, str],
-                                                  pool: asyncpg.Pool) -> None:
+async def test_overview_and_jobs_follow_real_jobs(
+    ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool
+) -> None:
     client, key = ingest
     _, base = site
     app = console(client)
     async with app.run_test(size=(80, 24)) as pilot:
         good = await crawl(client, key, f"{base}/volcanoes")
         bad = await crawl(client, key, f"{base}/missing")
-        await until(pilot, lambda: "succeeded 1 (24h)" in text_of(app, "#summary")
-                    and "failed 1 (24h)" in text_of(app, "#summary"))
+        await until(
+            pilot,
+            lambda: "succeeded 1 (24h)" in text_of(app, "#summary") and "failed 1 (24h)" in text_of(app, "#summary"),
+        )
         summary = text_of(app, "#summary")
         assert "workers 1 process(es), 2 task slot(s)" in summary and "queues  high 0  normal 0" in summary
         check_snapshot("overview", app)
@@ -137,13 +151,15 @@ async def test_overview_and_jobs_follow_real_jobs(ingest: tuple[Client, str], si
         assert "Retry job" in str(app.screen.query_one("#question", Static).render())
         await pilot.press("y")
         await until(pilot, lambda: len(rows(app, "#jobs-table")) == 2, 60)  # the retry failed too: 404 still
-        retried = await pool.fetchval("SELECT count(*) FROM jobs WHERE source_id = "
-                                      "(SELECT source_id FROM jobs WHERE id = $1)", bad)
+        retried = await pool.fetchval(
+            "SELECT count(*) FROM jobs WHERE source_id = (SELECT source_id FROM jobs WHERE id = $1)", bad
+        )
         assert retried == 2
 
         tenant = await tenancy.get_tenant(pool, "acme")
-        queued = str(await pool.fetchval("INSERT INTO jobs (tenant_id, kind) VALUES ($1, 'ingest') RETURNING id",
-                                         tenant.id))
+        queued = str(
+            await pool.fetchval("INSERT INTO jobs (tenant_id, kind) VALUES ($1, 'ingest') RETURNING id", tenant.id)
+        )
         await pilot.press("f", "f", "f", "f", "f")  # failed -> succeeded -> cancelled -> all -> running -> queued
         await until(pilot, lambda: [r[-1] for r in rows(app, "#jobs-table")] == [queued[:8]])
         await pilot.press("enter")

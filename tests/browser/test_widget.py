@@ -31,8 +31,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = repo_root() / "test-artifacts"
 playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright (the test extra)")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install chromium")
-HOSTILE = ("To reset the router, hold the button <img src=x onerror=\"window.__pwned=1\"> for ten seconds "
-           "<script>window.__pwned=2</script> until the light blinks.")
+HOSTILE = (
+    'To reset the router, hold the button <img src=x onerror="window.__pwned=1"> for ten seconds '
+    "<script>window.__pwned=2</script> until the light blinks."
+)
 W = "[data-bitbd] >> css="  # the widget lives in a shadow root; Playwright's CSS pierces it
 
 
@@ -55,12 +57,16 @@ class Bitbd:
 
 def host_page(bitbd_url: str, key: str) -> str:
     # Hostile CSS, as a careless site might have: every element red, huge, hidden.
-    css = ("*{color:red !important;font-size:40px !important;display:none !important}"
-           "html,body,h1,a{display:block !important}")
-    return (f'<!doctype html><html><head><title>Acme shop</title><style>{css}</style></head><body>'
-            f'<h1>Acme shop</h1><a href="/other">another page</a>'
-            f'<script src="{bitbd_url}/widget.js" data-key="{key}" data-title="Acme help" async></script>'
-            "</body></html>")
+    css = (
+        "*{color:red !important;font-size:40px !important;display:none !important}"
+        "html,body,h1,a{display:block !important}"
+    )
+    return (
+        f"<!doctype html><html><head><title>Acme shop</title><style>{css}</style></head><body>"
+        f'<h1>Acme shop</h1><a href="/other">another page</a>'
+        f'<script src="{bitbd_url}/widget.js" data-key="{key}" data-title="Acme help" async></script>'
+        "</body></html>"
+    )
 
 
 @pytest.fixture
@@ -126,15 +132,19 @@ def screenshot_path(name: str) -> str:
     return str(ARTIFACTS / f"{name}.png")
 
 
-async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, bitbd: Bitbd, host: Host, pool: asyncpg.Pool,
-                                                       site: tuple[Site, str]) -> None:
+async def test_a_visitor_gets_a_streamed_cited_answer(
+    browser: Any, bitbd: Bitbd, host: Host, pool: asyncpg.Pool, site: tuple[Site, str]
+) -> None:
     # A page of a real (loopback) website, crawled through the API by the server's own workers.
     await tenancy.create_tenant(pool, "acme")
     _, secret = await tenancy.create_key(pool, "acme", tenancy.KeySpec("secret"))
     async with aiohttp.ClientSession() as session:
         auth = {"Authorization": f"Bearer {secret}"}
-        resp = await session.post(bitbd.url + "/v1/sources", headers=auth, json={
-            "type": "web", "urls": [f"{site[1]}/volcanoes"], "max_depth": 0, "sitemap": False})
+        resp = await session.post(
+            bitbd.url + "/v1/sources",
+            headers=auth,
+            json={"type": "web", "urls": [f"{site[1]}/volcanoes"], "max_depth": 0, "sitemap": False},
+        )
         job = (await resp.json())["job_id"]
         for _ in range(300):
             status = (await (await session.get(f"{bitbd.url}/v1/jobs/{job}", headers=auth)).json())["status"]
@@ -179,15 +189,19 @@ async def test_a_visitor_gets_a_streamed_cited_answer(browser: Any, bitbd: Bitbd
     await page.close()
 
 
-async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(browser: Any, settings: Settings,
-                                                                        pool: asyncpg.Pool) -> None:
+async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(
+    browser: Any, settings: Settings, pool: asyncpg.Pool
+) -> None:
     from tests.llm import fake_llm
 
     await index(pool, FastEmbedder({}), "acme", ACME)
     async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and then and then", finish="length") as llm:
         plugins = settings.plugins.model_copy(update={"openai": {"base_url": llm.url, "model": "m"}})
-        server = Bitbd(settings.model_copy(update={
-            "answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins}))
+        server = Bitbd(
+            settings.model_copy(
+                update={"answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins}
+            )
+        )
         await server.start()
         site = Host()
         site.bitbd_url = server.url
@@ -210,9 +224,9 @@ async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(browser:
             await server.stop()
 
 
-async def test_a_foreign_origin_is_refused_in_words(browser: Any, host: Host, pool: asyncpg.Pool,
-                                                    embedder: FastEmbedder,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_foreign_origin_is_refused_in_words(
+    browser: Any, host: Host, pool: asyncpg.Pool, embedder: FastEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
     await index(pool, embedder, "acme", ACME)
     host.key = await public_key(pool, "https://shop.acme.example")  # not the host page's origin
     page = await browser.new_page()
@@ -226,8 +240,9 @@ async def test_a_foreign_origin_is_refused_in_words(browser: Any, host: Host, po
     await page.close()
 
 
-async def test_trial_keys_end_with_a_clear_message(browser: Any, host: Host, pool: asyncpg.Pool,
-                                                   embedder: FastEmbedder) -> None:
+async def test_trial_keys_end_with_a_clear_message(
+    browser: Any, host: Host, pool: asyncpg.Pool, embedder: FastEmbedder
+) -> None:
     await index(pool, embedder, "acme", ACME)
     host.key = await public_key(pool, host.origin, trial=True, quota=1)
     page = await browser.new_page()
@@ -238,10 +253,8 @@ async def test_trial_keys_end_with_a_clear_message(browser: Any, host: Host, poo
     await page.keyboard.press("Enter")
     await page.locator(W + ".msg.err").first.wait_for(timeout=10_000)
     assert await last_answer(page) == "This trial has ended."
-    host.key = await public_key(pool, host.origin, trial=True,
-                                expires_at=datetime.now(UTC) + timedelta(seconds=1))
-    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE prefix = $1",
-                       host.key[:11])
+    host.key = await public_key(pool, host.origin, trial=True, expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE prefix = $1", host.key[:11])
     await page.goto(host.origin + "/")
     await open_and_ask(page, "When do you ship?")
     await page.locator(W + ".msg.err").first.wait_for(timeout=10_000)
@@ -249,10 +262,12 @@ async def test_trial_keys_end_with_a_clear_message(browser: Any, host: Host, poo
     await page.close()
 
 
-async def test_hostile_document_text_is_shown_as_text(browser: Any, host: Host, pool: asyncpg.Pool,
-                                                      embedder: FastEmbedder) -> None:
-    acme: Indexed = await index(pool, embedder, "acme", {"https://acme.example/router": ("Router <b>help</b>",
-                                                                                         [HOSTILE])})
+async def test_hostile_document_text_is_shown_as_text(
+    browser: Any, host: Host, pool: asyncpg.Pool, embedder: FastEmbedder
+) -> None:
+    acme: Indexed = await index(
+        pool, embedder, "acme", {"https://acme.example/router": ("Router <b>help</b>", [HOSTILE])}
+    )
     assert acme.tenant.name == "acme"
     host.key = await public_key(pool, host.origin)
     page = await browser.new_page()
@@ -267,8 +282,9 @@ async def test_hostile_document_text_is_shown_as_text(browser: Any, host: Host, 
     await page.close()
 
 
-async def test_the_widget_reconnects_after_a_server_restart(browser: Any, bitbd: Bitbd, host: Host,
-                                                            pool: asyncpg.Pool, embedder: FastEmbedder) -> None:
+async def test_the_widget_reconnects_after_a_server_restart(
+    browser: Any, bitbd: Bitbd, host: Host, pool: asyncpg.Pool, embedder: FastEmbedder
+) -> None:
     await index(pool, embedder, "acme", ACME)
     host.key = await public_key(pool, host.origin)
     page = await browser.new_page()

@@ -29,7 +29,7 @@ def test_every_series_has_a_legend_that_tells_it_from_its_neighbours() -> None:
         for target in panel["targets"]:
             # A query grouped by labels needs them in its legend, or its series all look alike.
             by = re.search(r"\bby \(([^)]*)\)", target["expr"])
-            for label in (by[1].split(",") if by else []):
+            for label in by[1].split(",") if by else []:
                 label = label.strip()
                 if label != "le":
                     assert "{{" + label + "}}" in target["legendFormat"], (panel["title"], label)
@@ -43,10 +43,12 @@ def test_rates_use_the_rate_interval_not_fixed_windows() -> None:
 
 
 def test_an_alert_fires_for_a_target_that_is_down() -> None:
-    rules = [r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
-             for r in g["rules"]]
+    rules = [
+        r for g in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"] for r in g["rules"]
+    ]
     down = [r for r in rules if re.search(r"\bup\b.*== 0", r["expr"])]
     assert down, "no rule on up == 0"
-    jobs = {c["job_name"] for c in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-            ["scrape_configs"]}
+    jobs = {
+        c["job_name"] for c in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    }
     assert all(job in down[0]["expr"] for job in jobs), (down[0]["expr"], jobs)

@@ -18,8 +18,10 @@ _SUFFIXES = ("_bucket", "_sum", "_count")
 def referenced() -> dict[str, set[str]]:
     dashboard = json.loads((DEPLOY / "grafana" / "bitbd-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    return {"grafana": {m for e in exprs for m in _METRIC.findall(e)},
-            "alerts": set(_METRIC.findall((DEPLOY / "prometheus" / "alerts.yml").read_text()))}
+    return {
+        "grafana": {m for e in exprs for m in _METRIC.findall(e)},
+        "alerts": set(_METRIC.findall((DEPLOY / "prometheus" / "alerts.yml").read_text())),
+    }
 
 
 async def test_every_metric_the_deploy_files_use_exists(client: TestClient[Any, Any]) -> None:

@@ -29,9 +29,11 @@ from tests.conftest import repo_root
 
 PROMETHEUS = repo_root() / "deploy" / "prometheus"
 IN_CI = os.environ.get("CI") == "true"
-RETURNS = ("# Returns and refunds\n\nYou can return any item within 30 days of delivery for a full refund. "
-           "Refunds go back to the card you paid with within five working days.\n\n## Exchanges\n\n"
-           "Exchanges for another size are free; send the item back with the form from your order page.\n")
+RETURNS = (
+    "# Returns and refunds\n\nYou can return any item within 30 days of delivery for a full refund. "
+    "Refunds go back to the card you paid with within five working days.\n\n## Exchanges\n\n"
+    "Exchanges for another size are free; send the item back with the form from your order page.\n"
+)
 
 
 def missing(what: str, install: str) -> None:
@@ -83,7 +85,8 @@ def test_promtool_check_metrics_finds_nothing_in_a_live_metrics_page(served: tup
     assert b"bitbd_rag_queries_total" in text and b"bitbd_http_requests_total" in text
     done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
-        (done.stdout + done.stderr).decode())
+        done.stdout + done.stderr
+    ).decode()
 
 
 def test_promtool_check_metrics_finds_nothing_in_a_workers_metrics_page(served: tuple[Daemon, str]) -> None:
@@ -107,13 +110,17 @@ def test_promtool_check_metrics_finds_nothing_in_a_workers_metrics_page(served: 
     assert b"bitbd_queue_jobs_total" in text
     done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
-        (done.stdout + done.stderr).decode())
+        done.stdout + done.stderr
+    ).decode()
 
 
 def test_promtool_checks_the_rules_the_config_and_the_rule_tests() -> None:
     promtool = tool("promtool", "apt-get install prometheus")
-    for args in (["check", "rules", "alerts.yml"], ["check", "config", "prometheus.yml"],
-                 ["test", "rules", "alerts_test.yml"]):
+    for args in (
+        ["check", "rules", "alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ):
         done = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
         assert "SUCCESS" in done.stdout + done.stderr
@@ -140,11 +147,14 @@ def test_the_served_documents_server_is_the_default_bitbd_serve_address(served: 
 
 # The chat, written from docs/protocol.md with the `websockets` library (not the aiohttp client the server uses).
 
+
 async def _ask(d: Daemon, key: str, question: str) -> None:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-            d.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(d.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws,
+    ):
         await ws.send_json({"type": "ask", "id": "m1", "question": question})
         async for msg in ws:
             if json.loads(msg.data)["type"] in ("done", "error"):
@@ -195,8 +205,9 @@ def test_a_websockets_client_following_the_protocol_document(served: tuple[Daemo
     exceptions = module("websockets.exceptions", "pip install websockets")
     d, key = served
     url = d.url.replace("http://", "ws://") + "/v1/chat"
-    status, made = d.request("POST", "/v1/admin/tenants/tools/keys",
-                             {"kind": "public", "origins": ["https://shop.example"]}, token=d.token())
+    status, made = d.request(
+        "POST", "/v1/admin/tenants/tools/keys", {"kind": "public", "origins": ["https://shop.example"]}, token=d.token()
+    )
     assert status == 201, made
     public = made["key"]
 
@@ -210,8 +221,16 @@ def test_a_websockets_client_following_the_protocol_document(served: tuple[Daemo
 
             # conversation_id from an earlier done: the follow-up joins that conversation.
             conversation_id = first["done"]["conversation_id"]
-            await ws.send(json.dumps({"type": "ask", "id": "c2", "question": "and what about exchanges?",
-                                      "conversation_id": conversation_id}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "ask",
+                        "id": "c2",
+                        "question": "and what about exchanges?",
+                        "conversation_id": conversation_id,
+                    }
+                )
+            )
             second = _check_answer(await _frames_until(ws, {"done", "error"}, "c2"), "c2")
             assert second["done"]["conversation_id"] == conversation_id
 

@@ -20,21 +20,28 @@ def tasks_run(metrics_port: int) -> int:
 
 
 def test_daemon_and_two_workers_share_one_postgres_and_one_redis(
-        tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres,
-        standalone_redis: StandaloneRedis) -> None:
-    env = clean_env(BITBD_DATABASE__DSN=standalone_postgres.dsn, BITBD_REDIS__URL=standalone_redis.url,
-                    BITBD_JOBS__WORKERS="0", BITBD_CRAWLER__ALLOW_PRIVATE="true")
+    tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres, standalone_redis: StandaloneRedis
+) -> None:
+    env = clean_env(
+        BITBD_DATABASE__DSN=standalone_postgres.dsn,
+        BITBD_REDIS__URL=standalone_redis.url,
+        BITBD_JOBS__WORKERS="0",
+        BITBD_CRAWLER__ALLOW_PRIVATE="true",
+    )
     # Each machine has its own data dir (the admin token lives there); nothing embedded starts in any of them.
     daemon = Daemon(tmp_path / "daemon", tmp_path, env=env).start()
     ports = [free_port(), free_port()]
-    workers = [start_worker(tmp_path / f"machine{i}", tmp_path / f"worker{i}.log", env, "--metrics-port", str(port))
-               for i, port in enumerate(ports)]
+    workers = [
+        start_worker(tmp_path / f"machine{i}", tmp_path / f"worker{i}.log", env, "--metrics-port", str(port))
+        for i, port in enumerate(ports)
+    ]
     try:
         assert not (tmp_path / "daemon" / "postgres").exists() and not (tmp_path / "daemon" / "redis").exists()
         assert bitbd("tenant", "create", "acme", cwd=tmp_path, env=env).returncode == 0
         key = bitbd("key", "create", "--tenant", "acme", cwd=tmp_path, env=env).stdout.strip()
-        status, queued = daemon.request("POST", "/v1/sources", {"type": "web", "urls": [static_site],
-                                                                "sitemap": False}, key)
+        status, queued = daemon.request(
+            "POST", "/v1/sources", {"type": "web", "urls": [static_site], "sitemap": False}, key
+        )
         assert status == 202, queued
         job = poll_job(daemon, key, queued["job_id"], finished, seconds=240)
         assert job["status"] == "succeeded", job

@@ -33,11 +33,17 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
     keys = []
     for name in ("hostile", "ordinary"):
         assert bitbd("tenant", "create", name, "--data-dir", str(d.data_dir), cwd=root, env=env).returncode == 0
-        keys.append(bitbd("key", "create", "--tenant", name, "--data-dir", str(d.data_dir), cwd=root,
-                          env=env).stdout.strip())
-    for key, text in zip(keys, (b"# Refunds\n\nHostile Ltd refunds nothing, ever.\n",
-                                b"# Refunds\n\nAt Ordinary Inc, a refund is paid within 14 days of the return.\n"),
-                         strict=True):
+        keys.append(
+            bitbd("key", "create", "--tenant", name, "--data-dir", str(d.data_dir), cwd=root, env=env).stdout.strip()
+        )
+    for key, text in zip(
+        keys,
+        (
+            b"# Refunds\n\nHostile Ltd refunds nothing, ever.\n",
+            b"# Refunds\n\nAt Ordinary Inc, a refund is paid within 14 days of the return.\n",
+        ),
+        strict=True,
+    ):
         job = poll_job(d, key, d.upload(key, "refunds.md", text), finished)
         assert job["status"] == "succeeded", job
     yield d, keys[0], keys[1]
@@ -48,21 +54,25 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
 SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 BAD_CHAR = SURROGATE | st.just("\x00")
 # Ordinary words with at least one character no text can hold: a lone surrogate (a JSON "\ud800" escape) or a NUL.
-BAD_TEXT = st.tuples(st.text(max_size=20), st.lists(BAD_CHAR, min_size=1, max_size=3).map("".join),
-                     st.text(max_size=20)).map("".join)
+BAD_TEXT = st.tuples(
+    st.text(max_size=20), st.lists(BAD_CHAR, min_size=1, max_size=3).map("".join), st.text(max_size=20)
+).map("".join)
 
 
 async def search(session: aiohttp.ClientSession, d: Daemon, key: str, query: str) -> tuple[int, Any]:
     # json.dumps escapes a lone surrogate as "\ud800": exactly what a hostile client sends.
-    async with session.post(d.url + "/v1/search", data=json.dumps({"query": query}),
-                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}) as r:
+    async with session.post(
+        d.url + "/v1/search",
+        data=json.dumps({"query": query}),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    ) as r:
         return r.status, await r.json()
 
 
-async def chat_ask(session: aiohttp.ClientSession, d: Daemon, key: str, ask_id: str, question: str
-                   ) -> dict[str, Any]:
-    async with session.ws_connect(d.url.replace("http", "ws") + "/v1/chat",
-                                  headers={"Authorization": f"Bearer {key}"}) as ws:
+async def chat_ask(session: aiohttp.ClientSession, d: Daemon, key: str, ask_id: str, question: str) -> dict[str, Any]:
+    async with session.ws_connect(
+        d.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+    ) as ws:
         end = (await ask(ws, ask_id, question)).end
         await ws.send_json({"type": "ping", "id": "alive"})  # the socket stays open after an error
         pong = json.loads((await ws.receive(timeout=10)).data)
@@ -72,18 +82,21 @@ async def chat_ask(session: aiohttp.ClientSession, d: Daemon, key: str, ask_id: 
 
 async def storm(d: Daemon, hostile: str, ordinary: str, bad: list[str]) -> tuple[list[Any], list[Any]]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        theirs = [search(session, d, ordinary, f"how long does a refund take {i}") for i in range(8)] + \
-                 [chat_ask(session, d, ordinary, f"b{i}", f"when is my refund paid {i}") for i in range(8)]
-        ours = [search(session, d, hostile, text) for text in bad] + \
-               [chat_ask(session, d, hostile, f"a{i}", text) for i, text in enumerate(bad)]
+        theirs = [search(session, d, ordinary, f"how long does a refund take {i}") for i in range(8)] + [
+            chat_ask(session, d, ordinary, f"b{i}", f"when is my refund paid {i}") for i in range(8)
+        ]
+        ours = [search(session, d, hostile, text) for text in bad] + [
+            chat_ask(session, d, hostile, f"a{i}", text) for i, text in enumerate(bad)
+        ]
         results = await asyncio.gather(*theirs, *ours)
     return results[:16], results[16:]
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(bad=st.lists(BAD_TEXT, min_size=1, max_size=4))
-def test_bad_text_of_one_tenant_never_fails_another_tenants_questions(tenants: tuple[Daemon, str, str],
-                                                                      bad: list[str]) -> None:
+def test_bad_text_of_one_tenant_never_fails_another_tenants_questions(
+    tenants: tuple[Daemon, str, str], bad: list[str]
+) -> None:
     d, hostile, ordinary = tenants
     theirs, ours = asyncio.run(storm(d, hostile, ordinary, bad))
     for result in theirs:  # all 16 of the ordinary tenant's questions answered

@@ -18,10 +18,10 @@ def test_a_killed_daemon_resumes_its_crawl(tmp_path: Path, static_site: str) -> 
     again = None
     try:
         assert bitbd("tenant", "create", "acme", "--data-dir", str(data), cwd=tmp_path, env=env).returncode == 0
-        key = bitbd("key", "create", "--tenant", "acme", "--data-dir", str(data), cwd=tmp_path, env=env
-                    ).stdout.strip()
-        status, queued = daemon.request("POST", "/v1/sources", {"type": "web", "urls": [static_site],
-                                                                "sitemap": False}, key)
+        key = bitbd("key", "create", "--tenant", "acme", "--data-dir", str(data), cwd=tmp_path, env=env).stdout.strip()
+        status, queued = daemon.request(
+            "POST", "/v1/sources", {"type": "web", "urls": [static_site], "sitemap": False}, key
+        )
         assert status == 202
         poll_job(daemon, key, queued["job_id"], lambda j: j["progress"]["fetched"] >= 5)
         children = daemon.children()

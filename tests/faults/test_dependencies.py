@@ -18,8 +18,12 @@ from tests.servers import STATIC_PAGES, StandalonePostgres, StandaloneRedis
 
 
 def daemon_on(tmp_path: Path, pg: StandalonePostgres, redis: StandaloneRedis) -> tuple[Daemon, str]:
-    env = clean_env(BITBD_DATABASE__DSN=pg.dsn, BITBD_REDIS__URL=redis.url, BITBD_JOBS__REDELIVERY_SECONDS="5",
-                    BITBD_CRAWLER__ALLOW_PRIVATE="true")
+    env = clean_env(
+        BITBD_DATABASE__DSN=pg.dsn,
+        BITBD_REDIS__URL=redis.url,
+        BITBD_JOBS__REDELIVERY_SECONDS="5",
+        BITBD_CRAWLER__ALLOW_PRIVATE="true",
+    )
     daemon = Daemon(tmp_path / "data", tmp_path, env=env).start()
     assert bitbd("tenant", "create", "acme", cwd=tmp_path, env=env).returncode == 0
     key = bitbd("key", "create", "--tenant", "acme", cwd=tmp_path, env=env).stdout.strip()
@@ -54,15 +58,20 @@ async def ask(ws: aiohttp.ClientWebSocketResponse, question: str, ask_id: str) -
     raise AssertionError("the socket closed before the answer ended")
 
 
-async def test_postgres_stopped_then_back(tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres,
-                                          standalone_redis: StandaloneRedis) -> None:
+async def test_postgres_stopped_then_back(
+    tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres, standalone_redis: StandaloneRedis
+) -> None:
     daemon, key = await asyncio.to_thread(daemon_on, tmp_path, standalone_postgres, standalone_redis)
     try:
         job = await asyncio.to_thread(poll_job, daemon, key, crawl(daemon, key, static_site), finished)
         assert job["status"] == "succeeded"
         question = "Where was record 30 found?"
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-                daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+            ) as ws,
+        ):
             assert (await ask(ws, question, "before"))["type"] == "done"
 
             await asyncio.to_thread(standalone_postgres.stop)
@@ -71,8 +80,9 @@ async def test_postgres_stopped_then_back(tmp_path: Path, static_site: str, stan
             during = await ask(ws, "How was record 31 stored?", "during")
             assert during["type"] == "error" and during["code"] == "unavailable", during
             assert "PostgreSQL" in during["message"]
-            async with session.post(daemon.url + "/v1/search", json={"query": "record 30"},
-                                    headers={"Authorization": f"Bearer {key}"}) as r:
+            async with session.post(
+                daemon.url + "/v1/search", json={"query": "record 30"}, headers={"Authorization": f"Bearer {key}"}
+            ) as r:
                 body = await r.json()
                 assert r.status == 503 and body["error"]["code"] == "unavailable", body
             status, _ = await asyncio.to_thread(daemon.get, "/healthz")
@@ -89,9 +99,9 @@ async def test_postgres_stopped_then_back(tmp_path: Path, static_site: str, stan
         await asyncio.to_thread(daemon.stop)
 
 
-def test_redis_killed_mid_crawl_then_restarted(tmp_path: Path, static_site: str,
-                                               standalone_postgres: StandalonePostgres,
-                                               standalone_redis: StandaloneRedis) -> None:
+def test_redis_killed_mid_crawl_then_restarted(
+    tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres, standalone_redis: StandaloneRedis
+) -> None:
     daemon, key = daemon_on(tmp_path, standalone_postgres, standalone_redis)
     try:
         job_id = crawl(daemon, key, static_site)

@@ -22,26 +22,40 @@ from tests.site import page, serving
 
 LONG = "a" * 2000  # `(a+)+b` against this takes Python's re longer than the universe has
 TEXT = "<p>Kettles are descaled monthly with citric acid, which keeps them quiet and the tea tasting better.</p>"
-BOMB = (b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + b"".join(
-    f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(9))
-    + b']><urlset><url><loc>&j;</loc></url></urlset>')
+BOMB = (
+    b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">'
+    + b"".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'.encode() for i in range(9))
+    + b"]><urlset><url><loc>&j;</loc></url></urlset>"
+)
 
 
 def hostile_site() -> web.Application:
-    sitemap = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-               + "".join(f"<url><loc>/s/{LONG[:1500]}{i}</loc></url>" for i in range(5000)) + "</urlset>").encode()
-    index = (b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-             b"<sitemap><loc>/sitemap-big.xml</loc></sitemap><sitemap><loc>/bomb.xml</loc></sitemap></sitemapindex>")
+    sitemap = (
+        '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        + "".join(f"<url><loc>/s/{LONG[:1500]}{i}</loc></url>" for i in range(5000))
+        + "</urlset>"
+    ).encode()
+    index = (
+        b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<sitemap><loc>/sitemap-big.xml</loc></sitemap><sitemap><loc>/bomb.xml</loc></sitemap></sitemapindex>"
+    )
     pages = {
         "/": page("Hostile", TEXT, [f"/{LONG}{i}" for i in range(2000)] + ["/deep", "/many", "/b"]),
         "/deep": "<html><head><title>Deep</title></head><body>" + "<div>" * 200_000 + TEXT + "</div>" * 200_000,
         "/many": page("Many", TEXT, [f"/m/{i}/{LONG[:90]}" for i in range(100_000)]),
         "/b": page("B", TEXT),
     }
-    robots = b"User-agent: *\n" + b"".join(b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + str(i).encode() + b"$\n"
-                                           for i in range(12_000)) + b"Sitemap: /sitemap-index.xml\n"
-    files = {"/robots.txt": ("text/plain", robots), "/sitemap-index.xml": ("application/xml", index),
-             "/sitemap-big.xml": ("application/xml", sitemap), "/bomb.xml": ("application/xml", BOMB)}
+    robots = (
+        b"User-agent: *\n"
+        + b"".join(b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + str(i).encode() + b"$\n" for i in range(12_000))
+        + b"Sitemap: /sitemap-index.xml\n"
+    )
+    files = {
+        "/robots.txt": ("text/plain", robots),
+        "/sitemap-index.xml": ("application/xml", index),
+        "/sitemap-big.xml": ("application/xml", sitemap),
+        "/bomb.xml": ("application/xml", BOMB),
+    }
 
     async def handle(request: web.Request) -> web.Response:
         if request.path in files:
@@ -63,14 +77,22 @@ async def hostile() -> AsyncIterator[str]:
 
 
 async def test_healthz_answers_within_100ms_while_a_hostile_site_is_crawled(
-        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, hostile: str) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, hostile: str
+) -> None:
     crawl_settings = ingest_settings(settings, max_page_bytes=12_000_000, timeout=30, max_pages=200)
     client = await aiohttp_client(create_app(crawl_settings, builtin_plugins()))
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [hostile + "/"], "include": ["(a+)+b", "/b$",
-                                                  "^[^/]+//[^/]+/(deep|many)$"], "exclude": ["(x+x+)+y"]},
-                             headers={"Authorization": f"Bearer {key}"})
+    resp = await client.post(
+        "/v1/sources",
+        json={
+            "type": "web",
+            "urls": [hostile + "/"],
+            "include": ["(a+)+b", "/b$", "^[^/]+//[^/]+/(deep|many)$"],
+            "exclude": ["(x+x+)+y"],
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert resp.status == 202, await resp.text()
     job_id = (await resp.json())["job_id"]
     latencies: list[float] = []

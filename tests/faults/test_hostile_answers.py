@@ -22,8 +22,10 @@ from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.llm import FakeLLM, fake_llm
 from tests.markdown import HOSTILE_TEXT, ORDINARY_TEXT, unsafe_parts
 
-DOC = (b"# Returns\n\nItems can be returned within 30 days of delivery [for a refund](javascript:alert(1)) "
-       b"<img src=x onerror=alert(1)>. Sale items cannot be returned.\n")
+DOC = (
+    b"# Returns\n\nItems can be returned within 30 days of delivery [for a refund](javascript:alert(1)) "
+    b"<img src=x onerror=alert(1)>. Sale items cannot be returned.\n"
+)
 Served = tuple[FakeLLM, Daemon, str]
 _asked = itertools.count()
 
@@ -36,9 +38,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     thread.start()
     model = fake_llm()
     llm = asyncio.run_coroutine_threadsafe(model.__aenter__(), loop).result(10)
-    env = clean_env(BITBD_ANSWER__GENERATOR="openai", BITBD_PLUGINS__OPENAI__BASE_URL=llm.url,
-                    BITBD_PLUGINS__OPENAI__MODEL="fake", BITBD_PLUGINS__OPENAI__CONNECT_TIMEOUT="2",
-                    BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")  # hypothesis asks many times when it shrinks
+    env = clean_env(
+        BITBD_ANSWER__GENERATOR="openai",
+        BITBD_PLUGINS__OPENAI__BASE_URL=llm.url,
+        BITBD_PLUGINS__OPENAI__MODEL="fake",
+        BITBD_PLUGINS__OPENAI__CONNECT_TIMEOUT="2",
+        BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+    )  # hypothesis asks many times when it shrinks
     daemon = Daemon(tmp / "data", tmp, env=env).start()
     try:
         data = str(daemon.data_dir)
@@ -55,8 +61,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 async def _ask(daemon: Daemon, key: str, question: str) -> tuple[list[str], dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-            daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+        ) as ws,
+    ):
         await ws.send_json({"type": "ask", "id": "q", "question": question})
         deltas = []
         async with asyncio.timeout(30):
@@ -86,7 +96,8 @@ def split(text: str, cuts: list[int]) -> list[str]:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(HOSTILE_TEXT.filter(lambda t: sanitize(t).strip() != ""), st.lists(st.integers(0, 10_000), max_size=12))
 def test_hostile_model_output_reaches_clients_and_the_cache_only_as_safe_markdown(
-        served: Served, text: str, cuts: list[int]) -> None:
+    served: Served, text: str, cuts: list[int]
+) -> None:
     deltas, end, question = ask(served, split(text, cuts))
     answer = "".join(deltas)
     for k in range(1, len(deltas) + 1):  # a client renders the answer as it streams in

@@ -36,8 +36,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
     root = tmp_path_factory.mktemp("hostile")
     # No failed-authentication throttle here: the fuzzing sends garbage keys on purpose (tests/bitbd/http/test_limits.py
     # tests the throttle).
-    env = clean_env(BITBD_SERVER__KEEPALIVE_TIMEOUT="2", BITBD_SERVER__BODY_TIMEOUT="2",
-                    BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", BITBD_AUTH__MAX_FAILURES="0")
+    env = clean_env(
+        BITBD_SERVER__KEEPALIVE_TIMEOUT="2",
+        BITBD_SERVER__BODY_TIMEOUT="2",
+        BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+        BITBD_AUTH__MAX_FAILURES="0",
+    )
     d = Daemon(root / "data", root, env=env).start()
     bitbd("tenant", "create", "acme", "--data-dir", str(d.data_dir), cwd=root, env=env)
     key = bitbd("key", "create", "--tenant", "acme", "--data-dir", str(d.data_dir), cwd=root, env=env).stdout.strip()
@@ -46,27 +50,34 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
     assert "Traceback" not in d.output(), d.output()[-3000:]
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                                  max_size=4), max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 MISSING = object()
-ASK = st.fixed_dictionaries({}, optional={
-    "type": st.sampled_from(["ask", "ping", "ASK", "", "bye"]) | JSON,
-    "id": st.text(min_size=0, max_size=80) | JSON,
-    "question": st.text(max_size=300) | JSON,
-    "conversation_id": st.sampled_from([str(uuid.uuid4()), "not-a-uuid", ""]) | JSON,
-    "extra": JSON,
-})
-FRAMES = st.one_of(st.text(max_size=200), JSON.map(json.dumps), ASK.map(json.dumps),
-                   st.binary(max_size=100))
+ASK = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["ask", "ping", "ASK", "", "bye"]) | JSON,
+        "id": st.text(min_size=0, max_size=80) | JSON,
+        "question": st.text(max_size=300) | JSON,
+        "conversation_id": st.sampled_from([str(uuid.uuid4()), "not-a-uuid", ""]) | JSON,
+        "extra": JSON,
+    },
+)
+FRAMES = st.one_of(st.text(max_size=200), JSON.map(json.dumps), ASK.map(json.dumps), st.binary(max_size=100))
 
 
-async def exchange(url: str, key: str, frame: str | bytes,
-                   settled: Callable[[list[dict[str, Any]], str | bytes], bool] | None = None) -> list[dict[str, Any]]:
+async def exchange(
+    url: str, key: str, frame: str | bytes, settled: Callable[[list[dict[str, Any]], str | bytes], bool] | None = None
+) -> list[dict[str, Any]]:
     """Send one frame, then a ping; collect events until the pong: the frame was answered and the socket lives."""
     events: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-            url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws,
+    ):
         await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
         await ws.send_json({"type": "ping", "id": "last-ping"})
         async with asyncio.timeout(20):
@@ -86,16 +97,21 @@ def _settled(events: list[dict[str, Any]], frame: str | bytes) -> bool:
         message = json.loads(frame)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return True
-    if not (isinstance(message, dict) and message.get("type") == "ask" and isinstance(message.get("id"), str)
-            and 0 < len(message["id"]) <= _MAX_ID):
+    if not (
+        isinstance(message, dict)
+        and message.get("type") == "ask"
+        and isinstance(message.get("id"), str)
+        and 0 < len(message["id"]) <= _MAX_ID
+    ):
         return True  # answered (pong or error) before the ping's pong: messages are handled in order
     return any(e["type"] in ("done", "error") and e.get("id") == message["id"] for e in events)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(frame=FRAMES)
-def test_any_websocket_frame_gets_a_specific_answer_and_the_socket_lives(daemon: tuple[Daemon, str],
-                                                                        frame: str | bytes) -> None:
+def test_any_websocket_frame_gets_a_specific_answer_and_the_socket_lives(
+    daemon: tuple[Daemon, str], frame: str | bytes
+) -> None:
     d, key = daemon
     events = asyncio.run(exchange(d.url, key, frame))
     for event in events:
@@ -104,31 +120,68 @@ def test_any_websocket_frame_gets_a_specific_answer_and_the_socket_lives(daemon:
             assert event["code"] != "internal" and len(event["message"]) > 10, event
 
 
-ROUTES = [("POST", "/v1/sources"), ("POST", "/v1/sources/{id}/crawl"), ("POST", "/v1/reembed"),
-          ("GET", "/v1/sources"), ("DELETE", "/v1/sources/{id}"), ("POST", "/v1/uploads"), ("GET", "/v1/jobs/{id}"),
-          ("GET", "/v1/jobs"), ("POST", "/v1/jobs/{id}/cancel"), ("GET", "/v1/documents"),
-          ("DELETE", "/v1/documents/{id}"), ("POST", "/v1/search"), ("POST", "/v1/admin/tenants"),
-          ("GET", "/v1/admin/tenants/{id}"), ("DELETE", "/v1/admin/tenants/{id}"),
-          ("POST", "/v1/admin/tenants/{id}/keys"), ("DELETE", "/v1/admin/tenants/{id}/keys/{id}"),
-          ("GET", "/v1/admin/jobs"), ("GET", "/v1/admin/jobs/{id}"), ("POST", "/v1/admin/jobs/{id}/retry"),
-          ("GET", "/v1/admin/questions"), ("GET", "/v1/admin/stats"), ("GET", "/v1/nowhere/{id}")]
-SEGMENT = st.sampled_from([str(uuid.uuid4()), "acme", "x" * 300, "%00", "..", "' OR 1=1 --", "😀"]) | \
-    st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="/?#"), min_size=1, max_size=40)
-QUERY = st.dictionaries(st.sampled_from(["limit", "offset", "status", "tenant", "q", "priority"]),
-                        st.text(max_size=20) | st.integers().map(str), max_size=3)
-BODY = st.one_of(JSON.map(lambda v: ("application/json", json.dumps(v).encode())),
-                 st.binary(max_size=200).map(lambda b: ("application/json", b)),
-                 st.binary(max_size=200).map(lambda b: ("text/plain", b)),
-                 st.just(("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; "
-                          b'name="file"; filename="../../etc/passwd"\r\n\r\nroot\r\n--x--\r\n')))
+ROUTES = [
+    ("POST", "/v1/sources"),
+    ("POST", "/v1/sources/{id}/crawl"),
+    ("POST", "/v1/reembed"),
+    ("GET", "/v1/sources"),
+    ("DELETE", "/v1/sources/{id}"),
+    ("POST", "/v1/uploads"),
+    ("GET", "/v1/jobs/{id}"),
+    ("GET", "/v1/jobs"),
+    ("POST", "/v1/jobs/{id}/cancel"),
+    ("GET", "/v1/documents"),
+    ("DELETE", "/v1/documents/{id}"),
+    ("POST", "/v1/search"),
+    ("POST", "/v1/admin/tenants"),
+    ("GET", "/v1/admin/tenants/{id}"),
+    ("DELETE", "/v1/admin/tenants/{id}"),
+    ("POST", "/v1/admin/tenants/{id}/keys"),
+    ("DELETE", "/v1/admin/tenants/{id}/keys/{id}"),
+    ("GET", "/v1/admin/jobs"),
+    ("GET", "/v1/admin/jobs/{id}"),
+    ("POST", "/v1/admin/jobs/{id}/retry"),
+    ("GET", "/v1/admin/questions"),
+    ("GET", "/v1/admin/stats"),
+    ("GET", "/v1/nowhere/{id}"),
+]
+SEGMENT = st.sampled_from([str(uuid.uuid4()), "acme", "x" * 300, "%00", "..", "' OR 1=1 --", "😀"]) | st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="/?#"), min_size=1, max_size=40
+)
+QUERY = st.dictionaries(
+    st.sampled_from(["limit", "offset", "status", "tenant", "q", "priority"]),
+    st.text(max_size=20) | st.integers().map(str),
+    max_size=3,
+)
+BODY = st.one_of(
+    JSON.map(lambda v: ("application/json", json.dumps(v).encode())),
+    st.binary(max_size=200).map(lambda b: ("application/json", b)),
+    st.binary(max_size=200).map(lambda b: ("text/plain", b)),
+    st.just(
+        (
+            "multipart/form-data; boundary=x",
+            b'--x\r\nContent-Disposition: form-data; name="file"; filename="../../etc/passwd"\r\n\r\nroot\r\n--x--\r\n',
+        )
+    ),
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(route=st.sampled_from(ROUTES), segments=st.lists(SEGMENT, min_size=2, max_size=2), query=QUERY,
-       body=BODY, auth=st.sampled_from(["key", "admin", "garbage", "none"]))
+@given(
+    route=st.sampled_from(ROUTES),
+    segments=st.lists(SEGMENT, min_size=2, max_size=2),
+    query=QUERY,
+    body=BODY,
+    auth=st.sampled_from(["key", "admin", "garbage", "none"]),
+)
 def test_any_http_request_gets_a_json_error_or_success_never_a_500(
-        daemon: tuple[Daemon, str], route: tuple[str, str], segments: list[str], query: dict[str, str],
-        body: tuple[str, bytes], auth: str) -> None:
+    daemon: tuple[Daemon, str],
+    route: tuple[str, str],
+    segments: list[str],
+    query: dict[str, str],
+    body: tuple[str, bytes],
+    auth: str,
+) -> None:
     d, key = daemon
     method, pattern = route
     path = pattern.replace("{id}", "%s") % tuple(segments[: pattern.count("{id}")])
@@ -136,9 +189,17 @@ def test_any_http_request_gets_a_json_error_or_success_never_a_500(
     headers = {"Content-Type": body[0], **({"Authorization": f"Bearer {token}"} if token else {})}
 
     async def call() -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.request(
-                method, d.url + path, params=query, data=body[1], headers=headers,
-                timeout=aiohttp.ClientTimeout(total=20)) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                d.url + path,
+                params=query,
+                data=body[1],
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=20),
+            ) as r,
+        ):
             return r.status, await r.text()
 
     try:
@@ -154,10 +215,12 @@ def test_any_http_request_gets_a_json_error_or_success_never_a_500(
 def test_a_nul_in_the_url_is_refused_by_name(daemon: tuple[Daemon, str]) -> None:
     # Found by the property test above: /v1/admin/tenants/%00 reached PostgreSQL, which cannot store a NUL (500).
     d, key = daemon
-    for path, token, said in [("/v1/admin/tenants/%00", d.token(), "URL path"),
-                              ("/v1/admin/tenants/acme%00/keys", d.token(), "URL path"),
-                              ("/v1/jobs?status=run%00ning", key, "'status'"),
-                              ("/v1/chat?tenant=%00", d.token(), "'tenant'")]:
+    for path, token, said in [
+        ("/v1/admin/tenants/%00", d.token(), "URL path"),
+        ("/v1/admin/tenants/acme%00/keys", d.token(), "URL path"),
+        ("/v1/jobs?status=run%00ning", key, "'status'"),
+        ("/v1/chat?tenant=%00", d.token(), "'tenant'"),
+    ]:
         status, body = d.get(path, token)
         assert status == 400 and body["error"]["code"] == "invalid_request", (path, body)
         assert "NUL" in body["error"]["message"] and said in body["error"]["message"], (path, body)
@@ -200,8 +263,10 @@ def test_a_trickled_body_gets_408(daemon: tuple[Daemon, str]) -> None:
     d, _ = daemon
     key = fresh_key(d)
     with socket.create_connection(("127.0.0.1", d.port)) as s:
-        s.sendall(f"POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-                  "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+        s.sendall(
+            f"POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+        )
         s.settimeout(0.5)
         reply = b""
         started = time.monotonic()
@@ -218,6 +283,7 @@ def test_a_trickled_body_gets_408(daemon: tuple[Daemon, str]) -> None:
 
 
 # --- Classes of bad input found by an outside probe (issue 15): each a family, each refused with a 4xx ---------
+
 
 def openapi(d: Daemon) -> dict[str, Any]:
     with urllib.request.urlopen(d.url + "/openapi.yaml", timeout=10) as r:
@@ -266,28 +332,39 @@ def _path(d: Daemon, path: str) -> str:
 
 
 def test_the_served_document_lists_the_numeric_parameters_and_fields_the_tests_below_cover(
-        daemon: tuple[Daemon, str]) -> None:
+    daemon: tuple[Daemon, str],
+) -> None:
     document = openapi(daemon[0])
-    assert {("GET", "/v1/jobs", "limit"), ("GET", "/v1/documents", "offset"),
-            ("GET", "/v1/admin/jobs", "limit")} <= set(integer_query_parameters(document))
-    assert {("POST", "/v1/search", "k"), ("POST", "/v1/admin/tenants/{tenant}/keys", "quota")} <= \
-        set(integer_body_fields(document))
+    assert {
+        ("GET", "/v1/jobs", "limit"),
+        ("GET", "/v1/documents", "offset"),
+        ("GET", "/v1/admin/jobs", "limit"),
+    } <= set(integer_query_parameters(document))
+    assert {("POST", "/v1/search", "k"), ("POST", "/v1/admin/tenants/{tenant}/keys", "quota")} <= set(
+        integer_body_fields(document)
+    )
 
 
 # Every way to write a number that is not plain ASCII digits: Unicode digits ("٣" int() accepts, "²" it refuses),
 # fractions and numerals, and ASCII digits with signs, spaces and underscores around them.
 NOT_ASCII_DIGITS = st.one_of(
     st.text(st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=4).filter(lambda t: not t.isascii()),
-    st.tuples(st.integers(0, 999).map(str), st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=2),
-              st.integers(0, 999).map(str)).map("".join).filter(lambda t: not t.isascii()),
+    st.tuples(
+        st.integers(0, 999).map(str),
+        st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=2),
+        st.integers(0, 999).map(str),
+    )
+    .map("".join)
+    .filter(lambda t: not t.isascii()),
     st.sampled_from(["+5", "-1", " 5", "5 ", "5_0", "0x10", "1e3", "1.0", "", "²", "٣", "\uff11\uff10", "Ⅻ"]),
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(value=NOT_ASCII_DIGITS, which=st.integers(0, 100))
-def test_a_number_in_a_query_parameter_is_ascii_digits_or_a_400_naming_it(daemon: tuple[Daemon, str], value: str,
-                                                                           which: int) -> None:
+def test_a_number_in_a_query_parameter_is_ascii_digits_or_a_400_naming_it(
+    daemon: tuple[Daemon, str], value: str, which: int
+) -> None:
     d, key = daemon
     params = integer_query_parameters(openapi(d))
     method, path, name = params[which % len(params)]
@@ -305,22 +382,30 @@ def test_plain_digits_in_every_numeric_query_parameter_still_work(daemon: tuple[
         assert status in (200, 401, 404), (path, name, status, body)  # 401: fuzzing above may have deleted acme
 
 
-HUGE = st.one_of(st.integers(4301, 6000).map(lambda n: "9" * n),  # past Python's int-string limit (4300 digits)
-                 st.integers(10, 4000).map(lambda n: "9" * n),  # past PostgreSQL's bigint, within Python's limit
-                 st.sampled_from(["2147483648", "-2147483649", "9223372036854775808", "-9223372036854775809"]))
+HUGE = st.one_of(
+    st.integers(4301, 6000).map(lambda n: "9" * n),  # past Python's int-string limit (4300 digits)
+    st.integers(10, 4000).map(lambda n: "9" * n),  # past PostgreSQL's bigint, within Python's limit
+    st.sampled_from(["2147483648", "-2147483649", "9223372036854775808", "-9223372036854775809"]),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(number=HUGE, sign=st.sampled_from(["", "-"]), which=st.integers(0, 100))
-def test_a_huge_integer_in_any_body_field_gets_a_4xx(daemon: tuple[Daemon, str], number: str, sign: str,
-                                                     which: int) -> None:
+def test_a_huge_integer_in_any_body_field_gets_a_4xx(
+    daemon: tuple[Daemon, str], number: str, sign: str, which: int
+) -> None:
     d, key = daemon
-    fields = [*integer_body_fields(openapi(d)), ("POST", "/v1/sources", "max_pages"),
-              ("POST", "/v1/sources", "max_depth")]
+    fields = [
+        *integer_body_fields(openapi(d)),
+        ("POST", "/v1/sources", "max_pages"),
+        ("POST", "/v1/sources", "max_depth"),
+    ]
     method, path, name = fields[which % len(fields)]
-    base = {"POST /v1/sources": '{"type": "web", "urls": ["https://example.com/"], ',
-            "POST /v1/search": '{"query": "returns", ',
-            "POST /v1/admin/tenants/{tenant}/keys": '{"kind": "secret", '}.get(f"{method} {path}", "{")
+    base = {
+        "POST /v1/sources": '{"type": "web", "urls": ["https://example.com/"], ',
+        "POST /v1/search": '{"query": "returns", ',
+        "POST /v1/admin/tenants/{tenant}/keys": '{"kind": "secret", ',
+    }.get(f"{method} {path}", "{")
     raw = f'{base}"{name}": {sign}{number}}}'.encode()
     token = d.token() if path.startswith("/v1/admin") else key
     status, body = raw_request(d, method, path.replace("{tenant}", "after-none"), raw, token)
@@ -329,8 +414,12 @@ def test_a_huge_integer_in_any_body_field_gets_a_4xx(daemon: tuple[Daemon, str],
 
 
 def raw_request(d: Daemon, method: str, path: str, body: bytes, token: str) -> tuple[int, Any]:
-    req = urllib.request.Request(d.url + path, data=body, method=method, headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        d.url + path,
+        data=body,
+        method=method,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=20) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -344,14 +433,17 @@ def nested(depth: int, kind: str) -> str:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-@given(depth=st.sampled_from([33, 999, 1001, 5000, 100_000]) | st.integers(33, 100_000),
-       kind=st.sampled_from(["list", "object", "mixed"]),
-       route=st.sampled_from([("POST", "/v1/search"), ("POST", "/v1/sources"), ("POST", "/v1/admin/tenants")]))
-def test_json_nested_deep_in_a_body_gets_a_400(daemon: tuple[Daemon, str], depth: int, kind: str,
-                                              route: tuple[str, str]) -> None:
+@given(
+    depth=st.sampled_from([33, 999, 1001, 5000, 100_000]) | st.integers(33, 100_000),
+    kind=st.sampled_from(["list", "object", "mixed"]),
+    route=st.sampled_from([("POST", "/v1/search"), ("POST", "/v1/sources"), ("POST", "/v1/admin/tenants")]),
+)
+def test_json_nested_deep_in_a_body_gets_a_400(
+    daemon: tuple[Daemon, str], depth: int, kind: str, route: tuple[str, str]
+) -> None:
     d, key = daemon
     method, path = route
-    raw = f'{{"query": {nested(depth, kind)}}}'.encode()[: 1_000_000]  # under server.max_body_bytes
+    raw = f'{{"query": {nested(depth, kind)}}}'.encode()[:1_000_000]  # under server.max_body_bytes
     status, body = raw_request(d, method, path, raw, d.token() if path.startswith("/v1/admin") else key)
     assert status == 400 and body["error"]["code"] in ("invalid_json", "invalid_request"), (status, body)
 
@@ -361,11 +453,14 @@ def _has_error(events: list[dict[str, Any]], frame: str | bytes) -> bool:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(depth=st.sampled_from([33, 1001, 16_000]) | st.integers(33, 16_000),
-       kind=st.sampled_from(["list", "object", "mixed"]),
-       where=st.sampled_from(["top", "question", "id", "extra"]))
-def test_json_nested_deep_in_a_chat_frame_gets_an_error_and_the_socket_lives(daemon: tuple[Daemon, str], depth: int,
-                                                                            kind: str, where: str) -> None:
+@given(
+    depth=st.sampled_from([33, 1001, 16_000]) | st.integers(33, 16_000),
+    kind=st.sampled_from(["list", "object", "mixed"]),
+    where=st.sampled_from(["top", "question", "id", "extra"]),
+)
+def test_json_nested_deep_in_a_chat_frame_gets_an_error_and_the_socket_lives(
+    daemon: tuple[Daemon, str], depth: int, kind: str, where: str
+) -> None:
     d, key = daemon
     value = nested(depth, kind)
     frame = value if where == "top" else f'{{"type": "ask", "id": "deep", "{where}": {value}}}'
@@ -377,8 +472,9 @@ def test_json_nested_deep_in_a_chat_frame_gets_an_error_and_the_socket_lives(dae
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(number=HUGE, field=st.sampled_from(["id", "question", "conversation_id", "type"]))
-def test_a_huge_integer_in_a_chat_frame_gets_an_error_and_the_socket_lives(daemon: tuple[Daemon, str], number: str,
-                                                                          field: str) -> None:
+def test_a_huge_integer_in_a_chat_frame_gets_an_error_and_the_socket_lives(
+    daemon: tuple[Daemon, str], number: str, field: str
+) -> None:
     d, key = daemon
     frame = json.dumps({"type": "ask", "id": "big", "question": "q"})[:-1] + f', "{field}2": {number}}}'
     if field != "type":
@@ -390,8 +486,11 @@ def test_a_huge_integer_in_a_chat_frame_gets_an_error_and_the_socket_lives(daemo
 
 # Header bytes that are not ASCII (often not UTF-8 either): clients refuse to send them, so they go over a raw
 # socket. Control characters are left out: aiohttp's HTTP parser refuses those itself (400) before bitbd sees them.
-HEADER_BYTES = st.lists(st.integers(0x20, 0xFF).filter(lambda b: b != 0x7F), min_size=1, max_size=40).map(bytes) \
+HEADER_BYTES = (
+    st.lists(st.integers(0x20, 0xFF).filter(lambda b: b != 0x7F), min_size=1, max_size=40)
+    .map(bytes)
     .filter(lambda b: not b.isascii())
+)
 
 
 def raw_http(d: Daemon, head: bytes) -> bytes:
@@ -412,16 +511,21 @@ def _length(reply: bytes) -> int:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(junk=HEADER_BYTES, prefix=st.sampled_from([b"Bearer ", b"Bearer sk_", b"Bearer pk_", b"", b"Basic "]),
-       route=st.sampled_from(["/v1/tenant", "/v1/jobs", "/v1/admin/tenants", "/v1/admin/jobs", "/metrics",
-                              "/v1/search"]))
-def test_non_utf8_bytes_in_authorization_get_a_4xx(daemon: tuple[Daemon, str], junk: bytes, prefix: bytes,
-                                                   route: str) -> None:
+@given(
+    junk=HEADER_BYTES,
+    prefix=st.sampled_from([b"Bearer ", b"Bearer sk_", b"Bearer pk_", b"", b"Basic "]),
+    route=st.sampled_from(["/v1/tenant", "/v1/jobs", "/v1/admin/tenants", "/v1/admin/jobs", "/metrics", "/v1/search"]),
+)
+def test_non_utf8_bytes_in_authorization_get_a_4xx(
+    daemon: tuple[Daemon, str], junk: bytes, prefix: bytes, route: str
+) -> None:
     d, _ = daemon
     method = b"POST" if route == "/v1/search" else b"GET"
-    reply = raw_http(d, method + b" " + route.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 2\r\nAuthorization: " + prefix + junk +
-                     b"\r\n\r\n{}")
+    reply = raw_http(
+        d,
+        method + b" " + route.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\nAuthorization: " + prefix + junk + b"\r\n\r\n{}",
+    )
     status = int(reply.split(b" ", 2)[1])
     assert 400 <= status < 500 or (route == "/metrics" and status == 200), reply[:300]
     if status >= 400:
@@ -429,9 +533,14 @@ def test_non_utf8_bytes_in_authorization_get_a_4xx(daemon: tuple[Daemon, str], j
 
 
 def ws_upgrade_head(path: str, *headers: bytes) -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n").encode() + \
-        b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+    return (
+        (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"\r\n"
+    )
 
 
 def first_ws_text(s: socket.socket) -> tuple[bytes, dict[str, Any] | None]:
@@ -454,7 +563,7 @@ def first_ws_text(s: socket.socket) -> tuple[bytes, dict[str, Any] | None]:
     length, start = rest[1] & 0x7F, 2
     if length == 126:
         length, start = int.from_bytes(rest[2:4]), 4
-    return head, json.loads(rest[start:start + length])
+    return head, json.loads(rest[start : start + length])
 
 
 def _frame_end(buf: bytes) -> int:
@@ -463,13 +572,21 @@ def _frame_end(buf: bytes) -> int:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-@given(junk=HEADER_BYTES, header=st.sampled_from([b"Authorization: Bearer ", b"Authorization: Bearer pk_",
-                                                  b"Origin: https://", b"X-Forwarded-For: "]))
-def test_non_utf8_bytes_in_chat_upgrade_headers_get_an_error_message(daemon: tuple[Daemon, str], junk: bytes,
-                                                                     header: bytes) -> None:
+@given(
+    junk=HEADER_BYTES,
+    header=st.sampled_from(
+        [b"Authorization: Bearer ", b"Authorization: Bearer pk_", b"Origin: https://", b"X-Forwarded-For: "]
+    ),
+)
+def test_non_utf8_bytes_in_chat_upgrade_headers_get_an_error_message(
+    daemon: tuple[Daemon, str], junk: bytes, header: bytes
+) -> None:
     d, key = daemon
-    extra = [header + junk] if header.startswith(b"Authorization") else \
-        [header + junk, f"Authorization: Bearer {key}".encode()]
+    extra = (
+        [header + junk]
+        if header.startswith(b"Authorization")
+        else [header + junk, f"Authorization: Bearer {key}".encode()]
+    )
     with socket.create_connection(("127.0.0.1", d.port), timeout=10) as s:
         s.sendall(ws_upgrade_head("/v1/chat", *extra))
         if not header.startswith(b"Authorization"):  # a valid key: the odd bytes change nothing; ping to see

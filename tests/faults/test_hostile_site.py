@@ -27,14 +27,21 @@ async def hostile(request: web.Request) -> web.StreamResponse:
     path = request.path
     if path == "/":
         links = ["/calendar/1", "/bomb", "/huge-header", "/trickle", "/charset", "/to-loopback", "/to-metadata"]
-        return web.Response(text=page("Hostile", "<p>A site that tries everything a crawler should survive.</p>",
-                                      links), content_type="text/html")
+        return web.Response(
+            text=page("Hostile", "<p>A site that tries everything a crawler should survive.</p>", links),
+            content_type="text/html",
+        )
     if path.startswith("/calendar/"):  # a new page, and two new links, forever
         n = int(path.rsplit("/", 1)[1])
-        return web.Response(text=page(f"Day {n}", f"<p>Events of day {n} of the endless calendar, all of them "
-                                                  f"equally unremarkable but unique: number {n * 7919}.</p>",
-                                      [f"/calendar/{n + 1}", f"/calendar/{n}?view=week&n={n}"]),
-                            content_type="text/html")
+        return web.Response(
+            text=page(
+                f"Day {n}",
+                f"<p>Events of day {n} of the endless calendar, all of them "
+                f"equally unremarkable but unique: number {n * 7919}.</p>",
+                [f"/calendar/{n + 1}", f"/calendar/{n}?view=week&n={n}"],
+            ),
+            content_type="text/html",
+        )
     if path == "/bomb":
         return web.Response(body=BOMB, headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
     if path == "/huge-header":
@@ -47,9 +54,11 @@ async def hostile(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(0.05)
         return resp
     if path == "/charset":
-        return web.Response(body="<html><body><main><h1>Caf\u00e9</h1><p>Un caf\u00e9 cr\u00e8me, tr\u00e8s chaud, "
-                                 "servi comme \u00e0 Paris.</p></main></body></html>".encode("latin-1"),
-                            headers={"Content-Type": "text/html; charset=x-no-such-charset"})
+        return web.Response(
+            body="<html><body><main><h1>Caf\u00e9</h1><p>Un caf\u00e9 cr\u00e8me, tr\u00e8s chaud, "
+            "servi comme \u00e0 Paris.</p></main></body></html>".encode("latin-1"),
+            headers={"Content-Type": "text/html; charset=x-no-such-charset"},
+        )
     if path == "/to-loopback":
         raise web.HTTPFound("http://127.0.0.1:9/secret")
     if path == "/to-metadata":
@@ -65,16 +74,24 @@ async def hostile_site() -> AsyncIterator[str]:
         yield url
 
 
-async def test_a_hostile_site_is_crawled_safely(aiohttp_client: AiohttpClient, settings: object,
-                                                pool: asyncpg.Pool, hostile_site: str) -> None:
+async def test_a_hostile_site_is_crawled_safely(
+    aiohttp_client: AiohttpClient, settings: object, pool: asyncpg.Pool, hostile_site: str
+) -> None:
     # allow_private only because the site itself is on loopback; redirects are checked by scope and address.
-    client = await aiohttp_client(create_app(ingest_settings(settings, max_page_bytes=1_000_000, timeout=3,  # type: ignore[arg-type]
-                                                             max_pages=40), builtin_plugins()))
+    client = await aiohttp_client(
+        create_app(
+            ingest_settings(settings, max_page_bytes=1_000_000, timeout=3, max_pages=40),  # type: ignore[arg-type]
+            builtin_plugins(),
+        )
+    )
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     auth = {"Authorization": f"Bearer {key}"}
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [hostile_site + "/"], "sitemap": False,
-                                                  "max_depth": 100}, headers=auth)
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": [hostile_site + "/"], "sitemap": False, "max_depth": 100},
+        headers=auth,
+    )
     assert resp.status == 202, await resp.text()
     job = await wait_job(client, key, (await resp.json())["job_id"], seconds=180)
     assert job["status"] == "succeeded", job

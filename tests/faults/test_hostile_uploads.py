@@ -21,8 +21,7 @@ def pdf_bomb(inflated: int = 120_000_000) -> bytes:
     pdf = make_pdf(["placeholder"])
     start = pdf.index(b"<< /Length ")
     end = pdf.index(b"endstream", start) + len(b"endstream")
-    body = b"<< /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n" + stream + \
-        b"\nendstream"
+    body = b"<< /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n" + stream + b"\nendstream"
     # The cross-reference offsets after the stream shift; pypdf rebuilds them, as readers do for damaged files.
     return pdf[:start] + body + pdf[end:]
 
@@ -33,8 +32,11 @@ async def test_bombs_and_tricks_are_refused_with_reasons(ingest: tuple[Client, s
     form = aiohttp.FormData()
     form.add_field("file", pdf_bomb(), filename="bomb.pdf", content_type="application/pdf")
     form.add_field("file", gzip.compress(b"\0" * 20_000_000), filename="notes.txt", content_type="text/plain")
-    form.add_field("file", b"Safe notes: the lifts are inspected twice a year by the building's engineer.",
-                   filename="../../../../etc/cron.d/evil.txt")
+    form.add_field(
+        "file",
+        b"Safe notes: the lifts are inspected twice a year by the building's engineer.",
+        filename="../../../../etc/cron.d/evil.txt",
+    )
     resp = await client.post("/v1/uploads", data=form, headers=auth)
     assert resp.status == 202, await resp.text()
     queued = await resp.json()

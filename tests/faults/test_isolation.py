@@ -37,10 +37,22 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Tena
     root = tmp_path_factory.mktemp("isolation")
     env = clean_env(BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
     d = Daemon(root / "data", root, env=env).start()
-    acme = _tenant(d, root, env, "acme", "acme-returns.md", b"# Returns\n\nAt Acme, items can be returned within "
-                                                            b"30 days of delivery. Acme secret code ZEBRA-17.\n")
-    globex = _tenant(d, root, env, "globex", "globex-returns.md", b"# Returns\n\nAt Globex, items can be returned "
-                                                                  b"within 90 days. Globex secret code OTTER-42.\n")
+    acme = _tenant(
+        d,
+        root,
+        env,
+        "acme",
+        "acme-returns.md",
+        b"# Returns\n\nAt Acme, items can be returned within 30 days of delivery. Acme secret code ZEBRA-17.\n",
+    )
+    globex = _tenant(
+        d,
+        root,
+        env,
+        "globex",
+        "globex-returns.md",
+        b"# Returns\n\nAt Globex, items can be returned within 90 days. Globex secret code OTTER-42.\n",
+    )
     yield d, acme, globex
     d.stop()
     assert "Traceback" not in d.output(), d.output()[-3000:]
@@ -57,11 +69,16 @@ def _tenant(d: Daemon, cwd: Path, env: dict[str, str], name: str, filename: str,
 
 
 def test_a_tenant_cannot_read_or_touch_another_tenants_jobs_sources_or_documents(
-        two: tuple[Daemon, Tenant, Tenant]) -> None:
+    two: tuple[Daemon, Tenant, Tenant],
+) -> None:
     d, acme, globex = two
-    for method, path in [("GET", f"/v1/jobs/{acme.job}"), ("POST", f"/v1/jobs/{acme.job}/cancel"),
-                         ("POST", f"/v1/sources/{acme.source}/crawl"), ("DELETE", f"/v1/sources/{acme.source}"),
-                         ("DELETE", f"/v1/documents/{acme.document}")]:
+    for method, path in [
+        ("GET", f"/v1/jobs/{acme.job}"),
+        ("POST", f"/v1/jobs/{acme.job}/cancel"),
+        ("POST", f"/v1/sources/{acme.source}/crawl"),
+        ("DELETE", f"/v1/sources/{acme.source}"),
+        ("DELETE", f"/v1/documents/{acme.document}"),
+    ]:
         status, body = d.request(method, path, token=globex.key)
         assert status == 404 and body["error"]["code"] == "not_found", (method, path, body)
         assert acme.name not in json.dumps(body), "a refusal says nothing about the other tenant"
@@ -109,14 +126,22 @@ async def test_chat_conversations_and_cache_stay_with_their_tenant(two: tuple[Da
 
 async def test_operator_paths_and_the_events_feed_refuse_tenant_keys(two: tuple[Daemon, Tenant, Tenant]) -> None:
     d, acme, _ = two
-    for path in ["/v1/admin/tenants", "/v1/admin/jobs", f"/v1/admin/jobs/{acme.job}", "/v1/admin/questions",
-                 "/v1/admin/stats", "/v1/admin/plugins", "/v1/admin/tenants/acme/keys"]:
+    for path in [
+        "/v1/admin/tenants",
+        "/v1/admin/jobs",
+        f"/v1/admin/jobs/{acme.job}",
+        "/v1/admin/questions",
+        "/v1/admin/stats",
+        "/v1/admin/plugins",
+        "/v1/admin/tenants/acme/keys",
+    ]:
         status, body = await asyncio.to_thread(d.get, path, acme.key)
         assert status == 401 and body["error"]["code"] == "unauthorized", (path, body)
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(d.url.replace("http", "ws") + "/v1/admin/events",
-                                     headers={"Authorization": f"Bearer {acme.key}"})
+            await session.ws_connect(
+                d.url.replace("http", "ws") + "/v1/admin/events", headers={"Authorization": f"Bearer {acme.key}"}
+            )
         assert refused.value.status == 401
 
 

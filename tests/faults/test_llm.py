@@ -16,8 +16,9 @@ from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
 from tests.chat import ask
 from tests.llm import FakeLLM, Mode, fake_llm
 
-RETURNS = (b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be "
-           b"returned.\n")
+RETURNS = (
+    b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be returned.\n"
+)
 
 CONNECT_TIMEOUT, TIMEOUT = 1.0, 4.0
 QUESTION = "How many days do I have to return an item?"
@@ -26,10 +27,14 @@ QUESTION = "How many days do I have to return an item?"
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[FakeLLM, Daemon, str]]:
     async with fake_llm(answer="You have 30 days to return an item [1].") as llm:
-        env = clean_env(BITBD_ANSWER__GENERATOR="openai", BITBD_CACHE__ENABLED="false",
-                        BITBD_PLUGINS__OPENAI__BASE_URL=llm.url, BITBD_PLUGINS__OPENAI__MODEL="fake",
-                        BITBD_PLUGINS__OPENAI__CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
-                        BITBD_PLUGINS__OPENAI__TIMEOUT=str(TIMEOUT))
+        env = clean_env(
+            BITBD_ANSWER__GENERATOR="openai",
+            BITBD_CACHE__ENABLED="false",
+            BITBD_PLUGINS__OPENAI__BASE_URL=llm.url,
+            BITBD_PLUGINS__OPENAI__MODEL="fake",
+            BITBD_PLUGINS__OPENAI__CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
+            BITBD_PLUGINS__OPENAI__TIMEOUT=str(TIMEOUT),
+        )
         daemon = await asyncio.to_thread(Daemon(tmp_path / "data", tmp_path, env=env).start)
         try:
             key = await asyncio.to_thread(tenant_with_document, daemon, tmp_path, env, "returns.md", RETURNS)
@@ -39,11 +44,14 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[FakeLLM, Daemon, str]]:
         assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
 
 
-async def test_a_misbehaving_llm_never_leaves_a_question_unanswered(
-        served: tuple[FakeLLM, Daemon, str]) -> None:
+async def test_a_misbehaving_llm_never_leaves_a_question_unanswered(served: tuple[FakeLLM, Daemon, str]) -> None:
     llm, daemon, key = served
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-            daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            daemon.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
+        ) as ws,
+    ):
         text, _, end, _ = await ask(ws, "healthy", QUESTION)
         assert end["type"] == "done" and text == llm.answer, "the LLM's own words, streamed"
 

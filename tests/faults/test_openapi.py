@@ -29,13 +29,14 @@ def test_the_document_lists_exactly_the_routes_the_server_has() -> None:
     served: set[tuple[str, str]] = set()
     for resource in app.router.resources():
         sub = getattr(resource, "_app", None)  # a sub-app (/v1/admin): its routes carry the full path
-        for route in (sub.router.routes() if sub is not None else resource):
+        for route in sub.router.routes() if sub is not None else resource:
             if route.method != "HEAD":
                 served.add((route.method, route.resource.canonical))  # type: ignore[union-attr]
     document = yaml.safe_load(OPENAPI.read_text())
     documented = {(m.upper(), p) for p, item in document["paths"].items() for m in item}
-    assert served == documented, f"served, not documented: {served - documented}; " \
-                                 f"documented, not served: {documented - served}"
+    assert served == documented, (
+        f"served, not documented: {served - documented}; documented, not served: {documented - served}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
     env = clean_env(BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", BITBD_SERVER__BODY_TIMEOUT="5", BITBD_AUTH__MAX_FAILURES="0")
     d = Daemon(root / "data", root, env=env).start()
     bitbd("tenant", "create", "fuzzed", "--data-dir", str(d.data_dir), cwd=root, env=env)
-    key = bitbd("key", "create", "--tenant", "fuzzed", "--data-dir", str(d.data_dir), cwd=root,
-                env=env).stdout.strip()
+    key = bitbd("key", "create", "--tenant", "fuzzed", "--data-dir", str(d.data_dir), cwd=root, env=env).stdout.strip()
     job = d.upload(key, "returns.md", b"# Returns\n\nItems can be returned within 30 days for a full refund.\n")
     poll_job(d, key, job, finished)
     yield d, key
@@ -59,20 +59,22 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, s
 def api(daemon: tuple[Daemon, str], pytestconfig: pytest.Config) -> Any:
     d, key = daemon
     seed = property_seed(pytestconfig)
-    config = SchemathesisConfig.from_dict({
-        **({"seed": seed} if seed is not None else {}),
-        "base-url": d.url,
-        "generation": {"max-examples": EXAMPLES},
-        "auth": {"openapi": {"secretKey": {"bearer": key}, "adminToken": {"bearer": d.token()}}},
-        "operations": [
-            # What a schema cannot say, each refused with a specific 4xx: a plain GET to a WebSocket endpoint
-            # (400 "speaks WebSocket only"), a file whose name has no ingested extension (415), a key expiring
-            # in the past (400).
-            {"include-path": ["/v1/chat", "/v1/admin/events"], **_also_accept("400")},
-            {"include-path": "/v1/uploads", **_also_accept("415")},
-            {"include-path": "/v1/admin/tenants/{tenant}/keys", "include-method": "POST", **_also_accept("400")},
-        ],
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            **({"seed": seed} if seed is not None else {}),
+            "base-url": d.url,
+            "generation": {"max-examples": EXAMPLES},
+            "auth": {"openapi": {"secretKey": {"bearer": key}, "adminToken": {"bearer": d.token()}}},
+            "operations": [
+                # What a schema cannot say, each refused with a specific 4xx: a plain GET to a WebSocket endpoint
+                # (400 "speaks WebSocket only"), a file whose name has no ingested extension (415), a key expiring
+                # in the past (400).
+                {"include-path": ["/v1/chat", "/v1/admin/events"], **_also_accept("400")},
+                {"include-path": "/v1/uploads", **_also_accept("415")},
+                {"include-path": "/v1/admin/tenants/{tenant}/keys", "include-method": "POST", **_also_accept("400")},
+            ],
+        }
+    )
     # The document as the server serves it: what a client would fetch.
     return schemathesis.openapi.from_url(d.url + "/openapi.yaml", config=config)
 

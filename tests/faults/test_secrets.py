@@ -22,6 +22,7 @@ ADMIN = "adm_0123456789abcdefghijklmnopSECRET"
 async def exercise(base: str, key: str, bodies: list[str]) -> None:
     auth = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession() as s:
+
         async def call(method: str, path: str, token: str | None = key, **kw: object) -> None:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             async with s.request(method, base + path, headers=headers, **kw) as r:  # type: ignore[arg-type]
@@ -39,28 +40,43 @@ async def exercise(base: str, key: str, bodies: list[str]) -> None:
         await call("POST", "/v1/search", token=ADMIN[:-2], json={"query": "record 3"})
         await call("GET", "/v1/jobs")
         await call("GET", "/v1/documents")
-        for path in ("/v1/admin/tenants", "/v1/admin/jobs", "/v1/admin/questions", "/v1/admin/stats",
-                     "/v1/admin/tenants/acme/keys", "/v1/admin/plugins"):
+        for path in (
+            "/v1/admin/tenants",
+            "/v1/admin/jobs",
+            "/v1/admin/questions",
+            "/v1/admin/stats",
+            "/v1/admin/tenants/acme/keys",
+            "/v1/admin/plugins",
+        ):
             await call("GET", path, token=ADMIN)
         await call("GET", "/metrics", token=METRICS_TOKEN)
         await call("GET", "/metrics", token="wrong")
         await call("GET", "/readyz", token=None)
-        async with s.ws_connect(base.replace("http", "ws") + "/v1/admin/events", headers={
-                "Authorization": f"Bearer {ADMIN}"}) as events:
+        async with s.ws_connect(
+            base.replace("http", "ws") + "/v1/admin/events", headers={"Authorization": f"Bearer {ADMIN}"}
+        ) as events:
             bodies.append((await events.receive()).data)
         async with s.ws_connect(base.replace("http", "ws") + f"/v1/chat?key={key}") as ws:  # sk_ in a URL: refused
             bodies.append(str((await ws.receive()).data))
 
 
-def test_no_secret_anywhere_after_a_full_run(tmp_path: Path, static_site: str,
-                                             standalone_postgres: StandalonePostgres,
-                                             standalone_redis: StandaloneRedis) -> None:
-    env = clean_env(BITBD_DATABASE__DSN=standalone_postgres.dsn, BITBD_REDIS__URL=standalone_redis.url,
-                    BITBD_ADMIN_TOKEN=ADMIN, BITBD_METRICS__TOKEN=METRICS_TOKEN,
-                    BITBD_CRAWLER__ALLOW_PRIVATE="true", BITBD_ANSWER__GENERATOR="openai",
-                    BITBD_PLUGINS__OPENAI__BASE_URL="http://127.0.0.1:9/v1", BITBD_PLUGINS__OPENAI__API_KEY=LLM_KEY,
-                    BITBD_TRACING__PUBLIC_KEY="pk-lf-test", BITBD_TRACING__SECRET_KEY=LANGFUSE_SECRET,
-                    BITBD_TRACING__HOST="http://127.0.0.1:9", BITBD_TRACING__TIMEOUT="1")
+def test_no_secret_anywhere_after_a_full_run(
+    tmp_path: Path, static_site: str, standalone_postgres: StandalonePostgres, standalone_redis: StandaloneRedis
+) -> None:
+    env = clean_env(
+        BITBD_DATABASE__DSN=standalone_postgres.dsn,
+        BITBD_REDIS__URL=standalone_redis.url,
+        BITBD_ADMIN_TOKEN=ADMIN,
+        BITBD_METRICS__TOKEN=METRICS_TOKEN,
+        BITBD_CRAWLER__ALLOW_PRIVATE="true",
+        BITBD_ANSWER__GENERATOR="openai",
+        BITBD_PLUGINS__OPENAI__BASE_URL="http://127.0.0.1:9/v1",
+        BITBD_PLUGINS__OPENAI__API_KEY=LLM_KEY,
+        BITBD_TRACING__PUBLIC_KEY="pk-lf-test",
+        BITBD_TRACING__SECRET_KEY=LANGFUSE_SECRET,
+        BITBD_TRACING__HOST="http://127.0.0.1:9",
+        BITBD_TRACING__TIMEOUT="1",
+    )
     daemon = Daemon(tmp_path / "data", tmp_path, "--verbose", env=env).start()
     bodies: list[str] = []
     try:
@@ -78,9 +94,16 @@ def test_no_secret_anywhere_after_a_full_run(tmp_path: Path, static_site: str,
     finally:
         daemon.stop()
     assert any('"type": "done"' in b or '"type":"done"' in b for b in bodies), "the chat really answered"
-    secrets = {"admin token": ADMIN, "API key": key, "revoked key": revoked["key"], "LLM key": LLM_KEY,
-               "Langfuse secret": LANGFUSE_SECRET, "metrics token": METRICS_TOKEN,
-               "PostgreSQL password": standalone_postgres.password, "Redis password": standalone_redis.password}
+    secrets = {
+        "admin token": ADMIN,
+        "API key": key,
+        "revoked key": revoked["key"],
+        "LLM key": LLM_KEY,
+        "Langfuse secret": LANGFUSE_SECRET,
+        "metrics token": METRICS_TOKEN,
+        "PostgreSQL password": standalone_postgres.password,
+        "Redis password": standalone_redis.password,
+    }
     log = daemon.output()
     assert "level=debug" in log, "the verbose run logged"
     for what, secret in secrets.items():

@@ -13,15 +13,22 @@ from tests.bitbd.cli.daemon import clean_env
 from tests.conftest import repo_root
 
 PYDOCS = Path("/usr/share/doc/python3.11/html/index.html")
-needs_docs = pytest.mark.skipif(not PYDOCS.exists(), reason="needs Debian's python3.11-doc "
-                                                            "(apt-get install python3.11-doc)")
+needs_docs = pytest.mark.skipif(
+    not PYDOCS.exists(), reason="needs Debian's python3.11-doc (apt-get install python3.11-doc)"
+)
 
 
 def quick(module: str, tmp_path: Path) -> str:
     results = repo_root() / "perf" / "RESULTS.md"
     before = results.read_text()
-    done = subprocess.run([sys.executable, "-m", f"perf.{module}", "--quick"], cwd=repo_root(), capture_output=True,
-                          text=True, timeout=600, env=clean_env(TMPDIR=str(tmp_path)))
+    done = subprocess.run(
+        [sys.executable, "-m", f"perf.{module}", "--quick"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=clean_env(TMPDIR=str(tmp_path)),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert results.read_text() == before, "--quick must not append to perf/RESULTS.md"
     return done.stdout

@@ -34,9 +34,14 @@ class BitbdTUI(App[None]):
     TITLE = "bitbd"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        ("o", "show('overview')", "Overview"), ("j", "show('jobs')", "Jobs"), ("t", "show('tenants')", "Tenants"),
-        ("u", "show('questions')", "Questions"), ("f", "filter", "Filter"), ("enter", "details", "Details"),
-        ("r", "refresh", "Refresh"), ("q", "quit", "Quit"),
+        ("o", "show('overview')", "Overview"),
+        ("j", "show('jobs')", "Jobs"),
+        ("t", "show('tenants')", "Tenants"),
+        ("u", "show('questions')", "Questions"),
+        ("f", "filter", "Filter"),
+        ("enter", "details", "Details"),
+        ("r", "refresh", "Refresh"),
+        ("q", "quit", "Quit"),
     ]
 
     error: reactive[str] = reactive("")
@@ -71,12 +76,15 @@ class BitbdTUI(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.client.url
-        self.query_one("#jobs-table", DataTable).add_columns("status", "tenant", "source", "progress", "att",
-                                                             "age", "id")
-        self.query_one("#tenants-table", DataTable).add_columns("tenant", "docs", "chunks", "used", "keys",
-                                                                "last crawl")
-        self.query_one("#questions-table", DataTable).add_columns("age", "tenant", "question", "latency",
-                                                                  "cached", "cites")
+        self.query_one("#jobs-table", DataTable).add_columns(
+            "status", "tenant", "source", "progress", "att", "age", "id"
+        )
+        self.query_one("#tenants-table", DataTable).add_columns(
+            "tenant", "docs", "chunks", "used", "keys", "last crawl"
+        )
+        self.query_one("#questions-table", DataTable).add_columns(
+            "age", "tenant", "question", "latency", "cached", "cites"
+        )
         self.follow_events()
         self.poll()
         self.set_interval(POLL_SECONDS, self.poll)
@@ -108,8 +116,9 @@ class BitbdTUI(App[None]):
         self.query_one("#summary", Static).update(overview_text(snapshot))
         self.query_one("#qpm", Sparkline).data = [float(n) for n in snapshot["chat"]["per_minute"]]
         queues = snapshot["queues"]
-        self.depth_history.append(float(queues.get("high", 0) + queues.get("normal", 0))
-                                  if "error" not in queues else 0.0)
+        self.depth_history.append(
+            float(queues.get("high", 0) + queues.get("normal", 0)) if "error" not in queues else 0.0
+        )
         self.query_one("#depth", Sparkline).data = list(self.depth_history)
 
     async def reload_jobs(self) -> None:
@@ -119,8 +128,11 @@ class BitbdTUI(App[None]):
     def render_jobs(self) -> None:
         table = self.query_one("#jobs-table", DataTable)
         selected = self.selected_job()
-        shown = sorted((j for j in self.jobs.values() if self.status_filter in (None, j["status"])),
-                       key=lambda j: j["created_at"], reverse=True)
+        shown = sorted(
+            (j for j in self.jobs.values() if self.status_filter in (None, j["status"])),
+            key=lambda j: j["created_at"],
+            reverse=True,
+        )
         table.clear()
         for job in shown:
             table.add_row(*job_row(job), key=job["id"])
@@ -253,21 +265,32 @@ class BitbdTUI(App[None]):
 
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bitbd-tui", description="Operator console for a bitbd daemon.")
-    parser.add_argument("--url", default=os.environ.get("BITBD_URL"),
-                        help="daemon URL (default $BITBD_URL, else the server of --data-dir, else "
-                             "http://127.0.0.1:8740)")
-    parser.add_argument("--token", default=os.environ.get("BITBD_ADMIN_TOKEN"),
-                        help="admin token (default $BITBD_ADMIN_TOKEN, else the local data dir's admin_token)")
-    parser.add_argument("--data-dir", type=Path, default=Path(platformdirs.user_data_dir("bitbd")),
-                        help="data dir of a local server, to read its URL and admin token")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("BITBD_URL"),
+        help="daemon URL (default $BITBD_URL, else the server of --data-dir, else http://127.0.0.1:8740)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("BITBD_ADMIN_TOKEN"),
+        help="admin token (default $BITBD_ADMIN_TOKEN, else the local data dir's admin_token)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(platformdirs.user_data_dir("bitbd")),
+        help="data dir of a local server, to read its URL and admin token",
+    )
     args = parser.parse_args(argv)
     token = args.token
     if not token:
         try:
             token = (args.data_dir / "admin_token").read_text().strip()
         except OSError:
-            parser.error(f"no admin token: pass --token, set BITBD_ADMIN_TOKEN, or point --data-dir at a server's "
-                         f"data dir ({args.data_dir / 'admin_token'} is not readable)")
+            parser.error(
+                f"no admin token: pass --token, set BITBD_ADMIN_TOKEN, or point --data-dir at a server's "
+                f"data dir ({args.data_dir / 'admin_token'} is not readable)"
+            )
     url = args.url or _local_url(args.data_dir) or "http://127.0.0.1:8740"
     BitbdTUI(DaemonClient(url, token)).run()
     return 0

@@ -74,8 +74,9 @@ class DaemonClient:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The live feed: `snapshot` and `jobs` messages until the connection drops (then DaemonError)."""
         try:
-            async with self.session().ws_connect(self.url + "/v1/admin/events", heartbeat=10,
-                                                 timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+            async with self.session().ws_connect(
+                self.url + "/v1/admin/events", heartbeat=10, timeout=aiohttp.ClientWSTimeout(ws_close=2)
+            ) as ws:
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         break

@@ -14,8 +14,11 @@ from textual.widgets import Button, Static
 class Confirm(ModalScreen[bool]):
     """Asks before an action that changes something: y or Enter confirms, n or Esc cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [("y", "answer(True)", "Yes"), ("n", "answer(False)", "No"),
-                                             ("escape", "answer(False)", "No")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        ("y", "answer(True)", "Yes"),
+        ("n", "answer(False)", "No"),
+        ("escape", "answer(False)", "No"),
+    ]
 
     def __init__(self, question: str) -> None:
         super().__init__()

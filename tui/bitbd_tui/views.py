@@ -33,8 +33,15 @@ def source_label(job: dict[str, Any]) -> str:
 
 
 def job_row(job: dict[str, Any]) -> tuple[str, ...]:
-    return (job["status"], job.get("tenant", "")[:12], source_label(job), progress_bar(job),
-            str(job["attempts"]), age(job["created_at"]), job["id"][:8])
+    return (
+        job["status"],
+        job.get("tenant", "")[:12],
+        source_label(job),
+        progress_bar(job),
+        str(job["attempts"]),
+        age(job["created_at"]),
+        job["id"][:8],
+    )
 
 
 def job_detail(job: dict[str, Any]) -> str:
@@ -57,30 +64,44 @@ def job_detail(job: dict[str, Any]) -> str:
 def overview_text(snapshot: dict[str, Any]) -> str:
     q, jobs, chat = snapshot["queues"], snapshot["jobs"], snapshot["chat"]
     workers = snapshot["workers"]
-    queue_line = "queues: Redis unreachable" if "error" in q else \
-        f"queues  high {q.get('high', 0)}  normal {q.get('normal', 0)}  delayed {q.get('delayed', 0)}"
+    queue_line = (
+        "queues: Redis unreachable"
+        if "error" in q
+        else f"queues  high {q.get('high', 0)}  normal {q.get('normal', 0)}  delayed {q.get('delayed', 0)}"
+    )
     slots = sum(int(w.get("concurrency", 0)) for w in workers)
     per_minute = chat["per_minute"]
     rate = "-" if chat["cache_hit_rate"] is None else f"{chat['cache_hit_rate']:.0%}"
     p50 = "-" if chat["p50_ms"] is None else f"{chat['p50_ms']} ms"
     p95 = "-" if chat["p95_ms"] is None else f"{chat['p95_ms']} ms"
-    llm = [f"model   {s['generator']}: {s['in_flight']}/{s['limit']} in flight, {s['waiting']} waiting, wait p95 "
-           + ("-" if s["wait_p95_ms"] is None else f"{s['wait_p95_ms']} ms") for s in snapshot.get("llm", [])]
-    return "\n".join([
-        queue_line,
-        f"workers {len(workers)} process(es), {slots} task slot(s)",
-        f"jobs    running {jobs['running']}  queued {jobs['queued']}  failed {jobs['failed']} (24h)  "
-        f"succeeded {jobs['succeeded']} (24h)",
-        f"chat    {per_minute[-1]} question(s) this minute, {chat['answered_15m']} in 15 min, "
-        f"{chat['connections']} open connection(s)",
-        f"        latency p50 {p50}  p95 {p95} (5 min)  cache hits {rate}",
-        *llm,
-    ])
+    llm = [
+        f"model   {s['generator']}: {s['in_flight']}/{s['limit']} in flight, {s['waiting']} waiting, wait p95 "
+        + ("-" if s["wait_p95_ms"] is None else f"{s['wait_p95_ms']} ms")
+        for s in snapshot.get("llm", [])
+    ]
+    return "\n".join(
+        [
+            queue_line,
+            f"workers {len(workers)} process(es), {slots} task slot(s)",
+            f"jobs    running {jobs['running']}  queued {jobs['queued']}  failed {jobs['failed']} (24h)  "
+            f"succeeded {jobs['succeeded']} (24h)",
+            f"chat    {per_minute[-1]} question(s) this minute, {chat['answered_15m']} in 15 min, "
+            f"{chat['connections']} open connection(s)",
+            f"        latency p50 {p50}  p95 {p95} (5 min)  cache hits {rate}",
+            *llm,
+        ]
+    )
 
 
 def tenant_row(t: dict[str, Any]) -> tuple[str, ...]:
-    return (t["name"][:20], str(t.get("documents", 0)), str(t.get("chunks", 0)), str(t.get("questions", 0)),
-            str(t.get("active_keys", 0)), age(t.get("last_crawl")) + (" ago" if t.get("last_crawl") else ""))
+    return (
+        t["name"][:20],
+        str(t.get("documents", 0)),
+        str(t.get("chunks", 0)),
+        str(t.get("questions", 0)),
+        str(t.get("active_keys", 0)),
+        age(t.get("last_crawl")) + (" ago" if t.get("last_crawl") else ""),
+    )
 
 
 def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:
@@ -99,5 +120,11 @@ def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:
 
 
 def question_row(q: dict[str, Any]) -> tuple[str, ...]:
-    return (age(q["created_at"]), q["tenant"][:10], (q["question"] or "")[:34], f"{q['latency_ms']} ms",
-            "yes" if q["cached"] else "no", str(q["citations"]))
+    return (
+        age(q["created_at"]),
+        q["tenant"][:10],
+        (q["question"] or "")[:34],
+        f"{q['latency_ms']} ms",
+        "yes" if q["cached"] else "no",
+        str(q["citations"]),
+    )

@@ -12,8 +12,14 @@ from bitbd.hookspecs import hookimpl
 from bitbd.ingest.extract import ExtractError, extract
 from bitbd.interfaces import Fetched, Previous, Source, SourceError
 
-TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain", ".html": "text/html",
-         ".htm": "text/html", ".pdf": "application/pdf"}
+TYPES = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+}
 MAX_FILES = 10_000
 
 
@@ -35,8 +41,10 @@ class FolderSource(Source):
         path = Path(raw).resolve()
         roots = _roots(settings)
         if not any(path == root or root in path.parents for root in roots):
-            raise InvalidRequest(f"{path} is not below an allowed folder; the operator lists those in "
-                                 "[plugins.folder] roots in bitbd.toml")
+            raise InvalidRequest(
+                f"{path} is not below an allowed folder; the operator lists those in "
+                "[plugins.folder] roots in bitbd.toml"
+            )
         if not path.is_dir():
             raise InvalidRequest(f"{path} is not a folder")
         return {"path": str(path), "pattern": str(config.get("pattern") or "**/*")}
@@ -65,8 +73,13 @@ class FolderSource(Source):
             doc = extract(data, ctype, item, None, path.name)
         except ExtractError as e:
             raise SourceError(str(e)) from None
-        return Fetched(url=item, title=doc.title, text=doc.text, content_type=ctype,
-                       content_hash=hashlib.sha256(doc.text.encode()).hexdigest())
+        return Fetched(
+            url=item,
+            title=doc.title,
+            text=doc.text,
+            content_type=ctype,
+            content_hash=hashlib.sha256(doc.text.encode()).hexdigest(),
+        )
 
 
 @hookimpl

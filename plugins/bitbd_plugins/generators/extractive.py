@@ -30,16 +30,23 @@ Embed = Callable[[Sequence[str]], Awaitable[list[Vector]]]
 _BELOW_BEST = 0.25  # a sentence this much below the best is not said
 _VECTORS_KEPT = 8192  # sentence embeddings remembered (~13 MB at 384 dimensions): popular passages recur
 # A sentence that refers back to the one before it ("It…", "This…") is not read alone.
-_BACK = re.compile(r"^(?:It|Its|This|That|These|Those|They|Their|Such|Here|There|Otherwise|However|Also|Then|"
-                   r"In this case|For example|For instance)\b")
+_BACK = re.compile(
+    r"^(?:It|Its|This|That|These|Those|They|Their|Such|Here|There|Otherwise|However|Also|Then|"
+    r"In this case|For example|For instance)\b"
+)
 # Sentences that say what something is or does, or how to do something.
-_DEFINES = re.compile(r"^(?:To |Use |Call |Run |You can |You may |Pass |Set |Add |If you want)|"
-                      r"^\S+(?: \S+){0,5} (?:returns?|is an?|is the|are|provides?|creates?|means|lets|allows|"
-                      r"makes?|converts?|writes?|reads?|prints?|records?|removes?|shows?)\b")
+_DEFINES = re.compile(
+    r"^(?:To |Use |Call |Run |You can |You may |Pass |Set |Add |If you want)|"
+    r"^\S+(?: \S+){0,5} (?:returns?|is an?|is the|are|provides?|creates?|means|lets|allows|"
+    r"makes?|converts?|writes?|reads?|prints?|records?|removes?|shows?)\b"
+)
 
 
-_CHANGELOG = re.compile(r"what'?s[ _-]?new|whatsnew|changelog|change[ _-]log|release[ _-]notes|\bnews\b|"
-                        r"\bhistory\b", re.IGNORECASE)
+_CHANGELOG = re.compile(
+    r"what'?s[ _-]?new|whatsnew|changelog|change[ _-]log|release[ _-]notes|\bnews\b|"
+    r"\bhistory\b",
+    re.IGNORECASE,
+)
 
 
 class ExtractiveConfig(BaseModel):
@@ -85,8 +92,9 @@ class ExtractiveGenerator(AnswerGenerator):
     def use_embedder(self, embed: Embed) -> None:
         self._embed = embed
 
-    async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-                       ) -> AsyncIterator[str]:
+    async def generate(
+        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
+    ) -> AsyncIterator[str]:
         chosen = await self.choose(question, passages)
         gap = ""
         for candidate in chosen:
@@ -95,7 +103,7 @@ class ExtractiveGenerator(AnswerGenerator):
                 gap = " "
             words = candidate.text.split(" ")
             for start in range(0, len(words), 6):  # a few words per piece, as a model would stream them
-                yield (gap if start == 0 else " ") + " ".join(words[start:start + 6])
+                yield (gap if start == 0 else " ") + " ".join(words[start : start + 6])
             yield f" [{candidate.n}]"
             gap = " "
             if candidate.sentence.code:  # the code a lead-in sentence introduces, whole, as its own block
@@ -112,9 +120,15 @@ class ExtractiveGenerator(AnswerGenerator):
         # The heading a sentence sits under says what it is about ("@functools.lru_cache(maxsize=128)"): a
         # section whose heading names what is asked holds the answer, its lead sentence most of all.
         section = {id(c): len(asked & c.sentence.heading) / max(len(asked), 1) for c in candidates}
-        prior = {id(c): lexical[id(c)] + 0.5 * section[id(c)] * (1 + c.sentence.lead) + 0.15 / (1 + c.rank)
-                 + 0.1 * c.sentence.lead - 0.3 * c.changelog for c in candidates}
-        shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[:self.options.compare or len(candidates)]
+        prior = {
+            id(c): lexical[id(c)]
+            + 0.5 * section[id(c)] * (1 + c.sentence.lead)
+            + 0.15 / (1 + c.rank)
+            + 0.1 * c.sentence.lead
+            - 0.3 * c.changelog
+            for c in candidates
+        }
+        shortlist = sorted(candidates, key=lambda c: -prior[id(c)])[: self.options.compare or len(candidates)]
         meaning = await self._meaning(question, shortlist) if self.options.compare else {}
         if not meaning and not any(lexical.values()):
             # No embedder and no shared word: retrieval found the passage by meaning; its opening says what it is.
@@ -123,10 +137,16 @@ class ExtractiveGenerator(AnswerGenerator):
         # question help to shortlist, but the final choice is better by meaning alone (they pick sentences that
         # repeat the question instead of answering it); without an embedder they are all there is.
         if meaning:
+
             def score(c: _Candidate) -> float:
-                return (meaning.get(id(c), 0.0) + 0.15 / (1 + c.rank) + c.sentence.lead * (0.05 + 0.5 * section[id(c)])
-                        - 0.1 * c.changelog)
+                return (
+                    meaning.get(id(c), 0.0)
+                    + 0.15 / (1 + c.rank)
+                    + c.sentence.lead * (0.05 + 0.5 * section[id(c)])
+                    - 0.1 * c.changelog
+                )
         else:
+
             def score(c: _Candidate) -> float:
                 return lexical[id(c)] + 0.04 / (1 + c.rank) + 0.03 * c.sentence.lead - 0.1 * c.changelog
 
@@ -135,8 +155,9 @@ class ExtractiveGenerator(AnswerGenerator):
         floor = best - _BELOW_BEST if meaning else 0.5 * best
         return self._assemble(ranked, candidates, score, floor)
 
-    def _assemble(self, ranked: list[_Candidate], everything: list[_Candidate],
-                  score: Callable[[_Candidate], float], floor: float) -> list[_Candidate]:
+    def _assemble(
+        self, ranked: list[_Candidate], everything: list[_Candidate], score: Callable[[_Candidate], float], floor: float
+    ) -> list[_Candidate]:
         """The best sentences, up to the limits and while above `floor`; one that refers back comes with the
         sentence it refers to, and one that goes on about it follows. Said passage by passage, the best passage
         first, each in its own order."""
@@ -145,8 +166,10 @@ class ExtractiveGenerator(AnswerGenerator):
         length = 0
 
         def fits(*cs: _Candidate) -> bool:
-            return len(picked) + len(cs) <= self.options.max_sentences and \
-                length + sum(len(c.text) for c in cs) <= self.options.max_chars
+            return (
+                len(picked) + len(cs) <= self.options.max_sentences
+                and length + sum(len(c.text) for c in cs) <= self.options.max_chars
+            )
 
         for c in ranked:
             if len(picked) >= self.options.max_sentences or score(c) < floor:
@@ -155,12 +178,21 @@ class ExtractiveGenerator(AnswerGenerator):
                 continue
             group = [c]
             before = by_place.get((c.n, c.part, c.sentence.position - 1))
-            if _BACK.match(c.text) and before is not None and before.sentence.paragraph == c.sentence.paragraph \
-                    and before not in picked:
+            if (
+                _BACK.match(c.text)
+                and before is not None
+                and before.sentence.paragraph == c.sentence.paragraph
+                and before not in picked
+            ):
                 group.insert(0, before)  # "It can save time…" is said after what "it" is
             after = by_place.get((c.n, c.part, c.sentence.position + 1))
-            if after is not None and after.sentence.paragraph == c.sentence.paragraph and after not in picked \
-                    and _BACK.match(after.text) and fits(*group, after):
+            if (
+                after is not None
+                and after.sentence.paragraph == c.sentence.paragraph
+                and after not in picked
+                and _BACK.match(after.text)
+                and fits(*group, after)
+            ):
                 group.append(after)  # and what it goes on to say about it
             if fits(*group):
                 picked += group
@@ -178,8 +210,9 @@ class ExtractiveGenerator(AnswerGenerator):
         known = {t: self._vectors[t] for t in texts if t in self._vectors}
         missing = [t for t in texts if t not in known]
         if missing:
-            known.update(zip(missing, (np.asarray(v, dtype=np.float32) for v in await self._embed(missing)),
-                             strict=True))
+            known.update(
+                zip(missing, (np.asarray(v, dtype=np.float32) for v in await self._embed(missing)), strict=True)
+            )
         for text in texts:  # remembered, most recent last; the least recently used go first
             self._vectors[text] = known[text]
             self._vectors.move_to_end(text)
@@ -207,8 +240,11 @@ def _lexical(asked: frozenset[str], candidates: list[_Candidate]) -> dict[int, f
         for term in c.sentence.terms:
             df[term] = df.get(term, 0) + 1
     total = len(candidates)
-    raw = {id(c): sum(math.log(1 + total / df[t]) for t in asked & c.sentence.terms)
-           / math.sqrt(max(len(c.sentence.terms), 4)) for c in candidates}
+    raw = {
+        id(c): sum(math.log(1 + total / df[t]) for t in asked & c.sentence.terms)
+        / math.sqrt(max(len(c.sentence.terms), 4))
+        for c in candidates
+    }
     top = max(raw.values(), default=0.0) or 1.0
     return {k: v / top for k, v in raw.items()}
 

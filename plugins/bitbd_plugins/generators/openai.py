@@ -90,10 +90,15 @@ class OpenAIGenerator(AnswerGenerator):
         self.slots = Slots(self.name, self.options.max_concurrent, self.options.max_wait)
         own = counting_tokenizer(Path(self.options.tokenizer)) if self.options.tokenizer else None
         if self.options.tokenizer and own is None:
-            raise PluginError(f"plugins.openai.tokenizer: {self.options.tokenizer} is not a file; give the path of "
-                              "the model's tokenizer.json, or leave it empty")
-        self._count: Callable[[str], int] = (lambda text: len(own.encode(text, add_special_tokens=False).ids)) \
-            if own is not None else (lambda text: len(text) // 4 + 1)
+            raise PluginError(
+                f"plugins.openai.tokenizer: {self.options.tokenizer} is not a file; give the path of "
+                "the model's tokenizer.json, or leave it empty"
+            )
+        self._count: Callable[[str], int] = (
+            (lambda text: len(own.encode(text, add_special_tokens=False).ids))
+            if own is not None
+            else (lambda text: len(text) // 4 + 1)
+        )
         self._own_tokenizer = own is not None
 
     def backlog(self) -> dict[str, Any]:
@@ -103,12 +108,14 @@ class OpenAIGenerator(AnswerGenerator):
         if not self._own_tokenizer:
             self._count = count
 
-    def messages(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]
-                 ) -> tuple[list[dict[str, str]], list[int]]:
+    def messages(
+        self, question: str, passages: Sequence[Passage], history: Sequence[Turn]
+    ) -> tuple[list[dict[str, str]], list[int]]:
         """The chat messages, within `max_prompt_tokens`, and the numbers of the passages they hold."""
         in_user = self.options.instruction_role == "user"
-        rule = _INSTRUCTION.format(dont_know=self.settings.answer.dont_know,
-                                   where="given below" if in_user else "the user message gives")
+        rule = _INSTRUCTION.format(
+            dont_know=self.settings.answer.dont_know, where="given below" if in_user else "the user message gives"
+        )
         ask = f"Question: {question}"
         count = self._count
         room = self.options.max_prompt_tokens - count(rule) - count(ask) - 3 * _PER_MESSAGE
@@ -138,16 +145,25 @@ class OpenAIGenerator(AnswerGenerator):
             return [*turns, {"role": "user", "content": f"{rule}\n\n{content}"}], sent
         return [{"role": "system", "content": rule}, *turns, {"role": "user", "content": content}], sent
 
-    async def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-                       ) -> AsyncIterator[str]:
+    async def generate(
+        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
+    ) -> AsyncIterator[str]:
         messages, sent = self.messages(question, passages, history)
-        body = {"model": self.options.model, "stream": True, "temperature": self.options.temperature,
-                "max_tokens": self.options.max_tokens, "messages": messages}
+        body = {
+            "model": self.options.model,
+            "stream": True,
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_tokens,
+            "messages": messages,
+        }
         headers = {"Accept": "text/event-stream"}
         if self.options.api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {self.options.api_key.get_secret_value()}"
-        timeout = aiohttp.ClientTimeout(total=self.options.timeout, sock_connect=self.options.connect_timeout,
-                                        sock_read=self.options.connect_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=self.options.timeout,
+            sock_connect=self.options.connect_timeout,
+            sock_read=self.options.connect_timeout,
+        )
         markers = Markers(sent)  # the model may cite sources it was not sent: [4] when it was given [1]-[3]
         stream = _Stream()
         started = False
@@ -162,8 +178,9 @@ class OpenAIGenerator(AnswerGenerator):
                         if text := markers.feed(piece):
                             yield text
         except SlotTimeout as e:
-            raise GeneratorUnavailable(f"{self.url}: no free request slot (plugins.openai.max_concurrent): {e}"
-                                       ) from None
+            raise GeneratorUnavailable(
+                f"{self.url}: no free request slot (plugins.openai.max_concurrent): {e}"
+            ) from None
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             if not started:
@@ -214,8 +231,9 @@ class _Stream:
     def check_finished(self, max_tokens: int) -> None:
         """Raise `AnswerCut` unless the model said it finished the answer (`finish_reason` "stop")."""
         if self.finish_reason == "length":
-            raise AnswerCut("length", f"the model ran into max_tokens ({max_tokens}) before it finished "
-                                      "(plugins.openai.max_tokens)")
+            raise AnswerCut(
+                "length", f"the model ran into max_tokens ({max_tokens}) before it finished (plugins.openai.max_tokens)"
+            )
         if self.finish_reason is None:
             ended = "with [DONE]" if self.done else "without [DONE]"
             raise AnswerCut("no_finish", f"the server ended the stream {ended} but no finish_reason: cut off")
@@ -231,7 +249,7 @@ def _fit(text: str, tokens: int, count: Callable[[str], int]) -> str:
     while total > tokens and text:
         keep = max(1, int(len(text) * tokens / total * 0.95))
         cut = text[:keep]
-        text = cut[:cut.rfind("\n")] if "\n" in cut[keep // 2:] else cut.rsplit(" ", 1)[0] if " " in cut else ""
+        text = cut[: cut.rfind("\n")] if "\n" in cut[keep // 2 :] else cut.rsplit(" ", 1)[0] if " " in cut else ""
         text = text.rstrip()
         total = count(text)
     return text

@@ -11,15 +11,19 @@ from functools import lru_cache
 import snowballstemmer
 
 # Words that say nothing about what a question is about (NLTK's English list, shortened to what questions use).
-STOP = frozenset("""a about above after again all am an and any are as at be because been before being below
+STOP = frozenset(
+    """a about above after again all am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have having he her
 here hers him his how i if in into is it its itself just me more most my no nor not now of off on once only or
 other our out over own same she should so some such than that the their them then there these they this those
 through to too under until up very was we were what when where which while who whom why will with would you your
-get use using tell know want need please explain show""".split())
+get use using tell know want need please explain show""".split()
+)
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[.'-][A-Za-z0-9_]+)*")
-_SENTENCE_END = re.compile(r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bcf\.)(?<!\bvs\.)(?<=[.!?])\s+"
-                           r"(?=[\"'(\[]?[A-Z0-9`*_])")
+_SENTENCE_END = re.compile(
+    r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bcf\.)(?<!\bvs\.)(?<=[.!?])\s+"
+    r"(?=[\"'(\[]?[A-Z0-9`*_])"
+)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*)")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")
@@ -28,15 +32,20 @@ _PIPED_CODE = re.compile(r"`([^`]*\|[^`]*)`")
 _PLACEHOLDER = re.compile(r"(\S*<[^<>\s`]{1,40}>\S*?)(?=[\s,;:)]|\.(?:\s|$)|$)")
 _ITEM = re.compile(r"^([-*+]|\d+[.)])\s+")
 # Notes about the history of a feature, not about what it does: never an answer.
-_HISTORY = re.compile(r"^(?:(?:Changed|New|Added) in version|Deprecated since version|Deprecated in|Removed in "
-                      r"version|Since version)\b", re.IGNORECASE)
+_HISTORY = re.compile(
+    r"^(?:(?:Changed|New|Added) in version|Deprecated since version|Deprecated in|Removed in "
+    r"version|Since version)\b",
+    re.IGNORECASE,
+)
 # A sentence may open with an identifier ("os.path.join() joins…", "git-stash - Stash…") but not with a plain
 # lowercase word: that is the tail of a sentence cut at a chunk's edge ("self instance argument is included…").
 _IDENTIFIER_START = re.compile(r"^[a-z][\w]*(?:[._\-(][\w()]*|\(\))")
 _MIN_CHARS, _MAX_CHARS = 25, 500
 _TERM_LEVEL = 5  # headings this deep are documented terms (bitbd.ingest.chunking.TERM_LEVEL): an API, an option
-_TERM_KIND = re.compile(r"^(?:@|(?:class|exception|coroutine|async|await|abstractmethod|classmethod|staticmethod|"
-                        r"method|function|attribute|property|data)\s+)+")
+_TERM_KIND = re.compile(
+    r"^(?:@|(?:class|exception|coroutine|async|await|abstractmethod|classmethod|staticmethod|"
+    r"method|function|attribute|property|data)\s+)+"
+)
 _CODE_LIKE = re.compile(r"[._\-()<>/:]|^[a-z0-9]+$")  # a name as code is written, not a capitalised word
 _CODE_LINES, _CODE_CHARS = 4, 240  # a code block shown with the sentence that introduces it at most
 
@@ -85,8 +94,19 @@ def analysed(chunk: str) -> tuple[Sentence, ...]:
                 seen.add(sentence)
                 lead = after_heading and first
                 subject = name if lead and name and name.rstrip("()") not in sentence else ""
-                out.append(Sentence(sentence, terms(sentence), index, len(out), lead, heading_terms,
-                                    f"{heading}: {sentence}" if heading else sentence, shown, subject))
+                out.append(
+                    Sentence(
+                        sentence,
+                        terms(sentence),
+                        index,
+                        len(out),
+                        lead,
+                        heading_terms,
+                        f"{heading}: {sentence}" if heading else sentence,
+                        shown,
+                        subject,
+                    )
+                )
             first = False
     return tuple(out)
 
@@ -123,10 +143,16 @@ def _sentences(paragraph: str, code: str) -> list[tuple[str, str]]:
         sentence = _PIPED_CODE.sub(r"\1", sentence)
         # A placeholder outside code ("branch.<name>.remote") is code: as text the answer's sanitizer would
         # escape its "<" (visitors read "&lt;name>").
-        sentence = "`".join(part if i % 2 else _PLACEHOLDER.sub(r"`\1`", part)
-                            for i, part in enumerate(sentence.split("`")))
-        if code and i == len(pieces) - 1 and sentence.endswith(":") and len(sentence) >= _MIN_CHARS \
-                and not _HISTORY.match(sentence):
+        sentence = "`".join(
+            part if i % 2 else _PLACEHOLDER.sub(r"`\1`", part) for i, part in enumerate(sentence.split("`"))
+        )
+        if (
+            code
+            and i == len(pieces) - 1
+            and sentence.endswith(":")
+            and len(sentence) >= _MIN_CHARS
+            and not _HISTORY.match(sentence)
+        ):
             kept.append((sentence, code))  # "To create one, run the venv module as a script:" and its code
             continue
         ended = _ENDED.search(sentence) is not None
@@ -179,8 +205,14 @@ class _Reader:
         block = "\n".join(self.code).strip("\n")
         # A short code block just after a paragraph belongs to its last sentence, if that leads into it.
         # (Not an interactive session: prompts and printed results are not what to type.)
-        if self.after_paragraph and block and len(self.code) <= _CODE_LINES and len(block) <= _CODE_CHARS \
-                and self.paragraphs[-1][0].rstrip().endswith(":") and not block.lstrip().startswith(">>>"):
+        if (
+            self.after_paragraph
+            and block
+            and len(self.code) <= _CODE_LINES
+            and len(block) <= _CODE_CHARS
+            and self.paragraphs[-1][0].rstrip().endswith(":")
+            and not block.lstrip().startswith(">>>")
+        ):
             self.paragraphs[-1] = (*self.paragraphs[-1][:3], block, self.paragraphs[-1][4])
         self.code = None
         self.after_paragraph = False
@@ -205,5 +237,5 @@ class _Reader:
             if item:
                 self.flush()
                 self.after_paragraph = False
-                line = line[item.end():]
+                line = line[item.end() :]
             self.current.append(line)

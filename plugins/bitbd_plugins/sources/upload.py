@@ -14,8 +14,13 @@ from bitbd.ingest.offload import extract_off_loop
 from bitbd.interfaces import Fetched, Previous, Source, SourceError
 
 ACCEPTED = {
-    ".html": "text/html", ".htm": "text/html", ".md": "text/markdown", ".markdown": "text/markdown",
-    ".txt": "text/plain", ".text": "text/plain", ".pdf": "application/pdf",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".pdf": "application/pdf",
 }
 _UPLOADS = "SELECT id::text FROM uploads WHERE tenant_id = $1 AND source_id = $2 ORDER BY created_at, filename"
 _UPLOAD = """SELECT id, filename, content_type, data, bytes FROM uploads
@@ -43,8 +48,7 @@ async def stored_bytes(pool: Any, tenant_id: uuid.UUID, row: Any) -> bytes:
                 await asyncio.to_thread(spool.write, piece["data"])
         size = spool.tell()
         if size != row["bytes"]:
-            raise SourceError(f"{row['filename']}: only {size} of its {row['bytes']} bytes are stored; "
-                              "upload it again")
+            raise SourceError(f"{row['filename']}: only {size} of its {row['bytes']} bytes are stored; upload it again")
         spool.seek(0)
         data: bytes = await asyncio.to_thread(spool.read)
         return data
@@ -58,8 +62,9 @@ class UploadSource(Source):
         return [f"upload:{r['id']}" for r in rows]
 
     async def fetch(self, item: str, previous: Previous | None) -> Fetched:
-        row = await self.ctx.pool.fetchrow(_UPLOAD, self.ctx.tenant_id, self.ctx.source_id,
-                                           item.removeprefix("upload:"))
+        row = await self.ctx.pool.fetchrow(
+            _UPLOAD, self.ctx.tenant_id, self.ctx.source_id, item.removeprefix("upload:")
+        )
         if row is None:
             raise SourceError("the uploaded file is gone (its source was deleted)")
         name, ctype = row["filename"], row["content_type"]
@@ -69,8 +74,13 @@ class UploadSource(Source):
             doc = await extract_off_loop(data, ctype, f"upload:{name}", None, name)
         except ExtractError as e:
             raise SourceError(f"{name}: {e}") from None
-        return Fetched(url=f"upload:{name}", title=doc.title, text=doc.text, content_type=ctype,
-                       content_hash=hashlib.sha256(doc.text.encode()).hexdigest())
+        return Fetched(
+            url=f"upload:{name}",
+            title=doc.title,
+            text=doc.text,
+            content_type=ctype,
+            content_hash=hashlib.sha256(doc.text.encode()).hexdigest(),
+        )
 
 
 @hookimpl

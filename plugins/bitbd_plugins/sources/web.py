@@ -103,8 +103,10 @@ class WebSource(Source):
     @cached_property
     def _filters(self) -> tuple[Any, Any]:
         try:
-            return (patterns.union(self.config["include"], "include"),
-                    patterns.union(self.config["exclude"], "exclude"))
+            return (
+                patterns.union(self.config["include"], "include"),
+                patterns.union(self.config["exclude"], "exclude"),
+            )
         except patterns.PatternError as e:  # a source stored before patterns were checked with RE2
             raise SourceError(f"this source's {e}; update the source") from None
 
@@ -140,8 +142,12 @@ class WebSource(Source):
     async def _fetch(self, item: str, previous: Previous | None) -> Fetched:
         await self._check_robots(item)
         # A FetchError is a SourceError: it goes to the job engine as it is, transient or not.
-        page = await self.ctx.fetcher.get(item, in_scope=self.in_site, etag=previous.etag if previous else None,
-                                          last_modified=previous.last_modified if previous else None)
+        page = await self.ctx.fetcher.get(
+            item,
+            in_scope=self.in_site,
+            etag=previous.etag if previous else None,
+            last_modified=previous.last_modified if previous else None,
+        )
         if page.status == 304:
             # The engine follows the links stored with the page: judged off the loop too (they may be thousands).
             await asyncio.to_thread(self._judge, previous.links if previous else [])
@@ -161,10 +167,17 @@ class WebSource(Source):
         await asyncio.to_thread(self._judge, doc.links)
         url = doc.canonical if doc.canonical and self.in_site(doc.canonical) else final
         crawler = self.ctx.settings.crawler
-        return Fetched(url=url, title=doc.title, text=doc.text, content_type=page.content_type,
-                       content_hash=hashlib.sha256(doc.text.encode()).hexdigest(), etag=page.etag,
-                       last_modified=page.last_modified, links=doc.links,
-                       listing=not crawler.index_link_pages and doc.link_share >= crawler.link_page_share)
+        return Fetched(
+            url=url,
+            title=doc.title,
+            text=doc.text,
+            content_type=page.content_type,
+            content_hash=hashlib.sha256(doc.text.encode()).hexdigest(),
+            etag=page.etag,
+            last_modified=page.last_modified,
+            links=doc.links,
+            listing=not crawler.index_link_pages and doc.link_share >= crawler.link_page_share,
+        )
 
     def _judge(self, links: list[str]) -> None:
         """Decide (in a thread) which links are followed, so the job engine's follow() calls cost nothing."""

@@ -42,12 +42,15 @@ class PgVectorConfig(BaseModel):
 _INDEXES: dict[str, str] = {
     "hnsw": "CREATE INDEX {c} chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops)",
     "hnsw_halfvec": "CREATE INDEX {c} chunks_embedding_halfvec ON chunks USING hnsw "
-                    "((embedding::halfvec({d})) halfvec_cosine_ops)",
+    "((embedding::halfvec({d})) halfvec_cosine_ops)",
     "hnsw_bits": "CREATE INDEX {c} chunks_embedding_bits ON chunks USING hnsw "
-                 "((binary_quantize(embedding)::bit({d})) bit_hamming_ops)",
+    "((binary_quantize(embedding)::bit({d})) bit_hamming_ops)",
 }
-_INDEX_NAMES = {"hnsw": "chunks_embedding", "hnsw_halfvec": "chunks_embedding_halfvec",
-                "hnsw_bits": "chunks_embedding_bits"}
+_INDEX_NAMES = {
+    "hnsw": "chunks_embedding",
+    "hnsw_halfvec": "chunks_embedding_halfvec",
+    "hnsw_bits": "chunks_embedding_bits",
+}
 _INDEX_LOCK = 0x62697462  # pg_advisory_lock key: one process at a time changes the vector index
 
 _COLUMN_TYPE = """
@@ -68,8 +71,11 @@ FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenan
 WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
 ORDER BY {order} LIMIT $3"""
 # "+ 0" keeps the planner off the vector index: the tenant's rows by their btree, every distance computed.
-_ORDER = {"hnsw": "c.embedding <=> $2", "exact": "(c.embedding <=> $2) + 0",
-          "hnsw_halfvec": "c.embedding::halfvec({d}) <=> $2::halfvec({d})"}
+_ORDER = {
+    "hnsw": "c.embedding <=> $2",
+    "exact": "(c.embedding <=> $2) + 0",
+    "hnsw_halfvec": "c.embedding::halfvec({d}) <=> $2::halfvec({d})",
+}
 # Bits: the bit index proposes candidates by Hamming distance, the full vectors rank them.
 _SEARCH_BITS = """
 WITH candidates AS (
@@ -129,13 +135,16 @@ class PgVectorStore(VectorStore):
         async with self.pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _INDEX_LOCK)
             try:
-                present = {r["indexname"] for r in await conn.fetch(
-                    "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname = ANY($1::text[])",
-                    list(_INDEX_NAMES.values()))}
+                present = {
+                    r["indexname"]
+                    for r in await conn.fetch(
+                        "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname = ANY($1::text[])",
+                        list(_INDEX_NAMES.values()),
+                    )
+                }
                 # On an empty table (a new database: the migrations' default index swapped for the configured
                 # one) this is instant and nothing the operator did: said at debug level only.
-                level = logging.INFO if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks)") \
-                    else logging.DEBUG
+                level = logging.INFO if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks)") else logging.DEBUG
                 for kind, name in _INDEX_NAMES.items():
                     if kind != want and name in present:
                         await conn.execute(f"DROP INDEX IF EXISTS {name}")
@@ -144,13 +153,21 @@ class PgVectorStore(VectorStore):
                     started = time.monotonic()
                     log.log(level, "building vector index", extra={"index": _INDEX_NAMES[want]})
                     await conn.execute(_INDEXES[want].format(c="IF NOT EXISTS", d=self._dimension))
-                    log.log(level, "built vector index", extra={"index": _INDEX_NAMES[want],
-                                                                "seconds": round(time.monotonic() - started, 1)})
+                    log.log(
+                        level,
+                        "built vector index",
+                        extra={"index": _INDEX_NAMES[want], "seconds": round(time.monotonic() - started, 1)},
+                    )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 
-    async def replace_chunks(self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk],
-                             conn: asyncpg.Connection | None = None) -> int:
+    async def replace_chunks(
+        self,
+        tenant_id: uuid.UUID,
+        document_id: uuid.UUID,
+        chunks: Sequence[Chunk],
+        conn: asyncpg.Connection | None = None,
+    ) -> int:
         hashes = [c.content_hash for c in chunks]
         if len(set(hashes)) != len(hashes):
             raise ValueError("chunks of one document must have distinct content hashes")
@@ -162,17 +179,22 @@ class PgVectorStore(VectorStore):
                 await self._replace(own, tenant_id, document_id, chunks, hashes)
         return len(chunks)
 
-    async def _replace(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, document_id: uuid.UUID,
-                       chunks: Sequence[Chunk], hashes: list[str]) -> None:
+    async def _replace(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: uuid.UUID,
+        document_id: uuid.UUID,
+        chunks: Sequence[Chunk],
+        hashes: list[str],
+    ) -> None:
         if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
             raise PluginError(f"document {document_id} not found for this tenant")
         # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
-        await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))",
-                           tenant_id, document_id, hashes)
-        await conn.executemany(_UPSERT_CHUNK, [
-            (tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding)
-            for c in chunks
-        ])
+        await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))", tenant_id, document_id, hashes)
+        await conn.executemany(
+            _UPSERT_CHUNK,
+            [(tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding) for c in chunks],
+        )
 
     async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -213,8 +235,19 @@ class PgVectorStore(VectorStore):
 
 
 def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
-    return [Hit(r["id"], r["document_id"], r["url"], r["title"], " > ".join(r["heading_path"]), r["text"],
-                float(r["score"]), None if r["similarity"] is None else float(r["similarity"])) for r in rows]
+    return [
+        Hit(
+            r["id"],
+            r["document_id"],
+            r["url"],
+            r["title"],
+            " > ".join(r["heading_path"]),
+            r["text"],
+            float(r["score"]),
+            None if r["similarity"] is None else float(r["similarity"]),
+        )
+        for r in rows
+    ]
 
 
 @hookimpl

@@ -16,8 +16,10 @@ import pytest
 from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
-DOC = (b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be "
-       b"returned. Gift cards are never refunded.\n")
+DOC = (
+    b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be "
+    b"returned. Gift cards are never refunded.\n"
+)
 
 
 @pytest.fixture
@@ -45,8 +47,9 @@ async def ask_and_leave(session: aiohttp.ClientSession, url: str, key: str, ques
 
 
 def rag_queries(metrics: str) -> dict[str, float]:
-    return {m[1]: float(m[2]) for m in re.finditer(r'^bitbd_rag_queries_total\{success="(\w+)"\} (\S+)$',
-                                                    metrics, re.M)}
+    return {
+        m[1]: float(m[2]) for m in re.finditer(r'^bitbd_rag_queries_total\{success="(\w+)"\} (\S+)$', metrics, re.M)
+    }
 
 
 async def test_bookkeeping_survives_a_client_closing_right_after_done(served: tuple[Daemon, str, str]) -> None:

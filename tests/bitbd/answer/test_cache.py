@@ -48,8 +48,7 @@ async def test_a_paraphrase_hits_and_another_question_misses(redis: aioredis.Red
     assert await cache.get(tenant, "other", 1, same, asked) is None
 
 
-async def test_entries_are_shared_across_processes_and_bounded(redis: aioredis.Redis,
-                                                               embedder: FastEmbedder) -> None:
+async def test_entries_are_shared_across_processes_and_bounded(redis: aioredis.Redis, embedder: FastEmbedder) -> None:
     settings = CacheSettings(max_entries=3)
     writer, reader = SemanticCache(redis, settings, "t"), SemanticCache(redis, settings, "t")
     tenant = uuid.uuid4()
@@ -61,17 +60,21 @@ async def test_entries_are_shared_across_processes_and_bounded(redis: aioredis.R
     # The reader (another process) picks up entries written after it first looked.
     found = await reader.get(tenant, "ns", 1, await vec(embedder, questions[3]), questions[3])
     assert found is not None and found.answer == f"answer to {questions[3]}"
-    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0]), questions[0]) is None, \
+    assert await reader.get(tenant, "ns", 1, await vec(embedder, questions[0]), questions[0]) is None, (
         "the oldest went first"
+    )
     assert 0 < await redis.ttl(writer.key(tenant, "ns", 1)) <= settings.ttl_seconds
 
 
-async def test_look_alike_questions_are_not_served_each_others_answers(redis: aioredis.Redis,
-                                                                      embedder: FastEmbedder) -> None:
+async def test_look_alike_questions_are_not_served_each_others_answers(
+    redis: aioredis.Redis, embedder: FastEmbedder
+) -> None:
     cache = SemanticCache(redis, CacheSettings(threshold=0.9), "t")
     tenant = uuid.uuid4()
-    for asked, other in [("How do I convert a string to a date?", "How do I convert a date to a string?"),
-                         ("How do I round a number down?", "How do I round a number up?")]:
+    for asked, other in [
+        ("How do I convert a string to a date?", "How do I convert a date to a string?"),
+        ("How do I round a number down?", "How do I round a number up?"),
+    ]:
         await cache.put(tenant, "ns", 1, await vec(embedder, asked), asked, f"answer to {asked}", [])
         v = await vec(embedder, other)
         assert float(v @ await vec(embedder, asked)) > 0.95, "the model alone cannot tell them apart"
@@ -105,11 +108,15 @@ async def test_corpus_version_moves_with_content_not_with_a_recrawl_touch(pool: 
         value: int = await pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", t.id)
         return value
 
-    doc = await pool.fetchval("INSERT INTO documents (tenant_id, url, title) VALUES ($1, 'https://v.example/', 'V') "
-                              "RETURNING id", tenant.id)
+    doc = await pool.fetchval(
+        "INSERT INTO documents (tenant_id, url, title) VALUES ($1, 'https://v.example/', 'V') RETURNING id", tenant.id
+    )
     v0 = await version()
-    await pool.execute("INSERT INTO chunks (tenant_id, document_id, position, text, content_hash) "
-                       "VALUES ($1, $2, 0, 'hello', 'h')", tenant.id, doc)
+    await pool.execute(
+        "INSERT INTO chunks (tenant_id, document_id, position, text, content_hash) VALUES ($1, $2, 0, 'hello', 'h')",
+        tenant.id,
+        doc,
+    )
     v1 = await version()
     assert v1 > v0
     await pool.execute("UPDATE documents SET fetched_at = now() WHERE id = $1", doc)  # a re-crawl, nothing new
@@ -122,8 +129,9 @@ async def test_corpus_version_moves_with_content_not_with_a_recrawl_touch(pool: 
     assert await version(other) == 0, "another tenant's changes never touch this tenant's version"
 
 
-async def test_a_new_corpus_version_drops_the_old_stream_and_its_mirror(redis: aioredis.Redis,
-                                                                         embedder: FastEmbedder) -> None:
+async def test_a_new_corpus_version_drops_the_old_stream_and_its_mirror(
+    redis: aioredis.Redis, embedder: FastEmbedder
+) -> None:
     cache = SemanticCache(redis, CacheSettings(threshold=0.9), "t")
     tenant, asked = uuid.uuid4(), "When do you ship?"
     v = await vec(embedder, asked)
@@ -141,7 +149,8 @@ async def test_a_new_corpus_version_drops_the_old_stream_and_its_mirror(redis: a
 
 
 async def test_concurrent_lookups_mirror_each_entry_once_and_mirrors_are_bounded(
-        redis: aioredis.Redis, embedder: FastEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis: aioredis.Redis, embedder: FastEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writer, reader = SemanticCache(redis, CacheSettings(), "t"), SemanticCache(redis, CacheSettings(), "t")
     tenant = uuid.uuid4()
     questions = [f"Question number {n} about shipping?" for n in range(8)]

@@ -30,13 +30,15 @@ def test_fusion_rewards_chunks_both_lists_rank_high() -> None:
     assert [h.chunk_id for h in fuse([(1.0, vector), (0.01, keyword)], 60)][:3] == [1, 2, 3]
 
 
-def retriever(pool: asyncpg.Pool, embedder: FastEmbedder, reranker: Reranker | None = None,
-              **settings: object) -> Retriever:
+def retriever(
+    pool: asyncpg.Pool, embedder: FastEmbedder, reranker: Reranker | None = None, **settings: object
+) -> Retriever:
     return Retriever(RetrievalSettings(**settings), PgVectorStore(pool), QueryEmbedder(embedder), reranker)
 
 
-async def test_each_mode_finds_the_page_that_answers(pool: asyncpg.Pool, embedder: FastEmbedder,
-                                                     acme: Indexed, globex: Indexed) -> None:
+async def test_each_mode_finds_the_page_that_answers(
+    pool: asyncpg.Pool, embedder: FastEmbedder, acme: Indexed, globex: Indexed
+) -> None:
     r = retriever(pool, embedder)
     tenant = acme.tenant.id
     # Meaning, not words: "send back" / "bought" appear nowhere in the returns page.
@@ -52,8 +54,9 @@ async def test_each_mode_finds_the_page_that_answers(pool: asyncpg.Pool, embedde
     assert hybrid == sorted(hybrid, key=lambda h: -h.score)
 
 
-async def test_no_mode_crosses_tenants(pool: asyncpg.Pool, embedder: FastEmbedder, acme: Indexed,
-                                       globex: Indexed) -> None:
+async def test_no_mode_crosses_tenants(
+    pool: asyncpg.Pool, embedder: FastEmbedder, acme: Indexed, globex: Indexed
+) -> None:
     r = retriever(pool, embedder)
     for mode in ("vector", "keyword", "hybrid"):
         hits = await r.search(acme.tenant.id, "Globex quantum toaster launch price", 10, mode=mode)
@@ -69,8 +72,7 @@ class Reverse(Reranker):
         return list(reversed(hits))
 
 
-async def test_a_reranker_reorders_the_candidates(pool: asyncpg.Pool, embedder: FastEmbedder,
-                                                  acme: Indexed) -> None:
+async def test_a_reranker_reorders_the_candidates(pool: asyncpg.Pool, embedder: FastEmbedder, acme: Indexed) -> None:
     plain = await retriever(pool, embedder).search(acme.tenant.id, "refund", 4)
     reranked = await retriever(pool, embedder, Reverse({})).search(acme.tenant.id, "refund", 4)
     assert plain[0].url == "https://acme.example/returns"

@@ -24,15 +24,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def bitbd(*args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
-          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bitbd", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env or clean_env())
+def bitbd(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bitbd", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env or clean_env(),
+    )
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir, self.cwd, self.extra = data_dir, cwd, extra
         self.env = env or clean_env()
         self.port = port or free_port()
@@ -43,8 +51,23 @@ class Daemon:
     def start(self, wait: bool = True) -> Daemon:
         self._out = open(self.out, "w")  # closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bitbd", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port),
-             *self.extra], stdout=self._out, stderr=subprocess.STDOUT, text=True, cwd=self.cwd, env=self.env)
+            [
+                sys.executable,
+                "-m",
+                "bitbd",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                *self.extra,
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.cwd,
+            env=self.env,
+        )
         if wait:
             self.wait_ready()
         return self
@@ -92,10 +115,20 @@ class Daemon:
     def upload(self, key: str, name: str, data: bytes, content_type: str = "text/markdown") -> str:
         """POST /v1/uploads with one file, as multipart/form-data; the job's id."""
         boundary = uuid.uuid4().hex
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(self.url + "/v1/uploads", data=body, method="POST", headers={
-            "Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                f"Content-Type: {content_type}\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            self.url + "/v1/uploads",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             job_id: str = json.load(resp)["job_id"]
         return job_id
@@ -117,9 +150,23 @@ def gone(procs: list[psutil.Process], timeout: float = 15) -> bool:
 def start_worker(data_dir: Path, log: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     """`bitbd worker` (concurrency 2, no metrics port unless `extra` gives one), its log in `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(data_dir),
-                                 "--concurrency", "2", *(extra or ("--metrics-port", "0"))], cwd=log.parent,
-                                env=env, stdout=subprocess.DEVNULL, stderr=out)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bitbd",
+                "worker",
+                "--data-dir",
+                str(data_dir),
+                "--concurrency",
+                "2",
+                *(extra or ("--metrics-port", "0")),
+            ],
+            cwd=log.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
 
 
 def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:

@@ -13,20 +13,33 @@ def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
     daemon = Daemon(data, tmp_path).start()
     try:
         d = str(data)
-        tenant_with_folder(daemon, tmp_path, {
-            "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. "
-                          "Refunds are paid within five working days.\n",
-            "shipping.md": "# Shipping\n\nWe ship every order within two business days. Express delivery "
-                           "arrives the next working day.\n"})
+        tenant_with_folder(
+            daemon,
+            tmp_path,
+            {
+                "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. "
+                "Refunds are paid within five working days.\n",
+                "shipping.md": "# Shipping\n\nWe ship every order within two business days. Express delivery "
+                "arrives the next working day.\n",
+            },
+        )
 
-        asked = bitbd("ask", "--tenant", "acme", "--data-dir", d, "How long do I have to return an item?",
-                      cwd=tmp_path)
+        asked = bitbd("ask", "--tenant", "acme", "--data-dir", d, "How long do I have to return an item?", cwd=tmp_path)
         assert asked.returncode == 0 and "; by extractive;" in asked.stderr, asked.stderr
         assert "within 30 days of delivery" in asked.stdout and "[1]" in asked.stdout
         assert "[1] Returns — upload:returns.md" in asked.stdout, asked.stdout
         conversation = asked.stderr.split("conversation ")[1].split(";")[0]
-        follow = bitbd("ask", "--tenant", "acme", "--data-dir", d, "--conversation", conversation,
-                       "And how fast is express delivery?", cwd=tmp_path)
+        follow = bitbd(
+            "ask",
+            "--tenant",
+            "acme",
+            "--data-dir",
+            d,
+            "--conversation",
+            conversation,
+            "And how fast is express delivery?",
+            cwd=tmp_path,
+        )
         assert follow.returncode == 0 and "next working day" in follow.stdout, follow.stdout + follow.stderr
 
         found = bitbd("search", "--tenant", "acme", "--data-dir", d, "express delivery", "-k", "1", cwd=tmp_path)
@@ -44,6 +57,14 @@ def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
         assert no_tenant.returncode == 2 and "--tenant" in no_tenant.stderr
     finally:
         daemon.stop()
-    nobody = bitbd("search", "--tenant", "acme", "--url", f"http://127.0.0.1:{free_port()}", "x",
-                   cwd=tmp_path, env=clean_env(BITBD_ADMIN_TOKEN="adm_x_long_enough_for_an_admin_token"))
+    nobody = bitbd(
+        "search",
+        "--tenant",
+        "acme",
+        "--url",
+        f"http://127.0.0.1:{free_port()}",
+        "x",
+        cwd=tmp_path,
+        env=clean_env(BITBD_ADMIN_TOKEN="adm_x_long_enough_for_an_admin_token"),
+    )
     assert nobody.returncode == 1 and "no bitbd server answers" in nobody.stderr

@@ -9,11 +9,11 @@ from tests.bitbd.cli.daemon import Daemon, bitbd, tenant_with_folder
 
 DOCS = {
     "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. Refunds are "
-                  "paid within five working days.\n",
+    "paid within five working days.\n",
     "shipping.md": "# Shipping\n\nWe ship every order within two business days. Express delivery arrives the "
-                   "next working day.\n",
+    "next working day.\n",
     "warranty.md": "# Warranty\n\nEvery appliance comes with a two-year warranty covering manufacturing faults. "
-                   "The warranty does not cover accidental damage.\n",
+    "The warranty does not cover accidental damage.\n",
 }
 QUESTIONS = [
     {"question": "how long do i have to send something back?", "urls": ["returns.md"], "answer": "30 days"},
@@ -35,8 +35,7 @@ def test_eval_scores_a_question_file_through_a_running_server(tmp_path: Path) ->
         d = str(data)
         tenant_with_folder(daemon, tmp_path, DOCS)
 
-        scored = bitbd("eval", "--tenant", "acme", "--data-dir", d, str(questions), "--json", cwd=tmp_path,
-                       timeout=120)
+        scored = bitbd("eval", "--tenant", "acme", "--data-dir", d, str(questions), "--json", cwd=tmp_path, timeout=120)
         assert scored.returncode == 0, scored.stderr
         report = json.loads(scored.stdout)
         summary = report["summary"]

@@ -61,14 +61,27 @@ def test_a_running_servers_crawl_settings_decide_what_it_may_fetch(tmp_path: Pat
         daemon = Daemon(data, tmp_path, env=env).start()
         try:
             assert bitbd("tenant", "create", "acme", "--data-dir", str(data), cwd=tmp_path).returncode == 0
-            result = bitbd("ingest", "--tenant", "acme", "--data-dir", str(data), site_url, "--max-depth", "0",
-                           cwd=tmp_path, env=clean_env(), timeout=180)
+            result = bitbd(
+                "ingest",
+                "--tenant",
+                "acme",
+                "--data-dir",
+                str(data),
+                site_url,
+                "--max-depth",
+                "0",
+                cwd=tmp_path,
+                env=clean_env(),
+                timeout=180,
+            )
             if allowed:
                 assert result.returncode == 0, result.stderr
                 assert result.stdout.startswith("succeeded: 1 pages"), result.stdout + result.stderr
             else:
                 assert result.returncode == 1 and result.stdout.startswith("failed: 0 pages"), result.stdout
-                assert "BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve`" in \
-                    result.stdout + result.stderr, result.stdout + result.stderr
+                assert (
+                    "BITBD_CRAWLER__ALLOW_PRIVATE=true in the environment of `bitbd serve`"
+                    in result.stdout + result.stderr
+                ), result.stdout + result.stderr
         finally:
             daemon.stop()

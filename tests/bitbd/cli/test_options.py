@@ -28,8 +28,12 @@ def int_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from int_options(sub, (*prefix, name))
-        elif action.option_strings and action.type is not None and action.type not in (str, Path) \
-                and getattr(action.type, "__name__", "") in ("int", "positive_int"):
+        elif (
+            action.option_strings
+            and action.type is not None
+            and action.type not in (str, Path)
+            and getattr(action.type, "__name__", "") in ("int", "positive_int")
+        ):
             yield " ".join(prefix), max(action.option_strings, key=len)
 
 
@@ -39,10 +43,12 @@ def parse(*argv: str) -> argparse.Namespace:
 
 # What each numeric option is forwarded into, read back from what the command would send or use.
 FORWARDED: dict[tuple[str, str], Callable[[], Any]] = {
-    ("ingest", "--max-pages"): lambda: crawl_config(parse("ingest", "--tenant", "t", URL, "--max-pages", "0"),
-                                                    [URL])["max_pages"],
-    ("ingest", "--max-depth"): lambda: crawl_config(parse("ingest", "--tenant", "t", URL, "--max-depth", "0"),
-                                                    [URL])["max_depth"],
+    ("ingest", "--max-pages"): lambda: crawl_config(parse("ingest", "--tenant", "t", URL, "--max-pages", "0"), [URL])[
+        "max_pages"
+    ],
+    ("ingest", "--max-depth"): lambda: crawl_config(parse("ingest", "--tenant", "t", URL, "--max-depth", "0"), [URL])[
+        "max_depth"
+    ],
     ("ingest", "--workers"): lambda: workers_for(parse("ingest", "--tenant", "t", URL, "--workers", "0"), True),
     ("reembed", "--workers"): lambda: workers_for(parse("reembed", "--tenant", "t", "--workers", "0"), True),
     ("worker", "--metrics-port"): lambda: parse("worker", "--metrics-port", "0").metrics_port,
@@ -96,8 +102,19 @@ def test_max_depth_zero_crawls_only_the_start_page(tmp_path: Path) -> None:
         data = str(tmp_path / "data")
         env = clean_env(BITBD_CRAWLER__ALLOW_PRIVATE="true")
         assert bitbd("tenant", "create", "acme", "--data-dir", data, cwd=tmp_path).returncode == 0
-        result = bitbd("ingest", "--tenant", "acme", "--data-dir", data, "--max-depth", "0",
-                       f"http://127.0.0.1:{port}/index.html", cwd=tmp_path, env=env, timeout=180)
+        result = bitbd(
+            "ingest",
+            "--tenant",
+            "acme",
+            "--data-dir",
+            data,
+            "--max-depth",
+            "0",
+            f"http://127.0.0.1:{port}/index.html",
+            cwd=tmp_path,
+            env=env,
+            timeout=180,
+        )
     finally:
         server.kill()
         server.wait()

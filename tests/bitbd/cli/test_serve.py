@@ -60,8 +60,10 @@ def test_second_serve_on_the_same_data_dir_fails_at_once(running: Daemon) -> Non
     result = bitbd("serve", "--data-dir", str(running.data_dir), "--port", "0", cwd=running.cwd)
     assert result.returncode == 1
     assert time.monotonic() - started < 10
-    assert f"data dir {running.data_dir} is in use by bitbd serve (pid {running.proc.pid if running.proc else 0})" \
+    assert (
+        f"data dir {running.data_dir} is in use by bitbd serve (pid {running.proc.pid if running.proc else 0})"
         in result.stderr
+    )
     assert running.get("/readyz")[0] == 200, "the first server is unharmed"
 
 
@@ -99,8 +101,24 @@ def test_cli_works_beside_a_running_server(running: Daemon) -> None:
 def test_cli_alone_starts_and_stops_its_own_database(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert bitbd("tenant", "create", "solo", "--data-dir", str(data), cwd=tmp_path).returncode == 0
-    result = bitbd("key", "create", "--tenant", "solo", "--public", "--origin", "https://solo.example",
-                   "--trial", "--expires", "14d", "--quota", "200", "--json", "--data-dir", str(data), cwd=tmp_path)
+    result = bitbd(
+        "key",
+        "create",
+        "--tenant",
+        "solo",
+        "--public",
+        "--origin",
+        "https://solo.example",
+        "--trial",
+        "--expires",
+        "14d",
+        "--quota",
+        "200",
+        "--json",
+        "--data-dir",
+        str(data),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert '"quota": 200' in result.stdout and '"trial": true' in result.stdout
     listing = bitbd("key", "list", "--tenant", "solo", "--data-dir", str(data), cwd=tmp_path)
@@ -152,8 +170,13 @@ def test_start_says_one_line_and_a_clean_stop_withdraws_server_json(tmp_path: Pa
     after SIGTERM, server.json (where `bitbd ask` finds the server) is gone."""
     data, port = tmp_path / "data", free_port()
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bitbd", "serve", "--data-dir", str(data), "--port", str(port)],
-                                stdout=out, stderr=err, cwd=tmp_path, env=clean_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bitbd", "serve", "--data-dir", str(data), "--port", str(port)],
+            stdout=out,
+            stderr=err,
+            cwd=tmp_path,
+            env=clean_env(),
+        )
     try:
         deadline = time.monotonic() + 90
         while not (data / "server.json").exists() or "Admin token" not in (tmp_path / "out").read_text():
@@ -186,9 +209,17 @@ def test_commands_that_only_read_never_create_a_data_dir(tmp_path: Path) -> None
     """`bitbd tenant list` with no data dir made an empty database in the default one and printed an empty table."""
     env = clean_env(XDG_DATA_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path / "home"))
     default = tmp_path / "xdg" / "bitbd"
-    for argv in (["tenant", "list"], ["tenant", "create", "acme"], ["key", "list", "--tenant", "acme"],
-                 ["tenant", "delete", "acme", "--yes"], ["ingest", "--tenant", "acme", "http://127.0.0.1:9/"],
-                 ["reembed", "--tenant", "acme"], ["worker"], ["migrate"], ["admin-token"]):
+    for argv in (
+        ["tenant", "list"],
+        ["tenant", "create", "acme"],
+        ["key", "list", "--tenant", "acme"],
+        ["tenant", "delete", "acme", "--yes"],
+        ["ingest", "--tenant", "acme", "http://127.0.0.1:9/"],
+        ["reembed", "--tenant", "acme"],
+        ["worker"],
+        ["migrate"],
+        ["admin-token"],
+    ):
         result = bitbd(*argv, cwd=tmp_path, env=env)
         assert result.returncode == 2, (argv, result.stdout, result.stderr)
         assert f"no bitbd database in {default} (the default data dir)" in result.stderr, result.stderr

@@ -53,11 +53,13 @@ async def test_every_tenant_table_has_tenant_id(fresh_dsn: str) -> None:
         await migrate(conn)
         tables = await conn.fetch(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-            "AND table_name NOT IN ('tenants', 'schema_version')")
+            "AND table_name NOT IN ('tenants', 'schema_version')"
+        )
         for t in tables:
             has = await conn.fetchval(
                 "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'tenant_id'",
-                t["table_name"])
+                t["table_name"],
+            )
             assert has == 1, f"table {t['table_name']} holds tenant data but has no tenant_id"
     finally:
         await conn.close()

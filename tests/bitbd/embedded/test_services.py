@@ -18,9 +18,11 @@ from bitbd.settings import DatabaseSettings, RedisSettings, Settings
 
 
 def test_nothing_embedded_starts_when_dsn_and_url_are_set(tmp_path: Path) -> None:
-    configured = Settings(data_dir=tmp_path / "data",
-                          database=DatabaseSettings(dsn=SecretStr("postgresql://db.example/x")),
-                          redis=RedisSettings(url=SecretStr("redis://cache.example:6379/0")))
+    configured = Settings(
+        data_dir=tmp_path / "data",
+        database=DatabaseSettings(dsn=SecretStr("postgresql://db.example/x")),
+        redis=RedisSettings(url=SecretStr("redis://cache.example:6379/0")),
+    )
     with services(configured, "serve", exclusive=True) as running:
         assert running is configured
     assert not (tmp_path / "data").exists()
@@ -33,9 +35,23 @@ def test_a_postmaster_left_running_is_stopped_and_replaced(tmp_path: Path) -> No
     pg = EmbeddedPostgres(DataDir(tmp_path).path, tmp_path / "pg.log")
     # A postmaster that is not our child, as an older tool or a crashed process would leave it.
     pg._prepare_socket_dir()
-    subprocess.run([str(bin_dir() / "pg_ctl"), "-D", str(pg.pgdata), "-w", "-l", str(pg.pgdata / "stray.log"),
-                    "-o", f"-k {pg.socket_dir} -c listen_addresses=", "start"],
-                   check=True, capture_output=True, user=pg._user, group=pg._group())
+    subprocess.run(
+        [
+            str(bin_dir() / "pg_ctl"),
+            "-D",
+            str(pg.pgdata),
+            "-w",
+            "-l",
+            str(pg.pgdata / "stray.log"),
+            "-o",
+            f"-k {pg.socket_dir} -c listen_addresses=",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        user=pg._user,
+        group=pg._group(),
+    )
     stray = live_pid_from_file(pg.pgdata / "postmaster.pid", "postgres")
     assert stray is not None
     with services(settings, "test", redis=False) as running:
@@ -48,8 +64,10 @@ def test_a_postmaster_left_running_is_stopped_and_replaced(tmp_path: Path) -> No
 def test_exclusive_owner_refuses_and_attachers_share(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     with services(settings, "serve", redis=False) as owner:
-        with pytest.raises(DataDirBusy, match=r"in use by bitbd serve \(pid \d+\)"), \
-                services(settings, "serve", redis=False, exclusive=True):
+        with (
+            pytest.raises(DataDirBusy, match=r"in use by bitbd serve \(pid \d+\)"),
+            services(settings, "serve", redis=False, exclusive=True),
+        ):
             pass
         with services(settings, "cli", redis=False) as attached:
             assert attached.database.dsn == owner.database.dsn

@@ -34,9 +34,17 @@ async def test_create_tenant_and_keys_shapes(client: Client) -> None:
     assert secret["key"].startswith("sk_") and secret["kind"] == "secret" and secret["tenant_id"] == tenant["id"]
 
     expires = (datetime.now(UTC) + timedelta(days=14)).isoformat()
-    status, public = await post(client, f"/v1/admin/tenants/{tenant['id']}/keys", {
-        "kind": "public", "origins": ["https://Acme.example:443/"], "expires_at": expires, "quota": 200,
-        "trial": True})
+    status, public = await post(
+        client,
+        f"/v1/admin/tenants/{tenant['id']}/keys",
+        {
+            "kind": "public",
+            "origins": ["https://Acme.example:443/"],
+            "expires_at": expires,
+            "quota": 200,
+            "trial": True,
+        },
+    )
     assert status == 201, public
     assert public["key"].startswith("pk_")
     assert public["origins"] == ["https://acme.example"]
@@ -78,8 +86,9 @@ async def test_secret_key_authenticates_then_revoked_key_is_refused(client: Clie
 
 async def test_bad_keys_each_get_their_reason(client: Client) -> None:
     tenant = await make_tenant(client)
-    _, public = await post(client, f"/v1/admin/tenants/{tenant['id']}/keys",
-                           {"kind": "public", "origins": ["https://a.example"]})
+    _, public = await post(
+        client, f"/v1/admin/tenants/{tenant['id']}/keys", {"kind": "public", "origins": ["https://a.example"]}
+    )
     cases = {
         "": "missing Authorization",
         "Basic abc": "Bearer",
@@ -105,8 +114,9 @@ async def test_admin_token_required(client: Client) -> None:
 
 
 async def test_malformed_json(client: Client) -> None:
-    resp = await client.post("/v1/admin/tenants", data=b'{"name": ', headers={
-        **admin_headers(), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/v1/admin/tenants", data=b'{"name": ', headers={**admin_headers(), "Content-Type": "application/json"}
+    )
     body = await resp.json()
     assert resp.status == 400
     assert body["error"]["code"] == "invalid_json"
@@ -114,8 +124,11 @@ async def test_malformed_json(client: Client) -> None:
 
 
 async def test_wrong_content_type(client: Client) -> None:
-    resp = await client.post("/v1/admin/tenants", data=b"name=acme", headers={
-        **admin_headers(), "Content-Type": "application/x-www-form-urlencoded"})
+    resp = await client.post(
+        "/v1/admin/tenants",
+        data=b"name=acme",
+        headers={**admin_headers(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     body = await resp.json()
     assert resp.status == 415
     assert "application/json" in body["error"]["message"]
@@ -123,8 +136,11 @@ async def test_wrong_content_type(client: Client) -> None:
 
 async def test_oversized_body(client: Client, settings: Settings) -> None:
     limit = settings.server.max_body_bytes
-    resp = await client.post("/v1/admin/tenants", data=b'{"name": "' + b"a" * limit + b'"}', headers={
-        **admin_headers(), "Content-Type": "application/json"})
+    resp = await client.post(
+        "/v1/admin/tenants",
+        data=b'{"name": "' + b"a" * limit + b'"}',
+        headers={**admin_headers(), "Content-Type": "application/json"},
+    )
     body = await resp.json()
     assert resp.status == 413
     assert body["error"]["code"] == "payload_too_large"
@@ -181,7 +197,12 @@ async def test_plugins_endpoint_lists_builtins(client: Client) -> None:
     resp = await client.get("/v1/admin/plugins", headers=admin_headers())
     body = await resp.json()
     hooks = {p["name"]: p["hooks"] for p in body["plugins"]}
-    assert hooks == {"fastembed": ["register_embedders"], "pgvector": ["register_stores"],
-                     "upload": ["register_sources"], "web": ["register_sources"],
-                     "extractive": ["register_generators"], "openai": ["register_generators"],
-                     "sentence-transformers": ["register_embedders"]}
+    assert hooks == {
+        "fastembed": ["register_embedders"],
+        "pgvector": ["register_stores"],
+        "upload": ["register_sources"],
+        "web": ["register_sources"],
+        "extractive": ["register_generators"],
+        "openai": ["register_generators"],
+        "sentence-transformers": ["register_embedders"],
+    }

@@ -33,11 +33,18 @@ async def receive(ws: aiohttp.ClientWebSocketResponse) -> Event:
     return event
 
 
-async def ask(ws: aiohttp.ClientWebSocketResponse, question: str, ask_id: str = "c1",
-              conversation_id: str | None = None) -> tuple[str, list[Event], Event]:
+async def ask(
+    ws: aiohttp.ClientWebSocketResponse, question: str, ask_id: str = "c1", conversation_id: str | None = None
+) -> tuple[str, list[Event], Event]:
     """Ask, then collect the answer: its text, its citations and the done message (or fail on an error)."""
-    await ws.send_json({"type": "ask", "id": ask_id, "question": question,
-                        **({"conversation_id": conversation_id} if conversation_id else {})})
+    await ws.send_json(
+        {
+            "type": "ask",
+            "id": ask_id,
+            "question": question,
+            **({"conversation_id": conversation_id} if conversation_id else {}),
+        }
+    )
     text = ""
     while True:
         event = await receive(ws)
@@ -59,8 +66,9 @@ async def expect_error(ws: aiohttp.ClientWebSocketResponse, code: str) -> Event:
     return event
 
 
-async def test_a_question_streams_a_cited_answer_and_is_recorded(client: Client, acme: Indexed,
-                                                                 pool: asyncpg.Pool) -> None:
+async def test_a_question_streams_a_cited_answer_and_is_recorded(
+    client: Client, acme: Indexed, pool: asyncpg.Pool
+) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         await ws.send_json({"type": "ask", "id": "q1", "question": "How many days do I have to return an item?"})
         kinds: list[str] = []
@@ -69,13 +77,26 @@ async def test_a_question_streams_a_cited_answer_and_is_recorded(client: Client,
         assert kinds.count("delta") > 1 and kinds[-2:] == ["citations", "done"], kinds
         text, sources, done = await ask(ws, "How many days do I have to return an item?", "q2")
     assert "30 days" in text and "[1]" in text
-    assert sources[0] == {"n": 1, "url": "https://acme.example/returns", "title": "Returns and refunds",
-                          "snippet": sources[0]["snippet"]} and "30 days" in sources[0]["snippet"]
+    assert (
+        sources[0]
+        == {
+            "n": 1,
+            "url": "https://acme.example/returns",
+            "title": "Returns and refunds",
+            "snippet": sources[0]["snippet"],
+        }
+        and "30 days" in sources[0]["snippet"]
+    )
     assert set(done["timings_ms"]) >= {"retrieve", "generate"} and done["cached"] is True
-    rows = await pool.fetch("SELECT role, content, cached FROM messages WHERE tenant_id = $1 ORDER BY id",
-                            acme.tenant.id)
-    assert [(r["role"], r["cached"]) for r in rows] == [("user", False), ("assistant", False), ("user", False),
-                                                        ("assistant", True)]
+    rows = await pool.fetch(
+        "SELECT role, content, cached FROM messages WHERE tenant_id = $1 ORDER BY id", acme.tenant.id
+    )
+    assert [(r["role"], r["cached"]) for r in rows] == [
+        ("user", False),
+        ("assistant", False),
+        ("user", False),
+        ("assistant", True),
+    ]
     assert rows[1]["content"] == text
 
 
@@ -92,10 +113,17 @@ async def test_follow_ups_continue_the_conversation(client: Client, acme: Indexe
     assert count == 4
 
 
-@pytest.mark.parametrize("off_topic", ["What is the capital of France?", "Who won the football world cup in 1998?",
-                                       "What is the airspeed velocity of an unladen swallow?"])
-async def test_an_off_topic_follow_up_is_refused_not_answered_from_earlier_turns(client: Client, acme: Indexed,
-                                                                                 off_topic: str) -> None:
+@pytest.mark.parametrize(
+    "off_topic",
+    [
+        "What is the capital of France?",
+        "Who won the football world cup in 1998?",
+        "What is the airspeed velocity of an unladen swallow?",
+    ],
+)
+async def test_an_off_topic_follow_up_is_refused_not_answered_from_earlier_turns(
+    client: Client, acme: Indexed, off_topic: str
+) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, _, first = await ask(ws, "Do you have a warranty on the Zentrix blenders?")
         assert text != "I don't know based on the available documents."
@@ -111,8 +139,11 @@ async def test_unsupported_questions_get_i_dont_know(client: Client, acme: Index
 
 async def test_questions_in_flight_together_are_matched_by_id(client: Client, acme: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-        questions = {"a": "When do you ship orders?", "b": "How do I reach support by email?",
-                     "c": "How long is the blender warranty?"}
+        questions = {
+            "a": "When do you ship orders?",
+            "b": "How do I reach support by email?",
+            "c": "How long is the blender warranty?",
+        }
         for ask_id, question in questions.items():
             await ws.send_json({"type": "ask", "id": ask_id, "question": question})
         texts: dict[str, str] = dict.fromkeys(questions, "")
@@ -139,20 +170,23 @@ async def test_a_public_key_works_only_from_its_origins(client: Client, acme: In
         await expect_error(ws, "origin_not_allowed")
 
 
-@pytest.mark.parametrize(("query", "headers", "code"), [
-    ("", {}, "unauthorized"),
-    ("", {"Authorization": "Bearer sk_wrong"}, "unauthorized"),
-    ("?key=pk_nonsense", {}, "unauthorized"),
-])
-async def test_bad_credentials_are_refused_then_closed(client: Client, acme: Indexed, query: str,
-                                                        headers: dict[str, str], code: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "headers", "code"),
+    [
+        ("", {}, "unauthorized"),
+        ("", {"Authorization": "Bearer sk_wrong"}, "unauthorized"),
+        ("?key=pk_nonsense", {}, "unauthorized"),
+    ],
+)
+async def test_bad_credentials_are_refused_then_closed(
+    client: Client, acme: Indexed, query: str, headers: dict[str, str], code: str
+) -> None:
     async with client.ws_connect(f"/v1/chat{query}", headers=headers) as ws:
         await expect_error(ws, code)
         assert (await ws.receive()).type == WSMsgType.CLOSE and ws.close_code == 4401
 
 
-async def test_malformed_messages_get_specific_errors_and_the_connection_stays(client: Client,
-                                                                               acme: Indexed) -> None:
+async def test_malformed_messages_get_specific_errors_and_the_connection_stays(client: Client, acme: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         await ws.send_str("{not json")
         await expect_error(ws, "invalid_json")
@@ -182,20 +216,24 @@ async def test_malformed_messages_get_specific_errors_and_the_connection_stays(c
 
 async def test_answers_never_use_another_tenants_documents(client: Client, acme: Indexed, globex: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-        for i, question in enumerate(["When does the Globex quantum toaster launch and at what price?",
-                                      "confidential launch plan March 3 499 dollars"]):
+        for i, question in enumerate(
+            [
+                "When does the Globex quantum toaster launch and at what price?",
+                "confidential launch plan March 3 499 dollars",
+            ]
+        ):
             text, sources, _ = await ask(ws, question, f"c{i}")
             assert "Globex" not in text and "499" not in text, text
             assert all(s["url"].startswith("https://acme.example/") for s in sources)
 
 
-async def test_another_tenants_conversation_cannot_be_continued(client: Client, acme: Indexed,
-                                                                 globex: Indexed) -> None:
+async def test_another_tenants_conversation_cannot_be_continued(client: Client, acme: Indexed, globex: Indexed) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(globex.secret)) as ws:
         _, _, done = await ask(ws, "When is the launch?")
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
-        await ws.send_json({"type": "ask", "id": "x", "question": "and the price?",
-                            "conversation_id": done["conversation_id"]})
+        await ws.send_json(
+            {"type": "ask", "id": "x", "question": "and the price?", "conversation_id": done["conversation_id"]}
+        )
         await expect_error(ws, "conversation_not_found")
 
 
@@ -219,10 +257,12 @@ async def test_revoked_key_is_refused_mid_connection(client: Client, acme: Index
         assert (await ws.receive()).type == WSMsgType.CLOSE and ws.close_code == 4401
 
 
-async def test_trial_keys_expire_and_run_out_without_overspending(client: Client, acme: Indexed,
-                                                                  pool: asyncpg.Pool) -> None:
-    key, trial = await tenancy.create_key(pool, "acme", tenancy.KeySpec(
-        "public", ["https://try.example"], trial=True, quota=3))
+async def test_trial_keys_expire_and_run_out_without_overspending(
+    client: Client, acme: Indexed, pool: asyncpg.Pool
+) -> None:
+    key, trial = await tenancy.create_key(
+        pool, "acme", tenancy.KeySpec("public", ["https://try.example"], trial=True, quota=3)
+    )
     async with client.ws_connect(f"/v1/chat?key={trial}", origin="https://try.example") as ws:
         # Four at once against a quota of three: exactly three are answered.
         for i in range(4):
@@ -237,8 +277,9 @@ async def test_trial_keys_expire_and_run_out_without_overspending(client: Client
     async with client.ws_connect(f"/v1/chat?key={trial}", origin="https://try.example") as ws:
         await ws.send_json({"type": "ask", "id": "late", "question": "When do you ship?"})
         assert "This trial has ended" in (await expect_error(ws, "quota_exhausted"))["message"]
-    await pool.execute("UPDATE api_keys SET expires_at = now() - interval '1 second', quota = NULL WHERE id = $1",
-                       key.id)
+    await pool.execute(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second', quota = NULL WHERE id = $1", key.id
+    )
     async with client.ws_connect(f"/v1/chat?key={trial}", origin="https://try.example") as ws:
         assert "This trial has ended" in (await expect_error(ws, "key_expired"))["message"]
 
@@ -252,9 +293,9 @@ async def test_a_tenant_without_documents_is_told_so(client: Client, pool: async
     assert await pool.fetchval("SELECT used FROM api_keys WHERE id = $1", key.id) == 0, "unanswered: not charged"
 
 
-async def test_the_cache_serves_paraphrases_until_the_documents_change(client: Client, acme: Indexed,
-                                                                         pool: asyncpg.Pool,
-                                                                         globex: Indexed) -> None:
+async def test_the_cache_serves_paraphrases_until_the_documents_change(
+    client: Client, acme: Indexed, pool: asyncpg.Pool, globex: Indexed
+) -> None:
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         first, sources, done = await ask(ws, "How long does standard delivery take?")
         assert done["cached"] is False
@@ -264,8 +305,9 @@ async def test_the_cache_serves_paraphrases_until_the_documents_change(client: C
         async with client.ws_connect("/v1/chat", headers=auth(globex.secret)) as other:
             _, _, done = await ask(other, "How long does standard delivery take?")
             assert done["cached"] is False
-        await pool.execute("UPDATE chunks SET text = replace(text, '3 to 5 days', '4 to 6 days') "
-                           "WHERE tenant_id = $1", acme.tenant.id)
+        await pool.execute(
+            "UPDATE chunks SET text = replace(text, '3 to 5 days', '4 to 6 days') WHERE tenant_id = $1", acme.tenant.id
+        )
         changed, _, done = await ask(ws, "How long does standard delivery take?", "c3")
         assert done["cached"] is False and "4 to 6 days" in changed
 
@@ -283,8 +325,7 @@ async def test_rate_limit_per_key(aiohttp_client: AiohttpClient, settings: Setti
         await ask(ws, "When do you ship?")
 
 
-async def test_idle_connections_are_closed(aiohttp_client: AiohttpClient, settings: Settings,
-                                           acme: Indexed) -> None:
+async def test_idle_connections_are_closed(aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed) -> None:
     quick = settings.model_copy(update={"chat": settings.chat.model_copy(update={"idle_timeout": 0.5})})
     client = await aiohttp_client(create_app(quick, builtin_plugins()))
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
@@ -298,15 +339,17 @@ async def test_plain_get_is_told_to_use_websocket(client: Client) -> None:
 
 
 async def test_openai_generator_streams_and_falls_back_when_unreachable(
-        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed,
-        caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, caplog: pytest.LogCaptureFixture
+) -> None:
     from tests.llm import fake_llm
 
     def with_llm(url: str) -> Settings:
-        plugins = settings.plugins.model_copy(update={"openai": {"base_url": url, "model": "m",
-                                                                 "connect_timeout": 1.0}})
-        return settings.model_copy(update={"answer": settings.answer.model_copy(update={"generator": "openai"}),
-                                           "plugins": plugins})
+        plugins = settings.plugins.model_copy(
+            update={"openai": {"base_url": url, "model": "m", "connect_timeout": 1.0}}
+        )
+        return settings.model_copy(
+            update={"answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins}
+        )
 
     async with fake_llm(answer="Standard delivery takes 3 to 5 days [1].") as llm:
         client = await aiohttp_client(create_app(with_llm(llm.url), builtin_plugins()))
@@ -319,8 +362,9 @@ async def test_openai_generator_streams_and_falls_back_when_unreachable(
             text, _, done = await ask(ws, "What is the capital of France?")
         assert done["generator"] is None and len(llm.requests) == 1, "refused by bitbd, the model never asked"
         stats = await (await client.get("/v1/admin/stats", headers=admin_headers())).json()
-        assert stats["llm"] == [{"generator": "openai", "limit": 1, "in_flight": 0, "waiting": 0,
-                                 "wait_p50_ms": 0, "wait_p95_ms": 0}], "the console sees the model's queue"
+        assert stats["llm"] == [
+            {"generator": "openai", "limit": 1, "in_flight": 0, "waiting": 0, "wait_p50_ms": 0, "wait_p95_ms": 0}
+        ], "the console sees the model's queue"
     down = await aiohttp_client(create_app(with_llm("http://127.0.0.1:9/v1"), builtin_plugins()))
     async with down.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, _, done = await ask(ws, "How long does standard delivery take?")
@@ -330,16 +374,21 @@ async def test_openai_generator_streams_and_falls_back_when_unreachable(
 
 
 async def test_an_answer_the_model_did_not_finish_is_marked_and_never_cached(
-        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed,
-        caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, caplog: pytest.LogCaptureFixture
+) -> None:
     from tests.llm import fake_llm
 
-    async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and [1] and [1] and [9]", finish="length"
-                        ) as llm:
+    async with fake_llm(
+        answer="Standard delivery takes 3 to 5 days [1] and [1] and [1] and [9]", finish="length"
+    ) as llm:
         plugins = settings.plugins.model_copy(update={"openai": {"base_url": llm.url, "model": "m"}})
-        on = settings.model_copy(update={
-            "answer": settings.answer.model_copy(update={"generator": "openai"}), "plugins": plugins,
-            "cache": settings.cache.model_copy(update={"enabled": True})})
+        on = settings.model_copy(
+            update={
+                "answer": settings.answer.model_copy(update={"generator": "openai"}),
+                "plugins": plugins,
+                "cache": settings.cache.model_copy(update={"enabled": True}),
+            }
+        )
         client = await aiohttp_client(create_app(on, builtin_plugins()))
         question = "How long does standard delivery take?"
         async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
@@ -356,4 +405,3 @@ async def test_an_answer_the_model_did_not_finish_is_marked_and_never_cached(
         metrics = await (await client.get("/metrics")).text()
     assert 'bitbd_answers_total{complete="false",generator="openai"} 2' in metrics
     assert 'bitbd_llm_requests_waiting{generator="openai"} 0' in metrics
-

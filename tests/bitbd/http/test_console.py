@@ -17,8 +17,9 @@ from tests.ingesting import Client, wait_job
 from tests.site import Site
 
 
-async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str, seconds: float = 30,
-                  until: Any = lambda m: True) -> dict[str, Any]:
+async def next_of(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, seconds: float = 30, until: Any = lambda m: True
+) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         msg = await ws.receive(timeout=seconds)
@@ -36,8 +37,11 @@ async def test_live_events_follow_a_crawl(ingest: tuple[Client, str], site: tupl
         first = await next_of(ws, "snapshot", 5)
         assert set(first) >= {"queues", "workers", "jobs", "chat", "time"}
         assert set(first["queues"]) >= {"high", "normal", "delayed"}
-        resp = await client.post("/v1/sources", json={"type": "web", "urls": [f"{base}/volcanoes"], "max_depth": 0,
-                                                      "sitemap": False}, headers={"Authorization": f"Bearer {key}"})
+        resp = await client.post(
+            "/v1/sources",
+            json={"type": "web", "urls": [f"{base}/volcanoes"], "max_depth": 0, "sitemap": False},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         job_id = (await resp.json())["job_id"]
         started = time.monotonic()
         update = await next_of(ws, "jobs", 10, lambda e: any(j["id"] == job_id for j in e["jobs"]))
@@ -45,20 +49,25 @@ async def test_live_events_follow_a_crawl(ingest: tuple[Client, str], site: tupl
         job = next(j for j in update["jobs"] if j["id"] == job_id)
         assert job["tenant"] == "acme" and job["source_type"] == "web"
         if job["status"] != "succeeded":  # a one-page job may end within the first half second
-            await next_of(ws, "jobs", 60, lambda e: any(j["id"] == job_id and j["status"] == "succeeded"
-                                                        for j in e["jobs"]))
+            await next_of(
+                ws, "jobs", 60, lambda e: any(j["id"] == job_id and j["status"] == "succeeded" for j in e["jobs"])
+            )
         snap = await next_of(ws, "snapshot", 5, lambda e: e["jobs"]["succeeded"] >= 1)
         assert any(w["concurrency"] == 2 and w["role"] == "serve" for w in snap["workers"]), snap["workers"]
     resp = await client.get("/v1/admin/events")
     assert resp.status == 401, "the feed is for the operator only"
 
 
-async def test_jobs_of_every_tenant_retry_and_cancel(ingest: tuple[Client, str], site: tuple[Site, str],
-                                                     pool: asyncpg.Pool) -> None:
+async def test_jobs_of_every_tenant_retry_and_cancel(
+    ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool
+) -> None:
     client, key = ingest
     _, base = site
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [f"{base}/missing"], "max_depth": 0,
-                                                  "sitemap": False}, headers={"Authorization": f"Bearer {key}"})
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": [f"{base}/missing"], "max_depth": 0, "sitemap": False},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     job_id = (await resp.json())["job_id"]
     failed = await wait_job(client, key, job_id)
     assert failed["status"] == "failed"
@@ -90,8 +99,11 @@ async def test_recent_questions_and_tenant_stats(ingest: tuple[Client, str], sit
     client, key = ingest
     _, base = site
     auth = {"Authorization": f"Bearer {key}"}
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [f"{base}/volcanoes"], "max_depth": 0,
-                                                  "sitemap": False}, headers=auth)
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": [f"{base}/volcanoes"], "max_depth": 0, "sitemap": False},
+        headers=auth,
+    )
     await wait_job(client, key, (await resp.json())["job_id"])
     async with client.ws_connect("/v1/chat", headers=auth) as ws:
         await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})

@@ -27,8 +27,9 @@ async def test_healthz_and_readyz(aiohttp_client: AiohttpClient, settings: Setti
     assert body["checks"]["postgres"]["ok"] and body["checks"]["redis"]["ok"]
 
 
-async def test_readyz_names_redis_when_it_is_down(aiohttp_client: AiohttpClient, settings: Settings,
-                                                  pool: asyncpg.Pool) -> None:
+async def test_readyz_names_redis_when_it_is_down(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
     nowhere = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), timeout=0.5)
     client = await aiohttp_client(create_app(settings.model_copy(update={"redis": nowhere}), builtin_plugins()))
     resp = await client.get("/readyz")
@@ -39,11 +40,13 @@ async def test_readyz_names_redis_when_it_is_down(aiohttp_client: AiohttpClient,
     assert (await client.get("/healthz")).status == 200
 
 
-async def test_readyz_names_postgres_when_it_stops(aiohttp_client: AiohttpClient, settings: Settings,
-                                                   tmp_path: Path) -> None:
+async def test_readyz_names_postgres_when_it_stops(
+    aiohttp_client: AiohttpClient, settings: Settings, tmp_path: Path
+) -> None:
     # A PostgreSQL of its own, so that stopping it leaves the suite's alone.
-    own = settings.model_copy(update={"data_dir": tmp_path, "database": settings.database.model_copy(
-        update={"dsn": SecretStr("")})})
+    own = settings.model_copy(
+        update={"data_dir": tmp_path, "database": settings.database.model_copy(update={"dsn": SecretStr("")})}
+    )
     with services(own, "test", redis=False) as running:
         client = await aiohttp_client(create_app(running, builtin_plugins()))
         assert (await client.get("/readyz")).status == 200
@@ -56,18 +59,24 @@ async def test_readyz_names_postgres_when_it_stops(aiohttp_client: AiohttpClient
     resp = await client.get("/v1/tenant", headers={"Authorization": "Bearer sk_" + "x" * 43})
     body = await resp.json()
     assert resp.status == 503, body
-    assert body["error"] == {"code": "unavailable", "message": "PostgreSQL is unreachable right now; try again "
-                                                               "shortly (GET /readyz shows what is down)"}
+    assert body["error"] == {
+        "code": "unavailable",
+        "message": "PostgreSQL is unreachable right now; try again shortly (GET /readyz shows what is down)",
+    }
 
 
-async def test_a_job_sent_while_redis_is_down_is_kept(aiohttp_client: AiohttpClient, settings: Settings,
-                                                      pool: asyncpg.Pool) -> None:
+async def test_a_job_sent_while_redis_is_down_is_kept(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
     nowhere = RedisSettings(url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), timeout=0.5)
     client = await aiohttp_client(create_app(settings.model_copy(update={"redis": nowhere}), builtin_plugins()))
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": ["https://docs.example/"]},
-                             headers={"Authorization": f"Bearer {key}"})
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": ["https://docs.example/"]},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     body = await resp.json()
     assert resp.status == 202 and "starts when Redis is back" in body["note"]
     assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", uuid.UUID(body["job_id"])) == "queued"

@@ -20,13 +20,20 @@ SLACK = 2  # answers past auth.max_failures a burst may still get (none expected
 
 
 def _daemon(root: Path, **env: str) -> tuple[Daemon, str, str]:
-    environ = clean_env(BITBD_AUTH__MAX_FAILURES=str(FAILURES), BITBD_AUTH__FAILURE_WINDOW=str(WINDOW),
-                        BITBD_CHAT__MAX_CONNECTIONS_PER_CLIENT=str(CAP),
-                        BITBD_CHAT__MAX_CONNECTIONS_PER_KEY=str(KEY_CAP), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", **env)
+    environ = clean_env(
+        BITBD_AUTH__MAX_FAILURES=str(FAILURES),
+        BITBD_AUTH__FAILURE_WINDOW=str(WINDOW),
+        BITBD_CHAT__MAX_CONNECTIONS_PER_CLIENT=str(CAP),
+        BITBD_CHAT__MAX_CONNECTIONS_PER_KEY=str(KEY_CAP),
+        BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+        **env,
+    )
     d = Daemon(root / "data", root, env=environ).start()
     assert bitbd("tenant", "create", "acme", "--data-dir", str(d.data_dir), cwd=root, env=environ).returncode == 0
-    keys = [bitbd("key", "create", "--tenant", "acme", "--data-dir", str(d.data_dir), cwd=root,
-                  env=environ).stdout.strip() for _ in range(2)]
+    keys = [
+        bitbd("key", "create", "--tenant", "acme", "--data-dir", str(d.data_dir), cwd=root, env=environ).stdout.strip()
+        for _ in range(2)
+    ]
     return d, keys[0], keys[1]
 
 
@@ -38,17 +45,20 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, 
     assert "Traceback" not in d.output(), d.output()[-3000:]
 
 
-async def _get(session: aiohttp.ClientSession, url: str, token: str,
-               headers: dict[str, str] | None = None) -> tuple[int, str | None, dict[str, str]]:
+async def _get(
+    session: aiohttp.ClientSession, url: str, token: str, headers: dict[str, str] | None = None
+) -> tuple[int, str | None, dict[str, str]]:
     method, body = ("POST", {"query": "refunds"}) if url.endswith("/v1/search") else ("GET", None)
-    async with session.request(method, url, json=body,
-                               headers={"Authorization": f"Bearer {token}", **(headers or {})}) as r:
+    async with session.request(
+        method, url, json=body, headers={"Authorization": f"Bearer {token}", **(headers or {})}
+    ) as r:
         answer = await r.json()
         return r.status, r.headers.get("Retry-After"), answer["error"] if r.status >= 400 else {}
 
 
-async def _burst(url: str, tokens: list[str], headers: dict[str, str] | None = None
-                 ) -> list[tuple[int, str | None, dict[str, str]]]:
+async def _burst(
+    url: str, tokens: list[str], headers: dict[str, str] | None = None
+) -> list[tuple[int, str | None, dict[str, str]]]:
     """Every request at once, each on its own connection (no client-side limit on connections)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         return list(await asyncio.gather(*(_get(session, url, t, headers) for t in tokens)))
@@ -76,13 +86,15 @@ def test_300_wrong_secret_keys_at_once_get_at_most_max_failures_answers(guarded:
 
 
 def test_300_wrong_public_keys_on_the_chat_upgrade_at_once_get_at_most_max_failures_upgrades(
-        guarded: tuple[Daemon, str, str]) -> None:
+    guarded: tuple[Daemon, str, str],
+) -> None:
     d, key, _ = guarded
 
     async def upgrade(session: aiohttp.ClientSession, i: int) -> int:
         try:
-            async with session.ws_connect(d.url.replace("http", "ws") + f"/v1/chat?key=pk_{i:043d}",
-                                          headers={"Origin": "https://shop.example"}) as ws:
+            async with session.ws_connect(
+                d.url.replace("http", "ws") + f"/v1/chat?key=pk_{i:043d}", headers={"Origin": "https://shop.example"}
+            ) as ws:
                 message = await ws.receive_json(timeout=10)
                 assert message["type"] == "error" and message["code"] == "unauthorized", message
                 return 101
@@ -159,8 +171,9 @@ async def _chat_status(d: Daemon, token: str) -> int:
     """101 when the upgrade happened (whatever the chat then says), else the HTTP status it was refused with."""
     async with aiohttp.ClientSession() as session:
         try:
-            async with session.ws_connect(d.url.replace("http", "ws") + "/v1/chat",
-                                          headers={"Authorization": f"Bearer {token}"}) as ws:
+            async with session.ws_connect(
+                d.url.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {token}"}
+            ) as ws:
                 await ws.receive(timeout=0.2)
                 return 101
         except aiohttp.WSServerHandshakeError as e:
@@ -171,9 +184,16 @@ async def _chat_status(d: Daemon, token: str) -> int:
 
 async def _refused_upgrade(session: aiohttp.ClientSession, url: str, key: str) -> dict[str, str]:
     """The error of an upgrade refused with 429 (read as plain HTTP: aiohttp's ws_connect hides the body)."""
-    async with session.get(url, headers={"Authorization": f"Bearer {key}", "Upgrade": "websocket",
-                                         "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as r:
+    async with session.get(
+        url,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    ) as r:
         assert r.status == 429 and r.headers.get("Retry-After"), r.status
         error: dict[str, str] = (await r.json())["error"]
         assert error["code"] == "too_many_connections", error
@@ -186,7 +206,8 @@ async def _pong(ws: aiohttp.ClientWebSocketResponse) -> None:
 
 
 def test_one_address_holds_at_most_max_connections_per_client_sockets_of_a_key(
-        guarded: tuple[Daemon, str, str]) -> None:
+    guarded: tuple[Daemon, str, str],
+) -> None:
     """A public key is in its site's HTML: one script holding sockets must not shut out the site's visitors. The
     cap is per (key, client address); all clients of a key together stop at chat.max_connections_per_key."""
     d, key, other = guarded
@@ -194,8 +215,10 @@ def test_one_address_holds_at_most_max_connections_per_client_sockets_of_a_key(
     async def scenario() -> None:
         url = d.url.replace("http", "ws") + "/v1/chat"
         auth = {"Authorization": f"Bearer {key}"}
-        async with aiohttp.ClientSession() as session, aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as visitor:
+        async with (
+            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as visitor,
+        ):
             held = [await session.ws_connect(url, headers=auth) for _ in range(CAP)]
             for ws in held:
                 await _pong(ws)
@@ -239,7 +262,15 @@ def test_behind_a_trusted_proxy_the_forwarded_client_counts(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("token", ["short", "x" * 31, "adm_" + "é" * 40])
 def test_a_short_or_odd_admin_token_stops_the_server_at_start_up(tmp_path: Path, token: str) -> None:
-    ran = bitbd("serve", "--data-dir", str(tmp_path / "data"), "--port", "0", cwd=tmp_path, timeout=60,
-                env=clean_env(BITBD_ADMIN_TOKEN=token))
+    ran = bitbd(
+        "serve",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        "0",
+        cwd=tmp_path,
+        timeout=60,
+        env=clean_env(BITBD_ADMIN_TOKEN=token),
+    )
     assert ran.returncode != 0, ran
     assert "BITBD_ADMIN_TOKEN" in ran.stderr and ("at least 32" in ran.stderr or "ASCII" in ran.stderr), ran.stderr

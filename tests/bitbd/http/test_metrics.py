@@ -22,7 +22,7 @@ from tests.corpus import Indexed
 
 Client = TestClient[Any, Any]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-_LINE = re.compile(r'^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+|NaN|\+Inf)$')
+_LINE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+|NaN|\+Inf)$")
 
 
 def parse(text: str) -> Samples:
@@ -62,23 +62,45 @@ async def test_counts_follow_what_was_done(client: Client, acme: Indexed) -> Non
     text, after = await scrape(client)
 
     assert value(during, "bitbd_ws_connections") == 1 and value(after, "bitbd_ws_connections") == 0
-    assert value(after, "bitbd_rag_queries_total", success="true") - \
-        value(before, "bitbd_rag_queries_total", success="true") == 2
-    assert value(after, "bitbd_rag_queries_total", success="false") - \
-        value(before, "bitbd_rag_queries_total", success="false") == 1
-    assert value(after, "bitbd_cache_requests_total", result="hit") - \
-        value(before, "bitbd_cache_requests_total", result="hit") == 1
-    assert value(after, "bitbd_rag_query_latency_seconds_count", phase="total") - \
-        value(before, "bitbd_rag_query_latency_seconds_count", phase="total") == 2
-    assert value(after, "bitbd_http_requests_total", route="/v1/search", status="200") - \
-        value(before, "bitbd_http_requests_total", route="/v1/search", status="200") == 1
+    assert (
+        value(after, "bitbd_rag_queries_total", success="true")
+        - value(before, "bitbd_rag_queries_total", success="true")
+        == 2
+    )
+    assert (
+        value(after, "bitbd_rag_queries_total", success="false")
+        - value(before, "bitbd_rag_queries_total", success="false")
+        == 1
+    )
+    assert (
+        value(after, "bitbd_cache_requests_total", result="hit")
+        - value(before, "bitbd_cache_requests_total", result="hit")
+        == 1
+    )
+    assert (
+        value(after, "bitbd_rag_query_latency_seconds_count", phase="total")
+        - value(before, "bitbd_rag_query_latency_seconds_count", phase="total")
+        == 2
+    )
+    assert (
+        value(after, "bitbd_http_requests_total", route="/v1/search", status="200")
+        - value(before, "bitbd_http_requests_total", route="/v1/search", status="200")
+        == 1
+    )
     assert value(after, "bitbd_http_requests_total", route="unmatched", status="404") >= 1
-    assert value(after, "bitbd_embed_seconds_count", kind="query") > value(before, "bitbd_embed_seconds_count",
-                                                                           kind="query")
+    assert value(after, "bitbd_embed_seconds_count", kind="query") > value(
+        before, "bitbd_embed_seconds_count", kind="query"
+    )
     assert ("bitbd_queue_depth", frozenset({("queue", "normal")})) in after
-    for name in ("bitbd_queue_jobs_total", "bitbd_queue_job_duration_seconds", "bitbd_rag_chunks_retrieved",
-                 "bitbd_ingestion_jobs_total", "bitbd_ingestion_pages_processed", "bitbd_ingestion_chunks_created",
-                 "bitbd_http_request_duration_seconds"):
+    for name in (
+        "bitbd_queue_jobs_total",
+        "bitbd_queue_job_duration_seconds",
+        "bitbd_rag_chunks_retrieved",
+        "bitbd_ingestion_jobs_total",
+        "bitbd_ingestion_pages_processed",
+        "bitbd_ingestion_chunks_created",
+        "bitbd_http_request_duration_seconds",
+    ):
         assert f"# TYPE {name} " in text, name
     # Bounded labels: no tenant ids, key prefixes, concrete paths or URLs anywhere.
     assert str(acme.tenant.id) not in text and acme.secret[:11] not in text
@@ -86,8 +108,9 @@ async def test_counts_follow_what_was_done(client: Client, acme: Indexed) -> Non
 
 
 async def test_metrics_token(aiohttp_client: AiohttpClient, settings: Settings) -> None:
-    protected = settings.model_copy(update={"metrics": settings.metrics.model_copy(
-        update={"token": SecretStr("metrics-secret")})})
+    protected = settings.model_copy(
+        update={"metrics": settings.metrics.model_copy(update={"token": SecretStr("metrics-secret")})}
+    )
     client = await aiohttp_client(create_app(protected, builtin_plugins()))
     resp = await client.get("/metrics")
     assert resp.status == 401 and "metrics.token" in (await resp.json())["error"]["message"]
@@ -103,9 +126,13 @@ def test_a_separate_worker_serves_the_counts_of_its_own_jobs(tmp_path: Path) -> 
     env = clean_env(BITBD_JOBS__WORKERS="0")
     daemon = Daemon(tmp_path / "data", tmp_path, env=env).start()
     port = free_port()
-    worker = subprocess.Popen([sys.executable, "-m", "bitbd", "worker", "--data-dir", str(daemon.data_dir),
-                               "--metrics-port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bitbd", "worker", "--data-dir", str(daemon.data_dir), "--metrics-port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         d = str(daemon.data_dir)
         assert bitbd("tenant", "create", "acme", "--data-dir", d, cwd=tmp_path).returncode == 0
@@ -118,8 +145,9 @@ def test_a_separate_worker_serves_the_counts_of_its_own_jobs(tmp_path: Path) -> 
         assert value(worker_metrics, "bitbd_queue_jobs_total", queue="normal", status="success") == 4  # start + 3
         assert value(worker_metrics, "bitbd_embed_seconds_count", kind="document") >= 3
         server_metrics = parse(_get(daemon.url + "/metrics"))
-        assert value(server_metrics, "bitbd_ingestion_jobs_total", status="succeeded") == 0, \
+        assert value(server_metrics, "bitbd_ingestion_jobs_total", status="succeeded") == 0, (
             "the server ran no task: each process counts only its own work"
+        )
     finally:
         worker.terminate()
         worker.wait(30)

@@ -20,8 +20,9 @@ def auth(key: str) -> dict[str, str]:
 
 
 async def test_hits_have_exactly_the_documented_fields_best_first(client: Client, acme: Indexed) -> None:
-    resp = await client.post("/v1/search", json={"query": "Can I get my money back?", "k": 3},
-                             headers=auth(acme.secret))
+    resp = await client.post(
+        "/v1/search", json={"query": "Can I get my money back?", "k": 3}, headers=auth(acme.secret)
+    )
     assert resp.status == 200
     hits = (await resp.json())["hits"]
     assert 1 <= len(hits) <= 3
@@ -58,8 +59,9 @@ async def test_bad_requests_say_what_is_wrong(client: Client, pool: asyncpg.Pool
     key = auth(acme.secret)
     status, code, _ = await error(await client.post("/v1/search", json={"query": "x"}))
     assert (status, code) == (401, "unauthorized")
-    status, code, message = await error(await client.post("/v1/search", data=b"{nope", headers={
-        **key, "Content-Type": "application/json"}))
+    status, code, message = await error(
+        await client.post("/v1/search", data=b"{nope", headers={**key, "Content-Type": "application/json"})
+    )
     assert (status, code) == (400, "invalid_json")
     status, code, message = await error(await client.post("/v1/search", json={"query": "x", "k": 500}, headers=key))
     assert (status, code) == (400, "invalid_request") and "'k'" in message
@@ -77,6 +79,5 @@ async def test_bad_requests_say_what_is_wrong(client: Client, pool: asyncpg.Pool
 async def test_a_tenant_with_no_documents_is_told_to_ingest(client: Client, pool: asyncpg.Pool) -> None:
     await tenancy.create_tenant(pool, "empty")
     _, secret = await tenancy.create_key(pool, "empty", tenancy.KeySpec("secret"))
-    status, code, message = await error(await client.post("/v1/search", json={"query": "hello"},
-                                                          headers=auth(secret)))
+    status, code, message = await error(await client.post("/v1/search", json={"query": "hello"}, headers=auth(secret)))
     assert (status, code) == (409, "no_documents") and "bitbd ingest" in message

@@ -41,21 +41,30 @@ BODY_TIMEOUT = 2.0
 
 
 def multipart(files: list[tuple[str, bytes]], boundary: str = "b0undary7") -> bytes:
-    out = b"".join((f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-                    "Content-Type: text/plain\r\n\r\n").encode() + data + b"\r\n" for name, data in files)
+    out = b"".join(
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    )
     return out + f"--{boundary}--\r\n".encode()
 
 
-async def post(client: Client, key: str, body: bytes, chunked: bool, hold: asyncio.Event | None = None,
-               boundary: str = "b0undary7") -> aiohttp.ClientResponse:
+async def post(
+    client: Client, key: str, body: bytes, chunked: bool, hold: asyncio.Event | None = None, boundary: str = "b0undary7"
+) -> aiohttp.ClientResponse:
     """The body with a Content-Length (as curl -F sends it) or chunked; with `hold`, the second half waits."""
+
     async def pieces() -> AsyncIterator[bytes]:
         half = len(body) // 2
         yield body[:half]
         if hold is not None:
             await hold.wait()
         for at in range(half, len(body), 256 * 1024):
-            yield body[at:at + 256 * 1024]
+            yield body[at : at + 256 * 1024]
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
     if not chunked:
@@ -96,16 +105,22 @@ async def other_tenant_key(pool: asyncpg.Pool) -> str:
     return (await tenancy.create_key(pool, "globex", KeySpec("secret")))[1]
 
 
-FILES = st.lists(st.tuples(st.sampled_from([0, 1, 100, MiB - 1, MiB, MiB + 1, LIMITS.max_upload_bytes,
-                                            LIMITS.max_upload_bytes + 1]) | st.integers(0, 2 * MiB),
-                           st.integers(0, 2**32)), min_size=1, max_size=4)
+FILES = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1, 100, MiB - 1, MiB, MiB + 1, LIMITS.max_upload_bytes, LIMITS.max_upload_bytes + 1])
+        | st.integers(0, 2 * MiB),
+        st.integers(0, 2**32),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(files=FILES, chunked=st.booleans())
 async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_breaks(
-        limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings, files: list[tuple[int, int]],
-        chunked: bool) -> None:
+    limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings, files: list[tuple[int, int]], chunked: bool
+) -> None:
     client, key = limited
     sent = [(f"f{i}.txt", random.Random(seed).randbytes(size)) for i, (size, seed) in enumerate(files)]
     before = await pool.fetchval("SELECT count(*) FROM uploads")
@@ -121,9 +136,11 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
     else:
         assert resp.status == 202, body
         assert body["files"] == [name for name, _ in sent]
-        rows = await pool.fetch("SELECT u.id, u.tenant_id, u.filename, u.bytes FROM uploads u JOIN jobs j "
-                                "ON j.source_id = u.source_id WHERE j.id = $1 ORDER BY u.filename",
-                                uuid.UUID(body["job_id"]))
+        rows = await pool.fetch(
+            "SELECT u.id, u.tenant_id, u.filename, u.bytes FROM uploads u JOIN jobs j "
+            "ON j.source_id = u.source_id WHERE j.id = $1 ORDER BY u.filename",
+            uuid.UUID(body["job_id"]),
+        )
         assert [(r["filename"], r["bytes"]) for r in rows] == [(n, len(d)) for n, d in sent]
         for row, (_, data) in zip(rows, sent, strict=True):
             assert await stored_bytes(pool, row["tenant_id"], row) == data
@@ -132,12 +149,20 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
 
 
 async def test_the_server_wide_budget_makes_a_concurrent_upload_wait_then_refuses_it_with_503(
-        limited: tuple[Client, str], pool: asyncpg.Pool) -> None:
+    limited: tuple[Client, str], pool: asyncpg.Pool
+) -> None:
     client, key = limited
     other = await other_tenant_key(pool)  # another tenant: this is the server-wide bound, not the tenant's share
     hold = asyncio.Event()
-    first = asyncio.create_task(post(client, key, multipart([("a.txt", b"a" * (MiB + MiB // 2)),
-                                                             ("b.txt", b"b" * MiB)]), chunked=False, hold=hold))
+    first = asyncio.create_task(
+        post(
+            client,
+            key,
+            multipart([("a.txt", b"a" * (MiB + MiB // 2)), ("b.txt", b"b" * MiB)]),
+            chunked=False,
+            hold=hold,
+        )
+    )
     budget = budget_of(client)
     async with asyncio.timeout(10):
         while budget.held < 2 * MiB:  # noqa: ASYNC110  (the first upload has reserved its declared length)
@@ -190,7 +215,8 @@ OPS = st.lists(st.tuples(st.sampled_from([A, B, C]), st.integers(1, 5 * MiB), st
 @settings(max_examples=200, deadline=None)
 @given(limit=st.integers(2 * MiB, 8 * MiB), share=st.integers(MiB, 8 * MiB), ops=OPS)
 async def test_no_tenant_holds_more_than_its_share_and_a_take_is_refused_only_when_it_does_not_fit(
-        limit: int, share: int, ops: list[tuple[uuid.UUID, int, bool]]) -> None:
+    limit: int, share: int, ops: list[tuple[uuid.UUID, int, bool]]
+) -> None:
     budget, held = UploadBudget(limit, per_tenant=share), {A: 0, B: 0, C: 0}
     wait, uploads.BUDGET_WAIT = uploads.BUDGET_WAIT, 0  # refuse at once: nothing is given back meanwhile
     try:
@@ -218,14 +244,22 @@ async def test_no_tenant_holds_more_than_its_share_and_a_take_is_refused_only_wh
 
 
 async def test_one_tenants_slow_uploads_cannot_hold_the_budget_another_tenant_needs(
-        limited: tuple[Client, str], pool: asyncpg.Pool) -> None:
+    limited: tuple[Client, str], pool: asyncpg.Pool
+) -> None:
     client, key = limited
     other = await other_tenant_key(pool)
     budget = budget_of(client)
     assert budget.per_tenant == 3 * MiB, "half the 4 MiB budget, but at least one 3 MiB request"
     hold = asyncio.Event()
-    first = asyncio.create_task(post(client, key, multipart([("a.txt", b"a" * (MiB + MiB // 2)),
-                                                             ("b.txt", b"b" * MiB)]), chunked=False, hold=hold))
+    first = asyncio.create_task(
+        post(
+            client,
+            key,
+            multipart([("a.txt", b"a" * (MiB + MiB // 2)), ("b.txt", b"b" * MiB)]),
+            chunked=False,
+            hold=hold,
+        )
+    )
     async with asyncio.timeout(10):
         while budget.held < 2 * MiB:  # noqa: ASYNC110  (acme's slow upload has reserved its declared length)
             await asyncio.sleep(0.01)
@@ -244,10 +278,15 @@ async def test_one_tenants_slow_uploads_cannot_hold_the_budget_another_tenant_ne
 
 
 async def test_a_slow_store_is_not_reported_as_a_body_that_did_not_arrive(
-        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool
+) -> None:
     """server.body_timeout bounds receiving the body only: a COPY into PostgreSQL that waits longer is no 408."""
-    client = await aiohttp_client(create_app(settings.model_copy(update={"server": settings.server.model_copy(
-        update={"body_timeout": BODY_TIMEOUT})}), builtin_plugins()))
+    client = await aiohttp_client(
+        create_app(
+            settings.model_copy(update={"server": settings.server.model_copy(update={"body_timeout": BODY_TIMEOUT})}),
+            builtin_plugins(),
+        )
+    )
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     async with pool.acquire() as conn, conn.transaction():
@@ -260,12 +299,15 @@ async def test_a_slow_store_is_not_reported_as_a_body_that_did_not_arrive(
 
 
 async def test_a_declared_length_over_the_request_limit_is_refused_before_the_body_is_read(
-        limited: tuple[Client, str]) -> None:
+    limited: tuple[Client, str],
+) -> None:
     client, key = limited
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-                 "Content-Type: multipart/form-data; boundary=b0undary7\r\n"
-                 f"Content-Length: {3 * MiB + 1}\r\n\r\n".encode())
+    writer.write(
+        f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: multipart/form-data; boundary=b0undary7\r\n"
+        f"Content-Length: {3 * MiB + 1}\r\n\r\n".encode()
+    )
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # not one byte of the body was sent
     assert head.startswith(b"HTTP/1.1 413"), head
@@ -273,14 +315,18 @@ async def test_a_declared_length_over_the_request_limit_is_refused_before_the_bo
 
 
 async def test_a_client_that_goes_away_mid_upload_leaves_nothing_held_open_or_stored(
-        limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings) -> None:
+    limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings
+) -> None:
     client, key = limited
     body = multipart([("gone.txt", b"g" * (MiB + MiB // 4))])
     for cut in (len(body) // 2, len(body) - 10):
         _, writer = await asyncio.open_connection(client.host, client.port)
-        writer.write(f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-                     "Content-Type: multipart/form-data; boundary=b0undary7\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        writer.write(
+            f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: multipart/form-data; boundary=b0undary7\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:cut]
+        )
         await writer.drain()
         async with asyncio.timeout(10):
             while budget_of(client).held == 0:  # noqa: ASYNC110  (the server has started on it)
@@ -304,22 +350,28 @@ async def test_a_real_daemon_receives_4x40_mib_without_holding_it_in_memory(tmp_
         _, made = daemon.request("POST", "/v1/admin/tenants/big/keys", {"kind": "secret"}, token=token)
         key: str = made["key"]
         line = b"the lifts are inspected twice a year by the building's engineer, who files a report\n"
-        files = [(f"big-{i}.txt", (line * (BIG_MIB * MiB // len(line) + 1))[:BIG_MIB * MiB])
-                 for i in range(BIG_FILES)]
+        files = [(f"big-{i}.txt", (line * (BIG_MIB * MiB // len(line) + 1))[: BIG_MIB * MiB]) for i in range(BIG_FILES)]
         body = multipart(files)
         del files
         daemon.upload(key, "warm-up.txt", b"a first small upload loads the code paths", "text/plain")
         await asyncio.sleep(1)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+
             async def pieces() -> AsyncIterator[bytes]:
                 for at in range(0, len(body), MiB):
-                    yield body[at:at + MiB]
+                    yield body[at : at + MiB]
 
             assert daemon.proc is not None
             with PeakRss(daemon.proc.pid) as rss:
-                async with session.post(daemon.url + "/v1/uploads", data=pieces(), headers={
-                        "Authorization": f"Bearer {key}", "Content-Length": str(len(body)),
-                        "Content-Type": "multipart/form-data; boundary=b0undary7"}) as resp:
+                async with session.post(
+                    daemon.url + "/v1/uploads",
+                    data=pieces(),
+                    headers={
+                        "Authorization": f"Bearer {key}",
+                        "Content-Length": str(len(body)),
+                        "Content-Type": "multipart/form-data; boundary=b0undary7",
+                    },
+                ) as resp:
                     reply: dict[str, Any] = await resp.json()
                 await asyncio.sleep(0.5)
         assert resp.status == 202, reply

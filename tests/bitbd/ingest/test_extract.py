@@ -10,7 +10,8 @@ from tests.site import BREAD, encrypt_pdf, make_pdf, page
 
 def test_html_main_text_links_and_canonical() -> None:
     html = page("Bread", BREAD, ["/", "other.html#x", "mailto:a@b.example"]).replace(
-        "</head>", '<link rel="canonical" href="/bread"><script>var secret = 1;</script></head>')
+        "</head>", '<link rel="canonical" href="/bread"><script>var secret = 1;</script></head>'
+    )
     doc = extract(html.encode(), "text/html", "http://site.example/dir/page.html")
     assert doc.title == "Bread"
     assert "## Starter" in doc.text and "wild yeast" in doc.text
@@ -64,8 +65,10 @@ def test_html_becomes_markdown_with_whole_code_blocks_terms_as_headings_and_no_a
     assert text.startswith("# functools — Higher-order functions\n"), text
     assert "¶" not in text and "\\_" not in text and "\\*" not in text
     assert "##### @functools.lru_cache(maxsize=128)\n" in text  # the documented term heads its section
-    assert "```\n# the cache is keyed on the arguments\n@lru_cache\ndef count_vowels(sentence):\n" \
-           "    return sum(sentence.count(v) for v in 'aeiou')\n```" in text  # fenced, whole, indentation kept
+    assert (
+        "```\n# the cache is keyed on the arguments\n@lru_cache\ndef count_vowels(sentence):\n"
+        "    return sum(sentence.count(v) for v in 'aeiou')\n```" in text
+    )  # fenced, whole, indentation kept
     assert "The `functools` module is for higher-order functions." in text  # a link's words stay
     assert "Use `cache_info()` to measure the object_pairs_hook * effectiveness." in text
     for chrome in ("Table of Contents", "next", "Copyright"):

@@ -18,8 +18,11 @@ from bitbd.interfaces import SourceError
 from bitbd.settings import CrawlerSettings
 from tests.site import Site
 
-HOSTILE = (b"User-agent: *\n" + b"".join(b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + str(i).encode() + b"$\n"
-                                         for i in range(12_000)) + b"Disallow: /private/\nSitemap: /map.xml\n")
+HOSTILE = (
+    b"User-agent: *\n"
+    + b"".join(b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + str(i).encode() + b"$\n" for i in range(12_000))
+    + b"Disallow: /private/\nSitemap: /map.xml\n"
+)
 
 
 @pytest.fixture
@@ -47,8 +50,9 @@ async def fetcher() -> AsyncIterator[Fetcher]:
     await fetcher.close()
 
 
-async def test_a_hostile_robots_txt_is_parsed_and_matched_off_the_loop(sites: list[tuple[Site, str]],
-                                                                       fetcher: Fetcher) -> None:
+async def test_a_hostile_robots_txt_is_parsed_and_matched_off_the_loop(
+    sites: list[tuple[Site, str]], fetcher: Fetcher
+) -> None:
     site, base = sites[0]
     site.pages["/robots.txt"] = ("text/plain", HOSTILE[: robots.MAX_BYTES])
     lags: list[float] = []
@@ -72,8 +76,9 @@ async def test_a_hostile_robots_txt_is_parsed_and_matched_off_the_loop(sites: li
     assert max(lags) < 0.05, "Protego's parse in a thread stalled the loop 93-119 ms"
 
 
-async def test_the_cache_is_bounded_and_keeps_the_recently_used(sites: list[tuple[Site, str]], fetcher: Fetcher,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_cache_is_bounded_and_keeps_the_recently_used(
+    sites: list[tuple[Site, str]], fetcher: Fetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(robots, "MAX_ORIGINS", 3)
     bases = [base for _, base in sites]
     for base in bases[:3]:

@@ -26,9 +26,18 @@ from bitbd.settings import CrawlerSettings
 from bitbd_plugins.sources.web import WebSource
 
 # Characters IDNA (UTS 46) maps onto ASCII digits, letters and the full stop.
-DIGITS = {str(d): [str(d), chr(0xFF10 + d), chr(0x1D7CE + d), chr(0x1D7D8 + d), chr(0x1D7EC + d), chr(0x1D7F6 + d),
-                   chr(0x245F + d) if d else "\u24ea"]  # fullwidth, mathematical, circled
-          for d in range(10)}
+DIGITS = {
+    str(d): [
+        str(d),
+        chr(0xFF10 + d),
+        chr(0x1D7CE + d),
+        chr(0x1D7D8 + d),
+        chr(0x1D7EC + d),
+        chr(0x1D7F6 + d),
+        chr(0x245F + d) if d else "\u24ea",
+    ]  # fullwidth, mathematical, circled
+    for d in range(10)
+}
 LETTERS = {c: [c, c.upper(), chr(0xFF41 + ord(c) - ord("a")), chr(0xFF21 + ord(c) - ord("a"))] for c in "abcdefx"}
 DOTS = [".", "\u3002", "\uff0e", "\uff61"]
 
@@ -92,8 +101,11 @@ def _number(value: int, draw: st.DrawFn) -> str:
 def ipv4_spelling(draw: st.DrawFn, address: str) -> str:
     """An IPv4 address in a form the system resolver turns back into it: 4, 3, 2 or 1 parts, any base."""
     a, b, c, d = (int(x) for x in address.split("."))
-    parts = draw(st.sampled_from([[a, b, c, d], [a, b, (c << 8) | d], [a, (b << 16) | (c << 8) | d],
-                                  [int(ipaddress.IPv4Address(address))]]))
+    parts = draw(
+        st.sampled_from(
+            [[a, b, c, d], [a, b, (c << 8) | d], [a, (b << 16) | (c << 8) | d], [int(ipaddress.IPv4Address(address))]]
+        )
+    )
     text = ".".join(_number(p, draw) for p in parts)
     return spell(text, draw) if draw(st.booleans()) else text
 
@@ -105,8 +117,24 @@ def loopback_host(draw: st.DrawFn) -> str:
     if kind == "name":
         return spell(draw(st.sampled_from(["localhost", "LOCALHOST", "localhost.", "a.localhost"])), draw)
     if kind == "v6":
-        return "[" + draw(st.sampled_from(["::1", "0:0:0:0:0:0:0:1", "0::1", "::ffff:127.0.0.1", "::ffff:7f00:1",
-                                           "0:0:0:0:0:ffff:7f00:1", "::FFFF:127.0.0.1", "64:ff9b::7f00:1"])) + "]"
+        return (
+            "["
+            + draw(
+                st.sampled_from(
+                    [
+                        "::1",
+                        "0:0:0:0:0:0:0:1",
+                        "0::1",
+                        "::ffff:127.0.0.1",
+                        "::ffff:7f00:1",
+                        "0:0:0:0:0:ffff:7f00:1",
+                        "::FFFF:127.0.0.1",
+                        "64:ff9b::7f00:1",
+                    ]
+                )
+            )
+            + "]"
+        )
     address = draw(st.sampled_from(["127.0.0.1", "127.0.0.1", "127.1.2.3", "0.0.0.0"]))
     if kind == "v4-unicode":  # IDNA first turns it into plain dotted decimal (the form of the report)
         return spell(address, draw) + draw(st.sampled_from(["", "."]))
@@ -122,16 +150,32 @@ def loopback_url(draw: st.DrawFn, port: int) -> str:
 
 
 GUARDED = SimpleNamespace(crawler=CrawlerSettings(allow_private=False))  # what WebSource.validate reads
-PRIVATE = ["10.0.0.1", "10.255.1.2", "172.16.0.1", "172.31.255.254", "192.168.1.1", "169.254.169.254",
-           "100.64.0.1", "198.18.0.1", "224.0.0.1", "255.255.255.255"]
+PRIVATE = [
+    "10.0.0.1",
+    "10.255.1.2",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "198.18.0.1",
+    "224.0.0.1",
+    "255.255.255.255",
+]
 
 
 @st.composite
 def private_url(draw: st.DrawFn) -> str:
     """Private, link-local and metadata addresses in any spelling (checked without sending anything)."""
     address = draw(st.sampled_from(PRIVATE))
-    host = draw(st.one_of(ipv4_spelling(address), st.just(address).map(lambda a: spell(a, draw)),
-                          st.just(f"[::ffff:{address}]"), st.sampled_from(["[fe80::1]", "[fd00::1]", "[fc00::7]"])))
+    host = draw(
+        st.one_of(
+            ipv4_spelling(address),
+            st.just(address).map(lambda a: spell(a, draw)),
+            st.just(f"[::ffff:{address}]"),
+            st.sampled_from(["[fe80::1]", "[fd00::1]", "[fc00::7]"]),
+        )
+    )
     return f"http://{host}/latest/meta-data/"
 
 
@@ -171,8 +215,12 @@ def test_every_spelling_of_a_private_address_is_refused_before_connecting(url: s
 
 
 def test_the_reported_spellings() -> None:
-    for host in ["\uff11\uff12\uff17.\uff10.\uff10.\uff11", "127\u30020\u30020\u30021",
-                 "\u2460\u2461\u2466.\u24ea.\u24ea.\u2460", "1\uff12\u2466\u3002\uff10.\u24ea\uff0e1"]:
+    for host in [
+        "\uff11\uff12\uff17.\uff10.\uff10.\uff11",
+        "127\u30020\u30020\u30021",
+        "\u2460\u2461\u2466.\u24ea.\u24ea.\u2460",
+        "1\uff12\u2466\u3002\uff10.\u24ea\uff0e1",
+    ]:
         assert url_refusal(f"http://{host}:8080/", allow_private=False), host
 
 

@@ -25,7 +25,8 @@ def errors_by_item(job: dict[str, Any], base: str) -> dict[str, str]:
 
 
 async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
-        ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool) -> None:
+    ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool
+) -> None:
     client, key = ingest
     the_site, base = site
     # The unreachable page is on another port, so another site (the link to it is not followed): a start URL.
@@ -53,9 +54,13 @@ async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
     assert the_site.hits["/private/secret"] == 0, "robots.txt is obeyed before fetching"
     assert "https://other.example/x" not in str(job["errors"]), "links to other sites are not followed"
 
-    docs = {r["url"].removeprefix(base): r["chunks"] for r in await pool.fetch(
-        "SELECT d.url, count(c.id) AS chunks FROM documents d LEFT JOIN chunks c ON c.document_id = d.id "
-        "GROUP BY d.url")}
+    docs = {
+        r["url"].removeprefix(base): r["chunks"]
+        for r in await pool.fetch(
+            "SELECT d.url, count(c.id) AS chunks FROM documents d LEFT JOIN chunks c ON c.document_id = d.id "
+            "GROUP BY d.url"
+        )
+    }
     assert set(docs) == {"/", "/volcanoes", "/bread", "/flaky", "/from-sitemap", "/latin", "/guide.pdf"}
     assert all(n > 0 for n in docs.values()), docs
     progress = job["progress"]
@@ -69,15 +74,18 @@ async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
     embedder = FastEmbedder({})
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE name = 'acme'")
     store = PgVectorStore(pool)
-    for question, path in [("how do I feed a sourdough starter", "/bread"),
-                           ("what warns that an eruption is coming", "/volcanoes"),
-                           ("where did the glacier ice stop", "/guide.pdf")]:
+    for question, path in [
+        ("how do I feed a sourdough starter", "/bread"),
+        ("what warns that an eruption is coming", "/volcanoes"),
+        ("where did the glacier ice stop", "/guide.pdf"),
+    ]:
         hits = await store.search(tenant_id, (await embedder.embed([question]))[0], 3)
         assert hits[0].url == base + path, (question, [h.url for h in hits])
 
 
 async def test_recrawl_skips_unchanged_and_follows_changes(
-        ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool) -> None:
+    ingest: tuple[Client, str], site: tuple[Site, str], pool: asyncpg.Pool
+) -> None:
     client, key = ingest
     the_site, base = site
     first = await crawl(client, key, {"type": "web", "urls": [base + "/"], "max_pages": 50})
@@ -93,16 +101,28 @@ async def test_recrawl_skips_unchanged_and_follows_changes(
 
     # The site changes: one page gone, one page edited.
     del the_site.pages["/volcanoes"]
-    the_site.html("/bread", page("Bread", BREAD + "<h2>Storing</h2><p>Keep the finished loaf in a linen bag "
-                                 "for up to three days; never in the fridge.</p>", ["/"]))
+    the_site.html(
+        "/bread",
+        page(
+            "Bread",
+            BREAD + "<h2>Storing</h2><p>Keep the finished loaf in a linen bag "
+            "for up to three days; never in the fridge.</p>",
+            ["/"],
+        ),
+    )
     resp = await client.post(f"/v1/sources/{first['source_id']}/crawl", headers=auth)
     changed = await wait_job(client, key, (await resp.json())["job_id"])
     assert changed["status"] == "succeeded"
     assert 0 < changed["progress"]["chunks_embedded"] <= 2, "only the edited part of /bread is embedded"
     urls = {r["url"] for r in await pool.fetch("SELECT url FROM documents")}
     assert base + "/volcanoes" not in urls, "a page gone from the site leaves the index"
-    assert await pool.fetchval("SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id "
-                               "WHERE d.url = $1", base + "/volcanoes") == 0
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.url = $1",
+            base + "/volcanoes",
+        )
+        == 0
+    )
 
 
 async def test_max_pages_and_depth_bound_the_crawl(ingest: tuple[Client, str], site: tuple[Site, str]) -> None:
@@ -110,8 +130,7 @@ async def test_max_pages_and_depth_bound_the_crawl(ingest: tuple[Client, str], s
     _, base = site
     job = await crawl(client, key, {"type": "web", "urls": [base + "/"], "max_pages": 3, "sitemap": False})
     assert job["progress"]["found"] == 3 and job["progress"]["truncated"] is True
-    job = await crawl(client, key, {"type": "web", "urls": [base + "/volcanoes"], "max_depth": 0,
-                                    "sitemap": False})
+    job = await crawl(client, key, {"type": "web", "urls": [base + "/volcanoes"], "max_depth": 0, "sitemap": False})
     assert job["progress"]["found"] == 1
 
 

@@ -28,9 +28,11 @@ async def big_site() -> AsyncIterator[str]:
     paths = [f"/p{i}" for i in range(40)]
     site.html("/", page("Index", "<p>All the numbered pages of the archive are listed here.</p>", paths))
     for i, path in enumerate(paths):
-        body = "".join(f"<h2>Part {j}</h2><p>Page {i} part {j} describes item {i * 7 + j} of the archive in "
-                       f"some detail, with notes on its origin, its condition and its history.</p>"
-                       for j in range(8))
+        body = "".join(
+            f"<h2>Part {j}</h2><p>Page {i} part {j} describes item {i * 7 + j} of the archive in "
+            f"some detail, with notes on its origin, its condition and its history.</p>"
+            for j in range(8)
+        )
         site.html(path, page(f"Page {i}", body, ["/"]))
     async with serving(site.app()) as url:
         yield url
@@ -45,25 +47,33 @@ async def start(client: Client, key: str, body: dict[str, object]) -> str:
 
 async def one_worker(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> tuple[Client, str]:
     base = ingest_settings(settings)
-    client = await aiohttp_client(create_app(base.model_copy(update={"jobs": JobSettings(workers=1)}),
-                                             builtin_plugins()))
+    client = await aiohttp_client(
+        create_app(base.model_copy(update={"jobs": JobSettings(workers=1)}), builtin_plugins())
+    )
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     return client, key
 
 
-async def test_private_addresses_are_refused_by_default(aiohttp_client: AiohttpClient, settings: Settings,
-                                                        pool: asyncpg.Pool, big_site: str) -> None:
+async def test_private_addresses_are_refused_by_default(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str
+) -> None:
     guarded = ingest_settings(settings, allow_private=False)
     client = await aiohttp_client(create_app(guarded, builtin_plugins()))
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     port = big_site.rsplit(":", 1)[1]
     # Addresses and loopback names are refused when the source is created (400, naming the setting)...
-    for url in (big_site + "/", f"http://localhost:{port}/", "http://169.254.169.254/latest/meta-data/",
-                "http://[::1]:9/", f"http://\uff11\uff12\uff17\u3002\uff10.\u24ea.\u2460:{port}/"):
-        resp = await client.post("/v1/sources", json={"type": "web", "urls": [url]},
-                                 headers={"Authorization": f"Bearer {key}"})
+    for url in (
+        big_site + "/",
+        f"http://localhost:{port}/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/",
+        f"http://\uff11\uff12\uff17\u3002\uff10.\u24ea.\u2460:{port}/",
+    ):
+        resp = await client.post(
+            "/v1/sources", json={"type": "web", "urls": [url]}, headers={"Authorization": f"Bearer {key}"}
+        )
         assert resp.status == 400, url
         message = (await resp.json())["error"]["message"]
         assert "private, loopback or link-local" in message and "crawler.allow_private" in message, message
@@ -82,12 +92,23 @@ async def test_uploads(ingest: tuple[Client, str], pool: asyncpg.Pool) -> None:
     client, key = ingest
     auth = {"Authorization": f"Bearer {key}"}
     form = aiohttp.FormData()
-    form.add_field("file", b"# Kettles\n\nDescale the kettle monthly with citric acid to keep it quiet.\n",
-                   filename="kettles.md", content_type="text/markdown")
-    form.add_field("file", b"Plain notes: the boiler is serviced every autumn by a certified engineer.",
-                   filename="../../etc/notes.txt")
-    form.add_field("file", make_pdf(["Tide tables list high and low water for each day of the year."]),
-                   filename="tides.pdf", content_type="application/pdf")
+    form.add_field(
+        "file",
+        b"# Kettles\n\nDescale the kettle monthly with citric acid to keep it quiet.\n",
+        filename="kettles.md",
+        content_type="text/markdown",
+    )
+    form.add_field(
+        "file",
+        b"Plain notes: the boiler is serviced every autumn by a certified engineer.",
+        filename="../../etc/notes.txt",
+    )
+    form.add_field(
+        "file",
+        make_pdf(["Tide tables list high and low water for each day of the year."]),
+        filename="tides.pdf",
+        content_type="application/pdf",
+    )
     form.add_field("file", b"", filename="empty.txt")
     form.add_field("file", b"%PDF-1.7 garbage", filename="broken.pdf")
     resp = await client.post("/v1/uploads", data=form, headers=auth)
@@ -100,8 +121,7 @@ async def test_uploads(ingest: tuple[Client, str], pool: asyncpg.Pool) -> None:
     assert any("empty.txt: empty file" in e for e in errors.values())
     assert any("broken.pdf: broken PDF" in e for e in errors.values())
     titles = {r["url"]: r["title"] for r in await pool.fetch("SELECT url, title FROM documents")}
-    assert titles == {"upload:kettles.md": "Kettles", "upload:notes.txt": "notes.txt",
-                      "upload:tides.pdf": "tides.pdf"}
+    assert titles == {"upload:kettles.md": "Kettles", "upload:notes.txt": "notes.txt", "upload:tides.pdf": "tides.pdf"}
 
     form = aiohttp.FormData()
     form.add_field("file", b"MZ\x90\x00", filename="setup.exe")
@@ -111,8 +131,9 @@ async def test_uploads(ingest: tuple[Client, str], pool: asyncpg.Pool) -> None:
     assert resp.status == 415 and "multipart/form-data" in (await resp.json())["error"]["message"]
 
 
-async def test_cancel_stops_a_crawl(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool,
-                                    big_site: str) -> None:
+async def test_cancel_stops_a_crawl(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str
+) -> None:
     client, key = await one_worker(aiohttp_client, settings, pool)
     auth = {"Authorization": f"Bearer {key}"}
     job_id = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
@@ -134,8 +155,10 @@ async def slow_site() -> AsyncIterator[str]:
     paths = [f"/s{i}" for i in range(60)]
     site.html("/", page("Index", "<p>Every slow page of the archive is listed here.</p>", paths))
     for i, path in enumerate(paths):
-        body = "".join(f"<h2>Part {j}</h2><p>Slow page {i} part {j} tells of record {i * 5 + j}, its keeper "
-                       f"and its year.</p>" for j in range(12))
+        body = "".join(
+            f"<h2>Part {j}</h2><p>Slow page {i} part {j} tells of record {i * 5 + j}, its keeper and its year.</p>"
+            for j in range(12)
+        )
         site.html(path, page(f"Slow {i}", body, ["/"]))
 
     async def slowly(request: web.Request) -> web.StreamResponse:
@@ -150,12 +173,14 @@ async def slow_site() -> AsyncIterator[str]:
 
 
 async def test_nothing_is_fetched_embedded_or_stored_after_a_cancel(
-        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, slow_site: str) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, slow_site: str
+) -> None:
     """Pages already queued or in flight used to be fetched and embedded after the cancel (48 -> 50 pages,
     2,151 -> 2,510 chunks): now the documents and chunks stay as they were when the cancel returned."""
     base = ingest_settings(settings)
-    client = await aiohttp_client(create_app(base.model_copy(update={"jobs": base.jobs.model_copy(
-        update={"workers": 6})}), builtin_plugins()))
+    client = await aiohttp_client(
+        create_app(base.model_copy(update={"jobs": base.jobs.model_copy(update={"workers": 6})}), builtin_plugins())
+    )
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     auth = {"Authorization": f"Bearer {key}"}
@@ -179,16 +204,25 @@ async def test_nothing_is_fetched_embedded_or_stored_after_a_cancel(
 
 @pytest.mark.timeout(150)  # a pool deadlock hangs the app's shutdown too: fail, do not wait out the suite's 300 s
 async def test_more_workers_than_pool_connections_finish_a_crawl(
-        aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str
+) -> None:
     """12 workers over a pool of 2 connections: a task holds one connection at a time (a store's live check, lock
     and writes share one), so tasks wait for each other's connections but never hold one while waiting for
     another. With two per store (the lock on one, the writes on others) every connection could be held by a task
     waiting for a second: the crawl hung, undetected. The second crawl finds every page unchanged, so the
     workers do little but store, all at once."""
     base = ingest_settings(settings)
-    client = await aiohttp_client(create_app(base.model_copy(update={
-        "jobs": base.jobs.model_copy(update={"workers": 12}),
-        "database": base.database.model_copy(update={"pool_max": 2})}), builtin_plugins()))
+    client = await aiohttp_client(
+        create_app(
+            base.model_copy(
+                update={
+                    "jobs": base.jobs.model_copy(update={"workers": 12}),
+                    "database": base.database.model_copy(update={"pool_max": 2}),
+                }
+            ),
+            builtin_plugins(),
+        )
+    )
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
     for crawl in ("first", "unchanged"):
@@ -199,17 +233,20 @@ async def test_more_workers_than_pool_connections_finish_a_crawl(
     assert await pool.fetchval("SELECT count(*) FROM documents") == 41
 
 
-async def test_high_priority_jobs_overtake_queued_normal_work(aiohttp_client: AiohttpClient, settings: Settings,
-                                                             pool: asyncpg.Pool, big_site: str) -> None:
+async def test_high_priority_jobs_overtake_queued_normal_work(
+    aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool, big_site: str
+) -> None:
     client, key = await one_worker(aiohttp_client, settings, pool)
     auth = {"Authorization": f"Bearer {key}"}
     normal = await start(client, key, {"type": "web", "urls": [big_site + "/"], "sitemap": False})
     await wait_progress(client, key, normal, "found", 41)
-    high = await start(client, key, {"type": "web", "urls": [big_site + "/p39"], "max_depth": 0,
-                                     "sitemap": False, "priority": "high"})
+    high = await start(
+        client, key, {"type": "web", "urls": [big_site + "/p39"], "max_depth": 0, "sitemap": False, "priority": "high"}
+    )
     done = await wait_job(client, key, high)
     assert done["status"] == "succeeded" and done["priority"] == "high"
     slow = await (await client.get(f"/v1/jobs/{normal}", headers=auth)).json()
-    assert slow["status"] == "running" and slow["progress"]["queued"] > 20, \
+    assert slow["status"] == "running" and slow["progress"]["queued"] > 20, (
         "the high job finished while most of the normal crawl was still waiting"
+    )
     await client.post(f"/v1/jobs/{normal}/cancel", headers=auth)

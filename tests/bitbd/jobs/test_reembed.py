@@ -12,14 +12,21 @@ from tests.ingesting import Client, ingest_settings, wait_job
 from tests.site import Site
 
 
-async def test_model_switch_reembeds_everything(ingest: tuple[Client, str], site: tuple[Site, str],
-                                                aiohttp_client: AiohttpClient, settings: Settings,
-                                                pool: asyncpg.Pool) -> None:
+async def test_model_switch_reembeds_everything(
+    ingest: tuple[Client, str],
+    site: tuple[Site, str],
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    pool: asyncpg.Pool,
+) -> None:
     client, key = ingest
     _, base = site
     auth = {"Authorization": f"Bearer {key}"}
-    resp = await client.post("/v1/sources", json={"type": "web", "urls": [base + "/volcanoes"], "max_depth": 0,
-                                                  "sitemap": False}, headers=auth)
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": [base + "/volcanoes"], "max_depth": 0, "sitemap": False},
+        headers=auth,
+    )
     first = await wait_job(client, key, (await resp.json())["job_id"])
     assert first["status"] == "succeeded"
     chunks = first["progress"]["chunks_embedded"]
@@ -28,8 +35,13 @@ async def test_model_switch_reembeds_everything(ingest: tuple[Client, str], site
     await client.close()  # its workers (old model) must not take the new jobs
     # The same ONNX files under another model name stand in for a different model of the same dimension.
     model_dir = FastEmbedder({}).model_dir()
-    other = ingest_settings(settings).model_copy(update={"plugins": PluginSettings.model_validate(
-        {"fastembed": {"model": "local/other-minilm", "model_path": str(model_dir)}})})
+    other = ingest_settings(settings).model_copy(
+        update={
+            "plugins": PluginSettings.model_validate(
+                {"fastembed": {"model": "local/other-minilm", "model_path": str(model_dir)}}
+            )
+        }
+    )
     switched = await aiohttp_client(create_app(other, builtin_plugins()))
     resp = await switched.post("/v1/reembed", headers=auth)
     assert resp.status == 202

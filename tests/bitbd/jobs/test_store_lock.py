@@ -38,7 +38,8 @@ async def worker_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def test_a_cancel_is_not_starved_by_stores_and_nothing_commits_after_it(
-        pool: asyncpg.Pool, worker_pool: asyncpg.Pool, running_job: tuple[uuid.UUID, uuid.UUID]) -> None:
+    pool: asyncpg.Pool, worker_pool: asyncpg.Pool, running_job: tuple[uuid.UUID, uuid.UUID]
+) -> None:
     """Six tasks store back to back (each store 80 ms, staggered, so some store is always in progress). With the
     job's row held FOR SHARE by each store the cancel's UPDATE waited as long as shares kept overlapping (new FOR
     SHARE lockers are let in past a waiting UPDATE); now it returns within one store's time."""
@@ -78,13 +79,15 @@ async def test_a_cancel_is_not_starved_by_stores_and_nothing_commits_after_it(
         await asyncio.gather(*tasks, return_exceptions=True)
     assert len(ended) == 6
     # Every store the cancel let through committed before the cancel returned; none came after.
-    assert await pool.fetchval("SELECT count(*) FROM documents WHERE tenant_id = $1", tenant) == counted \
-        == len(committed)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM documents WHERE tenant_id = $1", tenant) == counted == len(committed)
+    )
     print(f"cancel waited {waited * 1000:.0f} ms behind {len(committed)} stores")
 
 
-async def test_a_task_stores_on_one_connection(pool: asyncpg.Pool, running_job: tuple[uuid.UUID, uuid.UUID],
-                                               settings: Settings) -> None:
+async def test_a_task_stores_on_one_connection(
+    pool: asyncpg.Pool, running_job: tuple[uuid.UUID, uuid.UUID], settings: Settings
+) -> None:
     """With a pool of one connection a store still completes: the live check, the lock and the writes (document
     and chunks through the vector store) share it, in one transaction."""
     from bitbd_plugins.stores.pgvector import PgVectorStore
@@ -110,7 +113,8 @@ async def test_a_task_stores_on_one_connection(pool: asyncpg.Pool, running_job: 
 
 
 async def test_cancel_of_an_ended_job_is_a_conflict_on_a_full_pool(
-        running_job: tuple[uuid.UUID, uuid.UUID], settings: Settings) -> None:
+    running_job: tuple[uuid.UUID, uuid.UUID], settings: Settings
+) -> None:
     """The 409's lookup happens after the cancel's transaction: a pool of one connection answers it."""
     tenant, job_id = running_job
     single = await open_pool(settings.database.model_copy(update={"pool_min": 0, "pool_max": 1}))

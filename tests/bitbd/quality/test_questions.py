@@ -16,17 +16,29 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_both_formats_read_the_same_questions(tmp_path: Path) -> None:
-    jsonl = write(tmp_path, "q.jsonl", '{"question": "how do I return an item?", "urls": ["/help/returns.html"], '
-                  '"answer": "30 days"}\n\n# a comment\n{"question": "capital of France?", "refuse": true}\n')
-    tsv = write(tmp_path, "q.tsv", "how do I return an item?\t/help/returns.html\t30 days\n"
-                "capital of France?\t\trefuse\n")
+    jsonl = write(
+        tmp_path,
+        "q.jsonl",
+        '{"question": "how do I return an item?", "urls": ["/help/returns.html"], '
+        '"answer": "30 days"}\n\n# a comment\n{"question": "capital of France?", "refuse": true}\n',
+    )
+    tsv = write(
+        tmp_path, "q.tsv", "how do I return an item?\t/help/returns.html\t30 days\ncapital of France?\t\trefuse\n"
+    )
     for path in (jsonl, tsv):
         on_topic, off_topic = load(path)
-        assert (on_topic.text, on_topic.urls, on_topic.refuse) == ("how do I return an item?",
-                                                                   ("/help/returns.html",), False)
+        assert (on_topic.text, on_topic.urls, on_topic.refuse) == (
+            "how do I return an item?",
+            ("/help/returns.html",),
+            False,
+        )
         assert on_topic.answer is not None and on_topic.answer.pattern == "30 days"
-        assert (off_topic.text, off_topic.urls, off_topic.answer, off_topic.refuse) == ("capital of France?", (),
-                                                                                        None, True)
+        assert (off_topic.text, off_topic.urls, off_topic.answer, off_topic.refuse) == (
+            "capital of France?",
+            (),
+            None,
+            True,
+        )
     assert [q.line for q in load(jsonl)] == [1, 4]
 
 
@@ -50,20 +62,24 @@ def test_the_fact_is_matched_without_markers_and_markdown_marks() -> None:
     assert not q.has_fact("JSON is a data format. [1]")
 
 
-@pytest.mark.parametrize(("name", "text", "says"), [
-    ("q.jsonl", '{"question": "a?", "urls": ["x"]}\n{"question": "b?" "urls": []}\n', "q.jsonl:2: not JSON"),
-    ("q.jsonl", '["a?", "x"]\n', "q.jsonl:1: each line must be a JSON object"),
-    ("q.jsonl", '{"question": "a?", "url": ["x"]}\n', "q.jsonl:1: unknown field(s) url"),
-    ("q.jsonl", '{"question": "a?"}\n', "q.jsonl:1: no expected URL"),
-    ("q.jsonl", '{"question": "a?", "urls": ["x"], "answer": "(unclosed"}\n', "q.jsonl:1: the answer regex"),
-    ("q.jsonl", '{"question": "a?", "refuse": true, "urls": ["x"]}\n', "q.jsonl:1: a question to refuse has no"),
-    ("q.jsonl", '{"question": "", "urls": ["x"]}\n', "q.jsonl:1: the question is empty"),
-    ("q.jsonl", '{"question": "a?", "refuse": true}\n', "no on-topic questions"),
-    ("q.tsv", "a?\tx\tregex\textra\n", "q.tsv:1: 4 tab-separated columns"),
-    ("q.csv", "a?,x\n", "name it .jsonl"),
-])
-def test_a_broken_file_is_refused_naming_the_line_and_the_fault(tmp_path: Path, name: str, text: str,
-                                                               says: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("q.jsonl", '{"question": "a?", "urls": ["x"]}\n{"question": "b?" "urls": []}\n', "q.jsonl:2: not JSON"),
+        ("q.jsonl", '["a?", "x"]\n', "q.jsonl:1: each line must be a JSON object"),
+        ("q.jsonl", '{"question": "a?", "url": ["x"]}\n', "q.jsonl:1: unknown field(s) url"),
+        ("q.jsonl", '{"question": "a?"}\n', "q.jsonl:1: no expected URL"),
+        ("q.jsonl", '{"question": "a?", "urls": ["x"], "answer": "(unclosed"}\n', "q.jsonl:1: the answer regex"),
+        ("q.jsonl", '{"question": "a?", "refuse": true, "urls": ["x"]}\n', "q.jsonl:1: a question to refuse has no"),
+        ("q.jsonl", '{"question": "", "urls": ["x"]}\n', "q.jsonl:1: the question is empty"),
+        ("q.jsonl", '{"question": "a?", "refuse": true}\n', "no on-topic questions"),
+        ("q.tsv", "a?\tx\tregex\textra\n", "q.tsv:1: 4 tab-separated columns"),
+        ("q.csv", "a?,x\n", "name it .jsonl"),
+    ],
+)
+def test_a_broken_file_is_refused_naming_the_line_and_the_fault(
+    tmp_path: Path, name: str, text: str, says: str
+) -> None:
     with pytest.raises(QuestionFileError) as error:
         load(write(tmp_path, name, text))
     assert says in str(error.value)

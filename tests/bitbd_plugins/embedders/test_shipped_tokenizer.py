@@ -49,8 +49,9 @@ def test_the_vocabulary_is_the_size_of_the_models_embedding_table() -> None:
 
     def run(ids: list[int]) -> Any:
         a = np.array([ids], dtype=np.int64)
-        return session.run(None, {"input_ids": a, "attention_mask": np.ones_like(a),
-                                  "token_type_ids": np.zeros_like(a)})[0]
+        return session.run(
+            None, {"input_ids": a, "attention_mask": np.ones_like(a), "token_type_ids": np.zeros_like(a)}
+        )[0]
 
     assert run([101, size - 1, 102]).shape == (1, 3, 384), "the last token id has a row in the model"
     with pytest.raises(Exception, match=r"out of (data )?bounds"):
@@ -75,8 +76,12 @@ def test_embeddings_through_the_plugin_match_the_reference() -> None:
 
 
 def test_the_wheel_carries_the_tokenizer_and_its_licence(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                           str(tmp_path), str(repo_root())], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(repo_root())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     wheel = next(tmp_path.glob("bitbd-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -21,10 +21,14 @@ def passage(n: int, text: str) -> Passage:
 
 
 PASSAGES = [
-    passage(1, "# Returns\nYou can return any item within 30 days of delivery for a full refund. Our office has "
-               "plants. Refunds are paid to the original payment method within 5 days."),
-    passage(2, "# Shipping\nWe ship within 2 business days. Returns of damaged items are collected by courier at "
-               "no cost."),
+    passage(
+        1,
+        "# Returns\nYou can return any item within 30 days of delivery for a full refund. Our office has "
+        "plants. Refunds are paid to the original payment method within 5 days.",
+    ),
+    passage(
+        2, "# Shipping\nWe ship within 2 business days. Returns of damaged items are collected by courier at no cost."
+    ),
 ]
 
 
@@ -47,8 +51,10 @@ async def test_best_sentence_leads_and_limits_hold() -> None:
     text = await answer("returns refund courier damaged", PASSAGES, max_sentences=2)
     assert len(re.findall(r"\[\d\]", text)) == 2
     assert text.startswith("Returns of damaged items are collected by courier at no cost. [2]")
-    assert await answer("returns refund courier damaged", PASSAGES, max_sentences=1) == \
-        "Returns of damaged items are collected by courier at no cost. [2]"
+    assert (
+        await answer("returns refund courier damaged", PASSAGES, max_sentences=1)
+        == "Returns of damaged items are collected by courier at no cost. [2]"
+    )
 
 
 async def test_with_no_shared_word_the_best_passage_opening_is_used() -> None:
@@ -63,16 +69,20 @@ async def test_streams_in_pieces() -> None:
 
 
 def test_markdown_is_reduced_to_prose_sentences() -> None:
-    md = ("# Title\n\nUse the **install** command, see [the guide](https://x.example/g). It is quick.\n\n"
-          "The default values are evaluated when the function is\ndefined, so that\n\n"
-          "A sentence wrapped over\ntwo lines is joined again.\n"
-          "```\npip install thing and more words here\n```\n- A list item that is long enough to count as a line\n"
-          "| a | table | row that should be skipped entirely |\nshort.")
+    md = (
+        "# Title\n\nUse the **install** command, see [the guide](https://x.example/g). It is quick.\n\n"
+        "The default values are evaluated when the function is\ndefined, so that\n\n"
+        "A sentence wrapped over\ntwo lines is joined again.\n"
+        "```\npip install thing and more words here\n```\n- A list item that is long enough to count as a line\n"
+        "| a | table | row that should be skipped entirely |\nshort."
+    )
     # Headings, code, tables and fragments too short to stand alone ("It is quick.", "short.") are left out.
     # A lead-in that ends in "so that" (before a code block) says nothing on its own.
-    assert split_sentences(md) == ["Use the install command, see the guide.",
-                                   "A sentence wrapped over two lines is joined again.",
-                                   "A list item that is long enough to count as a line."]
+    assert split_sentences(md) == [
+        "Use the install command, see the guide.",
+        "A sentence wrapped over two lines is joined again.",
+        "A list item that is long enough to count as a line.",
+    ]
 
 
 def test_bad_config_names_the_key() -> None:
@@ -82,18 +92,31 @@ def test_bad_config_names_the_key() -> None:
 
 # A Python docs page as chunks come from it: a fragment cut at the chunk's edge, the term as a heading, and
 # a sentence that shares the question's words without answering it.
-LRU = passage(1, "self instance argument is included in the cache.\n\n"
-                 "##### @functools.lru_cache(maxsize=128, typed=False)\n\n"
-                 "Decorator to wrap a function with a memoizing callable that saves up to the maxsize most recent "
-                 "calls. It can save time when an expensive or I/O bound function is periodically called with "
-                 "the same arguments.\n\n"
-                 "The cache is threadsafe so that the wrapped function can be used in multiple threads.\n\n"
-                 "Changed in version 3.8: Added the user_function option to lru_cache.\n\n"
-                 "```\n@lru_cache\ndef count_vowels(sentence):\n    return sum(sentence.count(v) for v in 'aeiou')\n"
-                 "```\n")
-WHATS_NEW = Passage(2, Hit(2, uuid.uuid4(), "https://docs.example/whatsnew/3.8.html", "What's New In Python 3.8",
-                           "", "functools.lru_cache() can now be used as a straight decorator in addition to its "
-                           "use with a maxsize argument.", 0.5, 0.6))
+LRU = passage(
+    1,
+    "self instance argument is included in the cache.\n\n"
+    "##### @functools.lru_cache(maxsize=128, typed=False)\n\n"
+    "Decorator to wrap a function with a memoizing callable that saves up to the maxsize most recent "
+    "calls. It can save time when an expensive or I/O bound function is periodically called with "
+    "the same arguments.\n\n"
+    "The cache is threadsafe so that the wrapped function can be used in multiple threads.\n\n"
+    "Changed in version 3.8: Added the user_function option to lru_cache.\n\n"
+    "```\n@lru_cache\ndef count_vowels(sentence):\n    return sum(sentence.count(v) for v in 'aeiou')\n"
+    "```\n",
+)
+WHATS_NEW = Passage(
+    2,
+    Hit(
+        2,
+        uuid.uuid4(),
+        "https://docs.example/whatsnew/3.8.html",
+        "What's New In Python 3.8",
+        "",
+        "functools.lru_cache() can now be used as a straight decorator in addition to its use with a maxsize argument.",
+        0.5,
+        0.6,
+    ),
+)
 
 
 async def meaning_answer(question: str, passages: list[Passage]) -> str:
@@ -105,62 +128,89 @@ async def meaning_answer(question: str, passages: list[Passage]) -> str:
 
 async def test_the_sentence_that_answers_leads_with_its_neighbour_and_no_fragment_or_history_note() -> None:
     text = await meaning_answer("what does functools.lru_cache do", [LRU, WHATS_NEW])
-    assert text.startswith("`functools.lru_cache()`: Decorator to wrap a function with a memoizing callable that "
-                           "saves up to the maxsize most recent calls. [1] It can save time when"), text
+    assert text.startswith(
+        "`functools.lru_cache()`: Decorator to wrap a function with a memoizing callable that "
+        "saves up to the maxsize most recent calls. [1] It can save time when"
+    ), text
     for never in ("self instance argument", "Changed in version", "count_vowels", "What's New", "@functools"):
         assert never not in text, never
 
 
-@pytest.mark.parametrize(("heading", "name"), [
-    ("@functools.lru_cache(maxsize=128, typed=False)", "functools.lru_cache()"),
-    ("class csv.DictReader(f, fieldnames=None, restkey=None)", "csv.DictReader()"),
-    ("coroutine asyncio.gather(*aws, return_exceptions=False)", "asyncio.gather()"),
-    ("pop [--index] [-q|--quiet] [<stash>]", "pop"), ("--all", "--all"),
-    ("branch.<name>.remote", "branch.<name>.remote"),
-    ("os.environ", "os.environ"), ("Use of the library", ""), ("Package", ""), ("Examples and recipes", "")])
+@pytest.mark.parametrize(
+    ("heading", "name"),
+    [
+        ("@functools.lru_cache(maxsize=128, typed=False)", "functools.lru_cache()"),
+        ("class csv.DictReader(f, fieldnames=None, restkey=None)", "csv.DictReader()"),
+        ("coroutine asyncio.gather(*aws, return_exceptions=False)", "asyncio.gather()"),
+        ("pop [--index] [-q|--quiet] [<stash>]", "pop"),
+        ("--all", "--all"),
+        ("branch.<name>.remote", "branch.<name>.remote"),
+        ("os.environ", "os.environ"),
+        ("Use of the library", ""),
+        ("Package", ""),
+        ("Examples and recipes", ""),
+    ],
+)
 def test_a_documented_terms_heading_gives_its_name(heading: str, name: str) -> None:
     assert term_name(heading) == name
 
 
 async def test_a_lead_sentence_that_does_not_name_its_term_is_said_with_it() -> None:
-    doc = passage(1, "##### json.load(fp, *, cls=None, object_hook=None)\n\nDeserialize fp (a file containing a "
-                     "JSON document) to a Python object.\n\n##### json.loads(s, *, cls=None)\n\nThe json.loads() "
-                     "function deserializes s (a str instance containing a JSON document) to a Python object.")
+    doc = passage(
+        1,
+        "##### json.load(fp, *, cls=None, object_hook=None)\n\nDeserialize fp (a file containing a "
+        "JSON document) to a Python object.\n\n##### json.loads(s, *, cls=None)\n\nThe json.loads() "
+        "function deserializes s (a str instance containing a JSON document) to a Python object.",
+    )
     text = await answer("how do i deserialize a json document", [doc], max_sentences=2)
-    assert text == ("`json.load()`: Deserialize fp (a file containing a JSON document) to a Python object. [1] The "
-                    "json.loads() function deserializes s (a str instance containing a JSON document) to a Python "
-                    "object. [1]"), text
+    assert text == (
+        "`json.load()`: Deserialize fp (a file containing a JSON document) to a Python object. [1] The "
+        "json.loads() function deserializes s (a str instance containing a JSON document) to a Python "
+        "object. [1]"
+    ), text
 
 
 async def test_a_sentence_that_refers_back_is_said_after_the_one_it_refers_to() -> None:
-    refers = passage(1, "# Tokens\n\nThe secrets module generates cryptographically strong random numbers. It "
-                        "is the right choice for passwords, account authentication and security tokens.")
+    refers = passage(
+        1,
+        "# Tokens\n\nThe secrets module generates cryptographically strong random numbers. It "
+        "is the right choice for passwords, account authentication and security tokens.",
+    )
     text = await meaning_answer("is it good for making password reset tokens?", [refers])
-    assert text.startswith("The secrets module generates cryptographically strong random numbers. [1] It is the "
-                           "right choice"), text
+    assert text.startswith(
+        "The secrets module generates cryptographically strong random numbers. [1] It is the right choice"
+    ), text
 
 
 def test_history_notes_fragments_and_escapes_never_become_sentences() -> None:
-    md = ("only the tail of a sentence cut at the edge of a chunk remains here.\n\n"
-          "New in version 3.2: the typed option was added to this function.\n\n"
-          "Deprecated since version 3.12: use the other function, it is much better.\n\n"
-          "os.path.join() joins one or more path segments intelligently.\n\n"
-          r"The object\_pairs\_hook is called with the result of any object literal¶ decoded.")
-    assert split_sentences(md) == ["os.path.join() joins one or more path segments intelligently.",
-                                   "The object_pairs_hook is called with the result of any object literal "
-                                   "decoded."]
+    md = (
+        "only the tail of a sentence cut at the edge of a chunk remains here.\n\n"
+        "New in version 3.2: the typed option was added to this function.\n\n"
+        "Deprecated since version 3.12: use the other function, it is much better.\n\n"
+        "os.path.join() joins one or more path segments intelligently.\n\n"
+        r"The object\_pairs\_hook is called with the result of any object literal¶ decoded."
+    )
+    assert split_sentences(md) == [
+        "os.path.join() joins one or more path segments intelligently.",
+        "The object_pairs_hook is called with the result of any object literal decoded.",
+    ]
 
 
 async def test_a_lead_in_sentence_brings_the_code_it_introduces() -> None:
-    venv = passage(1, "## Creating Virtual Environments\n\nTo create a virtual environment, decide upon a directory "
-                      "where you want to place it, and run the `venv` module as a script with the directory path:"
-                      "\n\n```\npython3 -m venv tutorial-env\n```\n\nThis will create the `tutorial-env` directory if "
-                      "it does not exist.\n\n```\nimport this\nimport that\nimport more\nimport again\nimport many\n"
-                      "```\n")
+    venv = passage(
+        1,
+        "## Creating Virtual Environments\n\nTo create a virtual environment, decide upon a directory "
+        "where you want to place it, and run the `venv` module as a script with the directory path:"
+        "\n\n```\npython3 -m venv tutorial-env\n```\n\nThis will create the `tutorial-env` directory if "
+        "it does not exist.\n\n```\nimport this\nimport that\nimport more\nimport again\nimport many\n"
+        "```\n",
+    )
     text = await meaning_answer("how do i create a virtual environment", [venv])
-    assert text.startswith("To create a virtual environment, decide upon a directory where you want to place it, "
-                           "and run the `venv` module as a script with the directory path: [1]\n\n```\npython3 -m "
-                           "venv tutorial-env\n```\n"), text
+    assert text.startswith(
+        "To create a virtual environment, decide upon a directory where you want to place it, "
+        "and run the `venv` module as a script with the directory path: [1]\n\n```\npython3 -m "
+        "venv tutorial-env\n```\n"
+    ), text
     assert "import" not in text, "a long code block is never shown"
 
 
@@ -177,8 +227,11 @@ def test_chunks_are_ranked_one_by_one_within_their_pages() -> None:
 async def test_inline_code_stays_code_so_placeholders_arrive_as_written() -> None:
     from bitbd.answer.markdown import sanitize
 
-    untrack = passage(1, "# gitignore\n\nTo stop tracking a file that is currently tracked, use `git rm --cached "
-                         "<file>` and commit the removal.")
+    untrack = passage(
+        1,
+        "# gitignore\n\nTo stop tracking a file that is currently tracked, use `git rm --cached "
+        "<file>` and commit the removal.",
+    )
     text = await answer("how do i stop tracking a file", [untrack])
     assert "`git rm --cached <file>`" in sanitize(text) and "&lt;" not in sanitize(text), sanitize(text)
 
@@ -186,10 +239,12 @@ async def test_inline_code_stays_code_so_placeholders_arrive_as_written() -> Non
 def test_a_placeholder_outside_code_becomes_code() -> None:
     from bitbd.answer.markdown import sanitize
 
-    [sentence] = split_sentences("When creating a new branch, set up branch.<name>.remote and branch.<name>.merge "
-                                 "configuration entries.")
-    assert sentence == ("When creating a new branch, set up `branch.<name>.remote` and `branch.<name>.merge` "
-                        "configuration entries.")
+    [sentence] = split_sentences(
+        "When creating a new branch, set up branch.<name>.remote and branch.<name>.merge configuration entries."
+    )
+    assert sentence == (
+        "When creating a new branch, set up `branch.<name>.remote` and `branch.<name>.merge` configuration entries."
+    )
     assert "&lt;" not in sanitize(sentence)
 
 
@@ -197,13 +252,16 @@ def test_abbreviations_piped_code_and_interactive_sessions_do_not_spoil_an_answe
     from bitbd.answer.markdown import sanitize
     from bitbd_plugins.generators.sentences import analysed
 
-    md = ("`Optional[X]` is equivalent to `X | None` (or `Union[X, None]`). Any valid ISO 8601 format is taken, "
-          "except ordinal dates (e.g. 2002-W01) and week dates.\n\nReturn a string in ISO 8601 format:\n\n"
-          "```\n>>> date(2002, 12, 4).isoformat()\n'2002-12-04'\n```\n")
+    md = (
+        "`Optional[X]` is equivalent to `X | None` (or `Union[X, None]`). Any valid ISO 8601 format is taken, "
+        "except ordinal dates (e.g. 2002-W01) and week dates.\n\nReturn a string in ISO 8601 format:\n\n"
+        "```\n>>> date(2002, 12, 4).isoformat()\n'2002-12-04'\n```\n"
+    )
     said = analysed(md)
     assert [s.text for s in said] == [
         "`Optional[X]` is equivalent to X | None (or `Union[X, None]`).",  # a piped span would arrive escaped
-        "Any valid ISO 8601 format is taken, except ordinal dates (e.g. 2002-W01) and week dates."]
+        "Any valid ISO 8601 format is taken, except ordinal dates (e.g. 2002-W01) and week dates.",
+    ]
     assert "\\`" not in sanitize(said[0].text)
 
 

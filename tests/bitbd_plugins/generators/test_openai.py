@@ -14,8 +14,9 @@ from bitbd.settings import Settings
 from bitbd_plugins.generators.openai import OpenAIGenerator
 from tests.llm import UNINSTRUCTED, fake_llm
 
-PASSAGES = [Passage(1, Hit(1, uuid.uuid4(), "https://acme.example/returns", "Returns", "", "Return within 30 days.",
-                           0.1, 0.7))]
+PASSAGES = [
+    Passage(1, Hit(1, uuid.uuid4(), "https://acme.example/returns", "Returns", "", "Return within 30 days.", 0.1, 0.7))
+]
 
 
 def generator(url: str, **config: object) -> OpenAIGenerator:
@@ -87,8 +88,22 @@ async def test_markers_of_sources_the_model_was_not_given_are_removed() -> None:
 
 
 def long_passages(count: int, words: int) -> list[Passage]:
-    return [Passage(n, Hit(n, uuid.uuid4(), f"https://acme.example/p{n}", f"Page {n}", "",
-                           " ".join(f"word{n}x{i}" for i in range(words)), 0.1, 0.7)) for n in range(1, count + 1)]
+    return [
+        Passage(
+            n,
+            Hit(
+                n,
+                uuid.uuid4(),
+                f"https://acme.example/p{n}",
+                f"Page {n}",
+                "",
+                " ".join(f"word{n}x{i}" for i in range(words)),
+                0.1,
+                0.7,
+            ),
+        )
+        for n in range(1, count + 1)
+    ]
 
 
 async def test_the_prompt_stays_within_its_token_budget_and_cites_only_what_it_holds() -> None:

@@ -34,12 +34,21 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
 
 
 def real(settings: Settings, url: str, **openai: Any) -> Settings:
-    table = {"base_url": url, "model": "gemma-3-270m", "max_tokens": 48, "connect_timeout": 20.0,
-             "max_wait": 60.0, **openai}
-    return settings.model_copy(update={
-        "answer": settings.answer.model_copy(update={"generator": "openai"}),
-        "plugins": settings.plugins.model_copy(update={"openai": table}),
-        "cache": settings.cache.model_copy(update={"enabled": True})})
+    table = {
+        "base_url": url,
+        "model": "gemma-3-270m",
+        "max_tokens": 48,
+        "connect_timeout": 20.0,
+        "max_wait": 60.0,
+        **openai,
+    }
+    return settings.model_copy(
+        update={
+            "answer": settings.answer.model_copy(update={"generator": "openai"}),
+            "plugins": settings.plugins.model_copy(update={"openai": table}),
+            "cache": settings.cache.model_copy(update={"enabled": True}),
+        }
+    )
 
 
 def check_markers(text: str, sources: list[dict[str, Any]]) -> None:
@@ -49,7 +58,8 @@ def check_markers(text: str, sources: list[dict[str, Any]]) -> None:
 
 
 async def test_answers_stream_from_the_real_model_and_a_cut_one_is_never_cached(
-        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, llama: LlamaServer) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, llama: LlamaServer
+) -> None:
     client = await aiohttp_client(create_app(real(settings, llama.url), builtin_plugins()))
     async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, sources, done = await ask(ws, QUESTION, "first")
@@ -62,11 +72,14 @@ async def test_answers_stream_from_the_real_model_and_a_cut_one_is_never_cached(
 
 
 async def test_two_visitors_at_once_both_get_the_models_answer(
-        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, llama: LlamaServer) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, llama: LlamaServer
+) -> None:
     # llama.cpp's defaults: one slot, and a new request interrupts the one in progress. bitbd sends one at a time.
     client = await aiohttp_client(create_app(real(settings, llama.url), builtin_plugins()))
-    async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as one, \
-            client.ws_connect("/v1/chat", headers=auth(acme.secret)) as two:
+    async with (
+        client.ws_connect("/v1/chat", headers=auth(acme.secret)) as one,
+        client.ws_connect("/v1/chat", headers=auth(acme.secret)) as two,
+    ):
         results = await asyncio.gather(ask(one, QUESTION, "a"), ask(two, "How can I return an item?", "b"))
     for text, sources, done in results:
         assert done["generator"] == "openai", "neither fell back to extractive"
@@ -75,10 +88,12 @@ async def test_two_visitors_at_once_both_get_the_models_answer(
 
 
 async def test_the_model_killed_mid_answer_ends_the_question_and_the_next_is_answered_without_it(
-        aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, tmp_path: Path) -> None:
+    aiohttp_client: AiohttpClient, settings: Settings, acme: Indexed, tmp_path: Path
+) -> None:
     with llama_server(tmp_path) as doomed:
-        client = await aiohttp_client(create_app(real(settings, doomed.url, max_tokens=400, connect_timeout=60.0),
-                                                 builtin_plugins()))
+        client = await aiohttp_client(
+            create_app(real(settings, doomed.url, max_tokens=400, connect_timeout=60.0), builtin_plugins())
+        )
         async with client.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
             await ws.send_json({"type": "ask", "id": "k", "question": "Tell me everything about shipping."})
             first = await receive(ws)

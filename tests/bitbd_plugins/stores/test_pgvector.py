@@ -21,7 +21,8 @@ def unit(seed: int) -> Vector:
 
 async def document(pool: asyncpg.Pool, tenant_id: uuid.UUID, url: str) -> uuid.UUID:
     doc_id: uuid.UUID = await pool.fetchval(
-        "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, $3) RETURNING id", tenant_id, url, url[-5:])
+        "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, $3) RETURNING id", tenant_id, url, url[-5:]
+    )
     return doc_id
 
 
@@ -53,11 +54,15 @@ async def test_replace_search_delete_scoped_by_tenant(pool: asyncpg.Pool) -> Non
     assert {h.document_id for h in hits} == {doc_a}, "search must never return another tenant's chunks"
 
     # A new version keeps unchanged chunks (same ids), drops removed ones, adds new ones.
-    before = {r["content_hash"]: r["id"] for r in await pool.fetch("SELECT id, content_hash FROM chunks "
-                                                                     "WHERE document_id = $1", doc_a)}
+    before = {
+        r["content_hash"]: r["id"]
+        for r in await pool.fetch("SELECT id, content_hash FROM chunks WHERE document_id = $1", doc_a)
+    }
     await store.replace_chunks(a.id, doc_a, chunks(2, 4))
-    after = {r["content_hash"]: r["id"] for r in await pool.fetch("SELECT id, content_hash FROM chunks "
-                                                                    "WHERE document_id = $1", doc_a)}
+    after = {
+        r["content_hash"]: r["id"]
+        for r in await pool.fetch("SELECT id, content_hash FROM chunks WHERE document_id = $1", doc_a)
+    }
     assert set(after) == {"h2", "h4"} and after["h2"] == before["h2"]
 
     with pytest.raises(PluginError, match=r"not found"):
@@ -100,17 +105,20 @@ INDEXES = "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND index
 async def test_each_index_setting_builds_its_index_alone_and_finds_the_same(pool: asyncpg.Pool, index: str) -> None:
     tenant = await tenancy.create_tenant(pool, "t")
     other = await tenancy.create_tenant(pool, "other")
-    await PgVectorStore(pool).replace_chunks(tenant.id, await document(pool, tenant.id, "https://t.example/"),
-                                             chunks(*range(300)))
-    await PgVectorStore(pool).replace_chunks(other.id, await document(pool, other.id, "https://o.example/"),
-                                             chunks(*range(300)))
+    await PgVectorStore(pool).replace_chunks(
+        tenant.id, await document(pool, tenant.id, "https://t.example/"), chunks(*range(300))
+    )
+    await PgVectorStore(pool).replace_chunks(
+        other.id, await document(pool, other.id, "https://o.example/"), chunks(*range(300))
+    )
     expected = [h.text for h in await PgVectorStore(pool).search(tenant.id, unit(7), 5)]
     store = PgVectorStore(pool, {"index": index, "exact_below": 0})  # through the index, however small
     try:
         await store.check(384)
         names = {r["indexname"] for r in await pool.fetch(INDEXES)}
-        assert names == ({"chunks_embedding"} if index == "hnsw" else
-                         {"chunks_embedding_bits"} if index == "hnsw_bits" else set())
+        assert names == (
+            {"chunks_embedding"} if index == "hnsw" else {"chunks_embedding_bits"} if index == "hnsw_bits" else set()
+        )
         hits = await store.search(tenant.id, unit(7), 5)
         assert hits[0].text == expected[0] == "text 7"
         assert len(hits) == 5 and {h.document_id for h in hits} == {hits[0].document_id}, "one tenant's only"
