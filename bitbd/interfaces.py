@@ -11,6 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from bitbd.context import PluginContext, SourceContext
+from bitbd.settings import Settings
+
 Vector = npt.NDArray[np.float32]
 
 
@@ -95,32 +98,43 @@ class Fetched:
     listing: bool = False  # a page that is mostly links (an index, a table of contents): followed, not indexed
 
 
-@dataclass(frozen=True)
-class SourceContext:
-    """What a source may use: its identity, the database, the shared HTTP fetcher, and settings."""
+class Component(ABC):  # noqa: B024 (the kinds below declare the abstract methods)
+    """What every kind of component shares: bitbd builds each as ``cls(ctx)`` with a ``PluginContext`` (a source
+    with a ``SourceContext``), whose ``config`` is its ``[plugins.<name>]`` table; a subclass that needs more at
+    construction validates ``ctx.options(...)`` in its own ``__init__`` and calls ``super().__init__(ctx)``."""
 
-    tenant_id: uuid.UUID
-    source_id: uuid.UUID
-    pool: Any  # asyncpg.Pool
-    fetcher: Any  # bitbd.ingest.fetch.Fetcher
-    settings: Any  # bitbd.settings.Settings
+    def __init__(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
 
 
-class Source(ABC):
+class Source(Component):
     """A kind of source (``web``, ``upload``, ...). The job engine keeps the frontier; the source fetches.
 
     Items are strings (URLs for the web, upload ids for uploads). The engine fetches ``seeds()``, then every
     link a fetched item reports that ``follow()`` accepts, up to ``max_pages`` items and ``max_depth`` links deep.
+    One is built per run of one source, with that source's configuration as ``self.config`` (``ctx.source``).
+
+    What a source can do is said by its class, never by its name:
+
+    - ``urls``: its configuration is ``{"urls": [...]}`` plus crawl options, so ``bitbd ingest URL...`` makes one;
+    - ``uploads``: its items are the files sent to ``POST /v1/uploads`` (and ``bitbd ingest FILE...``), and it is
+      not created with ``POST /v1/sources``;
+    - ``prunes``: a complete run sees every item the source still has, so documents a complete run did not see
+      are deleted.
     """
 
     type: ClassVar[str]
+    urls: ClassVar[bool] = False
+    uploads: ClassVar[bool] = False
+    prunes: ClassVar[bool] = False
 
-    def __init__(self, config: dict[str, Any], ctx: SourceContext) -> None:
-        self.config = config
-        self.ctx = ctx
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        self.ctx: SourceContext = ctx
+        self.config: dict[str, Any] = dict(ctx.source)
 
     @classmethod
-    def validate(cls, config: dict[str, Any], settings: Any) -> dict[str, Any]:
+    def validate(cls, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         """Check and normalise the source's configuration; raise ``bitbd.errors.InvalidRequest`` if wrong."""
         return config
 
@@ -145,7 +159,7 @@ class Source(ABC):
         """Fetch and extract one item; raise ``SourceError`` with the reason when it cannot be ingested."""
 
 
-class Embedder(ABC):
+class Embedder(Component):
     """Turns text into unit vectors of a fixed dimension."""
 
     name: ClassVar[str]
@@ -178,7 +192,7 @@ class Embedder(ABC):
         return None
 
 
-class VectorStore(ABC):
+class VectorStore(Component):
     """Stores chunks with their embeddings, per tenant, and finds the nearest ones."""
 
     name: ClassVar[str]
@@ -216,13 +230,10 @@ class VectorStore(ABC):
         return []
 
 
-class Reranker(ABC):
+class Reranker(Component):
     """Reorders the fused candidates of a retrieval (e.g. with a cross-encoder), selected by ``retrieval.reranker``."""
 
     name: ClassVar[str]
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config  # its [plugins.<name>] table
 
     @abstractmethod
     async def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
@@ -245,25 +256,21 @@ class AnswerCut(Exception):
         self.stopped = stopped
 
 
-class AnswerGenerator(ABC):
+class AnswerGenerator(Component):
     """Writes an answer from numbered passages, streamed in pieces."""
 
     name: ClassVar[str]
-
-    def __init__(self, config: dict[str, Any], settings: Any) -> None:
-        self.config = config  # its [plugins.<name>] table
-        self.settings = settings  # bitbd.settings.Settings
 
     @abstractmethod
     def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> AsyncIterator[str]:
         """Yield the answer's text in pieces, citing passages as ``[n]``; ``history`` holds earlier turns."""
 
-    def use_embedder(self, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]) -> None:  # noqa: B027
+    def use_embedder(self, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]) -> None:
         """Called once before the first answer with a function that embeds texts with the tenant's embedding
         model (in batches, off the event loop), for a generator that compares passages' sentences with the
         question by meaning (`extractive` does). Optional: the default keeps nothing."""
 
-    def use_token_counter(self, count: Callable[[str], int]) -> None:  # noqa: B027
+    def use_token_counter(self, count: Callable[[str], int]) -> None:
         """Called once before the first answer with a function that counts the tokens of a text with the embedding
         model's tokenizer (or estimates them from its length), for a generator that must keep its prompt within a
         budget (`openai` does). Optional: the default keeps nothing."""
@@ -274,5 +281,5 @@ class AnswerGenerator(ABC):
         for a generator without a backend (the default)."""
         return None
 
-    async def close(self) -> None:  # noqa: B027 (optional: most generators hold nothing)
+    async def close(self) -> None:  # optional: most generators hold nothing
         """Release connections; called when the server stops."""

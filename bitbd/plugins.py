@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import pluggy
 
 from bitbd import hookspecs
+from bitbd.context import PluginContext
+from bitbd.errors import ConfigError
+from bitbd.interfaces import AnswerGenerator, Component, Embedder, Reranker, Source, VectorStore
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from asyncpg import Pool
 
-    from bitbd.interfaces import AnswerGenerator, Embedder, Reranker, Source, VectorStore
+    from bitbd.ingest.fetch import Fetcher
+    from bitbd.settings import Settings
 
 log = logging.getLogger(__name__)
 GROUP = "bitbd"
 T = TypeVar("T")
+Kind = Literal["embedder", "store", "generator", "reranker"]
+_KINDS: dict[str, tuple[str, str]] = {  # kind: (its name in words, the setting that selects one)
+    "embedder": ("embedder", "ingest.embedder"),
+    "store": ("vector store", "ingest.store"),
+    "generator": ("answer generator", "answer.generator"),
+    "reranker": ("reranker", "retrieval.reranker"),
+}
+
+
+class Built(TypedDict, total=False):
+    """What `Plugins.build` may hand a component besides its table and the settings, and the setting to name."""
+
+    pool: Pool | None
+    fetcher: Fetcher | None
+    setting: str | None
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,43 @@ class Plugins:
 
     def rerankers(self) -> dict[str, type[Reranker]]:
         return self._by_name(self.pm.hook.register_rerankers(), "name", "reranker")
+
+    @overload
+    def build(self, kind: Literal["embedder"], name: str, settings: Settings, **how: Unpack[Built]) -> Embedder: ...
+    @overload
+    def build(self, kind: Literal["store"], name: str, settings: Settings, **how: Unpack[Built]) -> VectorStore: ...
+    @overload
+    def build(
+        self, kind: Literal["generator"], name: str, settings: Settings, **how: Unpack[Built]
+    ) -> AnswerGenerator: ...
+    @overload
+    def build(self, kind: Literal["reranker"], name: str, settings: Settings, **how: Unpack[Built]) -> Reranker: ...
+
+    def build(self, kind: Kind, name: str, settings: Settings, **how: Unpack[Built]) -> Component:
+        """The component ``name`` of ``kind`` (``"embedder"``, ``"store"``, ``"generator"``, ``"reranker"``), built
+        as ``cls(PluginContext(...))`` with its ``[plugins.<name>]`` table. Not installed: a ``ConfigError`` naming
+        ``setting`` (default: the setting that selects the kind) and what is installed."""
+        lists: dict[str, Callable[[], Mapping[str, type[Component]]]] = {
+            "embedder": self.embedders,
+            "store": self.stores,
+            "generator": self.generators,
+            "reranker": self.rerankers,
+        }
+        installed = lists[kind]()
+        if name not in installed:
+            what, selected_by = _KINDS[kind]
+            names = ", ".join(sorted(installed)) or "none"
+            raise ConfigError(
+                f"{what} {name!r} is not installed; installed: {names} ({how.get('setting') or selected_by})"
+            )
+        table = settings.plugins.plugin_table(name)
+        ctx = PluginContext(name, config=table, settings=settings, pool=how.get("pool"), fetcher=how.get("fetcher"))
+        return installed[name](ctx)
+
+    def source_with(self, capability: str) -> type[Source] | None:
+        """The first installed source type (built-in ones first) whose class says it can do ``capability``
+        (``"urls"``, ``"uploads"``, ``"prunes"``), or None."""
+        return next((cls for cls in self.sources().values() if getattr(cls, capability)), None)
 
     def register_routes(self, app: web.Application) -> None:
         """Let each plugin add routes; one that raises is logged and the others still run."""

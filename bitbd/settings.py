@@ -7,7 +7,7 @@ import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -161,6 +161,8 @@ class RetrievalSettings(_Section):
 class AnswerSettings(_Section):
     generator: str = "extractive"
     """Answer generator plugin: `extractive` (no LLM) or `openai` (any OpenAI-compatible server)."""
+    fallback: str = "extractive"
+    """Generator that answers when `generator`'s backend cannot be reached (it raised GeneratorUnavailable)."""
     dont_know: str = "I don't know based on the available documents."
     """What the answer says when the documents do not support one."""
     min_support: float = Field(0.3, ge=-1, le=1)
@@ -332,18 +334,6 @@ def check_admin_token(token: str) -> None:
 
 # load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.
 _file_values: ContextVar[dict[str, Any] | None] = ContextVar("bitbd_file_values", default=None)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def plugin_settings(model: type[M], table: dict[str, Any], name: str) -> M:
-    """A plugin's `[plugins.<name>]` table validated into its own model; a mistake names the table and the key."""
-    try:
-        return model.model_validate(table)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ConfigError(f"[plugins.{name}]: {first['loc']}: {first['msg']}") from None
 
 
 def find_config(explicit: Path | None) -> Path | None:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from bitbd.answer.cache import SemanticCache
 from bitbd.embedded.services import services
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import CacheSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from perf.questions import NEAR_MISSES, QUESTIONS
@@ -39,7 +40,7 @@ async def measure(settings: Settings, quick: bool) -> list[list[str]]:
     stream += [(len(topics) + i, q) for i, q in enumerate(q for pair in NEAR_MISSES for q in pair)]
     random.Random(7).shuffle(stream)
     stream = stream + stream  # the same visitors' questions come again later
-    embedder = FastEmbedder({})
+    embedder = FastEmbedder(PluginContext("fastembed"))
     vectors = await embedder.embed_queries([q for _, q in stream])
     redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value())
     rows = []

@@ -61,9 +61,10 @@ def passages(site: Path, count: int) -> list[str]:
     """`count` chunks as ingestion embeds them, from pages taken in a fixed random order across the site."""
     from bitbd.ingest.chunking import Chunker, embedding_text, to_chunks
     from bitbd.ingest.extract import ExtractError, extract
+    from bitbd.plugin_api import PluginContext
     from bitbd_plugins.embedders.fastembed import FastEmbedder
 
-    chunker = Chunker(300, 40, FastEmbedder({}).tokenizer())
+    chunker = Chunker(300, 40, FastEmbedder(PluginContext("fastembed")).tokenizer())
     pages = sorted(p for p in site.rglob("*.html") if "_sources" not in p.parts)
     random.Random(7).shuffle(pages)
     texts: list[str] = []
@@ -149,21 +150,24 @@ def _ort(level: str, model: Path | None = None, batch_size: int = 16) -> Callabl
 def embed_function(config: dict[str, Any]) -> Callable[[Sequence[str]], list[np.ndarray]]:
     settings = {k: v for k, v in config.items() if k in ("batch_size", "threads")}
     if config["kind"] == "fastembed":
+        from bitbd.plugin_api import PluginContext
         from bitbd_plugins.embedders.fastembed import FastEmbedder
 
-        return FastEmbedder(settings).embed_sync
+        return FastEmbedder(PluginContext("fastembed", config=settings)).embed_sync
     if config["kind"] == "fastembed-unsorted":
+        from bitbd.plugin_api import PluginContext
         from bitbd_plugins.embedders.fastembed import FastEmbedder
 
-        model = FastEmbedder({}).load()
+        model = FastEmbedder(PluginContext("fastembed")).load()
         return lambda texts: list(model.embed(list(texts), batch_size=16))
     if config["kind"] == "ort":
         return _ort(config["level"])
     if config["kind"] == "ort-fp32":
         return _ort(config["level"], export_fp32(Path(tempfile.mkdtemp()) / "model.onnx"))
+    from bitbd.plugin_api import PluginContext
     from bitbd_plugins.embedders.sentence_transformers import SentenceTransformersEmbedder
 
-    return SentenceTransformersEmbedder(settings).embed_sync
+    return SentenceTransformersEmbedder(PluginContext("sentence-transformers", config=settings)).embed_sync
 
 
 def run_one(config: dict[str, Any], texts: list[str], rounds: int) -> dict[str, Any]:
@@ -189,9 +193,10 @@ def run_one(config: dict[str, Any], texts: list[str], rounds: int) -> dict[str, 
 
 
 def token_count(texts: list[str]) -> int:
+    from bitbd.plugin_api import PluginContext
     from bitbd_plugins.embedders.fastembed import FastEmbedder
 
-    tok = FastEmbedder({}).tokenizer()
+    tok = FastEmbedder(PluginContext("fastembed")).tokenizer()
     return sum(min(len(tok.encode(t).ids), 256) for t in texts)
 
 

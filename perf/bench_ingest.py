@@ -32,6 +32,7 @@ from bitbd.db.pool import open_pool
 from bitbd.embedded.services import services
 from bitbd.ingest.chunking import embedding_text
 from bitbd.interfaces import Chunk
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from perf import report, site
@@ -99,7 +100,7 @@ async def chunk_texts(settings: Settings) -> list[str]:
 
 def embed_alone(texts: list[str]) -> float:
     """The default embedder, in this process, on the same texts in page-sized batches as the workers embed."""
-    embedder = FastEmbedder({})
+    embedder = FastEmbedder(PluginContext("fastembed"))
     embedder.embed_sync(texts[:16])  # loaded and warm, as the server's is after its first page
     started = time.perf_counter()
     for start_at in range(0, len(texts), 32):

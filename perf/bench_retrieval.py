@@ -24,6 +24,7 @@ from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.jobs.runtime import make_embedder
+from bitbd.plugin_api import PluginContext
 from bitbd.plugins import load_plugins
 from bitbd.settings import CrawlerSettings, RetrievalSettings, Settings
 from bitbd_plugins.stores.pgvector import PgVectorStore
@@ -67,7 +68,7 @@ async def measure(settings: Settings, pages: int, quick: bool, url: str) -> tupl
         documents = await pool.fetchval("SELECT count(*) FROM documents WHERE tenant_id = $1", tenant.id)
         chunks = await pool.fetchval("SELECT count(*) FROM chunks WHERE tenant_id = $1", tenant.id)
         queries = QueryEmbedder(make_embedder(settings, plugins))
-        store = PgVectorStore(pool)
+        store = PgVectorStore(PluginContext("pgvector", pool=pool))
         natural = [
             (q, answers) for q, answers, paraphrases in QUESTIONS[: 5 if quick else None] for q in (q, *paraphrases)
         ]

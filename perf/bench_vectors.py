@@ -32,6 +32,7 @@ import numpy as np
 from pgvector.asyncpg import register_vector
 
 from bitbd.embedded.services import services
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import Settings
 from perf import report
 from perf.corpus import PYDOCS
@@ -106,7 +107,7 @@ def real_embeddings(count: int) -> tuple[np.ndarray, np.ndarray]:
     if file.exists():
         data = np.load(file)
         return data["passages"], data["questions"]
-    embedder = FastEmbedder({})
+    embedder = FastEmbedder(PluginContext("fastembed"))
     print(f"embedding {count} real passages (cached in {file}) ...", file=sys.stderr)
     texts = passages(PYDOCS, count)
     vectors = np.array(embedder.embed_sync(texts))

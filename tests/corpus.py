@@ -12,6 +12,7 @@ import pytest
 from bitbd import tenancy
 from bitbd.ingest.chunking import embedding_text
 from bitbd.interfaces import Chunk
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.stores.pgvector import PgVectorStore
 
@@ -57,7 +58,7 @@ GLOBEX = {
 
 @pytest.fixture(scope="session")
 def embedder() -> Iterator[FastEmbedder]:
-    yield FastEmbedder({})
+    yield FastEmbedder(PluginContext("fastembed"))
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ async def index(
 ) -> Indexed:
     """A tenant whose documents are `docs` (url → title, chunk texts), embedded for real, plus a secret key."""
     tenant = await tenancy.create_tenant(pool, name)
-    store = PgVectorStore(pool)
+    store = PgVectorStore(PluginContext("pgvector", pool=pool))
     for url, (title, texts) in docs.items():
         doc_id = await pool.fetchval(
             "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, $3) RETURNING id", tenant.id, url, title

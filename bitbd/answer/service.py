@@ -23,7 +23,7 @@ from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
 from bitbd.answer.outcome import Progress, Send, Written, quiet
 from bitbd.answer.passages import Markers, by_page, citations
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
-from bitbd.errors import BitbdError, ConfigError, InvalidRequest, NoDocuments, PluginError, QuestionTooLong, RateLimited
+from bitbd.errors import BitbdError, InvalidRequest, NoDocuments, PluginError, QuestionTooLong, RateLimited
 from bitbd.interfaces import (
     AnswerCut,
     AnswerGenerator,
@@ -80,30 +80,16 @@ class Answerer:
         embedder: Embedder,
         store: VectorStore,
     ) -> Answerer:
-        generators = plugins.generators()
         name = settings.answer.generator
-        if name not in generators or "extractive" not in generators:
-            missing = name if name not in generators else "extractive"
-            raise ConfigError(
-                f"answer generator {missing!r} is not installed; installed: "
-                f"{', '.join(sorted(generators)) or 'none'} (answer.generator)"
+        generator = plugins.build("generator", name, settings, pool=pool)
+        fallback = generator
+        if settings.answer.fallback != name:
+            fallback = plugins.build(
+                "generator", settings.answer.fallback, settings, pool=pool, setting="answer.fallback"
             )
-        generator = generators[name](settings.plugins.plugin_table(name), settings)
-        fallback = (
-            generator
-            if name == "extractive"
-            else generators["extractive"](settings.plugins.plugin_table("extractive"), settings)
-        )
         reranker = None
         if settings.retrieval.reranker:
-            rerankers = plugins.rerankers()
-            if settings.retrieval.reranker not in rerankers:
-                raise ConfigError(
-                    f"reranker {settings.retrieval.reranker!r} is not installed; installed: "
-                    f"{', '.join(sorted(rerankers)) or 'none'} (retrieval.reranker)"
-                )
-            rr = settings.retrieval.reranker
-            reranker = rerankers[rr](settings.plugins.plugin_table(rr))
+            reranker = plugins.build("reranker", settings.retrieval.reranker, settings, pool=pool)
         retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
 
         async def embed_sentences(texts: Sequence[str]) -> list[Vector]:
@@ -448,8 +434,8 @@ class Answerer:
             await stream(generator)
         except GeneratorUnavailable as e:
             log.warning(
-                "answer generator unavailable, answering with extractive",
-                extra={"generator": generator.name, "reason": str(e)},
+                "answer generator unavailable, answering with the fallback",
+                extra={"generator": generator.name, "fallback": self.fallback.name, "reason": str(e)},
             )
             generator, markers, cleaner = self.fallback, Markers(p.n for p in passages), MarkdownSanitizer()
             await stream(generator)

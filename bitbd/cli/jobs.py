@@ -27,6 +27,8 @@ from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.services import services
 from bitbd.errors import ConfigError, InvalidRequest
 from bitbd.http.metrics import metrics
+from bitbd.ingest.uploads import ACCEPTED, content_type_for
+from bitbd.interfaces import Source
 from bitbd.jobs import records
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.jobs.engine import START_TASK
@@ -35,7 +37,6 @@ from bitbd.jobs.worker import running_broker
 from bitbd.keys import settings_key
 from bitbd.plugins import Plugins, load_plugins
 from bitbd.settings import Settings
-from bitbd_plugins.sources.upload import ACCEPTED, content_type_for
 
 _NO_WORKER_HINT = 15.0  # seconds a job may stay queued before we say that no worker seems to be running
 
@@ -96,6 +97,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_worker)
 
 
+def _source_that(queue: Queue, capability: str, does: str) -> type[Source]:
+    cls = queue.plugins.source_with(capability)
+    if cls is None:
+        raise ConfigError(f"no installed source type {does}; enable one (plugins.disabled) or install one")
+    return cls
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
     paths = [Path(t) for t in args.targets if t not in urls]
@@ -112,10 +120,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 settings = settings.model_copy(
                     update={"crawler": settings.crawler.model_copy(update={"allow_private": True})}
                 )
-            config = queue.plugins.sources()["web"].validate(crawl_config(args, urls), settings)
-            job_id, _ = await records.create_job(queue.pool, queue.tenant.id, "web", config, args.priority)
+            crawler = _source_that(queue, "urls", "crawls URLs")
+            config = crawler.validate(crawl_config(args, urls), settings)
+            job_id, _ = await records.create_job(queue.pool, queue.tenant.id, crawler.type, config, args.priority)
         else:
-            job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, files)
+            taker = _source_that(queue, "uploads", "takes files")
+            job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, taker.type, files)
         await enqueue(queue.broker, START_TASK, [str(job_id)], args.priority)
         if queue.workers == 0:
             # Then the job runs in the server's (or `bitbd worker`'s) processes, under their settings, e.g. whether

@@ -21,6 +21,7 @@ from bitbd.errors import (
 )
 from bitbd.keys import settings_key
 from bitbd.text import UNSTORABLE as _BAD_TEXT
+from bitbd.validation import describe
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request body or chat message nests deeper; a bound keeps every later walk shallow
@@ -112,16 +113,6 @@ def check_text(text: str, what: str) -> None:
         "be encoded as UTF-8; send real Unicode text (a JSON escape of an emoji needs both halves "
         "of its surrogate pair)"
     )
-
-
-def describe(error: ValidationError) -> str:
-    """`field 'kind': Input should be 'public' or 'secret'; field 'quota': ...`"""
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "body"
-        msg = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
-        parts.append(f"field {where!r}: {msg}")
-    return "invalid request: " + "; ".join(parts)
 
 
 def _too_large(size: int | None, limit: int) -> PayloadTooLarge:

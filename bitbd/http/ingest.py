@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
 
-from bitbd.errors import InvalidRequest, NotFound, UnsupportedMediaType
+from bitbd.errors import InvalidRequest, NotFound, Unavailable, UnsupportedMediaType
 from bitbd.http import uploads
 from bitbd.http.auth import require_key
 from bitbd.http.body import body_deadline, read_json
@@ -67,8 +67,8 @@ async def create_source(request: web.Request) -> web.Response:
     body = await read_json(request, SourceBody)
     sources = request.config_dict[plugins_key].sources()
     cls = sources.get(body.type)
-    if cls is None or body.type == "upload":
-        known = ", ".join(sorted(t for t in sources if t != "upload"))
+    if cls is None or cls.uploads:
+        known = ", ".join(sorted(t for t, c in sources.items() if not c.uploads))
         raise InvalidRequest(f"unknown source type {body.type!r}; use one of: {known} (files go to POST /v1/uploads)")
     config = cls.validate(body.model_extra or {}, request.config_dict[settings_key])
     job_id, source_id = await records.create_job(
@@ -155,6 +155,9 @@ async def upload(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
     settings = request.config_dict[settings_key]
+    taker = request.config_dict[plugins_key].source_with("uploads")
+    if taker is None:
+        raise Unavailable("no installed source type takes uploads; enable one (plugins.disabled) or install one")
     try:
         # Only receiving the body is under server.body_timeout; storing it (a COPY into PostgreSQL) is not.
         async with uploads.received(
@@ -167,7 +170,7 @@ async def upload(request: web.Request) -> web.Response:
         ) as files:
             if not files:
                 raise InvalidRequest("no files in the upload; send them as multipart form fields with a filename")
-            job_id, source_id = await uploads.store(request.config_dict[pool_key], key.tenant_id, files)
+            job_id, source_id = await uploads.store(request.config_dict[pool_key], key.tenant_id, taker.type, files)
     except (ValueError, HttpProcessingError) as e:  # no boundary, a broken part header, ...
         raise InvalidRequest(
             f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "

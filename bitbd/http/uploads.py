@@ -19,9 +19,9 @@ import asyncpg
 from aiohttp import BodyPartReader, web
 
 from bitbd.errors import InvalidRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType, UploadsBusy
+from bitbd.ingest.uploads import ACCEPTED, PIECE_BYTES, content_type_for
 from bitbd.jobs.records import INSERT_JOB, INSERT_SOURCE
 from bitbd.settings import IngestSettings
-from bitbd_plugins.sources.upload import ACCEPTED, PIECE_BYTES, content_type_for
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -226,11 +226,14 @@ async def _disk(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         ) from None
 
 
-async def store(pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[Spooled]) -> tuple[uuid.UUID, uuid.UUID]:
-    """The source, its job and every file (in pieces) in one transaction: all of the upload or none of it."""
+async def store(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, files: list[Spooled]
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """The source (of the type that takes uploads), its job and every file (in pieces) in one transaction: all of
+    the upload or none of it."""
     async with pool.acquire() as conn, conn.transaction():
         source_id = await conn.fetchval(
-            INSERT_SOURCE, tenant_id, "upload", json.dumps({"files": [f.name for f in files]})
+            INSERT_SOURCE, tenant_id, source_type, json.dumps({"files": [f.name for f in files]})
         )
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         for f in files:

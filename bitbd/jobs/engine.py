@@ -12,8 +12,9 @@ from typing import Any
 
 import asyncpg
 
+from bitbd.context import SourceContext
 from bitbd.ingest.chunking import embedding_text, summary, to_chunks
-from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceContext, SourceError
+from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceError
 from bitbd.jobs.records import HOLD_STORES
 from bitbd.jobs.runtime import WorkerDeps
 from bitbd.metrics import METRICS
@@ -112,11 +113,21 @@ async def storing(pool: asyncpg.Pool, job_id: uuid.UUID) -> AsyncIterator[asyncp
 
 
 def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
+    """The job's source, built for this run with its configuration and its ``[plugins.<type>]`` table."""
     cls = deps.sources.get(job["type"])
     if cls is None:
         raise SourceError(f"source type {job['type']!r} is not installed on this worker")
-    ctx = SourceContext(job["tenant_id"], job["source_id"], deps.pool, deps.fetcher, deps.settings)
-    return cls(json.loads(job["config"]), ctx)
+    ctx = SourceContext(
+        job["type"],
+        config=deps.settings.plugins.plugin_table(job["type"]),
+        settings=deps.settings,
+        pool=deps.pool,
+        fetcher=deps.fetcher,
+        tenant_id=job["tenant_id"],
+        source_id=job["source_id"],
+        source=json.loads(job["config"]),
+    )
+    return cls(ctx)
 
 
 async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
@@ -338,7 +349,7 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
     truncated = bool(job and json.loads(job["progress"]).get("truncated"))
     async with deps.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_FINISH, job_id, status, error)
-        if row is not None and status == "succeeded" and not truncated and job is not None and job["type"] == "web":
+        if row is not None and status == "succeeded" and not truncated and job is not None and _prunes(deps, job):
             # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
             gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
             if gone:
@@ -350,6 +361,11 @@ async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str |
     if row is not None:  # this call ended the job (a redelivered task finds it ended already)
         await count_finished(deps, job_id, status)
     log.debug("job finished", extra={"job": str(job_id), "status": status})
+
+
+def _prunes(deps: WorkerDeps, job: asyncpg.Record) -> bool:
+    cls = deps.sources.get(job["type"])
+    return cls is not None and cls.prunes
 
 
 async def count_finished(deps: WorkerDeps, job_id: uuid.UUID, status: str) -> None:

@@ -103,12 +103,13 @@ async def create_job(
 
 
 async def create_upload_job(
-    pool: asyncpg.Pool, tenant_id: uuid.UUID, files: list[tuple[str, str, bytes]]
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, files: list[tuple[str, str, bytes]]
 ) -> tuple[uuid.UUID, uuid.UUID]:
-    """A job over uploaded files: (name, content type, bytes) each, stored until the source is deleted."""
+    """A job over uploaded files: (name, content type, bytes) each, stored until the source is deleted, for a
+    source of ``source_type`` (one that takes uploads)."""
     async with pool.acquire() as conn, conn.transaction():
         config = json.dumps({"files": [f[0] for f in files]})
-        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, "upload", config)
+        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, config)
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         await conn.executemany(
             "INSERT INTO uploads (tenant_id, source_id, filename, content_type, data) VALUES ($1, $2, $3, $4, $5)",

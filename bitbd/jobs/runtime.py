@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 from taskiq import Context
 
-from bitbd.errors import ConfigError
 from bitbd.ingest.chunking import Chunker
 from bitbd.ingest.fetch import Fetcher
 from bitbd.interfaces import Embedder, Source, VectorStore
@@ -41,13 +40,7 @@ class WorkerDeps:
         cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins, broker: PriorityStreamBroker
     ) -> WorkerDeps:
         embedder = make_embedder(settings, plugins)
-        stores = plugins.stores()
-        if settings.ingest.store not in stores:
-            raise ConfigError(
-                f"vector store {settings.ingest.store!r} is not installed; installed: "
-                f"{', '.join(sorted(stores)) or 'none'} (ingest.store)"
-            )
-        store = stores[settings.ingest.store](pool, settings.plugins.plugin_table(settings.ingest.store))  # type: ignore[call-arg]
+        store = plugins.build("store", settings.ingest.store, settings, pool=pool)
         await store.check(embedder.dimension)
         tokens = min(settings.ingest.chunk_tokens, embedder.max_tokens - _PREFIX_TOKENS)
         chunker = Chunker(tokens, settings.ingest.chunk_overlap, embedder.tokenizer())
@@ -73,13 +66,8 @@ class WorkerDeps:
 
 
 def make_embedder(settings: Settings, plugins: Plugins) -> Embedder:
-    embedders = plugins.embedders()
-    name = settings.ingest.embedder
-    if name not in embedders:
-        raise ConfigError(
-            f"embedder {name!r} is not installed; installed: {', '.join(sorted(embedders)) or 'none'} (ingest.embedder)"
-        )
-    return embedders[name](settings.plugins.plugin_table(name))  # type: ignore[call-arg]
+    """The embedder ``ingest.embedder`` names, with its ``[plugins.<name>]`` table."""
+    return plugins.build("embedder", settings.ingest.embedder, settings)
 
 
 async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], priority: Priority) -> None:

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from bitbd import tenancy
 from bitbd.app import create_app
 from bitbd.embedded.redis import free_port
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from tests.conftest import builtin_plugins, repo_root
@@ -194,7 +195,7 @@ async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(
 ) -> None:
     from tests.llm import fake_llm
 
-    await index(pool, FastEmbedder({}), "acme", ACME)
+    await index(pool, FastEmbedder(PluginContext("fastembed")), "acme", ACME)
     async with fake_llm(answer="Standard delivery takes 3 to 5 days [1] and then and then", finish="length") as llm:
         plugins = settings.plugins.model_copy(update={"openai": {"base_url": llm.url, "model": "m"}})
         server = Bitbd(

@@ -7,10 +7,17 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from bitbd.errors import InvalidRequest
-from bitbd.hookspecs import hookimpl
-from bitbd.ingest.extract import ExtractError, extract
-from bitbd.interfaces import Fetched, Previous, Source, SourceError
+from bitbd.plugin_api import (
+    ExtractError,
+    Fetched,
+    InvalidRequest,
+    Previous,
+    Settings,
+    Source,
+    SourceError,
+    extract,
+    hookimpl,
+)
 
 TYPES = {
     ".md": "text/markdown",
@@ -23,15 +30,18 @@ TYPES = {
 MAX_FILES = 10_000
 
 
-def _roots(settings: Any) -> list[Path]:
+def _roots(settings: Settings) -> list[Path]:
+    """The folders the operator allows, from `[plugins.folder] roots` in bitbd.toml."""
     return [Path(r).resolve() for r in settings.plugins.plugin_table("folder").get("roots", [])]
 
 
 class FolderSource(Source):
+    """The files below one folder that match a glob pattern; the folder must be below an allowed root."""
+
     type = "folder"
 
     @classmethod
-    def validate(cls, config: dict[str, Any], settings: Any) -> dict[str, Any]:
+    def validate(cls, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         unknown = set(config) - {"path", "pattern"}
         if unknown:
             raise InvalidRequest(f"unknown field(s) for a folder source: {', '.join(sorted(unknown))}")

@@ -16,11 +16,7 @@ import numpy as np
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.errors import ConfigError, PluginError
-from bitbd.hookspecs import hookimpl
-from bitbd.ingest.chunking import counting_tokenizer
-from bitbd.interfaces import Embedder, Vector
-from bitbd.settings import plugin_settings
+from bitbd.plugin_api import ConfigError, Embedder, PluginContext, PluginError, Vector, counting_tokenizer, hookimpl
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "bitbd/all-MiniLM-L6-v2-int8"
@@ -102,8 +98,9 @@ def _shared(config: FastembedConfig, role: str, load: Callable[[], Any]) -> Any:
 class FastEmbedder(Embedder):
     name = "fastembed"
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = plugin_settings(FastembedConfig, config, "fastembed")
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self.config = ctx.options(FastembedConfig)
         self._model: Any = None
         self._query_model: Any = None
         self._lock = threading.Lock()

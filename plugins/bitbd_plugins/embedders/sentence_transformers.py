@@ -19,11 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.errors import ConfigError, PluginError
-from bitbd.hookspecs import hookimpl
-from bitbd.ingest.chunking import counting_tokenizer
-from bitbd.interfaces import Embedder, Vector
-from bitbd.settings import plugin_settings
+from bitbd.plugin_api import ConfigError, Embedder, PluginContext, PluginError, Vector, counting_tokenizer, hookimpl
 
 NAME = "sentence-transformers"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -66,8 +62,9 @@ def _model_dir(config: SentenceTransformersConfig) -> str:
 class SentenceTransformersEmbedder(Embedder):
     name = NAME
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = plugin_settings(SentenceTransformersConfig, config, NAME)
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self.config = ctx.options(SentenceTransformersConfig)
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()

@@ -14,14 +14,11 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.hookspecs import hookimpl
-from bitbd.interfaces import AnswerGenerator, Passage, Turn, Vector
-from bitbd.settings import plugin_settings
+from bitbd.plugin_api import AnswerGenerator, Passage, PluginContext, Turn, Vector, hookimpl
 from bitbd_plugins.generators.sentences import Sentence, analysed, split_sentences, terms
 
 __all__ = ["ExtractiveConfig", "ExtractiveGenerator", "split_sentences", "terms"]
@@ -83,9 +80,9 @@ class _Candidate:
 class ExtractiveGenerator(AnswerGenerator):
     name = "extractive"
 
-    def __init__(self, config: dict[str, Any], settings: Any) -> None:
-        super().__init__(config, settings)
-        self.options = plugin_settings(ExtractiveConfig, config, "extractive")
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.options(ExtractiveConfig)
         self._embed: Embed | None = None
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
 

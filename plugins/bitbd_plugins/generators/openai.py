@@ -23,13 +23,20 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from bitbd.answer.passages import Markers
-from bitbd.answer.slots import Slots, SlotTimeout
-from bitbd.errors import PluginError
-from bitbd.hookspecs import hookimpl
-from bitbd.ingest.chunking import counting_tokenizer
-from bitbd.interfaces import AnswerCut, AnswerGenerator, GeneratorUnavailable, Passage, Turn
-from bitbd.settings import plugin_settings
+from bitbd.plugin_api import (
+    AnswerCut,
+    AnswerGenerator,
+    GeneratorUnavailable,
+    Markers,
+    Passage,
+    PluginContext,
+    PluginError,
+    Slots,
+    SlotTimeout,
+    Turn,
+    counting_tokenizer,
+    hookimpl,
+)
 
 log = logging.getLogger(__name__)
 _MAX_LINE = 1 << 20  # an SSE line longer than this is not a token
@@ -82,9 +89,9 @@ class OpenAIConfig(BaseModel):
 class OpenAIGenerator(AnswerGenerator):
     name = "openai"
 
-    def __init__(self, config: dict[str, Any], settings: Any) -> None:
-        super().__init__(config, settings)
-        self.options = plugin_settings(OpenAIConfig, config, "openai")
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self.options = ctx.options(OpenAIConfig)
         self.url = self.options.base_url.rstrip("/") + "/chat/completions"
         self._session: aiohttp.ClientSession | None = None
         self.slots = Slots(self.name, self.options.max_concurrent, self.options.max_wait)
@@ -114,7 +121,7 @@ class OpenAIGenerator(AnswerGenerator):
         """The chat messages, within `max_prompt_tokens`, and the numbers of the passages they hold."""
         in_user = self.options.instruction_role == "user"
         rule = _INSTRUCTION.format(
-            dont_know=self.settings.answer.dont_know, where="given below" if in_user else "the user message gives"
+            dont_know=self.ctx.settings.answer.dont_know, where="given below" if in_user else "the user message gives"
         )
         ask = f"Question: {question}"
         count = self._count

@@ -11,16 +11,26 @@ from urllib.parse import urljoin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from yarl import URL
 
-from bitbd.errors import InvalidRequest
-from bitbd.hookspecs import hookimpl
-from bitbd.http.body import describe
-from bitbd.ingest import patterns, sitemap
-from bitbd.ingest.extract import ExtractError, normalize_url, storable
-from bitbd.ingest.fetch import FetchError
-from bitbd.ingest.guard import url_host, url_refusal
-from bitbd.ingest.offload import extract_off_loop
-from bitbd.ingest.robots import origin, robots_for
-from bitbd.interfaces import Fetched, Previous, Source, SourceError
+from bitbd.plugin_api import (
+    ExtractError,
+    Fetched,
+    FetchError,
+    InvalidRequest,
+    Previous,
+    Settings,
+    Source,
+    SourceError,
+    describe,
+    extract_off_loop,
+    hookimpl,
+    normalize_url,
+    origin,
+    robots_for,
+    storable,
+    url_host,
+    url_refusal,
+)
+from bitbd_plugins.sources import patterns, sitemap
 
 _SITEMAP_TYPES = ("application/xml", "text/xml", "application/x-xml")
 _MAX_SITEMAPS = 20
@@ -74,10 +84,14 @@ def site_of(url: str) -> Origin | None:
 
 
 class WebSource(Source):
+    """Crawls sites from start URLs, within their origins; a complete crawl deletes the pages it no longer finds."""
+
     type = "web"
+    urls = True
+    prunes = True
 
     @classmethod
-    def validate(cls, config: dict[str, Any], settings: Any) -> dict[str, Any]:
+    def validate(cls, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
         try:
             cfg = WebConfig.model_validate(config, strict=True)
         except ValidationError as e:
@@ -142,7 +156,7 @@ class WebSource(Source):
     async def _fetch(self, item: str, previous: Previous | None) -> Fetched:
         await self._check_robots(item)
         # A FetchError is a SourceError: it goes to the job engine as it is, transient or not.
-        page = await self.ctx.fetcher.get(
+        page = await self.ctx.need_fetcher().get(
             item,
             in_scope=self.in_site,
             etag=previous.etag if previous else None,
@@ -184,11 +198,11 @@ class WebSource(Source):
         self._verdicts.update((link, self._follow(link)) for link in links)
 
     async def _check_robots(self, url: str) -> None:
-        robots = await robots_for(self.ctx.fetcher, origin(url))
+        robots = await robots_for(self.ctx.need_fetcher(), origin(url))
         await robots.check(url, self.ctx.settings.crawler.user_agent)  # in a child process
 
     async def _sitemap_urls(self, site: str) -> list[str]:
-        robots = await robots_for(self.ctx.fetcher, site)
+        robots = await robots_for(self.ctx.need_fetcher(), site)
         if robots.unreachable is not None:
             return []  # the whole site is disallowed for now; its pages say why
         todo = list(robots.sitemaps) or [site + "/sitemap.xml"]
@@ -200,7 +214,7 @@ class WebSource(Source):
                 continue
             seen.add(address)
             try:
-                page = await self.ctx.fetcher.get(address, in_scope=self.in_site, accept=_SITEMAP_TYPES)
+                page = await self.ctx.need_fetcher().get(address, in_scope=self.in_site, accept=_SITEMAP_TYPES)
             except FetchError:
                 continue
             found = await asyncio.to_thread(self._sitemap_entries, page.body, address)

@@ -11,15 +11,12 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.errors import PluginError
-from bitbd.hookspecs import hookimpl
-from bitbd.interfaces import Chunk, Hit, Vector, VectorStore
-from bitbd.settings import plugin_settings
+from bitbd.plugin_api import Chunk, Hit, PluginContext, PluginError, Vector, VectorStore, hookimpl
 
 log = logging.getLogger(__name__)
 Index = Literal["hnsw", "hnsw_halfvec", "hnsw_bits", "exact"]
@@ -106,9 +103,10 @@ ORDER BY top.score DESC, c.id"""
 class PgVectorStore(VectorStore):
     name = "pgvector"
 
-    def __init__(self, pool: asyncpg.Pool, config: dict[str, Any] | None = None) -> None:
-        self.pool = pool
-        self.config = plugin_settings(PgVectorConfig, config or {}, "pgvector")
+    def __init__(self, ctx: PluginContext) -> None:
+        super().__init__(ctx)
+        self.config = ctx.options(PgVectorConfig)
+        self.pool = ctx.need_pool()
         self._dimension = 0
         self._sizes: dict[uuid.UUID, tuple[int, float]] = {}  # tenant -> (chunks, when counted)
 

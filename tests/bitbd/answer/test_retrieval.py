@@ -9,6 +9,7 @@ import asyncpg
 
 from bitbd.answer.retrieval import QueryEmbedder, Retriever, fuse
 from bitbd.interfaces import Hit, Reranker
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import RetrievalSettings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.stores.pgvector import PgVectorStore
@@ -33,7 +34,12 @@ def test_fusion_rewards_chunks_both_lists_rank_high() -> None:
 def retriever(
     pool: asyncpg.Pool, embedder: FastEmbedder, reranker: Reranker | None = None, **settings: object
 ) -> Retriever:
-    return Retriever(RetrievalSettings(**settings), PgVectorStore(pool), QueryEmbedder(embedder), reranker)
+    return Retriever(
+        RetrievalSettings(**settings),
+        PgVectorStore(PluginContext("pgvector", pool=pool)),
+        QueryEmbedder(embedder),
+        reranker,
+    )
 
 
 async def test_each_mode_finds_the_page_that_answers(
@@ -74,7 +80,7 @@ class Reverse(Reranker):
 
 async def test_a_reranker_reorders_the_candidates(pool: asyncpg.Pool, embedder: FastEmbedder, acme: Indexed) -> None:
     plain = await retriever(pool, embedder).search(acme.tenant.id, "refund", 4)
-    reranked = await retriever(pool, embedder, Reverse({})).search(acme.tenant.id, "refund", 4)
+    reranked = await retriever(pool, embedder, Reverse(PluginContext("reverse"))).search(acme.tenant.id, "refund", 4)
     assert plain[0].url == "https://acme.example/returns"
     # The reranker sees every fused candidate (here all four chunks) before the best k are kept.
     assert [h.chunk_id for h in reranked] == [h.chunk_id for h in reversed(plain)]
@@ -91,7 +97,7 @@ async def test_concurrent_questions_are_embedded_in_one_batch(embedder: FastEmbe
             calls.append(len(texts))
             return await original(texts)
 
-    queries = QueryEmbedder(Counting({}))
+    queries = QueryEmbedder(Counting(PluginContext("fastembed")))
     vectors = await asyncio.gather(*(queries.embed(f"question number {i}") for i in range(10)))
     assert len(vectors) == 10 and all(v.shape == (384,) for v in vectors)
     assert calls == [10], "questions waiting together are embedded in one model call"

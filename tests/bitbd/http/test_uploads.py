@@ -26,10 +26,10 @@ from bitbd.app import create_app
 from bitbd.errors import PayloadTooLarge, UploadsBusy
 from bitbd.http import uploads
 from bitbd.http.uploads import UploadBudget
+from bitbd.ingest.uploads import read_upload
 from bitbd.keys import upload_budget_key
 from bitbd.settings import IngestSettings, Settings
 from bitbd.tenancy import KeySpec
-from bitbd_plugins.sources.upload import stored_bytes
 from perf.bench_upload import PeakRss
 from tests.bitbd.cli.daemon import Daemon, clean_env
 from tests.conftest import AiohttpClient, builtin_plugins
@@ -137,13 +137,14 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
         assert resp.status == 202, body
         assert body["files"] == [name for name, _ in sent]
         rows = await pool.fetch(
-            "SELECT u.id, u.tenant_id, u.filename, u.bytes FROM uploads u JOIN jobs j "
+            "SELECT u.id::text, u.tenant_id, u.source_id, u.filename, u.bytes FROM uploads u JOIN jobs j "
             "ON j.source_id = u.source_id WHERE j.id = $1 ORDER BY u.filename",
             uuid.UUID(body["job_id"]),
         )
         assert [(r["filename"], r["bytes"]) for r in rows] == [(n, len(d)) for n, d in sent]
         for row, (_, data) in zip(rows, sent, strict=True):
-            assert await stored_bytes(pool, row["tenant_id"], row) == data
+            upload = await read_upload(pool, row["tenant_id"], row["source_id"], row["id"])
+            assert upload is not None and upload.data == data
     assert budget_of(client).held == 0, "every request gives its budget back"
     assert open_spool_files(settings.data_dir) == [], "no spooled file stays open"
 

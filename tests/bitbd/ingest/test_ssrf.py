@@ -10,7 +10,6 @@ import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
-from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -22,7 +21,7 @@ from bitbd.ingest import fetch as fetch_module
 from bitbd.ingest import guard
 from bitbd.ingest.fetch import Fetcher, FetchError
 from bitbd.ingest.guard import ForbiddenAddress, GuardedConnector, peer_refusal, url_refusal
-from bitbd.settings import CrawlerSettings
+from bitbd.settings import CrawlerSettings, Settings
 from bitbd_plugins.sources.web import WebSource
 
 # Characters IDNA (UTS 46) maps onto ASCII digits, letters and the full stop.
@@ -149,7 +148,7 @@ def loopback_url(draw: st.DrawFn, port: int) -> str:
     return f"{scheme}://{userinfo}{draw(loopback_host())}:{port}{path}"
 
 
-GUARDED = SimpleNamespace(crawler=CrawlerSettings(allow_private=False))  # what WebSource.validate reads
+GUARDED = Settings(crawler=CrawlerSettings(allow_private=False))
 PRIVATE = [
     "10.0.0.1",
     "10.255.1.2",

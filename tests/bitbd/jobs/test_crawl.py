@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.stores.pgvector import PgVectorStore
 from tests.ingesting import Client, wait_job
@@ -71,9 +72,9 @@ async def test_crawl_records_every_bad_page_and_indexes_the_good_ones(
     assert progress["chunks_embedded"] == sum(docs.values())
 
     # The right page comes back for a question about it.
-    embedder = FastEmbedder({})
+    embedder = FastEmbedder(PluginContext("fastembed"))
     tenant_id = await pool.fetchval("SELECT id FROM tenants WHERE name = 'acme'")
-    store = PgVectorStore(pool)
+    store = PgVectorStore(PluginContext("pgvector", pool=pool))
     for question, path in [
         ("how do I feed a sourdough starter", "/bread"),
         ("what warns that an eruption is coming", "/volcanoes"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from bitbd.app import create_app
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import PluginSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from tests.conftest import AiohttpClient, builtin_plugins
@@ -34,7 +35,7 @@ async def test_model_switch_reembeds_everything(
 
     await client.close()  # its workers (old model) must not take the new jobs
     # The same ONNX files under another model name stand in for a different model of the same dimension.
-    model_dir = FastEmbedder({}).model_dir()
+    model_dir = FastEmbedder(PluginContext("fastembed")).model_dir()
     other = ingest_settings(settings).model_copy(
         update={
             "plugins": PluginSettings.model_validate(

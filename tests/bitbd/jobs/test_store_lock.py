@@ -16,6 +16,7 @@ from bitbd.db.pool import open_pool
 from bitbd.errors import Conflict
 from bitbd.jobs import records
 from bitbd.jobs.engine import JobEnded, storing
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import Settings
 
 _STORE = "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, 'stored') RETURNING id"
@@ -96,7 +97,7 @@ async def test_a_task_stores_on_one_connection(
     tenant, job_id = running_job
     single = await open_pool(settings.database.model_copy(update={"pool_min": 0, "pool_max": 1}))
     try:
-        store = PgVectorStore(single)
+        store = PgVectorStore(PluginContext("pgvector", pool=single))
         async with storing(single, job_id) as conn:
             doc = await conn.fetchval(_STORE, tenant, "https://a.example/one")
             assert await asyncio.wait_for(store.replace_chunks(tenant, doc, chunks(1, 2, 3), conn=conn), 5) == 3

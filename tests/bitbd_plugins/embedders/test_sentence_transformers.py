@@ -11,6 +11,7 @@ import pytest
 
 from bitbd.errors import ConfigError
 from bitbd.jobs.runtime import make_embedder
+from bitbd.plugin_api import PluginContext
 from bitbd.settings import IngestSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.embedders.sentence_transformers import SentenceTransformersEmbedder
@@ -35,7 +36,7 @@ def test_without_torch_the_error_says_what_to_install() -> None:
 
 def test_a_mistake_in_its_table_names_the_table_and_key() -> None:
     with pytest.raises(ConfigError, match=r"\[plugins.sentence-transformers\].*device"):
-        SentenceTransformersEmbedder({"device": "tpu"})
+        SentenceTransformersEmbedder(PluginContext("sentence-transformers", config={"device": "tpu"}))
 
 
 @needs_torch
@@ -45,7 +46,7 @@ def test_embeds_like_the_default_model_through_the_plugin_pipeline() -> None:
     assert embedder.model_name == "sentence-transformers:sentence-transformers/all-MiniLM-L6-v2"
     texts = ["How do I read a CSV file?", "cat", "kitten", "the stock market fell sharply"]
     ours = asyncio.run(embedder.embed(texts))
-    default = FastEmbedder({}).embed_sync(texts)
+    default = FastEmbedder(PluginContext("fastembed")).embed_sync(texts)
     assert all(abs(float(np.linalg.norm(v)) - 1) < 1e-4 for v in ours)
     # The same model: fp32 here, int8 in the default; vectors agree to three decimals.
     assert all(float(a @ b) > 0.99 for a, b in zip(ours, default, strict=True))
@@ -56,6 +57,6 @@ def test_embeds_like_the_default_model_through_the_plugin_pipeline() -> None:
 
 @needs_torch
 def test_a_wrong_dimension_is_refused_with_both_sizes() -> None:
-    embedder = SentenceTransformersEmbedder({"dimension": 768})
+    embedder = SentenceTransformersEmbedder(PluginContext("sentence-transformers", config={"dimension": 768}))
     with pytest.raises(ConfigError, match="gives 384-d vectors, dimension says 768"):
         embedder.embed_sync(["hello"])

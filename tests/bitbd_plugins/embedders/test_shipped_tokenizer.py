@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bitbd.ingest.chunking import counting_tokenizer
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import TOKENIZER, FastEmbedder
 from tests.conftest import repo_root
 
@@ -67,7 +68,7 @@ def test_token_ids_equal_a_wordpiece_tokenizer_of_the_models_vocabulary() -> Non
 
 
 def test_embeddings_through_the_plugin_match_the_reference() -> None:
-    embedder = FastEmbedder({})
+    embedder = FastEmbedder(PluginContext("fastembed"))
     assert (embedder.model_dir() or Path()).joinpath("tokenizer.json").resolve() == TOKENIZER.resolve()
     vectors = embedder.embed_sync([s["text"] for s in SENTENCES])
     for s, v in zip(SENTENCES, vectors, strict=True):

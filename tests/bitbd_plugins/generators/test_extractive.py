@@ -10,7 +10,7 @@ import pytest
 
 from bitbd.errors import ConfigError
 from bitbd.interfaces import Hit, Passage
-from bitbd.settings import Settings
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.generators.extractive import ExtractiveGenerator, split_sentences
 from bitbd_plugins.generators.sentences import term_name
@@ -33,7 +33,7 @@ PASSAGES = [
 
 
 async def answer(question: str, passages: list[Passage], **config: object) -> str:
-    generator = ExtractiveGenerator(dict(config), Settings())
+    generator = ExtractiveGenerator(PluginContext("extractive", config=dict(config)))
     return "".join([piece async for piece in generator.generate(question, passages)])
 
 
@@ -63,7 +63,7 @@ async def test_with_no_shared_word_the_best_passage_opening_is_used() -> None:
 
 
 async def test_streams_in_pieces() -> None:
-    generator = ExtractiveGenerator({}, Settings())
+    generator = ExtractiveGenerator(PluginContext("extractive"))
     pieces = [p async for p in generator.generate("refund days", PASSAGES)]
     assert len(pieces) > 3
 
@@ -87,7 +87,7 @@ def test_markdown_is_reduced_to_prose_sentences() -> None:
 
 def test_bad_config_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"plugins.extractive.*max_sentences"):
-        ExtractiveGenerator({"max_sentences": 0}, Settings())
+        ExtractiveGenerator(PluginContext("extractive", config={"max_sentences": 0}))
 
 
 # A Python docs page as chunks come from it: a fragment cut at the chunk's edge, the term as a heading, and
@@ -120,8 +120,8 @@ WHATS_NEW = Passage(
 
 
 async def meaning_answer(question: str, passages: list[Passage]) -> str:
-    generator = ExtractiveGenerator({}, Settings())
-    embedder = FastEmbedder({})
+    generator = ExtractiveGenerator(PluginContext("extractive"))
+    embedder = FastEmbedder(PluginContext("fastembed"))
     generator.use_embedder(embedder.embed_queries)
     return "".join([piece async for piece in generator.generate(question, passages)])
 
@@ -266,8 +266,8 @@ def test_abbreviations_piped_code_and_interactive_sessions_do_not_spoil_an_answe
 
 
 async def test_compare_0_chooses_by_words_alone_among_every_sentence() -> None:
-    generator = ExtractiveGenerator({"compare": 0}, Settings())
-    generator.use_embedder(FastEmbedder({}).embed_queries)  # given, but not used
+    generator = ExtractiveGenerator(PluginContext("extractive", config={"compare": 0}))
+    generator.use_embedder(FastEmbedder(PluginContext("fastembed")).embed_queries)  # given, but not used
     text = "".join([p async for p in generator.generate("returns refund courier damaged", PASSAGES)])
     assert text.startswith("Returns of damaged items are collected by courier at no cost. [2]")
     assert len(re.findall(r"\[\d\]", text)) >= 2, text

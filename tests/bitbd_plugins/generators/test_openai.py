@@ -10,7 +10,7 @@ import pytest
 
 from bitbd.errors import PluginError
 from bitbd.interfaces import AnswerCut, GeneratorUnavailable, Hit, Passage, Turn
-from bitbd.settings import Settings
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.generators.openai import OpenAIGenerator
 from tests.llm import UNINSTRUCTED, fake_llm
 
@@ -20,7 +20,7 @@ PASSAGES = [
 
 
 def generator(url: str, **config: object) -> OpenAIGenerator:
-    return OpenAIGenerator({"base_url": url, "model": "fake-model", **config}, Settings())
+    return OpenAIGenerator(PluginContext("openai", config={"base_url": url, "model": "fake-model", **config}))
 
 
 async def collect(gen: OpenAIGenerator, history: tuple[Turn, ...] = ()) -> list[str]:

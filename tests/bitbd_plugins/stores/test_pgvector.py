@@ -11,6 +11,7 @@ import pytest
 from bitbd import tenancy
 from bitbd.errors import ConfigError, PluginError
 from bitbd.interfaces import Chunk, Vector
+from bitbd.plugin_api import PluginContext
 from bitbd_plugins.stores.pgvector import PgVectorStore
 
 
@@ -31,7 +32,7 @@ def chunks(*seeds: int) -> list[Chunk]:
 
 
 async def test_dimension_check_names_both_numbers(pool: asyncpg.Pool) -> None:
-    store = PgVectorStore(pool)
+    store = PgVectorStore(PluginContext("pgvector", pool=pool))
     assert await store.dimension() == 384
     await store.check(384)
     with pytest.raises(PluginError, match=r"768-dimensional vectors but chunks.embedding holds 384"):
@@ -39,7 +40,7 @@ async def test_dimension_check_names_both_numbers(pool: asyncpg.Pool) -> None:
 
 
 async def test_replace_search_delete_scoped_by_tenant(pool: asyncpg.Pool) -> None:
-    store = PgVectorStore(pool)
+    store = PgVectorStore(PluginContext("pgvector", pool=pool))
     a = await tenancy.create_tenant(pool, "a")
     b = await tenancy.create_tenant(pool, "b")
     doc_a = await document(pool, a.id, "https://a.example/guide")
@@ -74,7 +75,7 @@ async def test_replace_search_delete_scoped_by_tenant(pool: asyncpg.Pool) -> Non
 
 
 async def test_a_small_tenant_among_a_big_one_gets_k_hits(pool: asyncpg.Pool) -> None:
-    store = PgVectorStore(pool, {"index": "hnsw", "exact_below": 0})
+    store = PgVectorStore(PluginContext("pgvector", config={"index": "hnsw", "exact_below": 0}, pool=pool))
     await store.check(384)  # the float HNSW index this test's raw query uses
     small = await tenancy.create_tenant(pool, "small")
     big = await tenancy.create_tenant(pool, "big")
@@ -95,7 +96,7 @@ async def test_a_small_tenant_among_a_big_one_gets_k_hits(pool: asyncpg.Pool) ->
     hits = await store.search(small.id, unit(1), 10)
     assert len(hits) == 5 and hits[0].text == "text 1"
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    await PgVectorStore(pool).check(384)  # back to the default index
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)  # back to the default index
 
 
 INDEXES = "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND indexname LIKE 'chunks_embedding%'"
@@ -105,14 +106,16 @@ INDEXES = "SELECT indexname FROM pg_indexes WHERE tablename = 'chunks' AND index
 async def test_each_index_setting_builds_its_index_alone_and_finds_the_same(pool: asyncpg.Pool, index: str) -> None:
     tenant = await tenancy.create_tenant(pool, "t")
     other = await tenancy.create_tenant(pool, "other")
-    await PgVectorStore(pool).replace_chunks(
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).replace_chunks(
         tenant.id, await document(pool, tenant.id, "https://t.example/"), chunks(*range(300))
     )
-    await PgVectorStore(pool).replace_chunks(
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).replace_chunks(
         other.id, await document(pool, other.id, "https://o.example/"), chunks(*range(300))
     )
-    expected = [h.text for h in await PgVectorStore(pool).search(tenant.id, unit(7), 5)]
-    store = PgVectorStore(pool, {"index": index, "exact_below": 0})  # through the index, however small
+    expected = [h.text for h in await PgVectorStore(PluginContext("pgvector", pool=pool)).search(tenant.id, unit(7), 5)]
+    store = PgVectorStore(
+        PluginContext("pgvector", config={"index": index, "exact_below": 0}, pool=pool)
+    )  # through the index, however small
     try:
         await store.check(384)
         names = {r["indexname"] for r in await pool.fetch(INDEXES)}
@@ -124,13 +127,15 @@ async def test_each_index_setting_builds_its_index_alone_and_finds_the_same(pool
         assert len(hits) == 5 and {h.document_id for h in hits} == {hits[0].document_id}, "one tenant's only"
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     finally:
-        await PgVectorStore(pool).check(384)  # back to the default index for the other tests
+        await PgVectorStore(PluginContext("pgvector", pool=pool)).check(
+            384
+        )  # back to the default index for the other tests
     assert {r["indexname"] for r in await pool.fetch(INDEXES)} == {"chunks_embedding_halfvec"}
 
 
 def test_an_unknown_index_setting_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match=r"\[plugins.pgvector\].*index"):
-        PgVectorStore(None, {"index": "diskann"})
+        PgVectorStore(PluginContext("pgvector", config={"index": "diskann"}))
 
 
 async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool) -> None:
@@ -139,7 +144,7 @@ async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool
     tenant = await tenancy.create_tenant(pool, "t")
     doc = await document(pool, tenant.id, "https://t.example/")
     seeds = list(range(1000, 4000))
-    await PgVectorStore(pool).replace_chunks(tenant.id, doc, chunks(*seeds))
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).replace_chunks(tenant.id, doc, chunks(*seeds))
     await pool.execute("ANALYZE chunks")
     matrix = np.stack([unit(s) for s in seeds])
     recall: dict[int, list[float]] = {0: [], 20_000: []}
@@ -147,7 +152,9 @@ async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool
         query = unit(10_000 + q)
         truth = {f"text {seeds[i]}" for i in np.argsort(-(matrix @ query))[:10]}
         for below in recall:
-            hits = await PgVectorStore(pool, {"exact_below": below}).search(tenant.id, query, 10, ef_search=10)
+            hits = await PgVectorStore(PluginContext("pgvector", config={"exact_below": below}, pool=pool)).search(
+                tenant.id, query, 10, ef_search=10
+            )
             recall[below].append(len(truth & {h.text for h in hits}) / 10)
     assert min(recall[20_000]) == 1.0, "exact for a tenant of 3,000 chunks"
     assert np.mean(recall[0]) < 0.9, "the index alone misses neighbours here (else this test proves nothing)"
