@@ -193,29 +193,20 @@ class Embedder(Component):
 
 
 class VectorStore(Component):
-    """Stores chunks with their embeddings, per tenant, and finds the nearest ones."""
+    """Indexes and searches the chunks of one tenant for the ones nearest a query.
+
+    The chunks themselves, with their embeddings, are bitbd's own: the core writes and deletes them in its
+    PostgreSQL ``chunks`` table (``bitbd/db/chunks.py``), in one transaction with their document and the job's
+    frontier, and counts and lists them there. A store decides how that table is indexed (``check``) and searched
+    (``search``, ``keyword_search``); every query it runs must filter on ``tenant_id``. docs/architecture.md says
+    why the boundary is drawn there."""
 
     name: ClassVar[str]
 
     @abstractmethod
     async def check(self, dimension: int) -> None:
-        """Fail with a clear message if vectors of ``dimension`` cannot be stored."""
-
-    @abstractmethod
-    async def replace_chunks(
-        self, tenant_id: uuid.UUID, document_id: uuid.UUID, chunks: Sequence[Chunk], conn: Any = None
-    ) -> int:
-        """Make ``chunks`` the document's chunks in one transaction; returns how many were written.
-
-        ``conn`` (an ``asyncpg.Connection`` in a transaction, or None): the ingestion engine's connection, on which
-        the job was found live and the document row written. A store whose chunks live in bitbd's PostgreSQL
-        writes through it, inside that transaction, and takes no connection of its own (a task then never holds
-        two, and a cancel of the job waits for the whole store). A store elsewhere ignores it; it must not commit
-        or roll it back."""
-
-    @abstractmethod
-    async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-        """Delete a document and its chunks in one transaction; False if it did not exist."""
+        """At start-up: fail with a clear message if vectors of ``dimension`` cannot be searched, and build the
+        index the store searches with if it is missing."""
 
     @abstractmethod
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:

@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 
 from bitbd import tenancy
+from bitbd.db.chunks import replace_chunks
 from bitbd.ingest.chunking import embedding_text
 from bitbd.interfaces import Chunk
 from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
-from bitbd_plugins.stores.pgvector import PgVectorStore
 
 ACME = {
     "https://acme.example/shipping": (
@@ -72,21 +72,17 @@ async def index(
 ) -> Indexed:
     """A tenant whose documents are `docs` (url → title, chunk texts), embedded for real, plus a secret key."""
     tenant = await tenancy.create_tenant(pool, name)
-    store = PgVectorStore(PluginContext("pgvector", pool=pool))
     for url, (title, texts) in docs.items():
         doc_id = await pool.fetchval(
             "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, $3) RETURNING id", tenant.id, url, title
         )
         chunks = [Chunk(i, text, hashlib.sha256(text.encode()).hexdigest(), [title]) for i, text in enumerate(texts)]
         vectors = await embedder.embed([embedding_text(title, c) for c in chunks])
-        await store.replace_chunks(
-            tenant.id,
-            doc_id,
-            [
-                Chunk(c.position, c.text, c.content_hash, c.heading_path, v)
-                for c, v in zip(chunks, vectors, strict=True)
-            ],
-        )
+        ready = [
+            Chunk(c.position, c.text, c.content_hash, c.heading_path, v) for c, v in zip(chunks, vectors, strict=True)
+        ]
+        async with pool.acquire() as conn:
+            await replace_chunks(conn, tenant.id, doc_id, ready)
     _, secret = await tenancy.create_key(pool, name, tenancy.KeySpec("secret"))
     return Indexed(tenant, secret)
 

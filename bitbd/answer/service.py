@@ -23,6 +23,7 @@ from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
 from bitbd.answer.outcome import Progress, Send, Written, quiet
 from bitbd.answer.passages import Markers, by_page, citations
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
+from bitbd.db.chunks import has_chunks
 from bitbd.errors import BitbdError, InvalidRequest, NoDocuments, PluginError, QuestionTooLong, RateLimited
 from bitbd.interfaces import (
     AnswerCut,
@@ -189,7 +190,7 @@ class Answerer:
             )
 
     async def refuse_if_empty(self, tenant_id: uuid.UUID) -> None:
-        if not await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM chunks WHERE tenant_id = $1)", tenant_id):
+        if not await has_chunks(self.pool, tenant_id):
             raise NoDocuments(
                 "this tenant has no documents yet, so there is nothing to answer from; ingest its "
                 "website or files first (`bitbd ingest`, POST /v1/sources or POST /v1/uploads)"

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
 
+from bitbd.db import chunks
 from bitbd.errors import InvalidRequest, NotFound, Unavailable, UnsupportedMediaType
 from bitbd.http import uploads
 from bitbd.http.auth import require_key
@@ -242,10 +243,6 @@ async def list_documents(request: web.Request) -> web.Response:
 async def delete_document(request: web.Request) -> web.Response:
     key = await require_key(request)
     doc = _uuid(request.match_info["document"], "document")
-    # Chunks go with the document in the same statement (ON DELETE CASCADE), so never half of it.
-    deleted = await request.config_dict[pool_key].fetchval(
-        "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, doc
-    )
-    if deleted is None:
+    if not await chunks.delete_document(request.config_dict[pool_key], key.tenant_id, doc):
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)

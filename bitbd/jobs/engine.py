@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from bitbd.context import SourceContext
+from bitbd.db.chunks import replace_chunks
 from bitbd.ingest.chunking import embedding_text, summary, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceError
 from bitbd.jobs.records import HOLD_STORES
@@ -291,7 +292,7 @@ async def store_document(
             for chunk, vector in zip(batch, embedded, strict=True):
                 vectors[chunk.content_hash] = vector
     ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
-    with phase(deps, "store", metadata={"store": deps.store.name, "chunks": len(ready)}):
+    with phase(deps, "store", metadata={"chunks": len(ready)}):
         async with storing(deps.pool, job_id) as conn:
             doc_id = await conn.fetchval(
                 _UPSERT_DOC,
@@ -303,7 +304,7 @@ async def store_document(
                 len(fetched.text.encode()),
                 job_id,
             )
-            await deps.store.replace_chunks(tenant, doc_id, ready, conn=conn)
+            await replace_chunks(conn, tenant, doc_id, ready)
             await conn.execute(
                 _DOC_DONE,
                 tenant,

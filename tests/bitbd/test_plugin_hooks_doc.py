@@ -10,15 +10,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import asyncpg
 import numpy as np
 import pytest
 
+from bitbd import tenancy
 from bitbd.app import create_app
-from bitbd.errors import ConfigError, InvalidRequest
-from bitbd.interfaces import Chunk, Hit, Passage, Previous
+from bitbd.errors import ConfigError, InvalidRequest, PluginError
+from bitbd.interfaces import Hit, Passage, Previous
 from bitbd.plugin_api import PluginContext, SourceContext
 from bitbd.plugins import register
 from bitbd.settings import Settings
+from bitbd_plugins.stores.pgvector import PgVectorStore
+from tests.bitbd_plugins.stores.test_pgvector import chunks, document, unit, write
 from tests.conftest import AiohttpClient, builtin_plugins, repo_root
 
 EXAMPLE = re.compile(r"```python\n# example: (\w+)\n(.*?)```", re.DOTALL)
@@ -57,7 +61,7 @@ def test_every_example_registers_without_being_skipped(modules: dict[str, Module
     for name, module in modules.items():
         register(plugins, module, name)
     assert plugins.skipped == {}
-    assert "notes" in plugins.sources() and "hashing" in plugins.embedders() and "memory" in plugins.stores()
+    assert "notes" in plugins.sources() and "hashing" in plugins.embedders() and "exact" in plugins.stores()
     assert "lead" in plugins.generators() and "headings" in plugins.rerankers()
 
 
@@ -89,21 +93,20 @@ async def test_the_embedder_example(modules: dict[str, ModuleType]) -> None:
         plugins.build("embedder", "hashing", Settings(plugins={"hashing": {"dimension": 1}}))
 
 
-async def test_the_store_example(modules: dict[str, ModuleType]) -> None:
-    store = modules["bitbd_memory_store"].MemoryStore(PluginContext("memory"))
-    await store.check(3)
-    acme, globex, doc = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-
-    def chunk(i: int, *vector: float) -> Chunk:
-        return Chunk(i, f"chunk {i}", str(i), ["Refunds"], np.array(vector, dtype=np.float32))
-
-    assert await store.replace_chunks(acme, doc, [chunk(0, 1, 0, 0), chunk(1, 0, 1, 0)]) == 2
-    await store.replace_chunks(globex, uuid.uuid4(), [chunk(0, 1, 0, 0)])
-    hits = await store.search(acme, np.array([0.9, 0.1, 0], dtype=np.float32), 5)
-    assert [h.text for h in hits] == ["chunk 0", "chunk 1"] and all(h.document_id == doc for h in hits)
-    assert await store.delete_document(acme, doc)
-    assert await store.search(acme, np.ones(3, dtype=np.float32), 5) == []
-    assert len(await store.search(globex, np.ones(3, dtype=np.float32), 5)) == 1, "another tenant's chunks stay"
+async def test_the_store_example(modules: dict[str, ModuleType], pool: asyncpg.Pool) -> None:
+    store = modules["bitbd_exact_store"].ExactStore(PluginContext("exact", pool=pool))
+    await store.check(384)
+    with pytest.raises(PluginError, match=r"768-d vectors, and chunks.embedding is vector\(384\)"):
+        await store.check(768)
+    acme = await tenancy.create_tenant(pool, "acme")
+    globex = await tenancy.create_tenant(pool, "globex")
+    await write(pool, acme.id, await document(pool, acme.id, "https://acme.example/"), chunks(*range(40)))
+    await write(pool, globex.id, await document(pool, globex.id, "https://globex.example/"), chunks(*range(40)))
+    builtin = PgVectorStore(PluginContext("pgvector", config={"index": "exact"}, pool=pool))
+    hits = await store.search(acme.id, unit(7), 5)
+    assert [h.text for h in hits] == [h.text for h in await builtin.search(acme.id, unit(7), 5)]
+    assert hits[0].text == "text 7" and hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert {h.url for h in hits} == {"https://acme.example/"}, "never another tenant's chunks"
 
 
 async def test_the_generator_example(modules: dict[str, ModuleType]) -> None:

@@ -1,4 +1,5 @@
-"""The `pgvector` vector store: chunks in PostgreSQL, cosine distance, with the index `[plugins.pgvector]` names.
+"""The `pgvector` vector store: searches bitbd's `chunks` table by cosine distance, through the index
+`[plugins.pgvector]` names (the core writes the table; this store builds and uses its index).
 
 Measured side by side in `python -m perf.bench_vectors` (perf/RESULTS.md): an HNSW graph over the float vectors,
 over half-precision copies, or over one bit per dimension with the best candidates re-ranked by the full vectors;
@@ -10,13 +11,12 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitbd.plugin_api import Chunk, Hit, PluginContext, PluginError, Vector, VectorStore, hookimpl
+from bitbd.plugin_api import Hit, PluginContext, PluginError, Vector, VectorStore, hookimpl
 
 log = logging.getLogger(__name__)
 Index = Literal["hnsw", "hnsw_halfvec", "hnsw_bits", "exact"]
@@ -53,14 +53,6 @@ _INDEX_LOCK = 0x62697462  # pg_advisory_lock key: one process at a time changes 
 _COLUMN_TYPE = """
 SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"""
-_LOCK_DOCUMENT = "SELECT id FROM documents WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
-_DELETE_CHUNKS = "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2"
-_DELETE_DOCUMENT = "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id"
-_UPSERT_CHUNK = """
-INSERT INTO chunks (tenant_id, document_id, position, heading_path, text, content_hash, embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (tenant_id, document_id, content_hash) DO UPDATE
-SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding"""
 _SEARCH = """
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
        1 - (c.embedding <=> $2) AS score
@@ -101,6 +93,8 @@ ORDER BY top.score DESC, c.id"""
 
 
 class PgVectorStore(VectorStore):
+    """Vector search with pgvector, and keyword search with PostgreSQL's full text, both within one tenant."""
+
     name = "pgvector"
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -158,46 +152,6 @@ class PgVectorStore(VectorStore):
                     )
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
-
-    async def replace_chunks(
-        self,
-        tenant_id: uuid.UUID,
-        document_id: uuid.UUID,
-        chunks: Sequence[Chunk],
-        conn: asyncpg.Connection | None = None,
-    ) -> int:
-        hashes = [c.content_hash for c in chunks]
-        if len(set(hashes)) != len(hashes):
-            raise ValueError("chunks of one document must have distinct content hashes")
-        if conn is not None:  # the caller's connection: a savepoint in its transaction, no second connection
-            async with conn.transaction():
-                await self._replace(conn, tenant_id, document_id, chunks, hashes)
-        else:
-            async with self.pool.acquire() as own, own.transaction():
-                await self._replace(own, tenant_id, document_id, chunks, hashes)
-        return len(chunks)
-
-    async def _replace(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: uuid.UUID,
-        document_id: uuid.UUID,
-        chunks: Sequence[Chunk],
-        hashes: list[str],
-    ) -> None:
-        if await conn.fetchval(_LOCK_DOCUMENT, tenant_id, document_id) is None:
-            raise PluginError(f"document {document_id} not found for this tenant")
-        # Drop chunks the new version no longer has; the upsert keeps (and updates) the rest.
-        await conn.execute(_DELETE_CHUNKS + " AND NOT (content_hash = ANY($3::text[]))", tenant_id, document_id, hashes)
-        await conn.executemany(
-            _UPSERT_CHUNK,
-            [(tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding) for c in chunks],
-        )
-
-    async def delete_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_DELETE_CHUNKS, tenant_id, document_id)
-            return await conn.fetchval(_DELETE_DOCUMENT, tenant_id, document_id) is not None
 
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -12,11 +12,11 @@ import asyncpg
 import pytest
 
 from bitbd import tenancy
+from bitbd.db.chunks import replace_chunks
 from bitbd.db.pool import open_pool
 from bitbd.errors import Conflict
 from bitbd.jobs import records
 from bitbd.jobs.engine import JobEnded, storing
-from bitbd.plugin_api import PluginContext
 from bitbd.settings import Settings
 
 _STORE = "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, 'stored') RETURNING id"
@@ -90,23 +90,21 @@ async def test_a_task_stores_on_one_connection(
     pool: asyncpg.Pool, running_job: tuple[uuid.UUID, uuid.UUID], settings: Settings
 ) -> None:
     """With a pool of one connection a store still completes: the live check, the lock and the writes (document
-    and chunks through the vector store) share it, in one transaction."""
-    from bitbd_plugins.stores.pgvector import PgVectorStore
+    and chunks) share it, in one transaction."""
     from tests.bitbd_plugins.stores.test_pgvector import chunks
 
     tenant, job_id = running_job
     single = await open_pool(settings.database.model_copy(update={"pool_min": 0, "pool_max": 1}))
     try:
-        store = PgVectorStore(PluginContext("pgvector", pool=single))
         async with storing(single, job_id) as conn:
             doc = await conn.fetchval(_STORE, tenant, "https://a.example/one")
-            assert await asyncio.wait_for(store.replace_chunks(tenant, doc, chunks(1, 2, 3), conn=conn), 5) == 3
+            assert await asyncio.wait_for(replace_chunks(conn, tenant, doc, chunks(1, 2, 3)), 5) == 3
         assert await pool.fetchval("SELECT count(*) FROM chunks WHERE document_id = $1", doc) == 3
         # Rolled back with the transaction it joined: a failed store leaves no chunks without their document.
         with pytest.raises(RuntimeError):
             async with storing(single, job_id) as conn:
                 other = await conn.fetchval(_STORE, tenant, "https://a.example/two")
-                await store.replace_chunks(tenant, other, chunks(4), conn=conn)
+                await replace_chunks(conn, tenant, other, chunks(4))
                 raise RuntimeError("the store fails after the chunks")
         assert await pool.fetchval("SELECT count(*) FROM documents WHERE url = 'https://a.example/two'") == 0
     finally:
