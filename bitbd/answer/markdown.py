@@ -25,6 +25,18 @@ from dataclasses import dataclass, field
 from markdown_it.common.utils import unescapeAll
 from markdown_it.helpers import parseLinkDestination, parseLinkTitle
 
+from bitbd.answer.markdown_syntax import (
+    PUNCT,
+    Fence,
+    Wait,
+    arrived,
+    fence_like,
+    opening_fence,
+    skip_space,
+    tail,
+    title_may_go_on,
+)
+
 SAFE_MARKDOWN = 1  # the rules' version: cached answers are only shared by servers applying the same ones
 LINK_SCHEMES = ("http://", "https://", "mailto:")
 IMAGE_SCHEMES = ("http://", "https://")
@@ -32,7 +44,6 @@ IMAGE_SCHEMES = ("http://", "https://")
 DEFINITION_SCHEMES = IMAGE_SCHEMES
 _HOLD = 2048  # most characters held back waiting for a construct to end
 _BRACKETS = 64  # open brackets remembered (deeper nesting is treated as plain links)
-_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*:")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop tabs and newlines inside URLs, and trim the rest
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\x00-\x20]*)>")
@@ -45,10 +56,6 @@ _AUTOLINK_SO_FAR = re.compile(
     r"(@[a-zA-Z0-9.\-]*)?$"
 )
 _LEAD = frozenset(" \t>-*+.)0123456789")  # what may precede a reference definition's `[` on its line
-
-
-class _Wait(Exception):
-    """More input is needed to decide what the text at this position is."""
 
 
 def allowed(url: str, schemes: tuple[str, ...] = LINK_SCHEMES) -> bool:
@@ -69,13 +76,6 @@ def sanitize(text: str) -> str:
 
 
 @dataclass
-class _Fence:
-    char: str
-    length: int
-    indent: int
-
-
-@dataclass
 class MarkdownSanitizer:
     """Feed it the deltas in order; it returns what may be sent so far. `close()` returns the rest."""
 
@@ -83,7 +83,7 @@ class MarkdownSanitizer:
     _line_start: bool = True
     _lead: bool = True  # only spaces, `>` or list markers so far on this line
     _blank: bool = True  # the current line is blank so far
-    _fence: _Fence | None = None
+    _fence: Fence | None = None
     _fences_trusted: bool = True
     _brackets: list[tuple[bool, bool]] = field(default_factory=list)  # (image, at line lead) of each open `[`
     _closed: tuple[bool, bool] | None = None  # the bracket just closed by the last character written, if any
@@ -114,7 +114,7 @@ class MarkdownSanitizer:
         while i < len(s):
             try:
                 i = self._step(s, i, out, final or len(s) - i > _HOLD)
-            except _Wait:
+            except Wait:
                 break
         self._pending = s[i:]
         return "".join(out)
@@ -140,7 +140,7 @@ class MarkdownSanitizer:
         if c == ":" and self._closed is not None and self._closed[1]:
             return self._definition(s, i, out, final)
         if c == "!" and i + 1 == len(s) and not final:
-            raise _Wait
+            raise Wait
         if c == "[":
             self._brackets = [*self._brackets[-_BRACKETS + 1 :], (self._bang, self._lead)]
             self._write(out, c)
@@ -176,14 +176,14 @@ class MarkdownSanitizer:
             return None
         newline = s.find("\n", i)
         if newline < 0 and not final:
-            if self._fence is not None or _fence_like(s[i:]):
-                raise _Wait
+            if self._fence is not None or fence_like(s[i:]):
+                raise Wait
             return None
         end = len(s) if newline < 0 else newline + 1
         line = s[i:end]
         if self._fence is not None:
             return self._fence_content(line, end, out, newline < 0 and not self._eof)
-        opening = _opening_fence(line)
+        opening = opening_fence(line)
         if opening is None:
             return None
         if newline < 0 and len(s) - i > _HOLD:  # forced to decide on part of the line: it may not be a fence
@@ -229,10 +229,10 @@ class MarkdownSanitizer:
     def _escape(self, s: str, i: int, out: list[str], final: bool) -> int:
         if i + 1 == len(s):
             if not final:
-                raise _Wait
+                raise Wait
             self._write(out, "\\")
             return i + 1
-        if s[i + 1] in _PUNCT:
+        if s[i + 1] in PUNCT:
             self._write(out, s[i : i + 2])
             return i + 2
         self._write(out, "\\")
@@ -241,27 +241,27 @@ class MarkdownSanitizer:
     def _backticks(self, s: str, i: int, out: list[str], final: bool) -> int:
         n = len(s) - i - len(s[i:].lstrip("`"))
         if i + n == len(s) and not final:
-            raise _Wait  # the run may go on
+            raise Wait  # the run may go on
         newline = s.find("\n", i + n)
         line_end = len(s) if newline < 0 else newline
         for match in re.finditer(r"`+", s[i + n : line_end]):
             if len(match.group()) == n:
                 end = i + n + match.end()
                 if end == len(s) and not final:
-                    raise _Wait  # the closing run may go on
+                    raise Wait  # the closing run may go on
                 if "|" not in s[i:end]:  # a table cell would split it at the pipe
                     self._write(out, s[i:end])
                     return end
                 break
         else:
             if newline < 0 and not final:
-                raise _Wait  # its closing run may still come on this line
+                raise Wait  # its closing run may still come on this line
         self._write(out, "\\`" * n)
         return i + n
 
     def _angle(self, s: str, i: int, out: list[str], final: bool) -> int:
         if i + 1 == len(s) and not final:
-            raise _Wait
+            raise Wait
         nxt = s[i + 1] if i + 1 < len(s) else ""
         if not nxt or not (nxt.isascii() and (nxt.isalnum() or nxt in "/!?.#$%&'*+=^_{|}~-")):
             self._write(out, "<")
@@ -273,7 +273,7 @@ class MarkdownSanitizer:
             self._write(out, candidate)
             return close + 1
         if close < 0 and not final and _AUTOLINK_SO_FAR.match(candidate):
-            raise _Wait
+            raise Wait
         self._write(out, "&lt;" if nxt.isalpha() or nxt in "/!?" else "<")
         return i + 1
 
@@ -281,14 +281,14 @@ class MarkdownSanitizer:
         """`(` right after `]`: the `(destination "title")` of a link or image."""
         assert self._closed is not None
         image = self._closed[0]
-        p = _skip_space(s, i + 1, newlines=1)
+        p = skip_space(s, i + 1, newlines=1)
         if p == len(s) and not final:
-            raise _Wait
+            raise Wait
         end = self._link_tail(s, p, final)
         if end is not None:
             dest = parseLinkDestination(s, p, len(s))
             if dest.ok and allowed(dest.str, IMAGE_SCHEMES if image else LINK_SCHEMES):
-                self._write(out, _tail(s, i, p, end))
+                self._write(out, tail(s, i, p, end))
                 return end
             return end  # dropped; what follows comes right after the `]` again (self._closed stays)
         # Not a link. Written `\(`, so that nothing dropped further on can make it one; a bad scheme written
@@ -311,12 +311,12 @@ class MarkdownSanitizer:
             if not final and (
                 (angle and ">" not in s[p:] and "\n" not in s[p:]) or (not angle and not _CONTROL.search(s, p))
             ):
-                raise _Wait  # a destination not closed yet (`<…`, or parentheses still open)
+                raise Wait  # a destination not closed yet (`<…`, or parentheses still open)
             return None
         if dest.pos == len(s) and not final:
-            raise _Wait
-        q = _skip_space(s, dest.pos, newlines=1)
-        if not _arrived(s, q, final):
+            raise Wait
+        q = skip_space(s, dest.pos, newlines=1)
+        if not arrived(s, q, final):
             return None
         if s[q] == ")":
             return q + 1
@@ -324,18 +324,18 @@ class MarkdownSanitizer:
             return None  # a title needs space before it
         title = parseLinkTitle(s, q, len(s))
         if not title.ok:
-            if not final and _title_may_go_on(s, q):
-                raise _Wait
+            if not final and title_may_go_on(s, q):
+                raise Wait
             return None
-        r = _skip_space(s, title.pos, newlines=0)
-        return r + 1 if _arrived(s, r, final) and s[r] == ")" else None
+        r = skip_space(s, title.pos, newlines=0)
+        return r + 1 if arrived(s, r, final) and s[r] == ")" else None
 
     def _definition(self, s: str, i: int, out: list[str], final: bool) -> int:
         """`:` right after a `[label]` that starts a line: a reference definition's destination."""
-        p = _skip_space(s, i + 1, newlines=1)
+        p = skip_space(s, i + 1, newlines=1)
         newline = s.find("\n", p)
         if (p == len(s) or newline < 0) and not final:
-            raise _Wait  # decided on the whole line
+            raise Wait  # decided on the whole line
         dest = parseLinkDestination(s, p, len(s))
         if not dest.ok or p == dest.pos:
             run = _CONTROL.search(s, p)
@@ -356,75 +356,5 @@ class MarkdownSanitizer:
             return i + 1
         if not allowed(dest.str, DEFINITION_SCHEMES):
             return dest.pos  # dropped with its `:`; the label stays, as text
-        self._write(out, _tail(s, i, p, dest.pos))
+        self._write(out, tail(s, i, p, dest.pos))
         return dest.pos
-
-
-def _tail(s: str, i: int, p: int, end: int) -> str:
-    """A kept link's `(destination "title")` (or a definition's `: destination`), s[i:end] with the destination
-    at p, with every `[`, `]`, backtick and `<` backslash-escaped (but an angle-bracketed destination's own `<`).
-    A renderer that reads it as a link decodes the escapes and sees the same URL and title; one that reads it as
-    text (a `]` without its `[`, a "definition" inside a paragraph) finds no link, code span or tag in it."""
-    own = p if s.startswith("<", p) else -1
-    out, k = [], i
-    while k < end:
-        ch = s[k]
-        if ch == "\\" and k + 1 < end and s[k + 1] in _PUNCT:
-            out.append(s[k : k + 2])
-            k += 2
-            continue
-        out.append("\\" + ch if ch in "[]`<" and k != own else ch)
-        k += 1
-    return "".join(out)
-
-
-def _title_may_go_on(s: str, q: int) -> bool:
-    """A link title opened at q and not closed by the end of what has arrived (markdown-it-py 4 says so itself as
-    `can_continue`; 3.0 does not)."""
-    closer = {'"': '"', "'": "'", "(": ")"}.get(s[q])
-    k = q + 1
-    while closer is not None and k < len(s):
-        if s[k] == "\\":
-            k += 2
-            continue
-        if s[k] == closer or (closer == ")" and s[k] == "("):
-            return False
-        k += 1
-    return closer is not None and not re.search(r"\n[ \t]*\n", s[q:])
-
-
-def _arrived(s: str, p: int, final: bool) -> bool:
-    """Whether s[p] is there; waits for it unless the text ends here."""
-    if p < len(s):
-        return True
-    if not final:
-        raise _Wait
-    return False
-
-
-def _skip_space(s: str, p: int, newlines: int) -> int:
-    while p < len(s) and s[p] in " \t\n":
-        if s[p] == "\n":
-            if newlines == 0:
-                break
-            newlines -= 1
-        p += 1
-    return p
-
-
-def _fence_like(text: str) -> bool:
-    body = text.lstrip(" ")
-    return len(text) - len(body) <= 3 and (body[:3] in ("```", "~~~") or (len(body) < 3 and set(body) <= {"`", "~"}))
-
-
-def _opening_fence(line: str) -> _Fence | None:
-    expanded = line.rstrip("\n").expandtabs(4)
-    body = expanded.lstrip(" ")
-    indent = len(expanded) - len(body)
-    if indent > 3 or body[:3] not in ("```", "~~~"):
-        return None
-    char = body[0]
-    length = len(body) - len(body.lstrip(char))
-    if char == "`" and "`" in body[length:]:
-        return None  # an info string with a backtick: inline code, not a fence
-    return _Fence(char, length, indent)

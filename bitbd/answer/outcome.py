@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bitbd.answer.events import AnswerEvent
+
 log = logging.getLogger("bitbd.answer.service")
-Event = dict[str, Any]
-Send = Callable[[Event], Awaitable[None]]
+Send = Callable[[AnswerEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,3 @@ class Progress:
         self.complete = True
         if self.deadline is not None:
             self.deadline.reschedule(None)
-
-
-def quiet(send: Send) -> Send:
-    """`send` for a complete answer: a client gone meanwhile (a closed socket) does not fail its bookkeeping."""
-
-    async def quietly(event: Event) -> None:
-        try:
-            await send(event)
-        except Exception as e:
-            log.debug("client gone before the answer's end was sent", extra={"error": type(e).__name__})
-
-    return quietly

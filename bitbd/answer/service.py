@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +18,17 @@ import redis.asyncio as aioredis
 from bitbd import __version__, tenancy
 from bitbd.answer import conversations
 from bitbd.answer.cache import SemanticCache
+from bitbd.answer.events import AnswerEvent, Citations, Delta, Done
 from bitbd.answer.follow_ups import leans_on_context, retrieval_query
-from bitbd.answer.markdown import SAFE_MARKDOWN, MarkdownSanitizer, sanitize
-from bitbd.answer.outcome import Progress, Send, Written, quiet
-from bitbd.answer.passages import Markers, by_page, citations
+from bitbd.answer.markdown import SAFE_MARKDOWN, sanitize
+from bitbd.answer.outcome import Progress, Send, Written
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
+from bitbd.answer.writing import Writer, token_counter
 from bitbd.db.chunks import has_chunks
-from bitbd.errors import BitbdError, InvalidRequest, NoDocuments, PluginError, QuestionTooLong, RateLimited
+from bitbd.errors import BitbdError, InvalidRequest, NoDocuments, QuestionTooLong, RateLimited
 from bitbd.interfaces import (
-    AnswerCut,
     AnswerGenerator,
     Embedder,
-    GeneratorUnavailable,
     Hit,
     Turn,
     Vector,
@@ -196,22 +195,32 @@ class Answerer:
                 "website or files first (`bitbd ingest`, POST /v1/sources or POST /v1/uploads)"
             )
 
-    async def ask(self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send) -> None:
-        """Answer one question: `delta` events, then `citations`, then `done`; errors raise `BitbdError`.
+    async def ask(self, caller: Caller, question: str, conversation_id: str | None) -> AsyncGenerator[AnswerEvent]:
+        """Answer one question: `Delta` events, then `Citations`, then `Done`; errors raise `BitbdError`.
 
-        The answer is written in a task of the service's own. A client that leaves (its socket's task cancelled)
-        before the answer is complete stops it there: not charged, not counted. Once it is complete, its
-        bookkeeping (record the message, `done`, metrics, cache) runs to the end whatever the client does, and
-        `close()` waits for it: `bitbd ask` closes right after `done`, which used to lose the cache entry and
-        count the answer as failed.
+        The answer is written in a task of the service's own, which hands its events to this iterator. A client
+        that leaves (its task cancelled, or the iteration closed) before the answer is complete stops it there:
+        not charged, not counted. Once it is complete, its bookkeeping (record the message, metrics, cache) runs to
+        the end whatever the client does, and `close()` waits for it: `bitbd ask` closes right after `done`, which
+        used to lose the cache entry and count the answer as failed.
         """
+        events: asyncio.Queue[AnswerEvent | None] = asyncio.Queue()
         state = Progress()
-        task = asyncio.create_task(self._counted(caller, ask_id, question, conversation_id, send, state))
+
+        async def send(event: AnswerEvent) -> None:
+            events.put_nowait(event)
+
+        task = asyncio.create_task(self._counted(caller, question, conversation_id, send, state))
         self._asks.add(task)
         task.add_done_callback(self._forget)
+        task.add_done_callback(lambda _: events.put_nowait(None))
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
+            while (event := await events.get()) is not None:
+                yield event
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        except (asyncio.CancelledError, GeneratorExit):
             if not state.complete:
                 task.cancel()
             raise
@@ -222,11 +231,11 @@ class Answerer:
             log.debug("answer ended with an error", extra={"error": type(task.exception()).__name__})
 
     async def _counted(
-        self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send, state: Progress
+        self, caller: Caller, question: str, conversation_id: str | None, send: Send, state: Progress
     ) -> None:
         success: str | None = "false"
         try:
-            await self._ask(caller, ask_id, question, conversation_id, send, state)
+            await self._ask(caller, question, conversation_id, send, state)
             success = "true"
         except asyncio.CancelledError:
             if not state.complete:
@@ -237,7 +246,7 @@ class Answerer:
                 METRICS.rag_queries.inc({"success": success})
 
     async def _ask(
-        self, caller: Caller, ask_id: str, question: str, conversation_id: str | None, send: Send, state: Progress
+        self, caller: Caller, question: str, conversation_id: str | None, send: Send, state: Progress
     ) -> None:
         started = time.monotonic()
         question = self.check_question(question)
@@ -258,7 +267,7 @@ class Answerer:
                     async with asyncio.timeout(limit) as deadline:
                         state.deadline = deadline
                         store = await self._answer_and_record(
-                            caller, ask_id, question, conv, history, started, send, trace, state
+                            caller, question, conv, history, started, send, trace, state
                         )
                 except TimeoutError:
                     if state.complete:
@@ -277,7 +286,6 @@ class Answerer:
     async def _answer_and_record(
         self,
         caller: Caller,
-        ask_id: str,
         question: str,
         conv: uuid.UUID | None,
         history: list[Turn],
@@ -314,14 +322,15 @@ class Answerer:
                 written = Written(
                     sanitize(cached.answer), cached.sources, None if refused else self.generator.name, cacheable=False
                 )
-                await send({"type": "delta", "id": ask_id, "text": written.answer})  # entries of older versions too
+                await send(Delta(written.answer))  # entries of older versions too
             else:
                 support = (
                     await self._support_as_asked(caller.tenant_id, question)
                     if history and hits and not leans_on_context(question)
                     else None
                 )
-                written = await self._answer(question, hits, history, ask_id, send, support)
+                writer = Writer(self.generator, self.fallback, self.settings.answer)
+                written = await writer.write(question, hits, history, send, support)
                 METRICS.answers.inc(
                     {"generator": written.generator or "none", "complete": str(written.stopped is None).lower()}
                 )
@@ -336,7 +345,6 @@ class Answerer:
             )
         generated = time.monotonic()
         state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
-        send = quiet(send)
         conv = await conversations.record(
             self.pool,
             caller.tenant_id,
@@ -348,26 +356,14 @@ class Answerer:
             cached is not None,
             int((generated - started) * 1000),
         )
-        await send({"type": "citations", "id": ask_id, "sources": sources})
-        done = {
-            "type": "done",
-            "id": ask_id,
-            "conversation_id": str(conv),
-            "cached": cached is not None,
-            "generator": written.generator,
-            "complete": written.stopped is None,
+        await send(Citations(sources))
+        timings = {
+            "retrieve": round((retrieved - started) * 1000),
+            "generate": round((generated - retrieved) * 1000),
+            "total": round((time.monotonic() - started) * 1000),
         }
-        if written.stopped is not None:
-            done["stopped"] = written.stopped
         await send(
-            {
-                **done,
-                "timings_ms": {
-                    "retrieve": round((retrieved - started) * 1000),
-                    "generate": round((generated - retrieved) * 1000),
-                    "total": round((time.monotonic() - started) * 1000),
-                },
-            }
+            Done(str(conv), cached is not None, written.generator, written.stopped is None, written.stopped, timings)
         )
         for phase, seconds in (
             ("retrieve", retrieved - started),
@@ -395,81 +391,3 @@ class Answerer:
         vector = await self.retriever.queries.embed(question)
         nearest = await self.retriever.store.search(tenant_id, vector, 1, self.settings.retrieval.ef_search)
         return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)
-
-    async def _answer(
-        self,
-        question: str,
-        hits: Sequence[Hit],
-        history: Sequence[Turn],
-        ask_id: str,
-        send: Send,
-        as_asked: float | None = None,
-    ) -> Written:
-        """Stream the answer and say what was written. `as_asked`: a follow-up's support without its
-        conversation (the lower of the two decides)."""
-        support = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
-        if as_asked is not None:
-            support = min(support, as_asked)
-        if not hits or support < self.settings.answer.min_support:
-            answer = self.settings.answer.dont_know
-            await send({"type": "delta", "id": ask_id, "text": answer})
-            return Written(answer, [], None, cacheable=True)  # refused by bitbd: no generator was asked
-        passages = by_page(hits)
-        pieces: list[str] = []
-        # Whatever the generator writes (a prompt-injected page can make a model write anything) is sent and
-        # stored only as safe Markdown (bitbd/answer/markdown.py, docs/protocol.md), and without markers of
-        # sources it was not given.
-        markers, cleaner = Markers(p.n for p in passages), MarkdownSanitizer()
-
-        async def emit(text: str) -> None:
-            if text:
-                pieces.append(text)
-                await send({"type": "delta", "id": ask_id, "text": text})
-
-        async def stream(generator: AnswerGenerator) -> None:
-            async for piece in generator.generate(question, passages, history):
-                await emit(cleaner.feed(markers.feed(piece)))
-
-        generator, stopped = self.generator, None
-        try:
-            await stream(generator)
-        except GeneratorUnavailable as e:
-            log.warning(
-                "answer generator unavailable, answering with the fallback",
-                extra={"generator": generator.name, "fallback": self.fallback.name, "reason": str(e)},
-            )
-            generator, markers, cleaner = self.fallback, Markers(p.n for p in passages), MarkdownSanitizer()
-            await stream(generator)
-        except AnswerCut as e:
-            stopped = e.stopped
-            log.warning(
-                "answer incomplete, not cached",
-                extra={"generator": generator.name, "stopped": e.stopped, "reason": str(e)},
-            )
-        except PluginError as e:
-            log.warning("answer generator failed mid-answer", extra={"generator": generator.name, "reason": str(e)})
-            raise
-        await emit(cleaner.feed(markers.close()) + cleaner.close())
-        if markers.removed:
-            log.info(
-                "markers of sources not given removed from an answer",
-                extra={"generator": generator.name, "removed": markers.removed},
-            )
-        # Not stripped: taking the indentation off its first line could make Markdown of it that was not checked.
-        joined = "".join(pieces)
-        answer = joined if joined.strip() else self.settings.answer.dont_know
-        return Written(
-            answer,
-            citations(answer, passages, self.settings.answer.dont_know),
-            generator.name,
-            cacheable=generator is self.generator and stopped is None,
-            stopped=stopped,
-        )
-
-
-def token_counter(embedder: Embedder) -> Callable[[str], int]:
-    """Counts a text's tokens with the embedding model's tokenizer; about four characters a token without one."""
-    tokenizer = embedder.tokenizer()
-    if tokenizer is None:
-        return lambda text: len(text) // 4 + 1
-    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bitbd.answer.outcome import Event
+from bitbd.answer.events import wire
 from bitbd.answer.service import Caller
 from bitbd.errors import (
     AuthThrottled,
@@ -60,7 +60,10 @@ class ChatSocket(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
-def error_event(ask_id: str | None, code: str, message: str) -> Event:
+Message = dict[str, Any]  # a message of the chat protocol, as sent (docs/protocol.md)
+
+
+def error_event(ask_id: str | None, code: str, message: str) -> Message:
     return {"type": "error", "id": ask_id, "code": code, "message": message}
 
 
@@ -84,7 +87,7 @@ class ChatSession:
         self.closing = False
         self._send_lock = asyncio.Lock()
 
-    async def send(self, event: Event) -> None:
+    async def send(self, event: Message) -> None:
         if self.ws.closed:
             return
         async with self._send_lock:
@@ -199,7 +202,10 @@ class ChatSession:
 
     async def answer(self, ask_id: str, question: str, conversation_id: str | None) -> None:
         try:
-            await self.answerer.ask(self.caller, ask_id, question, conversation_id, self.send)
+            # aclosing: a client that leaves mid-answer (this task cancelled) stops the answer at once.
+            async with contextlib.aclosing(self.answerer.ask(self.caller, question, conversation_id)) as events:
+                async for event in events:
+                    await self.send(wire(event, ask_id))
         except BitbdError as e:
             await self.send(error_event(ask_id, e.code, e.message))
             if isinstance(e, Unauthorized):  # a key revoked or expired meanwhile; a used-up quota leaves it open
