@@ -42,6 +42,62 @@ class Answer:
         return str(self.done["conversation_id"])
 
 
+class Disconnected(BitbdError):
+    """The server closed the chat socket before the answer ended."""
+
+
+@dataclass
+class Reply:
+    """What the server sent for one ask: the deltas joined, the `citations` sources, the `done` or `error` that
+    ended it, the seconds from sending the ask to that end, and to the first delta (None: there was none)."""
+
+    text: str
+    sources: list[dict[str, Any]]
+    end: dict[str, Any]
+    seconds: float
+    first: float | None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.end["type"] == "done")
+
+
+async def exchange(
+    ws: aiohttp.ClientWebSocketResponse,
+    ask_id: str,
+    question: str,
+    conversation: str | None = None,
+    seconds: float = 120.0,
+    on_delta: Callable[[str], None] | None = None,
+) -> Reply:
+    """Send one `ask` on an open chat socket and read until its `done` or `error`; other asks' events are
+    skipped. The chat protocol's one client (docs/protocol.md): the CLI, the tests and the benchmarks use it.
+    Raises TimeoutError after `seconds`, and `Disconnected` if the socket closes first."""
+    message = {"type": "ask", "id": ask_id, "question": question}
+    if conversation is not None:
+        message["conversation_id"] = conversation
+    started = time.monotonic()
+    await ws.send_json(message)
+    text, sources, first = "", [], None
+    async with asyncio.timeout(seconds):
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            event = json.loads(msg.data)
+            if event.get("id") not in (ask_id, None):
+                continue
+            if event["type"] == "delta":
+                first = time.monotonic() - started if first is None else first
+                text += event["text"]
+                if on_delta is not None:
+                    on_delta(event["text"])
+            elif event["type"] == "citations":
+                sources = event["sources"]
+            elif event["type"] in ("done", "error"):
+                return Reply(text, sources, dict(event), time.monotonic() - started, first)
+    raise Disconnected(f"the server closed the connection ({ws.close_code}) before the answer ended")
+
+
 @dataclass
 class Client:
     """`async with Client(url, headers, params) as c:` then `await c.ask(...)`, `await c.search(...)`."""
@@ -88,31 +144,10 @@ class Client:
         """Ask one question on the client's socket and read its events up to `done`; an `error` raises."""
         ws = await self._socket()
         self._asked += 1
-        ask_id = f"q{self._asked}"
-        message = {"type": "ask", "id": ask_id, "question": question}
-        if conversation is not None:
-            message["conversation_id"] = conversation
-        started = time.monotonic()
-        await ws.send_json(message)
-        text, sources = "", []
-        async with asyncio.timeout(self.timeout):
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                event = json.loads(msg.data)
-                if event.get("id") not in (ask_id, None):
-                    continue
-                if event["type"] == "delta":
-                    text += event["text"]
-                    if on_delta is not None:
-                        on_delta(event["text"])
-                elif event["type"] == "citations":
-                    sources = event["sources"]
-                elif event["type"] == "done":
-                    return Answer(text, sources, event, time.monotonic() - started)
-                elif event["type"] == "error":
-                    raise ServerError(event["message"], event["code"])
-        raise BitbdError(f"the server closed the connection ({ws.close_code}) before the answer ended")
+        reply = await exchange(ws, f"q{self._asked}", question, conversation, self.timeout, on_delta)
+        if not reply.ok:
+            raise ServerError(reply.end["message"], reply.end["code"])
+        return Answer(reply.text, reply.sources, reply.end, reply.seconds)
 
     async def search(self, query: str, k: int, mode: str | None = None) -> dict[str, Any]:
         """`POST /v1/search`: the API's JSON reply; an error body raises."""

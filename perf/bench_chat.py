@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from bitbd.client import exchange
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.plugins import load_plugins
@@ -55,23 +56,9 @@ async def client(session: aiohttp.ClientSession, base: str, key: str, questions:
         base.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
     ) as ws:
         for i, question in enumerate(questions):
-            started = time.perf_counter()
-            first = None
-            await ws.send_json({"type": "ask", "id": str(i), "question": question})
-            async for msg in ws:
-                event = json.loads(msg.data)
-                if event["type"] == "delta" and first is None:
-                    first = time.perf_counter() - started
-                if event["type"] in ("done", "error"):
-                    out.append(
-                        {
-                            "first": first,
-                            "done": time.perf_counter() - started,
-                            "ok": event["type"] == "done",
-                            "cached": event.get("cached", False),
-                        }
-                    )
-                    break
+            reply = await exchange(ws, str(i), question)
+            cached = reply.ok and bool(reply.end.get("cached"))
+            out.append({"first": reply.first, "done": reply.seconds, "ok": reply.ok, "cached": cached})
     return out
 
 

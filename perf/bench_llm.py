@@ -17,17 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import random
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bitbd.client import exchange
 from bitbd.embedded.services import services
 from bitbd.settings import CrawlerSettings, Settings
 from perf.bench_chat import TENANT, crawl_if_needed, pct
@@ -44,19 +43,8 @@ async def client(session: aiohttp.ClientSession, base: str, key: str, questions:
         base.replace("http", "ws") + "/v1/chat", headers={"Authorization": f"Bearer {key}"}
     ) as ws:
         for i, question in enumerate(questions):
-            started = time.perf_counter()
-            first, text = None, ""
-            await ws.send_json({"type": "ask", "id": str(i), "question": question})
-            async for msg in ws:
-                event = json.loads(msg.data)
-                if event["type"] == "delta":
-                    first = first if first is not None else time.perf_counter() - started
-                    text += event["text"]
-                if event["type"] in ("done", "error"):
-                    out.append(
-                        {"first": first, "done": time.perf_counter() - started, "text": text, "outcome": outcome(event)}
-                    )
-                    break
+            reply = await exchange(ws, str(i), question)
+            out.append({"first": reply.first, "done": reply.seconds, "text": reply.text, "outcome": outcome(reply.end)})
     return out
 
 

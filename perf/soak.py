@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import signal
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from bitbd.client import Disconnected, exchange
 from perf import report, site
 from perf.corpus import free_port, served
 from perf.questions import QUESTIONS
@@ -66,37 +66,21 @@ async def client(base: str, key: str, until: float, tally: Tally, seed: int) -> 
                         n += 1
                         ask_id = f"{seed}-{n}"
                         tally.asked += 1
-                        started = time.monotonic()
-                        await ws.send_json({"type": "ask", "id": ask_id, "question": rng.choice(phrasings)})
-                        ended = await _wait_end(ws, ask_id)
-                        if ended is None:
+                        try:  # a closed socket, or nothing for 60 s: a lost answer
+                            reply = await exchange(ws, ask_id, rng.choice(phrasings), seconds=60)
+                        except (Disconnected, TimeoutError):
                             tally.lost += 1
                             break
-                        if ended["type"] == "done":
+                        if reply.ok:
                             tally.done += 1
-                            tally.latencies.append(time.monotonic() - started)
+                            tally.latencies.append(reply.seconds)
                         else:
-                            tally.errors[ended["code"]] += 1
+                            tally.errors[reply.end["code"]] += 1
                         await asyncio.sleep(rng.uniform(2, 5))
             except (aiohttp.ClientError, TimeoutError, ConnectionError):
                 pass
             tally.reconnects += 1
             await asyncio.sleep(0.5)
-
-
-async def _wait_end(ws: aiohttp.ClientWebSocketResponse, ask_id: str) -> dict[str, Any] | None:
-    """The ask's `done` or `error`, or None when the socket closed or nothing came for 60 s (a lost answer)."""
-    try:
-        async with asyncio.timeout(60):
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    return None
-                event = json.loads(msg.data)
-                if event.get("id") == ask_id and event["type"] in ("done", "error"):
-                    return dict(event)
-    except TimeoutError:
-        return None
-    return None
 
 
 async def wait_job(session: aiohttp.ClientSession, base: str, key: str, job: str, seconds: float) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from typing import Any, NamedTuple
 
 import aiohttp
+
+from bitbd.client import Disconnected, exchange
 
 
 class Asked(NamedTuple):
@@ -25,21 +24,8 @@ async def ask(
     seconds: float = 60,
 ) -> Asked:
     """Send one `ask` and read until its `done` or `error` (other questions' events are skipped)."""
-    started = time.monotonic()
-    message = {"type": "ask", "id": ask_id, "question": question}
-    if conversation:
-        message["conversation_id"] = conversation
-    await ws.send_json(message)
-    text, sources = "", []
-    async with asyncio.timeout(seconds):
-        async for msg in ws:
-            event = json.loads(msg.data)
-            if event.get("id") != ask_id:
-                continue
-            if event["type"] == "delta":
-                text += event["text"]
-            elif event["type"] == "citations":
-                sources = event["sources"]
-            elif event["type"] in ("done", "error"):
-                return Asked(text, sources, dict(event), time.monotonic() - started)
-    raise AssertionError("the socket closed before the answer ended")
+    try:
+        reply = await exchange(ws, ask_id, question, conversation or None, seconds)
+    except Disconnected:
+        raise AssertionError("the socket closed before the answer ended") from None
+    return Asked(reply.text, reply.sources, reply.end, reply.seconds)
