@@ -40,10 +40,13 @@ _ITEM_COUNT = "SELECT count(*) FILTER (WHERE NOT link_page), count(*) FROM job_i
 _KNOWN_ITEMS = "SELECT item FROM job_items WHERE job_id = $1 AND item = ANY($2::text[])"
 _LINK_PAGE = """UPDATE job_items SET link_page = true, status = 'skipped', error = $2, updated_at = now()
 WHERE id = $1"""
-_MARK = "UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now() WHERE id = $1"
+# A cancel marks queued and running items at once; what their workers find out later never undoes it.
+_MARK = """UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now()
+WHERE id = $1 AND status <> 'cancelled'"""
 _START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 1, updated_at = now()
 WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
-_REQUEUE = "UPDATE job_items SET status = 'queued', error = $2, updated_at = now() WHERE id = $1"
+_REQUEUE = """UPDATE job_items SET status = 'queued', error = $2, updated_at = now()
+WHERE id = $1 AND status <> 'cancelled'"""
 _PREVIOUS = """SELECT id, etag, last_modified, content_hash, links, embedding_model FROM documents
 WHERE tenant_id = $1 AND url = $2"""
 _UPSERT_DOC = """INSERT INTO documents (tenant_id, source_id, url, title, content_type, bytes, fetched_at, last_job_id)

@@ -43,7 +43,7 @@ WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running')"""
 CANCEL_JOB = """UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING id"""
 CANCEL_ITEMS = """UPDATE job_items SET status = 'cancelled', updated_at = now()
-WHERE tenant_id = $1 AND job_id = $2 AND status = 'queued'"""
+WHERE tenant_id = $1 AND job_id = $2 AND status IN ('queued', 'running')"""
 
 
 @dataclass(frozen=True)

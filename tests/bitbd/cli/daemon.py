@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from bitbd.embedded.redis import free_port
+from bitbd.embedded.datadir import SERVER_NAME
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -38,15 +39,23 @@ def bitbd(
 
 
 class Daemon:
+    """One `bitbd serve` process on a data dir. Without a `port` it listens on one the kernel picks (`--port 0`)
+    and the URL is read from the server file it publishes: a port probed free and then handed to the process can
+    be taken in between by another test's server or embedded Redis, and the test would then talk to that one."""
+
     def __init__(
         self, data_dir: Path, cwd: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None
     ) -> None:
         self.data_dir, self.cwd, self.extra = data_dir, cwd, extra
         self.env = env or clean_env()
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.asked_port = port or 0
+        self.port = port or 0
         self.proc: subprocess.Popen[str] | None = None
-        self.out = cwd / f"serve-{self.port}-{time.monotonic_ns()}.log"
+        self.out = cwd / f"serve-{time.monotonic_ns()}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> Daemon:
         self._out = open(self.out, "w")  # closed in stop()
@@ -59,7 +68,7 @@ class Daemon:
                 "--data-dir",
                 str(self.data_dir),
                 "--port",
-                str(self.port),
+                str(self.asked_port),
                 *self.extra,
             ],
             stdout=self._out,
@@ -72,17 +81,31 @@ class Daemon:
             self.wait_ready()
         return self
 
+    def _published_port(self) -> int | None:
+        """The port this process published in its data dir, once it listens."""
+        assert self.proc is not None
+        try:
+            published = json.loads((self.data_dir / SERVER_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        if published.get("pid") != self.proc.pid:
+            return None  # a previous server's file, not yet replaced
+        return int(urllib.parse.urlsplit(published["url"]).port or 0) or None
+
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"bitbd serve exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
+            port = self._published_port()
+            if port is not None:
+                self.port = port
+                try:
+                    if self.get("/readyz")[0] == 200:
+                        return
+                except OSError:
+                    pass
             time.sleep(0.1)
         raise AssertionError(f"bitbd serve not ready after {timeout}s:\n{self.output()}")
 
