@@ -16,6 +16,7 @@ FILE_NAME = "admin_token"
 
 
 def token_path(settings: Settings) -> Path:
+    """Where a generated admin token is kept: the `admin_token` file in the data dir."""
     return DataDir(settings.data_dir).path / FILE_NAME
 
 

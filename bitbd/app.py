@@ -71,6 +71,7 @@ async def close_sockets(app: web.Application) -> None:
 
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Migrate the schema, then open the PostgreSQL pool (`pool_key`); the pool is closed on shutdown."""
     db = app[settings_key].database
     applied = await migrate_database(db)  # before the pool: 0001 creates the vector type its codec needs
     if applied:
@@ -81,6 +82,7 @@ async def db_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis client (`redis_key`), with the configured timeouts; closed on shutdown."""
     cfg = app[settings_key].redis
     app[redis_key] = aioredis.Redis.from_url(
         cfg.url.get_secret_value(),

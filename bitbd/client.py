@@ -39,6 +39,7 @@ class Answer:
 
     @property
     def conversation_id(self) -> str:
+        """The conversation's id from `done`: pass it with the next question to follow up."""
         return str(self.done["conversation_id"])
 
 
@@ -59,6 +60,7 @@ class Reply:
 
     @property
     def ok(self) -> bool:
+        """True if the ask ended with `done`, False if with `error`."""
         return bool(self.end["type"] == "done")
 
 
@@ -124,6 +126,7 @@ class Client:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The HTTP session; RuntimeError outside `async with`."""
         if self._session is None:
             raise RuntimeError("use the client in `async with`")
         return self._session
@@ -165,6 +168,7 @@ class Client:
 
 
 def unreachable(url: str, e: Exception) -> BitbdError:
+    """The error for a server that does not answer at `url`; names the exception's type, not its text."""
     return BitbdError(
         f"no bitbd server answers at {url} ({type(e).__name__}); start one with `bitbd serve`, or pass --url"
     )

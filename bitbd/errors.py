@@ -43,14 +43,21 @@ class ConfigError(BitbdError):
 
 
 class BadRequest(BitbdError):
+    """400 `bad_request`: base of the errors of a request the server cannot take; also aiohttp's own 4xx
+    errors other than 404, 405 and 413, with their status."""
+
     status, code = 400, "bad_request"
 
 
 class InvalidJson(BadRequest):
+    """400 `invalid_json`: a body or chat message that is not readable JSON (not UTF-8, not JSON, too deep)."""
+
     code = "invalid_json"
 
 
 class InvalidRequest(BadRequest):
+    """400 `invalid_request`: a request whose values are wrong (body, parameters, arguments); the message says which."""
+
     code = "invalid_request"
 
 
@@ -61,18 +68,27 @@ class InvalidText(BadRequest):
 
 
 class Unauthorized(BitbdError):
+    """401 `unauthorized`: missing or wrong credentials. Counted by the failed-authentication throttle;
+    closes a chat socket with 4401."""
+
     status, code = 401, "unauthorized"
 
 
 class Forbidden(BitbdError):
+    """403 `forbidden`: base of the refusals of a valid key (origin, quota); closes a chat socket with 4403."""
+
     status, code = 403, "forbidden"
 
 
 class NotFound(BitbdError):
+    """404 `not_found`: no such tenant, key, source, job or document (for the caller), or no such endpoint."""
+
     status, code = 404, "not_found"
 
 
 class KeyRevoked(Unauthorized):
+    """401 `key_revoked`: a key that was revoked, or deleted since its connection opened."""
+
     code = "key_revoked"
 
 
@@ -95,6 +111,9 @@ class QuotaExhausted(Forbidden):
 
 
 class ConversationNotFound(NotFound):
+    """404 `conversation_not_found`: a `conversation_id` that is not an id, or names no
+    conversation of the caller's tenant."""
+
     code = "conversation_not_found"
 
 
@@ -105,6 +124,8 @@ class NoDocuments(BitbdError):
 
 
 class QuestionTooLong(BadRequest):
+    """400 `question_too_long`: a question or search query over `answer.max_question_chars`."""
+
     code = "question_too_long"
 
 
@@ -132,26 +153,39 @@ class TooManyConnections(RateLimited):
 
 
 class MethodNotAllowed(BitbdError):
+    """405 `method_not_allowed`: aiohttp's 405 in our body shape (its Allow header is kept)."""
+
     status, code = 405, "method_not_allowed"
 
 
 class Conflict(BitbdError):
+    """409 `conflict`: a tenant name already taken, or a job in the wrong state to be cancelled or retried."""
+
     status, code = 409, "conflict"
 
 
 class RequestTimeout(BitbdError):
+    """408 `request_timeout`: a request body that did not arrive within `server.body_timeout`."""
+
     status, code = 408, "request_timeout"
 
 
 class PayloadTooLarge(BitbdError):
+    """413 `payload_too_large`: a body or upload over its size limit; also aiohttp's own 413."""
+
     status, code = 413, "payload_too_large"
 
 
 class UnsupportedMediaType(BitbdError):
+    """415 `unsupported_media_type`: a body that is not JSON where JSON is expected, an upload
+    that is not multipart, or a file of a type that is not ingested."""
+
     status, code = 415, "unsupported_media_type"
 
 
 class InternalError(BitbdError):
+    """500 `internal`: a bug; the client gets a fixed message, the details are in the server log."""
+
     status, code = 500, "internal"
 
     def __init__(self, message: str = "internal error; the server log has the details") -> None:
@@ -159,6 +193,9 @@ class InternalError(BitbdError):
 
 
 class PluginError(BitbdError):
+    """502 `plugin_error`: a plugin component failed, or lacks what it needs (bitbd's database, the HTTP
+    fetcher) in this process."""
+
     status, code = 502, "plugin_error"
 
 

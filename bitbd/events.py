@@ -96,6 +96,8 @@ async def workers(settings: Settings, redis: aioredis.Redis) -> list[dict[str, A
 
 
 class EventHub:
+    """The feed behind `/v1/admin/events`: it runs only while at least one subscriber is connected."""
+
     def __init__(
         self,
         settings: Settings,
@@ -111,6 +113,8 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        """A queue of the feed's messages for one subscriber, started if it was not running. A
+        subscriber that falls 100 messages behind is dropped from the feed."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE_SIZE)
         self.subscribers.add(queue)
         if self._task is None or self._task.done():
@@ -118,9 +122,11 @@ class EventHub:
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop feeding this queue; with no subscriber left, the feed stops by itself."""
         self.subscribers.discard(queue)
 
     async def close(self) -> None:
+        """Stop the feed, whoever is still subscribed (on shutdown)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

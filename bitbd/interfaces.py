@@ -140,10 +140,12 @@ class Source(Component):
 
     @property
     def max_pages(self) -> int:
+        """Most items one run fetches: the configuration's `max_pages`; unset (or 0), 1,000,000."""
         return int(self.config.get("max_pages") or 1_000_000)
 
     @property
     def max_depth(self) -> int:
+        """Most links deep a run follows from its seeds: the configuration's `max_depth`; unset, 0 (seeds only)."""
         return int(self.config.get("max_depth") or 0)
 
     @abstractmethod

@@ -27,6 +27,7 @@ class KeyValueFormatter(logging.Formatter):
     """`2026-11-24T22:50:01Z level=info logger=bitbd.app msg="listening" url=http://...`"""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One line: UTC time, level, logger, message, the `extra=` fields, and a traceback as `exc`."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
         parts = [
             stamp,
@@ -44,6 +45,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object: ts, level, logger, msg, the `extra=` fields (numbers, booleans and null
+        as is, anything else as a string), and exc."""
         body: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
             "level": record.levelname.lower(),

@@ -22,6 +22,8 @@ _COUNTS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, 10000)
 
 
 class Metrics:
+    """The process's collectors, in a registry of their own; use the module's `METRICS`."""
+
     def __init__(self) -> None:
         r = self.registry = Registry()
         self.queue_jobs = Counter("bitbd_queue_jobs_total", "Queue tasks run, by queue and outcome.", registry=r)
@@ -106,15 +108,18 @@ class Metrics:
 
     @contextmanager
     def embedding(self, kind: str) -> Iterator[None]:
+        """Time the block into `bitbd_embed_seconds` under `kind` (document, query or sentences)."""
         with _timed(self.embed_seconds, {"kind": kind}):
             yield
 
     @contextmanager
     def ingest_phase(self, phase: str) -> Iterator[None]:
+        """Time the block into `bitbd_ingest_phase_seconds` under `phase` (fetch, chunk, embed, store)."""
         with _timed(self.ingest_phase_seconds, {"phase": phase}):
             yield
 
     def response(self, request: web.Request) -> web.Response:
+        """The registry rendered for a scrape, in the format the request's Accept header asks for."""
         body, headers = render(self.registry, request.headers.getall("Accept", []))
         return web.Response(body=body, headers=headers)
 

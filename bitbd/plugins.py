@@ -44,6 +44,8 @@ class Built(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A loaded plugin as `bitbd plugins` and GET /v1/admin/plugins show it."""
+
     name: str
     version: str
     module: str
@@ -59,6 +61,7 @@ class Plugins:
     versions: dict[str, str] = field(default_factory=dict)
 
     def loaded(self) -> list[PluginInfo]:
+        """The registered plugins, blocked ones left out, sorted by name."""
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:  # blocked
@@ -69,18 +72,24 @@ class Plugins:
         return sorted(infos, key=lambda i: i.name)
 
     def sources(self) -> dict[str, type[Source]]:
+        """The installed source types by `type`; of two with one type, the first registered (built-in) wins."""
         return self._by_name(self.pm.hook.register_sources(), "type", "source type")
 
     def embedders(self) -> dict[str, type[Embedder]]:
+        """The installed embedders by `name`; of two with one name, the first registered (built-in) wins."""
         return self._by_name(self.pm.hook.register_embedders(), "name", "embedder")
 
     def stores(self) -> dict[str, type[VectorStore]]:
+        """The installed vector stores by `name`; of two with one name, the first registered (built-in) wins."""
         return self._by_name(self.pm.hook.register_stores(), "name", "vector store")
 
     def generators(self) -> dict[str, type[AnswerGenerator]]:
+        """The installed answer generators by `name`; of two with one name, the first registered
+        (built-in) wins."""
         return self._by_name(self.pm.hook.register_generators(), "name", "answer generator")
 
     def rerankers(self) -> dict[str, type[Reranker]]:
+        """The installed rerankers by `name`; of two with one name, the first registered (built-in) wins."""
         return self._by_name(self.pm.hook.register_rerankers(), "name", "reranker")
 
     @overload
@@ -147,6 +156,7 @@ class Plugins:
 
 
 def new_manager() -> pluggy.PluginManager:
+    """A pluggy manager that knows bitbd's hook specifications, with no plugin registered yet."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm

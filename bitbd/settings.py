@@ -1,16 +1,15 @@
-"""Typed settings: defaults, then `bitbd.toml`, then `BITBD_*` environment, then keyword arguments."""
+"""Typed settings: defaults, then `bitbd.toml`, then `BITBD_*` environment, then keyword arguments. Reading the file
+and naming the key behind an error: bitbd.settings_file."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -18,17 +17,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from bitbd.errors import ConfigError
-
-CONFIG_ENV = "BITBD_CONFIG"
-DEFAULT_CONFIG_NAME = "bitbd.toml"
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class ServerSettings(_Section):
+    """`[server]`: where the HTTP/WebSocket server listens, and its request size and time limits."""
+
     host: str = "127.0.0.1"
     """Address the HTTP/WebSocket server binds to."""
     port: int = Field(8740, ge=0, le=65535)
@@ -43,6 +39,8 @@ class ServerSettings(_Section):
 
 
 class AuthSettings(_Section):
+    """`[auth]`: how many failed authentications a client may make, and which proxies are believed."""
+
     max_failures: int = Field(20, ge=0, le=1000)
     """Failed authentications (wrong admin token or API key) one client address may make within `failure_window`;
     past that, every request carrying credentials from it gets 429 with Retry-After until the window has passed.
@@ -66,6 +64,8 @@ class AuthSettings(_Section):
 
 
 class DatabaseSettings(_Section):
+    """`[database]`: PostgreSQL (empty `dsn`: the embedded one in the data dir) and its connection pool."""
+
     dsn: SecretStr = SecretStr("")
     """PostgreSQL DSN (needs pgvector). Empty: start an embedded PostgreSQL in the data dir."""
     pool_min: int = Field(1, ge=0)
@@ -79,6 +79,8 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """`[redis]`: Redis for jobs, cache and events (empty `url`: the embedded one in the data dir)."""
+
     url: SecretStr = SecretStr("")
     """Redis URL (redis://[:password@]host:port/db). Empty: start an embedded Redis in the data dir."""
     timeout: float = Field(5.0, gt=0)
@@ -86,6 +88,8 @@ class RedisSettings(_Section):
 
 
 class CrawlerSettings(_Section):
+    """`[crawler]`: how the web source fetches: private addresses, limits per page, site and host, link pages."""
+
     allow_private: bool = False
     """Let the crawler visit loopback, private and link-local addresses (off: refused after DNS, every hop)."""
     user_agent: str = "bitbd/0.1 (+https://github.com/bitbd/bitbd)"
@@ -111,6 +115,8 @@ class CrawlerSettings(_Section):
 
 
 class IngestSettings(_Section):
+    """`[ingest]`: chunk size and overlap in the embedder's tokens, and the upload size limits and budget."""
+
     chunk_tokens: int = Field(300, ge=32)
     """Target chunk size in embedder tokens (never above the embedder's limit)."""
     chunk_overlap: int = Field(40, ge=0)
@@ -129,6 +135,8 @@ class IngestSettings(_Section):
 
 
 class JobSettings(_Section):
+    """`[jobs]`: the background work: in-process workers, retries and their backoff, redelivery, queue keys."""
+
     workers: int = Field(2, ge=0)
     """Tasks `bitbd serve` runs at once in-process; 0 leaves all work to `bitbd worker` processes."""
     retry_attempts: int = Field(3, ge=1)
@@ -142,6 +150,8 @@ class JobSettings(_Section):
 
 
 class RetrievalSettings(_Section):
+    """`[retrieval]`: how a question finds chunks: the mode, how many, candidates, HNSW ef_search, RRF k."""
+
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
     """How chunks are found: vector (HNSW cosine), keyword (full text) or both fused (perf/RESULTS.md)."""
     k: int = Field(10, ge=1, le=50)
@@ -159,6 +169,8 @@ class RetrievalSettings(_Section):
 
 
 class AnswerSettings(_Section):
+    """`[answer]`: which generator writes answers and its fallback, the refusal, the support an answer needs."""
+
     generator: str = "extractive"
     """Answer generator plugin: `extractive` (no LLM) or `openai` (any OpenAI-compatible server)."""
     fallback: str = "extractive"
@@ -174,6 +186,8 @@ class AnswerSettings(_Section):
 
 
 class ChatSettings(_Section):
+    """`[chat]`: the chat socket: message size, heartbeat, idle time, asks in flight, connections per client."""
+
     max_message_bytes: int = Field(65_536, ge=1024)
     """Largest WebSocket message a client may send; a larger one closes the connection (code 1009)."""
     heartbeat: float = Field(30.0, gt=0)
@@ -196,6 +210,8 @@ class ChatSettings(_Section):
 
 
 class CacheSettings(_Section):
+    """`[cache]`: the semantic answer cache in Redis: on or off, similarity needed, size and TTL."""
+
     enabled: bool = True
     """Serve the cached answer of a near-identical earlier question (same tenant, unchanged documents)."""
     threshold: float = Field(0.92, ge=0, le=1)
@@ -207,6 +223,8 @@ class CacheSettings(_Section):
 
 
 class MetricsSettings(_Section):
+    """`[metrics]`: the Prometheus endpoints: the scrape token, and where `bitbd worker` serves its own."""
+
     token: SecretStr = SecretStr("")
     """Bearer token GET /metrics requires; empty: /metrics is open (bind to loopback, or set one)."""
     worker_port: int = Field(9741, ge=0, le=65535)
@@ -216,6 +234,8 @@ class MetricsSettings(_Section):
 
 
 class TracingSettings(_Section):
+    """`[tracing]`: optional Langfuse tracing: its keys, host and export timeout (off without keys)."""
+
     public_key: str = ""
     """Langfuse public key (or LANGFUSE_PUBLIC_KEY). With both keys and a host, questions and jobs are traced."""
     secret_key: SecretStr = SecretStr("")
@@ -227,6 +247,8 @@ class TracingSettings(_Section):
 
 
 class LogSettings(_Section):
+    """`[log]`: log level and format (text, or JSON lines)."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     """Level of bitbd's own loggers; third-party libraries stay at warning unless this is debug."""
     format: Literal["text", "json"] = "text"
@@ -292,8 +314,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments first, then `BITBD_*` environment, then the file load_settings() read."""
         # Env ranks above the file so that containers can override it.
-        toml = InitSettingsSource(settings_cls, _file_values.get() or {})
+        toml = InitSettingsSource(settings_cls, FILE_VALUES.get() or {})
         return (init_settings, env_settings, toml)
 
     @field_validator("admin_token", mode="after")
@@ -310,10 +333,12 @@ class Settings(BaseSettings):
 
     @property
     def embedded_postgres(self) -> bool:
+        """No DSN given: bitbd runs its own PostgreSQL in the data dir."""
         return not self.database.dsn.get_secret_value()
 
     @property
     def embedded_redis(self) -> bool:
+        """No URL given: bitbd runs its own Redis in the data dir."""
         return not self.redis.url.get_secret_value()
 
 
@@ -332,70 +357,6 @@ def check_admin_token(token: str) -> None:
         )
 
 
-# load_settings() hands the parsed file to settings_customise_sources(), which pydantic calls without arguments.
-_file_values: ContextVar[dict[str, Any] | None] = ContextVar("bitbd_file_values", default=None)
-
-
-def find_config(explicit: Path | None) -> Path | None:
-    """`--config PATH`, else `$BITBD_CONFIG`, else `./bitbd.toml` if present, else none."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"config file {explicit} does not exist; pass an existing file to --config")
-        return explicit
-    from_env = os.environ.get(CONFIG_ENV)
-    if from_env:
-        path = Path(from_env)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} (from ${CONFIG_ENV}) does not exist")
-        return path
-    local = Path.cwd() / DEFAULT_CONFIG_NAME
-    return local if local.is_file() else None
-
-
-def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Load settings once, at an entry point; errors name the key and where it came from."""
-    path = find_config(config)
-    toml_data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            toml_data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    token = _file_values.set(toml_data)
-    try:
-        return Settings(**overrides)
-    except ValidationError as e:
-        raise ConfigError(describe_errors(e, path, toml_data)) from None
-    finally:
-        _file_values.reset(token)
-
-
-def describe_errors(error: ValidationError, path: Path | None, toml_data: dict[str, Any]) -> str:
-    """One line per problem: the dotted key, where it was set, and what is wrong with it."""
-    lines = []
-    for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
-        key = ".".join(loc)
-        env_name = "BITBD_" + "__".join(part.upper() for part in loc)
-        if env_name in os.environ:
-            where = f"environment variable {env_name}"
-        elif path is not None and _has_key(toml_data, loc):
-            where = str(path)
-        else:
-            where = str(path) if path is not None else "settings"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key {key!r}; see the documented keys in bitbd.toml")
-        else:
-            lines.append(f"{where}: {key}: {item['msg']} (got {item.get('input')!r})")
-    return "invalid settings:\n  " + "\n  ".join(lines)
-
-
-def _has_key(data: dict[str, Any], loc: list[str]) -> bool:
-    node: Any = data
-    for part in loc:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+# load_settings() (bitbd.settings_file) hands the parsed file to settings_customise_sources(), which pydantic
+# calls without arguments.
+FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("bitbdFILE_VALUES", default=None)

@@ -34,17 +34,22 @@ _DISPLAY_PREFIX = 11  # "sk_" + 8 characters: enough to tell keys apart, useless
 
 @dataclass(frozen=True)
 class Tenant:
+    """A tenant; `stats` (filled by `list_tenants` only) are merged into its JSON."""
+
     id: uuid.UUID
     name: str
     created_at: datetime
     stats: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """id, name, created_at and any stats, as the admin API and `--json` show a tenant."""
         return {"id": str(self.id), "name": self.name, "created_at": self.created_at.isoformat(), **self.stats}
 
 
 @dataclass(frozen=True)
 class ApiKey:
+    """An API key as stored: its displayed prefix and settings, never its secret (only a hash is kept)."""
+
     id: uuid.UUID
     tenant_id: uuid.UUID
     kind: KeyKind
@@ -61,10 +66,12 @@ class ApiKey:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
+        """A key from an `api_keys` row holding every field."""
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
     @property
     def status(self) -> str:
+        """`revoked`, `expired`, `exhausted` (quota used up) or `active`: the first that applies, as of now."""
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and self.expires_at <= datetime.now(UTC):
@@ -74,6 +81,8 @@ class ApiKey:
         return "active"
 
     def to_json(self) -> dict[str, Any]:
+        """The key as the admin API and `--json` show it, with its `status`."""
+
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
@@ -107,6 +116,8 @@ class KeySpec:
     quota: int | None = None
 
     def validated(self) -> KeySpec:
+        """The spec checked, with its origins normalised, deduplicated and sorted; InvalidRequest saying
+        what is wrong (a public key without origins, a trial key without expiry or quota, ...)."""
         if self.kind == "public" and not self.origins:
             raise InvalidRequest(
                 "a public key needs at least one allowed origin, e.g. "
@@ -150,11 +161,13 @@ def normalize_origin(origin: str) -> str:
 
 
 def hash_key(raw: str) -> bytes:
+    """What is stored and looked up for a key: the SHA-256 digest of its secret."""
     # Keys carry 256 random bits, so a fast hash is enough; a slow one would only slow every request.
     return hashlib.sha256(raw.encode()).digest()
 
 
 def new_key(kind: KeyKind) -> str:
+    """A new secret: `sk_` (secret) or `pk_` (public) and 256 random bits, URL-safe."""
     prefix = "sk_" if kind == "secret" else "pk_"
     return prefix + secrets.token_urlsafe(32)
 
@@ -170,6 +183,8 @@ def looks_like_id(ref: str) -> bool:
 
 
 async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
+    """Create a tenant; InvalidRequest for a name that is not valid or reads as an id, Conflict if it is
+    taken."""
     if not _TENANT_NAME.fullmatch(name):
         raise InvalidRequest(
             f"tenant name {name!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' "
@@ -188,6 +203,7 @@ async def create_tenant(pool: asyncpg.Pool, name: str) -> Tenant:
 
 
 async def list_tenants(pool: asyncpg.Pool) -> list[Tenant]:
+    """Every tenant, oldest first, with its stats: active keys, documents, chunks, questions, last crawl."""
     rows = await pool.fetch(q.LIST_TENANTS)
     return [
         Tenant(
@@ -245,6 +261,7 @@ async def create_key(pool: asyncpg.Pool, tenant_ref: str, spec: KeySpec) -> tupl
 
 
 async def list_keys(pool: asyncpg.Pool, tenant_ref: str) -> list[ApiKey]:
+    """The keys of a tenant (by id or name), oldest first; NotFound if there is no such tenant."""
     tenant = await get_tenant(pool, tenant_ref)
     return [ApiKey.from_row(r) for r in await pool.fetch(q.LIST_KEYS, tenant.id)]
 

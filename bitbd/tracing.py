@@ -31,16 +31,20 @@ class Span:
         self.inner = inner
 
     def update(self, **fields: Any) -> None:
+        """Add fields (output, metadata, ...) to the span; nothing when tracing is off."""
         if self.inner is not None:
             self.inner.update(**fields)
 
 
 class Tracer:
+    """Spans to Langfuse, or a no-op without a client; get the process's own with `tracer(settings)`."""
+
     def __init__(self, client: Any = None) -> None:
         self.client = client
 
     @property
     def enabled(self) -> bool:
+        """Whether spans go anywhere: a Langfuse client is configured."""
         return self.client is not None
 
     @contextlib.contextmanager
@@ -56,10 +60,12 @@ class Tracer:
             yield Span(inner)
 
     def flush(self) -> None:
+        """Export the spans still buffered; blocks up to `tracing.timeout`, so call it off the event loop."""
         if self.client is not None:
             self.client.flush()
 
     def close(self) -> None:
+        """Shut the Langfuse client down; nothing when tracing is off."""
         if self.client is not None:
             self.client.shutdown()
 

@@ -7,7 +7,8 @@ default embedder embeds `--real` real passages of Python's documentation (python
 does); each of the `--rows` vectors is one of them plus Gaussian noise drawn from the real vectors' own covariance
 (so it keeps their anisotropic shape), renormalised, with the noise scaled so that a synthetic vector is as close
 to its source as real neighbouring chunks are to each other (median nearest-neighbour cosine of the real set).
-I.i.d. random vectors would make every approximate index look terrible (../shared/NOTES.md). The queries are real:
+I.i.d. random vectors would make every approximate index look terrible (in 384
+dimensions they are all nearly equidistant, so HNSW's graph has no neighbourhoods to follow). The queries are real:
 the embedded questions of perf/questions.py.
 
 For each configuration: build time, index size, recall@10 against the exact top 10 (numpy), p50/p95 latency and

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +17,7 @@ from bitbd.settings import CrawlerSettings, JobSettings, Settings
 from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.site import Site, standard_site
+from tests.support.waiting import wait_until_async
 
 Client = TestClient[web.Request, web.Application]
 
@@ -51,22 +50,22 @@ async def ingest(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncp
 
 
 async def wait_job(client: Client, key: str, job_id: str, seconds: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while True:
+    """The job once it has ended (succeeded, failed or cancelled)."""
+
+    async def ended() -> dict[str, Any] | None:
         resp = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
         body: dict[str, Any] = await resp.json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job still {body['status']} after {seconds}s: {body}")
-        await asyncio.sleep(0.2)
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    job: dict[str, Any] = await wait_until_async(ended, f"job {job_id} ended", seconds, every=0.2)
+    return job
 
 
 async def wait_progress(client: Client, key: str, job_id: str, field: str, at_least: int) -> None:
     """Poll until the job's progress[field] reaches `at_least` (a minute at most)."""
-    for _ in range(600):
+
+    async def reached() -> bool:
         resp = await client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})
-        if (await resp.json())["progress"][field] >= at_least:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"progress {field} never reached {at_least}")
+        return bool((await resp.json())["progress"][field] >= at_least)
+
+    await wait_until_async(reached, f"job progress {field} at {at_least}", 60)

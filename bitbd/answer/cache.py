@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ def _content_words(text: str) -> list[str]:
 
 @dataclass
 class Cached:
+    """A hit: the question it was cached for, its answer and sources, and how similar the new question was."""
+
     question: str
     answer: str
     sources: list[dict[str, Any]]
@@ -86,8 +89,16 @@ def _stream_id(entry: str) -> tuple[int, int]:
 
 
 class SemanticCache:
-    def __init__(self, redis: aioredis.Redis, settings: CacheSettings, prefix: str) -> None:
+    """Answers kept per tenant and document version in a Redis stream, found again by the embedding of a question
+    that means the same (`same_question` guards against near-twins that ask the opposite). Each process mirrors
+    the streams it reads in memory and catches up on new entries; entries older than `ttl_seconds` by `clock`
+    (time.time; a test passes its own) are never served."""
+
+    def __init__(
+        self, redis: aioredis.Redis, settings: CacheSettings, prefix: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.redis = redis
+        self.clock = clock
         self.settings = settings
         self.prefix = prefix
         self._mirrors: OrderedDict[tuple[uuid.UUID, str], _Mirror] = OrderedDict()  # newest version only
@@ -95,11 +106,13 @@ class SemanticCache:
         self.misses = 0
 
     def key(self, tenant_id: uuid.UUID, namespace: str, version: int) -> str:
+        """The Redis stream of one tenant's answers at one version of its documents (and of the answer settings)."""
         return f"{self.prefix}:cache:{tenant_id}:{namespace}:{version}"
 
     async def get(
         self, tenant_id: uuid.UUID, namespace: str, version: int, vector: Vector, question: str
     ) -> Cached | None:
+        """The cached answer to a question that means the same as `question`, or None (counted as a miss)."""
         if not self.settings.enabled:
             return None
         mirror = await self._sync(tenant_id, namespace, version)
@@ -121,6 +134,7 @@ class SemanticCache:
         answer: str,
         sources: list[dict[str, Any]],
     ) -> None:
+        """Keep an answer for later askers of the same question; dropped if the documents changed meanwhile."""
         if not self.settings.enabled:
             return
         newest = self._mirrors.get((tenant_id, namespace))
@@ -168,7 +182,7 @@ class SemanticCache:
             mirror.vectors.append(np.frombuffer(fields[b"v"], dtype=np.float32))
             mirror.payloads.append(json.loads(fields[b"p"]))
         keep = self.settings.max_entries
-        oldest = int(time.time() * 1000) - self.settings.ttl_seconds * 1000
+        oldest = int(self.clock() * 1000) - self.settings.ttl_seconds * 1000
         drop = max(len(mirror.ids) - keep, next((i for i, t in enumerate(mirror.ids) if t >= oldest), len(mirror.ids)))
         if drop:
             del mirror.ids[:drop], mirror.vectors[:drop], mirror.payloads[:drop]

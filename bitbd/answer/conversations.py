@@ -24,6 +24,7 @@ WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id"""
 
 
 def parse_id(value: str) -> uuid.UUID:
+    """A client's `conversation_id` as a UUID; raises ConversationNotFound for text that is not one."""
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -72,6 +73,8 @@ async def record(
 
 
 async def messages(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every message of the tenant's conversation, oldest first, as JSON-ready dicts (citations decoded, times
+    in ISO 8601); raises ConversationNotFound if the tenant has no such conversation."""
     async with pool.acquire() as conn:
         if await conn.fetchval(_EXISTS, tenant_id, conversation_id) is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")

@@ -92,10 +92,14 @@ class MarkdownSanitizer:
     _cr: bool = False  # the last delta ended in "\r", which may be half of a "\r\n"
 
     def feed(self, delta: str) -> str:
+        """Take the next delta; returns the safe text that may be sent now, holding back what is
+        still undecided."""
         self._pending += self._lines(delta)
         return self._run(final=False)
 
     def close(self) -> str:
+        """The answer ended: returns the safe rest of what was held back. Call it once, after the
+        last `feed()`."""
         self._eof = True
         self._pending += self._lines("")
         return self._run(final=True)

@@ -15,6 +15,8 @@ class Wait(Exception):
 
 @dataclass
 class Fence:
+    """The fence of an open fenced code block: its character (a backtick or `~`), run length and indent."""
+
     char: str
     length: int
     indent: int
@@ -63,6 +65,7 @@ def arrived(s: str, p: int, final: bool) -> bool:
 
 
 def skip_space(s: str, p: int, newlines: int) -> int:
+    """The position after the spaces and tabs from p, crossing at most `newlines` line breaks."""
     while p < len(s) and s[p] in " \t\n":
         if s[p] == "\n":
             if newlines == 0:
@@ -73,11 +76,15 @@ def skip_space(s: str, p: int, newlines: int) -> int:
 
 
 def fence_like(text: str) -> bool:
+    """Whether an unfinished line may still turn out to open a fence (at most 3 spaces in, then three
+    backticks or tildes, or fewer so far)."""
     body = text.lstrip(" ")
     return len(text) - len(body) <= 3 and (body[:3] in ("```", "~~~") or (len(body) < 3 and set(body) <= {"`", "~"}))
 
 
 def opening_fence(line: str) -> Fence | None:
+    """The fence a line opens (at most 3 spaces in, then 3 or more backticks or tildes), or None; a
+    backtick in a backtick fence's info string makes it inline code, not a fence."""
     expanded = line.rstrip("\n").expandtabs(4)
     body = expanded.lstrip(" ")
     indent = len(expanded) - len(body)

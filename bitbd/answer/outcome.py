@@ -1,14 +1,18 @@
-"""How far an answer got, and what was written."""
+"""One question on its way to an answer: who asked, how far it got, and what was written."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bitbd.answer.events import AnswerEvent
+from bitbd.interfaces import Turn
+from bitbd.tenancy import ApiKey
 
 log = logging.getLogger("bitbd.answer.service")
 Send = Callable[[AnswerEvent], Awaitable[None]]
@@ -35,6 +39,30 @@ class Progress:
     deadline: asyncio.Timeout | None = None
 
     def completed(self) -> None:
+        """Mark the answer written: from now on it is complete, and its deadline is lifted so no
+        timeout cuts its bookkeeping."""
         self.complete = True
         if self.deadline is not None:
             self.deadline.reschedule(None)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: a tenant's API key, or the operator (admin token) acting for a tenant, with no key limits."""
+
+    tenant_id: uuid.UUID
+    key: ApiKey | None = None
+
+
+@dataclass
+class Asked:
+    """One question in flight: who asked it, in which conversation (and its recent turns), where its events go,
+    and how far it got. The answer service passes this one object down its steps."""
+
+    caller: Caller
+    question: str
+    conversation: uuid.UUID | None
+    history: list[Turn]
+    send: Send
+    state: Progress = field(default_factory=Progress)
+    started: float = field(default_factory=time.monotonic)

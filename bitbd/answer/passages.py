@@ -41,6 +41,8 @@ def citations(answer: str, passages: Sequence[Passage], dont_know: str) -> list[
 
 
 def snippet(text: str) -> str:
+    """A citation's preview of a passage: its text without headings, on one line, cut at a word to at most
+    240 characters (then ending in an ellipsis)."""
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     flat = " ".join(" ".join(lines).split())
     return flat if len(flat) <= _SNIPPET else flat[:_SNIPPET].rsplit(" ", 1)[0] + "…"
@@ -65,9 +67,11 @@ class Markers:
         self._fence = ""  # the fence that opened the current code block; "": not in one
 
     def feed(self, piece: str) -> str:
+        """Take the next piece; returns the text that may be passed on now, unknown markers removed."""
         return self._run(self._held + piece, final=False)
 
     def close(self) -> str:
+        """The stream ended: returns the rest of the held-back text, unknown markers removed."""
         return self._run(self._held, final=True)
 
     def _run(self, text: str, final: bool) -> str:

@@ -30,6 +30,8 @@ class QueryEmbedder:
         self._running: asyncio.Task[None] | None = None
 
     async def embed(self, text: str) -> Vector:
+        """The question's vector, embedded in one batch with the questions waiting alongside it;
+        raises only the error its own embedding raised."""
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
         self._waiting.append((text, future))
         if self._running is None or self._running.done():
@@ -61,6 +63,7 @@ class QueryEmbedder:
                 future.set_result(vector)
 
     async def close(self) -> None:
+        """Cancel the batch being embedded, if any (when the server stops)."""
         if self._running is not None:
             self._running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -69,6 +72,9 @@ class QueryEmbedder:
 
 @dataclass
 class Retriever:
+    """Searches one tenant's chunks: vector and keyword candidates from the store (per
+    `retrieval.mode`), fused by weighted reciprocal rank, then re-ranked if a reranker is configured."""
+
     settings: RetrievalSettings
     store: VectorStore
     queries: QueryEmbedder

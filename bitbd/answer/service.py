@@ -21,7 +21,7 @@ from bitbd.answer.cache import SemanticCache
 from bitbd.answer.events import AnswerEvent, Citations, Delta, Done
 from bitbd.answer.follow_ups import leans_on_context, retrieval_query
 from bitbd.answer.markdown import SAFE_MARKDOWN, sanitize
-from bitbd.answer.outcome import Progress, Send, Written
+from bitbd.answer.outcome import Asked, Caller, Progress, Send, Written
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.answer.writing import Writer, token_counter
 from bitbd.db.chunks import has_chunks
@@ -30,14 +30,12 @@ from bitbd.interfaces import (
     AnswerGenerator,
     Embedder,
     Hit,
-    Turn,
     Vector,
     VectorStore,
 )
 from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
-from bitbd.tenancy import ApiKey
 from bitbd.tracing import Span, Tracer, tracer
 
 log = logging.getLogger(__name__)
@@ -45,19 +43,16 @@ _CLOSE_WAIT = 10.0  # seconds a stopping server gives answers still being record
 
 
 class AnswerTimeout(BitbdError):
+    """An answer not complete within `chat.answer_timeout` (HTTP 504, code `timeout`)."""
+
     status, code = 504, "timeout"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks: a tenant's API key, or the operator (admin token) acting for a tenant, with no key limits."""
-
-    tenant_id: uuid.UUID
-    key: ApiKey | None = None
 
 
 @dataclass
 class Answerer:
+    """Answers questions and serves searches for every tenant: one per server, built by `create()` and
+    stopped by `close()`."""
+
     settings: Settings
     pool: asyncpg.Pool
     redis: aioredis.Redis
@@ -80,6 +75,8 @@ class Answerer:
         embedder: Embedder,
         store: VectorStore,
     ) -> Answerer:
+        """Build the answerer from the settings: generator and fallback, optional reranker, retriever
+        and semantic cache, whose namespace hashes everything that shapes an answer."""
         name = settings.answer.generator
         generator = plugins.build("generator", name, settings, pool=pool)
         fallback = generator
@@ -135,6 +132,8 @@ class Answerer:
             log.warning("embedding model failed to load", extra={"error": f"{type(e).__name__}: {e}"})
 
     async def close(self) -> None:
+        """Stop answering: wait up to 10 s for answers still being recorded and cached (then cancel
+        them), and close the query embedder and the generators."""
         if self._warming is not None:
             self._warming.cancel()
         if self._asks:  # their clients are gone by now (sockets close first): only bookkeeping is left
@@ -157,6 +156,8 @@ class Answerer:
         return hits
 
     def check_question(self, text: str, what: str = "question") -> str:
+        """The question (or search query, as `what` names it) stripped; raises InvalidRequest
+        if it is empty or holds a NUL, QuestionTooLong if it is over `answer.max_question_chars`."""
         text = text.strip()
         if not text:
             raise InvalidRequest(f"the {what} is empty; send some words to look for")
@@ -189,6 +190,8 @@ class Answerer:
             )
 
     async def refuse_if_empty(self, tenant_id: uuid.UUID) -> None:
+        """Raise NoDocuments if the tenant has no chunks at all, to say why nothing was
+        found."""
         if not await has_chunks(self.pool, tenant_id):
             raise NoDocuments(
                 "this tenant has no documents yet, so there is nothing to answer from; ingest its "
@@ -256,6 +259,7 @@ class Answerer:
             if conv
             else []
         )
+        asked = Asked(caller, question, conv, history, send, state, started)
         await self.limit(caller)
         if caller.key is not None:
             await tenancy.charge(self.pool, caller.key)
@@ -266,9 +270,7 @@ class Answerer:
                 try:
                     async with asyncio.timeout(limit) as deadline:
                         state.deadline = deadline
-                        store = await self._answer_and_record(
-                            caller, question, conv, history, started, send, trace, state
-                        )
+                        store = await self._answer_and_record(asked, trace)
                 except TimeoutError:
                     if state.complete:
                         raise
@@ -283,18 +285,9 @@ class Answerer:
                 if not answered and caller.key is not None:
                     await asyncio.shield(tenancy.refund(self.pool, caller.key))
 
-    async def _answer_and_record(
-        self,
-        caller: Caller,
-        question: str,
-        conv: uuid.UUID | None,
-        history: list[Turn],
-        started: float,
-        send: Send,
-        trace: Span,
-        state: Progress,
-    ) -> Callable[[], Awaitable[None]] | None:
+    async def _answer_and_record(self, asked: Asked, trace: Span) -> Callable[[], Awaitable[None]] | None:
         """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
+        caller, question, history, send = asked.caller, asked.question, asked.history, asked.send
         query = retrieval_query(question, history, self.settings.answer.history_turns)
         # A follow-up means what its conversation makes it mean ("what does it not cover?"): only opening
         # questions are answered from, and stored in, the cache.
@@ -344,11 +337,12 @@ class Answerer:
                 },
             )
         generated = time.monotonic()
-        state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
+        asked.state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
+        started = asked.started
         conv = await conversations.record(
             self.pool,
             caller.tenant_id,
-            conv,
+            asked.conversation,
             caller.key.id if caller.key else None,
             question,
             answer,

@@ -27,6 +27,9 @@ class SlotTimeout(Exception):
 
 
 class Slots:
+    """At most `limit` requests in flight toward one generator's backend; more wait their turn, each for up
+    to `max_wait` seconds."""
+
     def __init__(self, generator: str, limit: int, max_wait: float) -> None:
         self.generator, self.limit, self.max_wait = generator, limit, max_wait
         self._semaphore = asyncio.Semaphore(limit)

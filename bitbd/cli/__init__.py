@@ -11,10 +11,12 @@ from typing import Any
 from bitbd import __version__
 from bitbd.errors import BitbdError, ConfigError
 from bitbd.logs import configure_logging
-from bitbd.settings import Settings, load_settings
+from bitbd.settings import Settings
+from bitbd.settings_file import load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `bitbd` argument parser with every subcommand; each sets `handler`, the function that runs it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config", type=Path, metavar="PATH", help="settings file (default: ./bitbd.toml, or $BITBD_CONFIG)"
@@ -84,6 +86,8 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status. A bitbd error is printed as `bitbd: <message>` on stderr and
+    exits 1 (2 for a configuration error); Ctrl-C exits 130."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -30,6 +30,7 @@ def client_options() -> argparse.ArgumentParser:
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `bitbd ask` and `bitbd search` to the subcommands."""
     client = client_options()
 
     p = sub.add_parser(
@@ -84,6 +85,8 @@ def _admin_token(settings: Settings) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    """`bitbd ask`: the answer streams to stdout, then its sources; the conversation id and timings go to
+    stderr. Exits 1 if the server answers with an `error` event."""
     url, headers, params = target(args)
     return asyncio.run(_ask(url, headers, params, args.question, args.conversation))
 
@@ -115,6 +118,8 @@ async def _ask(
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """`bitbd search`: the hits as a numbered list (title, URL, score, heading, the first 200 characters),
+    or the API's JSON with --json."""
     url, headers, params = target(args)
     body = search_body(args)
     result = asyncio.run(_search(url, headers, params, body))

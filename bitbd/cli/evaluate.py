@@ -23,6 +23,7 @@ ignoring case, in the answer without its [n] markers and Markdown marks. Questio
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `bitbd eval` to the subcommands."""
     from bitbd.cli.chat import client_options
 
     p = sub.add_parser(
@@ -44,6 +45,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """`bitbd eval`: ask every question of the file through the server and print the report (with --json,
+    every question's result). Exits 0 whatever the scores."""
     from bitbd.cli.chat import target
 
     asked = question_file.load(args.file)  # a broken file fails before anything is asked
@@ -70,6 +73,8 @@ async def _run(
 
 
 def render(report: Report, path: Path, misses: int) -> str:
+    """The text report: retrieval and answer scores, off-topic refusals, times, then up to `misses` of the
+    questions that missed, by line number."""
     s = report.summary()
     fact = (
         "n/a (no answer regexes)"

@@ -42,6 +42,7 @@ _NO_WORKER_HINT = 15.0  # seconds a job may stay queued before we say that no wo
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `bitbd ingest`, `bitbd reembed` and `bitbd worker` to the subcommands."""
     from bitbd.cli import positive_int
 
     p = sub.add_parser(
@@ -105,6 +106,8 @@ def _source_that(queue: Queue, capability: str, does: str) -> type[Source]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """`bitbd ingest`: queue a crawl of the URLs or an upload of the files (not both in one command), then
+    show the job's progress to its end; exits 0 only if it succeeded. With --no-wait, prints the job id and returns."""
     urls = [t for t in args.targets if t.startswith(("http://", "https://"))]
     paths = [Path(t) for t in args.targets if t not in urls]
     if urls and paths:
@@ -167,6 +170,9 @@ def worker_concurrency(args: argparse.Namespace, settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class Queue:
+    """What a queueing command works with: settings, pool, plugins, a started broker, the --tenant tenant, and
+    the workers this process runs (0: another process runs the jobs)."""
+
     settings: Settings
     pool: asyncpg.Pool
     plugins: Plugins
@@ -250,6 +256,9 @@ async def _watch(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, wo
 
 
 def cmd_reembed(args: argparse.Namespace) -> int:
+    """`bitbd reembed`: queue a job for each of the tenant's sources and watch them in turn; exits 1 if any
+    did not succeed."""
+
     async def reembed(queue: Queue) -> int:
         jobs = await records.create_rerun_jobs(queue.pool, queue.tenant.id)
         if not jobs:
@@ -282,6 +291,8 @@ def _read_files(paths: list[Path]) -> list[tuple[str, str, bytes]]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """`bitbd worker`: run ingestion tasks until SIGINT or SIGTERM. Refuses a database whose schema is
+    behind this bitbd's: workers never migrate."""
     from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)

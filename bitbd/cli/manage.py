@@ -27,6 +27,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `migrate`, `plugins`, `admin-token`, `tenant create|list|delete` and `key create|list|revoke`."""
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -83,6 +84,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def parse_expiry(text: str) -> datetime:
+    """An argparse type for --expires: a duration from now (30m, 12h, 14d, 2w) or an ISO date/time, taken
+    as UTC if it names no time zone."""
     match = _DURATION.match(text.strip())
     if match:
         return datetime.now(UTC) + timedelta(**{_UNITS[match[2]]: int(match[1])})
@@ -111,6 +114,7 @@ def with_pool(args: argparse.Namespace, fn: Callable[[asyncpg.Pool], Awaitable[T
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    """`bitbd migrate`: apply pending migrations; creates the database only in a data dir chosen explicitly."""
     from bitbd.cli import require_database, settings_from
 
     settings = settings_from(args)
@@ -122,6 +126,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """`bitbd plugins`: the loaded plugins with their versions, modules and hooks; skipped and disabled
+    ones are listed on stderr (with --json, skipped ones are in the JSON)."""
     from bitbd.cli import settings_from
 
     settings = settings_from(args)
@@ -144,6 +150,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
+    """`bitbd admin-token`: print the admin token, generating it in the data dir if none is set or
+    kept; where it came from goes to stderr."""
     from bitbd.cli import require_database, settings_from
 
     configured = settings_from(args)
@@ -161,12 +169,14 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
+    """`bitbd tenant create NAME`; creates the database only in a data dir chosen explicitly."""
     tenant = with_pool(args, lambda pool: tenancy.create_tenant(pool, args.name), may_create=True)
     _emit(args, tenant.to_json(), f"created tenant {tenant.name} ({tenant.id})")
     return 0
 
 
 def cmd_tenant_list(args: argparse.Namespace) -> int:
+    """`bitbd tenant list`: id, name, active keys, documents and creation time of every tenant."""
     tenants = with_pool(args, tenancy.list_tenants)
     if args.json:
         _print_json({"tenants": [t.to_json() for t in tenants]})
@@ -188,6 +198,8 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_delete(args: argparse.Namespace) -> int:
+    """`bitbd tenant delete`: asks for confirmation unless --yes (and refuses without a terminal
+    to ask on); exits 1 if the answer is not y."""
     if not args.yes:
         if not sys.stdin.isatty():
             raise InvalidRequest(f"deleting tenant {args.tenant!r} removes all its data; add --yes to confirm")
@@ -206,6 +218,8 @@ def key_spec(args: argparse.Namespace) -> tenancy.KeySpec:
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
+    """`bitbd key create`: the new key's secret on stdout (it is shown only this once), what was
+    created on stderr."""
     spec = key_spec(args)
     kind = spec.kind
     key, raw = with_pool(args, lambda pool: tenancy.create_key(pool, args.tenant, spec))
@@ -219,6 +233,7 @@ def cmd_key_create(args: argparse.Namespace) -> int:
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
+    """`bitbd key list`: the tenant's keys with status, origins, expiry and use; never their secrets."""
     keys = with_pool(args, lambda pool: tenancy.list_keys(pool, args.tenant))
     if args.json:
         _print_json({"keys": [k.to_json() for k in keys]})
@@ -242,6 +257,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
+    """`bitbd key revoke`: revoke a key by its id or its listed prefix."""
     key = with_pool(args, lambda pool: tenancy.revoke_key(pool, args.tenant, args.key))
     _emit(args, key.to_json(), f"revoked key {key.prefix}… ({key.id})")
     return 0

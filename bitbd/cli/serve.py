@@ -22,6 +22,7 @@ log = logging.getLogger("bitbd.serve")
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `bitbd serve` to the subcommands."""
     p = sub.add_parser(
         "serve",
         parents=[common],
@@ -35,6 +36,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`bitbd serve`: start the embedded PostgreSQL and Redis it needs, then serve until SIGINT or SIGTERM; an
+    admin token generated now is printed once."""
     from bitbd.cli import given, settings_from
 
     server = given(args, "host", "port")

@@ -21,12 +21,15 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 @dataclass(frozen=True)
 class Migration:
+    """One `NNNN_name.sql` file: its number, name and SQL."""
+
     version: int
     name: str
     sql: str
 
     @property
     def transactional(self) -> bool:
+        """False for a file that starts with `-- bitbd: no-transaction`: it runs outside a transaction."""
         return not self.sql.startswith(NO_TRANSACTION)
 
 
@@ -39,6 +42,7 @@ def sql_dir() -> Traversable | Path:
 
 
 def load_migrations() -> list[Migration]:
+    """Every migration file, in order of number; RuntimeError if two share a number."""
     found = []
     for entry in sql_dir().iterdir():
         match = _NAME.match(entry.name)
@@ -52,11 +56,13 @@ def load_migrations() -> list[Migration]:
 
 
 def latest_version() -> int:
+    """The number of the newest migration this bitbd ships (0 if none)."""
     migrations = load_migrations()
     return migrations[-1].version if migrations else 0
 
 
 async def current_version(conn: asyncpg.Connection) -> int:
+    """The database's schema version: the newest migration applied, 0 for a fresh database."""
     exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
     if not exists:
         return 0

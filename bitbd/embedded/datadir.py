@@ -28,9 +28,11 @@ class DataDir:
 
     @property
     def logs(self) -> Path:
+        """`<data dir>/logs`, where the embedded servers write their logs."""
         return self.path / "logs"
 
     def prepare(self) -> None:
+        """Create the data dir (0700) and its `logs` directory if they are missing."""
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
 
@@ -49,6 +51,7 @@ class DataDir:
         return True
 
     def unlock(self) -> None:
+        """Release the lock try_lock() took, emptying the holder's note first; nothing if not held."""
         if self._lock_fd is not None:
             os.ftruncate(self._lock_fd, 0)
             os.close(self._lock_fd)
@@ -63,6 +66,7 @@ class DataDir:
             return {}
 
     def busy_error(self) -> DataDirBusy:
+        """A DataDirBusy error naming the process that holds the data dir, and what to do instead."""
         who = self.holder()
         by = f"bitbd {who.get('role', '?')} (pid {who.get('pid', '?')})" if who else "another bitbd process"
         return DataDirBusy(
@@ -109,6 +113,7 @@ class DataDir:
         return str(data["url"])
 
     def clear_state(self) -> None:
+        """Withdraw what write_state() published: the owner is stopping its services."""
         (self.path / STATE_NAME).unlink(missing_ok=True)
 
     def read_state(self, timeout: float = 15.0) -> dict[str, str]:

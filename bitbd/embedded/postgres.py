@@ -44,9 +44,13 @@ class EmbeddedPostgres:
 
     @property
     def dsn(self) -> str:
+        """The `bitbd` database's DSN, over the server's unix socket (it listens on no TCP address)."""
         return f"postgresql://postgres@/{DATABASE}?host={self.socket_dir}&port={PORT}"
 
     def start(self) -> None:
+        """Start PostgreSQL and wait until it is ready: stops one a dead bitbd left running, runs
+        initdb on a fresh data dir and creates the `bitbd` database. Raises RuntimeError (with the log's tail) when
+        initdb fails or the server exits or is not ready within 60 s."""
         self._stop_orphan()
         fresh = not (self.pgdata / "PG_VERSION").exists()
         if fresh:
@@ -83,6 +87,7 @@ class EmbeddedPostgres:
         log.debug("embedded postgres ready", extra={"pgdata": str(self.pgdata), "pid": proc.pid})
 
     def stop(self) -> None:
+        """Fast shutdown (SIGINT), SIGKILL after 30 s; nothing if it is not running."""
         if self._proc is not None and self._proc.poll() is None:
             stop_process(self._proc.pid, signal.SIGINT, 30, "postgres")
             self._proc.wait()
@@ -90,6 +95,7 @@ class EmbeddedPostgres:
 
     @property
     def pid(self) -> int | None:
+        """The server's PID while this object runs it, else None."""
         return self._proc.pid if self._proc is not None else None
 
     def _ready(self) -> bool:

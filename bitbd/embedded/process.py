@@ -73,6 +73,7 @@ def wait_until(check: Callable[[], bool], timeout: float, alive: Callable[[], bo
 
 
 def tail(path: Path, lines: int = 15) -> str:
+    """The last `lines` lines of a log file, or `(no log)` if it cannot be read."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

@@ -32,6 +32,7 @@ def server_binary() -> Path:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now; another process may take it before it is used."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -48,13 +49,17 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
+        """The `redis://` URL clients connect with: loopback, the generated password, database 0."""
         return f"redis://:{self._password()}@127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
+        """The server's PID while this object runs it, else None."""
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
+        """Start Redis on a free loopback port and wait until it answers PING, after stopping one a
+        dead bitbd left running; tries three ports, then raises RuntimeError (with the log's tail)."""
         self.dir.mkdir(mode=0o700, exist_ok=True)
         orphan = live_pid_from_file(self.dir / "redis.pid", "redis")
         if orphan is not None:
@@ -113,6 +118,7 @@ class EmbeddedRedis:
             client.close()
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s; nothing if it is not running."""
         if self._proc is not None and self._proc.poll() is None:
             stop_process(self._proc.pid, signal.SIGTERM, 30, "redis")
             self._proc.wait()

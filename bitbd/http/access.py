@@ -23,7 +23,10 @@ def redact_query(query: str) -> str:
 
 
 class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access logger for `--verbose`: one structured debug line per request, secrets redacted."""
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Log method, redacted path and query, status, bytes, milliseconds and client address."""
         self.logger.debug(
             "request",
             extra={

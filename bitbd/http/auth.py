@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from bitbd.answer.service import Caller
+from bitbd.answer.outcome import Caller
 from bitbd.errors import InvalidRequest, OriginNotAllowed, Unauthorized
 from bitbd.http.middlewares import Handler
 from bitbd.keys import pool_key, settings_key, throttle_key
@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def bearer(request: web.Request, what: str) -> str:
+    """The token of the request's `Authorization: Bearer` header; Unauthorized if it is missing, malformed or
+    not ASCII. `what` names the expected credential in the message."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:
@@ -39,6 +41,7 @@ def same_secret(given: str, expected: str) -> bool:
 
 @web.middleware
 async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The admin sub-app's guard: every request needs the admin token as its bearer token (throttled)."""
     async with request.config_dict[throttle_key].attempt(request):
         token = bearer(request, "admin token")
         expected = request.config_dict[settings_key].admin_token.get_secret_value()

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bitbd.answer.events import wire
-from bitbd.answer.service import Caller
+from bitbd.answer.outcome import Caller
 from bitbd.errors import (
     AuthThrottled,
     BadRequest,
@@ -45,6 +45,7 @@ class ChatSocket(web.WebSocketResponse):
     """Says why before aiohttp closes a connection for an oversized message (code 1009)."""
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        """Close as aiohttp does; for 1009 (message too big), first send a `message_too_large` error."""
         if code == WSCloseCode.MESSAGE_TOO_BIG and not self.closed:
             limit = self._max_msg_size
             with contextlib.suppress(Exception):
@@ -64,6 +65,7 @@ Message = dict[str, Any]  # a message of the chat protocol, as sent (docs/protoc
 
 
 def error_event(ask_id: str | None, code: str, message: str) -> Message:
+    """An `error` message of the protocol; `ask_id` None for a problem that concerns no question."""
     return {"type": "error", "id": ask_id, "code": code, "message": message}
 
 
@@ -88,6 +90,8 @@ class ChatSession:
         self._send_lock = asyncio.Lock()
 
     async def send(self, event: Message) -> None:
+        """Send one message, one at a time (answers in flight share the socket); nothing if the socket
+        is closed or resets meanwhile."""
         if self.ws.closed:
             return
         async with self._send_lock:
@@ -95,6 +99,8 @@ class ChatSession:
                 await self.ws.send_json(event)
 
     async def run(self) -> None:
+        """Read messages until the socket closes, or idles out (close 4408) with no question in flight;
+        then cancel the answers still in flight."""
         try:
             while not self.closing:
                 try:
@@ -127,6 +133,8 @@ class ChatSession:
             await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
 
     async def on_text(self, text: str) -> None:
+        """Handle one text message: a ping gets a pong, a valid ask starts its answer as a task, and
+        anything else gets an `error`; the connection stays open."""
         try:
             message = parse_json(text, "message")
         except InvalidJson as e:
@@ -188,6 +196,7 @@ class ChatSession:
 
     @staticmethod
     def check_ask(message: dict[str, Any], raw_id: Any) -> str | None:
+        """What is wrong with an ask message, in words; None if it is valid."""
         if not isinstance(raw_id, str) or not 0 < len(raw_id) <= _MAX_ID:
             return f'"id" must be a string of 1 to {_MAX_ID} characters, chosen by the client to match the answer'
         if not isinstance(message.get("question"), str):
@@ -201,6 +210,8 @@ class ChatSession:
         return None
 
     async def answer(self, ask_id: str, question: str, conversation_id: str | None) -> None:
+        """Stream one question's events, tagged with its id. An error ends that question only, except
+        an Unauthorized (the key revoked or expired meanwhile), which closes the connection."""
         try:
             # aclosing: a client that leaves mid-answer (this task cancelled) stops the answer at once.
             async with contextlib.aclosing(self.answerer.ask(self.caller, question, conversation_id)) as events:
@@ -242,12 +253,15 @@ def as_error(e: Exception, ask_id: str | None = None) -> BitbdError:
 
 
 def close_code(e: BitbdError) -> int:
+    """The close code for a refusal: 4403 if forbidden, 4401 if unauthorized, else 1013 (try again later)."""
     if isinstance(e, Forbidden):
         return CLOSE_FORBIDDEN
     return CLOSE_UNAUTHORIZED if isinstance(e, Unauthorized) else WSCloseCode.TRY_AGAIN_LATER
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
+    """GET /v1/chat: the chat WebSocket. A throttled address or a key over its connection cap gets a plain
+    429; any other refused caller gets the upgrade, an `error` saying why, and a close (4401 or 4403)."""
     cfg = request.config_dict[settings_key].chat
     ws = ChatSocket(heartbeat=cfg.heartbeat, max_msg_size=cfg.max_message_bytes, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
@@ -288,6 +302,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def serve_chat(request: web.Request, ws: ChatSocket, caller: Caller) -> None:
+    """Run an accepted connection's session; a bug closes it with 1011 instead of reaching the HTTP middleware."""
     request.config_dict[answerer_key].warm_up()
     METRICS.ws_connections.inc({})
     try:

@@ -44,6 +44,8 @@ def _limit(request: web.Request, default: int = 100) -> int:
 
 @routes.get("/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
+    """GET /v1/admin/jobs: jobs of every tenant, newest first, with their tenant's name; ?status= filters,
+    ?limit= 1-1000 (default 100)."""
     status = request.query.get("status") or None
     if status is not None and status not in ("queued", "running", *records.TERMINAL):
         raise InvalidRequest(f"status must be queued, running, succeeded, failed or cancelled, got {status!r}")
@@ -53,12 +55,14 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
+    """GET /v1/admin/jobs/{job}: any tenant's job with its progress and errors; 404 if there is none."""
     view = await records.get_job(*await _job(request))
     return web.json_response(view.to_json())
 
 
 @routes.post("/jobs/{job}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
+    """POST /v1/admin/jobs/{job}/cancel: cancel any tenant's queued or running job; 409 if it has ended."""
     view = await records.cancel_job(*await _job(request))
     return web.json_response(view.to_json())
 
@@ -75,6 +79,8 @@ async def retry_job(request: web.Request) -> web.Response:
 
 @routes.get("/questions")
 async def recent_questions(request: web.Request) -> web.Response:
+    """GET /v1/admin/questions: the latest answers of all tenants with their question, latency,
+    cache hit and number of citations; ?limit= 1-1000 (default 50)."""
     rows = await request.config_dict[pool_key].fetch(_RECENT, _limit(request, 50))
     return web.json_response(
         {
@@ -95,6 +101,7 @@ async def recent_questions(request: web.Request) -> web.Response:
 
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
+    """GET /v1/admin/stats: one snapshot, as the events feed sends every second."""
     app = request.config_dict
     return web.json_response(
         await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key], app[answerer_key].backlogs())

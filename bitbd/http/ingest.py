@@ -29,6 +29,8 @@ routes = web.RouteTableDef()
 
 
 class SourceBody(BaseModel):
+    """The body of POST /v1/sources: `type`, `priority`, and the source type's own configuration as extra fields."""
+
     model_config = ConfigDict(extra="allow")
     type: str
     priority: Priority = "normal"
@@ -64,6 +66,8 @@ async def _enqueue_start(request: web.Request, job_ids: list[uuid.UUID], priorit
 
 @routes.post("/v1/sources")
 async def create_source(request: web.Request) -> web.Response:
+    """POST /v1/sources: create a source of a type other than uploads and queue its first job; 202 with
+    the job and source ids. The configuration is checked by the source type."""
     key = await require_key(request)
     body = await read_json(request, SourceBody)
     sources = request.config_dict[plugins_key].sources()
@@ -80,6 +84,8 @@ async def create_source(request: web.Request) -> web.Response:
 
 @routes.post("/v1/sources/{source}/crawl")
 async def recrawl(request: web.Request) -> web.Response:
+    """POST /v1/sources/{source}/crawl: run one of the tenant's sources again (?priority=high|normal); 202 with
+    the new job."""
     key = await require_key(request)
     source_id = _uuid(request.match_info["source"], "source")
     row = await request.config_dict[pool_key].fetchrow(
@@ -109,6 +115,7 @@ async def reembed(request: web.Request) -> web.Response:
 
 @routes.get("/v1/sources")
 async def list_sources(request: web.Request) -> web.Response:
+    """GET /v1/sources: the tenant's sources, oldest first, with their numbers of documents."""
     key = await require_key(request)
     rows = await request.config_dict[pool_key].fetch(
         """SELECT s.id, s.type, s.config, s.created_at, (SELECT count(*) FROM documents d WHERE d.tenant_id = $1
@@ -132,6 +139,8 @@ async def list_sources(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/sources/{source}")
 async def delete_source(request: web.Request) -> web.Response:
+    """DELETE /v1/sources/{source}: cancel its queued and running jobs and delete it with its
+    documents; 204, or 404 if the tenant has no such source."""
     key = await require_key(request)
     source_id = _uuid(request.match_info["source"], "source")
     pool = request.config_dict[pool_key]
@@ -152,6 +161,8 @@ async def delete_source(request: web.Request) -> web.Response:
 
 @routes.post("/v1/uploads")
 async def upload(request: web.Request) -> web.Response:
+    """POST /v1/uploads: receive the multipart files (within the upload budget), store them and queue a job
+    that ingests them; 202 with the ids and the file names."""
     key = await require_key(request)
     if not request.content_type.startswith("multipart/"):
         raise UnsupportedMediaType("send files as multipart/form-data (curl -F file=@guide.pdf)")
@@ -182,6 +193,8 @@ async def upload(request: web.Request) -> web.Response:
 
 @routes.get("/v1/jobs/{job}")
 async def get_job(request: web.Request) -> web.Response:
+    """GET /v1/jobs/{job}: one job of the caller's tenant with its progress and errors; 404 if it is another
+    tenant's."""
     key = await require_key(request)
     view = await records.get_job(request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job"))
     return web.json_response(view.to_json())
@@ -189,6 +202,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
+    """GET /v1/jobs: the tenant's jobs, newest first, without their errors; ?status= filters, ?limit= 1-500
+    (default 50)."""
     key = await require_key(request)
     status = request.query.get("status")
     if status is not None and status not in ("queued", "running", *records.TERMINAL):
@@ -200,6 +215,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.post("/v1/jobs/{job}/cancel")
 async def cancel_job(request: web.Request) -> web.Response:
+    """POST /v1/jobs/{job}/cancel: cancel one of the tenant's queued or running jobs; 409 if it has ended."""
     key = await require_key(request)
     view = await records.cancel_job(
         request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job")
@@ -209,6 +225,8 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.get("/v1/documents")
 async def list_documents(request: web.Request) -> web.Response:
+    """GET /v1/documents: the tenant's documents, by URL, with their numbers of chunks; ?limit= 1-1000
+    (default 100) and ?offset= page through them."""
     key = await require_key(request)
     limit = query_int(request, "limit", 100, 1, 1000)
     offset = query_int(request, "offset", 0, 0, 10**9)
@@ -241,6 +259,7 @@ async def list_documents(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/documents/{document}")
 async def delete_document(request: web.Request) -> web.Response:
+    """DELETE /v1/documents/{document}: delete one of the tenant's documents and its chunks; 204."""
     key = await require_key(request)
     doc = _uuid(request.match_info["document"], "document")
     if not await chunks.delete_document(request.config_dict[pool_key], key.tenant_id, doc):

@@ -184,6 +184,7 @@ class ConnectionCap:
         self._by_key[who] = total + 1
 
     def give_back(self, who: str, client: str) -> None:
+        """Give back the slot `take` took for `who` from `client`, once its socket has ended."""
         _decrement(self._by_client, (who, client))
         _decrement(self._by_key, who)
 

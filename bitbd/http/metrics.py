@@ -15,6 +15,7 @@ from bitbd.metrics import METRICS, route_of
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each request and its duration by route pattern and status (500 if the handler raised)."""
     started = time.perf_counter()
     status = 500
     try:

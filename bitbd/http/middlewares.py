@@ -40,6 +40,8 @@ def upgraded(ws: web.WebSocketResponse) -> None:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into the JSON error body (or, once the request was upgraded, a 1011 close);
+    NULs in the URL and throttled addresses are refused first, and a failed authentication is counted."""
     token = _socket.set(None)
     try:
         return await _answer(request, handler)

@@ -35,6 +35,8 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
+    """Add the daemon's routes: health, metrics, OpenAPI, the widget and its demo, the /v1 API, and the
+    /v1/admin sub-app."""
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics)

@@ -15,6 +15,8 @@ routes = web.RouteTableDef()
 
 
 class SearchRequest(BaseModel):
+    """The body of POST /v1/search: `query`, `k` hits (1-50, default 10), and a retrieval `mode`."""
+
     model_config = ConfigDict(extra="forbid")
     query: str
     k: int = Field(10, ge=1, le=50)
@@ -23,6 +25,8 @@ class SearchRequest(BaseModel):
 
 @routes.post("/v1/search")
 async def search(request: web.Request) -> web.Response:
+    """POST /v1/search: the caller's tenant's best `k` chunks for the query, with their documents' URLs and
+    titles, headings and scores; 409 if the tenant has nothing indexed."""
     caller = await caller_of(request)
     body = await read_json(request, SearchRequest)
     hits = await request.config_dict[answerer_key].search(caller, body.query, body.k, body.mode)

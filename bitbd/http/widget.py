@@ -47,6 +47,8 @@ async def widget_js(request: web.Request) -> web.StreamResponse:
 
 
 async def demo(request: web.Request) -> web.Response:
+    """GET /demo?key=pk_…: a page that embeds the widget with that public key; 400 with how to create a key if
+    it is missing or not a public key."""
     key = request.query.get("key", "")
     headers = {
         "Content-Security-Policy": _DEMO_CSP,

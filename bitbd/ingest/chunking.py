@@ -24,6 +24,8 @@ _SUMMARY_CHARS = 200  # only when the embedder has no tokenizer to count with
 
 @dataclass(frozen=True)
 class ChunkText:
+    """A chunk's text and the headings it sits under, before `to_chunks()` gives it a position and hash."""
+
     heading_path: list[str]
     text: str
 
@@ -54,11 +56,14 @@ class Chunker:
             self._splitter = MarkdownSplitter(target_tokens * _CHARS_PER_TOKEN, overlap * _CHARS_PER_TOKEN)
 
     def tokens(self, text: str) -> int:
+        """Tokens in `text` by the embedder's tokenizer, or estimated at 4 characters a token without one."""
         if self._tokenizer is None:
             return len(text) // _CHARS_PER_TOKEN + 1
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def split(self, text: str) -> list[ChunkText]:
+        """The text's chunks, in order: sections grouped and split to the target size; a chunk that is
+        only a heading is dropped (its heading path says it)."""
         out = []
         for group in self._groups(_sections(text)):
             for piece in self._splitter.chunks(group.text):

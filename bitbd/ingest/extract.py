@@ -35,6 +35,9 @@ class ExtractError(Exception):
 
 @dataclass(frozen=True)
 class Extracted:
+    """What a document gave: its title and text (Markdown-ish, headings kept) and, for an HTML page, the
+    links to follow, its canonical URL and the share of its main text that is link text."""
+
     title: str
     text: str
     links: list[str] = field(default_factory=list)

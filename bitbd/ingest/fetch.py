@@ -41,6 +41,9 @@ class FetchError(SourceError):
 
 @dataclass(frozen=True)
 class Fetched:
+    """A fetched response: the URL after redirects, 200 with the body, or 304 (unchanged) without one,
+    and the ETag and Last-Modified for the next conditional GET."""
+
     url: str  # after redirects
     status: int  # 200, or 304 when unchanged
     content_type: str
@@ -58,6 +61,8 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
+        """The process's HTTP session, made on first use (and again after close()): the SSRF-guarded
+        connector, the per-host limit, the crawler's user agent and timeouts."""
         if self._session is None or self._session.closed:
             connector = GuardedConnector(
                 allow_private=self.settings.allow_private,
@@ -75,6 +80,7 @@ class Fetcher:
         return self._session
 
     async def close(self) -> None:
+        """Close the HTTP session; a later get() opens a new one."""
         if self._session is not None:
             await self._session.close()
 

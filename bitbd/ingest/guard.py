@@ -39,6 +39,9 @@ def refusal(host: str, addresses: str = "") -> str:
 
 
 def forbidden(address: str) -> bool:
+    """Whether the crawler must not connect to this IP address: anything not globally routable (private,
+    loopback, link-local, multicast, reserved); an IPv4 address inside an IPv6 one (mapped, 6to4, Teredo, NAT64)
+    is judged by that IPv4 address. Raises ValueError for text that is not an address."""
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
@@ -118,6 +121,8 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        """The host's addresses without the forbidden ones (all of them with allow_private);
+        raises ForbiddenAddress when none is left."""
         results = await self._inner.resolve(host, port, family)
         if self.allow_private:
             return results
@@ -127,6 +132,7 @@ class GuardedResolver(AbstractResolver):
         return allowed
 
     async def close(self) -> None:
+        """Close the resolver underneath."""
         await self._inner.close()
 
 

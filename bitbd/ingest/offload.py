@@ -163,8 +163,10 @@ async def run_off_loop(call: Callable[[], T], seconds: float) -> T:
         try:
             pool = _pool if _pool is not None else await asyncio.to_thread(_started)
             future = pool.submit(call)
-        except (BrokenProcessPool, RuntimeError):  # discarded since (shut down): a new pool next time round
+        except (BrokenProcessPool, RuntimeError):  # discarded since: a new pool next time round, unless stopping
             slot.release()
+            if _shutdowns != shutdowns:  # shut down while its pool was starting: do not start another for it
+                raise Stopped("the extraction processes were stopped (the server or worker is stopping)") from None
             continue
         except BaseException:
             slot.release()

@@ -29,7 +29,8 @@ class PriorityStreamBroker(RedisStreamBroker):
     """Two streams, `<prefix>:high` and `<prefix>:normal`; a worker takes from the high one whenever it can.
 
     taskiq-redis reclaims a dead worker's messages only right after reading a new one, so an idle queue never
-    recovers them (NOTES.md). This broker reclaims on a timer instead. While a task runs its message is kept
+    recovers them (`if not fetched: continue` in taskiq_redis' `listen()`: a dead worker's task stays pending
+    until some other task is sent). This broker reclaims on a timer instead. While a task runs its message is kept
     alive (XCLAIM by its own consumer resets the idle time), so only tasks of workers that really vanished are
     reclaimed, however long a task runs.
     """
@@ -52,6 +53,7 @@ class PriorityStreamBroker(RedisStreamBroker):
         self.redelivery_seconds = redelivery_seconds
 
     def stream(self, priority: Priority) -> str:
+        """The stream a task of this priority is queued on."""
         return self.high if priority == "high" else self.queue_name
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
@@ -178,6 +180,7 @@ def _being_cancelled() -> bool:
 
 
 def build_broker(settings: Settings) -> PriorityStreamBroker:
+    """The broker on the settings' Redis URL, with their queue prefix and redelivery time."""
     return PriorityStreamBroker(
         settings.redis.url.get_secret_value(), settings.jobs.queue_prefix, settings.jobs.redelivery_seconds
     )
@@ -186,7 +189,8 @@ def build_broker(settings: Settings) -> PriorityStreamBroker:
 class Delayed:
     """Retries with a real delay: a Redis sorted set of due times, moved to the streams when due.
 
-    Taskiq's retry middleware re-queues at once whatever delay it computes (NOTES.md), so backoff lives here.
+    Taskiq's retry middleware re-queues at once whatever delay it computes (a `delay` label that neither the Redis
+    brokers nor taskiq's Receiver honour), so backoff lives here.
     """
 
     def __init__(self, broker: PriorityStreamBroker, prefix: str) -> None:
@@ -194,11 +198,14 @@ class Delayed:
         self.key = f"{prefix}:delayed"
 
     async def add(self, task: str, args: list[Any], priority: Priority, delay: float) -> None:
+        """Kick `task(*args)` at `priority` once `delay` seconds have passed (by move_due())."""
         member = json.dumps({"task": task, "args": args, "priority": priority, "nonce": uuid.uuid4().hex})
         async with Redis(connection_pool=self.broker.connection_pool) as redis:
             await redis.zadd(self.key, {member: time.time() + delay})
 
     async def move_due(self, kick: Callable[[str, list[Any], Priority], Awaitable[None]]) -> int:
+        """Kick (with `kick`) up to 100 delayed tasks that are due; returns how many. Each is kicked
+        only by the process that removed it from the set."""
         moved = 0
         async with Redis(connection_pool=self.broker.connection_pool) as redis:
             due: list[Any] = await redis.zrangebyscore(self.key, 0, time.time(), start=0, num=100)

@@ -16,7 +16,8 @@ from bitbd.context import SourceContext
 from bitbd.db.chunks import replace_chunks
 from bitbd.ingest.chunking import embedding_text, summary, to_chunks
 from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceError
-from bitbd.jobs.records import HOLD_STORES
+from bitbd.jobs.finish import finish_if_done, finish_job
+from bitbd.jobs.records import HOLD_STORES, SET_RUNNING
 from bitbd.jobs.runtime import WorkerDeps
 from bitbd.metrics import METRICS
 from bitbd.tracing import Span
@@ -29,8 +30,6 @@ _EMBED_BATCH = 32
 _JOB = """SELECT j.id, j.tenant_id, j.source_id, j.status, j.priority, j.progress, s.type, s.config
 FROM jobs j JOIN sources s ON s.id = j.source_id WHERE j.id = $1"""
 _ITEM = "SELECT id, tenant_id, job_id, item, depth, status, attempts FROM job_items WHERE id = $1"
-_SET_RUNNING = """UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
-WHERE id = $1 AND status = 'queued'"""
 # A start that runs again (redelivered, or re-queued after a lost message) counts as another attempt.
 _COUNT_ATTEMPT = "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
 _ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth)
@@ -41,8 +40,9 @@ _KNOWN_ITEMS = "SELECT item FROM job_items WHERE job_id = $1 AND item = ANY($2::
 _LINK_PAGE = """UPDATE job_items SET link_page = true, status = 'skipped', error = $2, updated_at = now()
 WHERE id = $1"""
 # A cancel marks queued and running items at once; what their workers find out later never undoes it.
+# A page stored before the cancel committed (the store lock orders them) is still recorded as stored.
 _MARK = """UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now()
-WHERE id = $1 AND status <> 'cancelled'"""
+WHERE id = $1 AND (status <> 'cancelled' OR $2::text IN ('done', 'unchanged'))"""
 _START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 1, updated_at = now()
 WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
 _REQUEUE = """UPDATE job_items SET status = 'queued', error = $2, updated_at = now()
@@ -58,10 +58,6 @@ RETURNING id"""
 # Written only after the chunks are in: a crash in between leaves a stale hash, so the next crawl redoes it.
 _DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, embedding_model = $7,
 updated_at = now() WHERE tenant_id = $1 AND id = $2"""
-_JOB_STATS = """SELECT count(*) FILTER (WHERE i.status IN ('done', 'unchanged')) AS pages,
-coalesce(sum(i.chunks), 0) AS chunks,
-extract(epoch FROM max(j.finished_at) - max(coalesce(j.started_at, j.created_at))) AS seconds
-FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id WHERE j.id = $1 GROUP BY j.id"""
 _TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
 _EXISTING = """SELECT c.content_hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.embedding_model = $3"""
@@ -76,15 +72,6 @@ AND content_hash = $4 AND url <> $5 LIMIT 1"""
 # the job cancelled. Nothing is written after a cancel has committed, and a task never holds two connections.
 _LIVE = "SELECT 1 FROM jobs WHERE id = $1 AND status IN ('queued', 'running')"
 _DOC_ID = "SELECT id FROM documents WHERE tenant_id = $1 AND url = $2"
-_OPEN_ITEMS = "SELECT count(*) FROM job_items WHERE job_id = $1 AND status IN ('queued', 'running')"
-_FINISH = """UPDATE jobs SET status = $2, error = $3, finished_at = now(), updated_at = now()
-WHERE id = $1 AND status = 'running' RETURNING tenant_id, source_id"""
-# Gone: not reached by this crawl at all, or answered 404/410. A page that failed otherwise (timeout, 500) stays.
-_GONE = """DELETE FROM documents d WHERE d.tenant_id = $1 AND d.source_id = $2
-AND d.last_job_id IS DISTINCT FROM $3
-AND NOT EXISTS (SELECT 1 FROM job_items i WHERE i.job_id = $3 AND i.item = d.url
-                AND coalesce(i.error, '') !~ '^HTTP 4(04|10) ')
-RETURNING d.url"""
 
 
 class Duplicate(Exception):
@@ -135,16 +122,18 @@ def source_for(deps: WorkerDeps, job: asyncpg.Record) -> Source:
 
 
 async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
+    """The job's first step (task `bitbd.start_job`): mark it running, ask its source for the seeds and queue one
+    item each. Idempotent: a redelivered start adds no item twice, and a cancelled or deleted job is left alone."""
     job = await deps.pool.fetchrow(_JOB, job_id)
     if job is None or job["status"] not in ("queued", "running"):
         return  # deleted or cancelled meanwhile; a redelivered start of a running job re-adds nothing new
-    await deps.pool.execute(_SET_RUNNING, job_id)
+    await deps.pool.execute(SET_RUNNING, job_id)
     await deps.pool.execute(_COUNT_ATTEMPT, job_id)
     try:
         source = source_for(deps, job)
         seeds = await source.seeds()
     except SourceError as e:
-        await _finish(deps, job_id, "failed", str(e))
+        await finish_job(deps, job_id, "failed", str(e))
         return
     await add_items(deps, job, source, seeds, depth=0)
     await finish_if_done(deps, job_id)
@@ -175,6 +164,8 @@ async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items
 
 
 async def ingest_item(deps: WorkerDeps, item_id: int) -> None:
+    """One item of a job (task `bitbd.ingest_item`): fetch, extract, chunk, embed and store it, queue the links it
+    found, record its outcome, and end the job if it was the last. A done item or an ended job is left alone."""
     item = await deps.pool.fetchrow(_ITEM, item_id)
     if item is None or item["status"] not in ("queued", "running"):
         return  # done already: a redelivered message repeats nothing
@@ -326,78 +317,3 @@ def phase(deps: WorkerDeps, name: str, **fields: Any) -> Iterator[Span]:
     """A phase of one page: a tracing span, and its time in `bitbd_ingest_phase_seconds{phase}`."""
     with deps.tracer.span(name, **fields) as span, METRICS.ingest_phase(name):
         yield span
-
-
-async def finish_if_done(deps: WorkerDeps, job_id: uuid.UUID) -> None:
-    if await deps.pool.fetchval(_OPEN_ITEMS, job_id):
-        return
-    counts = {
-        r["status"]: r["n"]
-        for r in await deps.pool.fetch(
-            "SELECT status, count(*) AS n FROM job_items WHERE job_id = $1 GROUP BY status", job_id
-        )
-    }
-    total = sum(counts.values())
-    ok = counts.get("done", 0) + counts.get("unchanged", 0)
-    if total and not ok:
-        first = await deps.pool.fetchval(
-            "SELECT error FROM job_items WHERE job_id = $1 AND error IS NOT NULL ORDER BY id LIMIT 1", job_id
-        )
-        await _finish(deps, job_id, "failed", f"all {total} item(s) failed; first: {first}")
-    else:
-        await _finish(deps, job_id, "succeeded", None)
-
-
-async def _finish(deps: WorkerDeps, job_id: uuid.UUID, status: str, error: str | None) -> None:
-    job = await deps.pool.fetchrow(_JOB, job_id)
-    truncated = bool(job and json.loads(job["progress"]).get("truncated"))
-    async with deps.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_FINISH, job_id, status, error)
-        if row is not None and status == "succeeded" and not truncated and job is not None and _prunes(deps, job):
-            # A complete crawl saw every page the site still links to; what it did not see is gone from the site.
-            gone = await conn.fetch(_GONE, row["tenant_id"], row["source_id"], job_id)
-            if gone:
-                await conn.execute(
-                    "UPDATE jobs SET progress = progress || $2::jsonb WHERE id = $1",
-                    job_id,
-                    json.dumps({"removed": len(gone)}),
-                )
-    if row is not None:  # this call ended the job (a redelivered task finds it ended already)
-        await count_finished(deps, job_id, status)
-    log.debug("job finished", extra={"job": str(job_id), "status": status})
-
-
-def _prunes(deps: WorkerDeps, job: asyncpg.Record) -> bool:
-    cls = deps.sources.get(job["type"])
-    return cls is not None and cls.prunes
-
-
-async def count_finished(deps: WorkerDeps, job_id: uuid.UUID, status: str) -> None:
-    """Metrics (and the trace's closing span) of a job that just ended: its status, pages, chunks, wall time."""
-    stats = await deps.pool.fetchrow(_JOB_STATS, job_id)
-    METRICS.ingestion_jobs.inc({"status": status})
-    with deps.tracer.span(
-        "job finished",
-        trace_seed=str(job_id),
-        metadata={"job": str(job_id), "status": status, **(dict(stats) if stats else {})},
-    ):
-        pass
-    if stats is not None:
-        METRICS.ingestion_pages.observe({}, stats["pages"])
-        METRICS.ingestion_chunks.observe({}, stats["chunks"])
-        METRICS.ingestion_job_duration.observe({}, float(stats["seconds"] or 0))
-
-
-async def fail_job(deps: WorkerDeps, job_id: uuid.UUID, error: str) -> None:
-    await deps.pool.execute(_SET_RUNNING, job_id)
-    await _finish(deps, job_id, "failed", error)
-
-
-async def fail_item(deps: WorkerDeps, item_id: int, error: str) -> None:
-    job_id = await deps.pool.fetchval(
-        "UPDATE job_items SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 RETURNING job_id",
-        item_id,
-        error,
-    )
-    if job_id is not None:
-        await finish_if_done(deps, job_id)

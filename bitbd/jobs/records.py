@@ -40,6 +40,8 @@ _STORE_LOCK = 0x62737472  # "bstr"
 HOLD_STORES = f"SELECT pg_advisory_xact_lock_shared({_STORE_LOCK}, hashtext($1::uuid::text))"
 STOP_STORES = f"""SELECT pg_advisory_xact_lock({_STORE_LOCK}, hashtext(id::text)) FROM jobs
 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running')"""
+SET_RUNNING = """UPDATE jobs SET status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+WHERE id = $1 AND status = 'queued'"""
 CANCEL_JOB = """UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running') RETURNING id"""
 CANCEL_ITEMS = """UPDATE job_items SET status = 'cancelled', updated_at = now()
@@ -48,11 +50,16 @@ WHERE tenant_id = $1 AND job_id = $2 AND status IN ('queued', 'running')"""
 
 @dataclass(frozen=True)
 class JobView:
+    """A job row with its items counted by status (`counts`: status -> (items, chunks)) and its errors;
+    `to_json()` gives it as the API shows it."""
+
     row: asyncpg.Record
     counts: dict[str, tuple[int, int]]
     errors: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
+        """The job as the API returns it: progress from its item counts (with the stored progress
+        over them), errors, ISO times, and the seconds it took (so far, while it runs)."""
         r = self.row
 
         def iso(value: datetime | None) -> str | None:
@@ -96,6 +103,8 @@ class JobView:
 async def create_job(
     pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, config: dict[str, Any], priority: str
 ) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new source of the tenant and an ingest job over it, in one transaction; returns (job id,
+    source id). Queuing the job is the caller's."""
     async with pool.acquire() as conn, conn.transaction():
         source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, json.dumps(config))
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", priority, "{}")
@@ -130,6 +139,8 @@ async def create_rerun_jobs(
 
 
 async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, max_errors: int = 100) -> JobView:
+    """The tenant's job with its item counts and up to `max_errors` item errors (the job's own error
+    first); raises NotFound if the tenant has no such job."""
     row = await pool.fetchrow(JOB, tenant_id, job_id)
     if row is None:
         raise NotFound(f"job {job_id} not found; list this tenant's jobs with GET /v1/jobs")
@@ -141,6 +152,8 @@ async def get_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID, m
 
 
 async def list_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, status: str | None, limit: int) -> list[JobView]:
+    """The tenant's jobs, newest first, at most `limit`, of one status if given; with item counts but
+    no errors."""
     rows = await pool.fetch(JOBS, tenant_id, status, limit)
     counts: dict[uuid.UUID, dict[str, tuple[int, int]]] = {r["id"]: {} for r in rows}
     for c in await pool.fetch(LIST_COUNTS, tenant_id, list(counts)):
@@ -149,6 +162,8 @@ async def list_jobs(pool: asyncpg.Pool, tenant_id: uuid.UUID, status: str | None
 
 
 async def cancel_job(pool: asyncpg.Pool, tenant_id: uuid.UUID, job_id: uuid.UUID) -> JobView:
+    """Cancel a queued or running job and its unfinished items, once the stores in progress are
+    written; raises Conflict if the job already ended, NotFound if there is no such job."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(STOP_STORES, tenant_id, job_id)
         cancelled = await conn.fetchval(CANCEL_JOB, tenant_id, job_id) is not None
@@ -182,6 +197,7 @@ async def list_all_jobs(
 
 
 async def tenant_of_job(pool: asyncpg.Pool, job_id: uuid.UUID) -> uuid.UUID:
+    """The tenant a job belongs to, for the operator's API; raises NotFound."""
     tenant_id: uuid.UUID | None = await pool.fetchval("SELECT tenant_id FROM jobs WHERE id = $1", job_id)
     if tenant_id is None:
         raise NotFound(f"job {job_id} not found; list jobs with GET /v1/admin/jobs")

@@ -23,6 +23,9 @@ _PREFIX_TOKENS = 24  # room for the title and heading path prepended to each chu
 
 @dataclass
 class WorkerDeps:
+    """What the tasks of one worker process share, built once by `create()`; a task reaches it
+    through `deps_of()`."""
+
     settings: Settings
     pool: asyncpg.Pool
     plugins: Plugins
@@ -39,6 +42,8 @@ class WorkerDeps:
     async def create(
         cls, settings: Settings, pool: asyncpg.Pool, plugins: Plugins, broker: PriorityStreamBroker
     ) -> WorkerDeps:
+        """Build the embedder, the store (checked against the embedder's dimension, its index built
+        if missing), a chunker whose chunks leave the embedder room for title and headings, and the fetcher."""
         embedder = make_embedder(settings, plugins)
         store = plugins.build("store", settings.ingest.store, settings, pool=pool)
         await store.check(embedder.dimension)
@@ -59,9 +64,11 @@ class WorkerDeps:
         )
 
     async def close(self) -> None:
+        """Close the fetcher's HTTP session."""
         await self.fetcher.close()
 
     async def enqueue(self, task: str, args: list[Any], priority: Priority) -> None:
+        """Queue a registered task on this process's broker (see `enqueue()`)."""
         await enqueue(self.broker, task, args, priority)
 
 
@@ -71,6 +78,8 @@ def make_embedder(settings: Settings, plugins: Plugins) -> Embedder:
 
 
 async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], priority: Priority) -> None:
+    """Queue the registered task `task` with `args` on the stream of `priority`; raises RuntimeError if
+    the broker has no such task."""
     decorated = broker.find_task(task)
     if decorated is None:
         raise RuntimeError(f"task {task} is not registered on this broker")
@@ -78,5 +87,6 @@ async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], prio
 
 
 def deps_of(context: Context) -> WorkerDeps:
+    """The worker process's WorkerDeps, from a task's Taskiq context."""
     deps: WorkerDeps = context.state.deps
     return deps

@@ -17,7 +17,8 @@ from taskiq.receiver import Receiver
 
 from bitbd.ingest import offload
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
-from bitbd.jobs.engine import ITEM_TASK, START_TASK, finish_if_done
+from bitbd.jobs.engine import ITEM_TASK, START_TASK
+from bitbd.jobs.finish import finish_if_done
 from bitbd.jobs.runtime import WorkerDeps, enqueue
 from bitbd.jobs.tasks import register_tasks
 from bitbd.plugins import Plugins

@@ -30,6 +30,9 @@ class QuestionFileError(BitbdError):
 
 @dataclass(frozen=True)
 class Question:
+    """One question of a question file: the pages that answer it and what its answer must say, or that
+    it must be refused; `line` is where it stands in the file."""
+
     text: str
     urls: tuple[str, ...] = ()  # pages that answer it; a hit matches if its URL equals or ends with one
     answer: re.Pattern[str] | None = None  # what an answer must say (searched case-insensitively)
@@ -44,6 +47,8 @@ class Question:
         return any(page == u or (page.endswith(u) and (u[0] in "/:" or page[-len(u) - 1] in "/:")) for u in self.urls)
 
     def has_fact(self, answer: str) -> bool:
+        """Whether the answer, without citation markers and Markdown marks (`plain()`), matches the
+        question's regex; False when it has none."""
         return self.answer is not None and self.answer.search(plain(answer)) is not None
 
 

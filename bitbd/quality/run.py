@@ -40,6 +40,8 @@ class OffTopic:
 
 @dataclass(frozen=True)
 class Report:
+    """What a run of `bitbd eval` got, per question: on-topic ones in `outcomes`, ones to refuse in `off_topic`."""
+
     outcomes: list[Outcome]
     off_topic: list[OffTopic]
 

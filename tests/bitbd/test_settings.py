@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from bitbd.errors import ConfigError
-from bitbd.settings import Settings, load_settings
+from bitbd.settings import Settings
+from bitbd.settings_file import load_settings
 from tests.conftest import repo_root
 
 

@@ -24,8 +24,8 @@ import yaml
 
 from bitbd.embedded.redis import free_port
 from bitbd.settings import Settings
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 from tests.conftest import repo_root
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 
 PROMETHEUS = repo_root() / "deploy" / "prometheus"
 IN_CI = os.environ.get("CI") == "true"

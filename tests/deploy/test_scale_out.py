@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 from tests.servers import STATIC_PAGES, StandalonePostgres, StandaloneRedis
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 
 
 def tasks_run(metrics_port: int) -> int:

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitbd.text import UNSTORABLE
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.chat import ask
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

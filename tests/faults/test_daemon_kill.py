@@ -7,8 +7,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, gone, poll_job
 from tests.servers import STATIC_PAGES
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, gone, poll_job
 
 
 def test_a_killed_daemon_resumes_its_crawl(tmp_path: Path, static_site: str) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.servers import STATIC_PAGES, StandalonePostgres, StandaloneRedis
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job
+from tests.support.waiting import wait_until
 
 
 def daemon_on(tmp_path: Path, pg: StandalonePostgres, redis: StandaloneRedis) -> tuple[Daemon, str]:
@@ -37,14 +38,13 @@ def crawl(daemon: Daemon, key: str, url: str) -> str:
 
 
 def wait_ready(daemon: Daemon, want: int, seconds: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    body: Any = None
-    while time.monotonic() < deadline:
+    """The /readyz body once it answers `want`."""
+
+    def answered() -> dict[str, Any] | None:
         status, body = daemon.get("/readyz")
-        if status == want:
-            return dict(body)
-        time.sleep(0.25)
-    raise AssertionError(f"/readyz never answered {want}: {body}")
+        return dict(body) if status == want else None
+
+    return wait_until(answered, f"/readyz answering {want}", seconds, every=0.25)
 
 
 async def ask(ws: aiohttp.ClientWebSocketResponse, question: str, ask_id: str) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def test_redis_killed_mid_crawl_then_restarted(
         assert not ready["checks"]["redis"]["ok"] and ready["checks"]["postgres"]["ok"]
         status, job = daemon.get(f"/v1/jobs/{job_id}", token=key)
         assert status == 200 and job["status"] == "running", "job state lives in PostgreSQL and stays readable"
-        time.sleep(2)
+        time.sleep(2)  # Redis stays down a while: the server and its workers must ride out an outage
         standalone_redis.start()  # same port, same AOF
         wait_ready(daemon, 200)
         job = poll_job(daemon, key, job_id, finished, seconds=180)

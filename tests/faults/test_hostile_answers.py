@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from bitbd.answer.markdown import sanitize
 from bitbd.answer.passages import Markers
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.llm import FakeLLM, fake_llm
 from tests.markdown import HOSTILE_TEXT, ORDINARY_TEXT, unsafe_parts
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job
 
 DOC = (
     b"# Returns\n\nItems can be returned within 30 days of delivery [for a refund](javascript:alert(1)) "

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.chat import ask
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
 from tests.chat import ask
 from tests.llm import FakeLLM, Mode, fake_llm
+from tests.support.daemon import Daemon, clean_env, tenant_with_document
 
 RETURNS = (
     b"# Returns\n\nItems can be returned within 30 days of delivery for a full refund. Sale items cannot be returned.\n"

@@ -16,8 +16,8 @@ from aiohttp import web
 from schemathesis.config import SchemathesisConfig
 
 from bitbd.http.routes import OPENAPI, setup_routes
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job
 from tests.conftest import property_seed
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 EXAMPLES = 50  # per operation; a run at 150 also passed but took 3x as long (CI has 20 minutes in all)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.bitbd.cli.daemon import Daemon, clean_env, finished, poll_job
 from tests.servers import StandalonePostgres, StandaloneRedis
+from tests.support.daemon import Daemon, clean_env, finished, poll_job
 
 LLM_KEY = "sk-llm-0123456789abcdefSECRET"
 LANGFUSE_SECRET = "sk-lf-0123456789abcdefSECRET"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 from tests.servers import STATIC_PAGES as PAGES
+from tests.support.daemon import Daemon, bitbd, clean_env, finished, poll_job, start_worker
 
 
 def test_a_killed_worker_loses_nothing(tmp_path: Path, static_site: str) -> None:

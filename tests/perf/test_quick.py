@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bitbd.cli.daemon import clean_env
 from tests.conftest import repo_root
+from tests.support.daemon import clean_env
 
 PYDOCS = Path("/usr/share/doc/python3.11/html/index.html")
 needs_docs = pytest.mark.skipif(

@@ -31,6 +31,8 @@ HISTORY = 120  # snapshots kept for the sparklines: two minutes
 
 
 class BitbdTUI(App[None]):
+    """The console: overview, jobs, tenants and recent questions of one daemon, in tabs."""
+
     TITLE = "bitbd"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,6 +57,7 @@ class BitbdTUI(App[None]):
         self.depth_history: deque[float] = deque([0.0] * 30, maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
+        """The header, the unreachable-daemon banner, the four tabs and the keys footer."""
         yield Header()
         yield Static(id="banner")
         with TabbedContent(initial="overview"):
@@ -75,6 +78,7 @@ class BitbdTUI(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        """Set the tables' columns, follow the events feed and poll tenants and questions every 3 s."""
         self.sub_title = self.client.url
         self.query_one("#jobs-table", DataTable).add_columns(
             "status", "tenant", "source", "progress", "att", "age", "id"
@@ -93,6 +97,8 @@ class BitbdTUI(App[None]):
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def follow_events(self) -> None:
+        """Follow the daemon's events feed (after reloading the jobs), reconnecting with a
+        backoff of up to 5 s whenever it drops."""
         delay = 0.5
         while True:
             try:
@@ -112,6 +118,8 @@ class BitbdTUI(App[None]):
             delay = min(delay * 2, RECONNECT_MAX)
 
     def show_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Show a snapshot on the overview: the summary text and the questions-per-minute and
+        queue-depth sparklines."""
         self.snapshot = snapshot
         self.query_one("#summary", Static).update(overview_text(snapshot))
         self.query_one("#qpm", Sparkline).data = [float(n) for n in snapshot["chat"]["per_minute"]]
@@ -122,10 +130,13 @@ class BitbdTUI(App[None]):
         self.query_one("#depth", Sparkline).data = list(self.depth_history)
 
     async def reload_jobs(self) -> None:
+        """Re-read the jobs (of the status filter) and redraw their table."""
         self.jobs = {j["id"]: j for j in await self.client.jobs(self.status_filter)}
         self.render_jobs()
 
     def render_jobs(self) -> None:
+        """Redraw the jobs table, newest first, within the status filter, keeping the cursor on
+        the job it was on."""
         table = self.query_one("#jobs-table", DataTable)
         selected = self.selected_job()
         shown = sorted(
@@ -142,6 +153,7 @@ class BitbdTUI(App[None]):
                 table.move_cursor(row=keys.index(selected))
 
     def selected_job(self) -> str | None:
+        """The id of the job under the cursor, or None when the table is empty."""
         table = self.query_one("#jobs-table", DataTable)
         if not table.row_count:
             return None
@@ -151,6 +163,8 @@ class BitbdTUI(App[None]):
 
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def poll(self) -> None:
+        """Re-read tenants and recent questions into their tables (and redraw the jobs' ages); an error
+        shows in the banner."""
         try:
             tenants = await self.client.tenants()
             questions = await self.client.questions()
@@ -162,6 +176,7 @@ class BitbdTUI(App[None]):
         self.render_jobs()  # ages move on even when nothing else changes
 
     def fill(self, selector: str, rows: list[tuple[str, ...]], keys: list[str] | None = None) -> None:
+        """Replace a table's rows, keeping the cursor on the same row number where there still is one."""
         table = self.query_one(selector, DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -171,6 +186,8 @@ class BitbdTUI(App[None]):
             table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def watch_error(self, error: str) -> None:
+        """Show or hide the unreachable-daemon banner; while it shows, the overview says its status
+        is unknown."""
         banner = self.query_one("#banner", Static)
         banner.update(f"daemon unreachable, reconnecting: {error}" if error else "")
         banner.set_class(bool(error), "shown")
@@ -180,23 +197,29 @@ class BitbdTUI(App[None]):
     # Actions ---------------------------------------------------------------------------------------------
 
     def action_show(self, tab: str) -> None:
+        """o, j, t, u: switch to that tab."""
         self.query_one(TabbedContent).active = tab
 
     def action_refresh(self) -> None:
+        """r: re-read the tables now and reconnect the events feed."""
         self.poll()
         self.follow_events()
 
     def action_filter(self) -> None:
+        """f: go to the jobs tab and show the next status (all, running, queued, failed,
+        succeeded, cancelled)."""
         self.query_one(TabbedContent).active = "jobs"
         self.status_filter = STATUSES[(STATUSES.index(self.status_filter) + 1) % len(STATUSES)]
 
     def watch_status_filter(self, status: str | None) -> None:
+        """Relabel the jobs tab for the new status filter and reload its jobs."""
         label = f"{status} jobs" if status else "all jobs"
         self.query_one("#jobs-filter", Static).update(f"{label}  (f: filter by status, Enter: details)")
         self.render_jobs()
         self.follow_events()  # reloads the list for the new filter
 
     def action_details(self) -> None:
+        """Enter: open the details of the job or tenant under the cursor."""
         active = self.query_one(TabbedContent).active
         if active == "jobs":
             self.open_job()
@@ -205,10 +228,12 @@ class BitbdTUI(App[None]):
 
     @on(DataTable.RowSelected, "#tenants-table")
     def tenant_selected(self) -> None:
+        """A tenant row chosen: show its keys."""
         self.open_tenant()
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def open_tenant(self) -> None:
+        """Show the keys of the tenant under the cursor, with their usage."""
         table = self.query_one("#tenants-table", DataTable)
         if not table.row_count:
             return
@@ -223,10 +248,12 @@ class BitbdTUI(App[None]):
 
     @on(DataTable.RowSelected, "#jobs-table")
     def job_selected(self) -> None:
+        """A job row chosen: show its details."""
         self.open_job()
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def open_job(self) -> None:
+        """Show the details of the job under the cursor, and retry or cancel it if asked to there."""
         job_id = self.selected_job()
         if job_id is None:
             return
@@ -241,6 +268,8 @@ class BitbdTUI(App[None]):
             await self.act_on(job, action)
 
     async def act_on(self, job: dict[str, Any], action: str) -> None:
+        """Cancel or retry a job once confirmed, refusing what its status does not allow; the outcome
+        is notified and shown in the jobs table."""
         short = job["id"][:8]
         if action == "cancel" and job["status"] not in ("queued", "running"):
             self.notify(f"job {short} is {job['status']}: only queued or running jobs can be cancelled")
@@ -260,10 +289,13 @@ class BitbdTUI(App[None]):
         self.render_jobs()
 
     async def on_unmount(self) -> None:
+        """Close the HTTP session to the daemon."""
         await self.client.close()
 
 
 def run(argv: list[str]) -> int:
+    """The `bitbd-tui` command: without --url or --token, the URL and admin token come from the environment
+    or the data dir of a local server. Exits with a usage error when there is no token."""
     parser = argparse.ArgumentParser(prog="bitbd-tui", description="Operator console for a bitbd daemon.")
     parser.add_argument(
         "--url",

@@ -6,6 +6,7 @@ import sys
 
 
 def main() -> int:
+    """Run the console with the command line's arguments; returns 2, with a hint, when Textual is missing."""
     try:
         import textual  # noqa: F401
     except ImportError:

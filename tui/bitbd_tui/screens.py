@@ -25,6 +25,7 @@ class Confirm(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
+        """The question, with Yes and No buttons."""
         with Vertical(id="dialog"):
             yield Static(self.question, id="question")
             with Horizontal(id="buttons"):
@@ -32,12 +33,15 @@ class Confirm(ModalScreen[bool]):
                 yield Button("No (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
+        """Focus the No button: Enter on it cancels."""
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        """Yes confirms, No cancels."""
         self.dismiss(event.button.id == "yes")
 
     def action_answer(self, yes: bool) -> None:
+        """y confirms; n and Esc cancel."""
         self.dismiss(yes)
 
 
@@ -52,6 +56,7 @@ class Text(ModalScreen[str | None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
+        """The text, scrollable, above the keys that act on it."""
         with VerticalScroll(id="detail"):
             yield Static(self.text, id="detail-text")
         yield Static(self.KEYS, id="detail-keys")
@@ -64,4 +69,5 @@ class JobDetail(Text):
     KEYS = "r retry  c cancel  Esc back"
 
     def action_choose(self, action: str) -> None:
+        """r or c: close with the action chosen (the app asks before it acts)."""
         self.dismiss(action)

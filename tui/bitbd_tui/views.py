@@ -9,6 +9,7 @@ STATUSES = (None, "running", "queued", "failed", "succeeded", "cancelled")
 
 
 def progress_bar(job: dict[str, Any], width: int = 10) -> str:
+    """A job's progress: a bar of `width` cells, then its items done out of those found."""
     p = job["progress"]
     done = int(p["fetched"] + p["failed"] + p["skipped"])
     total = max(int(p["found"]), done)
@@ -19,6 +20,7 @@ def progress_bar(job: dict[str, Any], width: int = 10) -> str:
 
 
 def age(iso: str | None, now: datetime | None = None) -> str:
+    """How long ago an ISO 8601 time was, in its largest whole unit (`3d`, `5h`, `2m`, `40s`); `-` for none."""
     if not iso:
         return "-"
     seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds()
@@ -29,10 +31,12 @@ def age(iso: str | None, now: datetime | None = None) -> str:
 
 
 def source_label(job: dict[str, Any]) -> str:
+    """A job's source as `type:id-prefix`."""
     return f"{job.get('source_type') or '-'}:{(job.get('source_id') or '')[:8]}"
 
 
 def job_row(job: dict[str, Any]) -> tuple[str, ...]:
+    """A job's cells in the jobs table."""
     return (
         job["status"],
         job.get("tenant", "")[:12],
@@ -45,6 +49,7 @@ def job_row(job: dict[str, Any]) -> tuple[str, ...]:
 
 
 def job_detail(job: dict[str, Any]) -> str:
+    """A job's details: status, tenant, source, times, progress and its first 50 errors."""
     p = job["progress"]
     lines = [
         f"job {job['id']}  ({job['status']}, {job['priority']} priority)",
@@ -62,6 +67,8 @@ def job_detail(job: dict[str, Any]) -> str:
 
 
 def overview_text(snapshot: dict[str, Any]) -> str:
+    """The overview of a snapshot: queues, workers, jobs, chat activity and latency, and each model's
+    request slots."""
     q, jobs, chat = snapshot["queues"], snapshot["jobs"], snapshot["chat"]
     workers = snapshot["workers"]
     queue_line = (
@@ -94,6 +101,7 @@ def overview_text(snapshot: dict[str, Any]) -> str:
 
 
 def tenant_row(t: dict[str, Any]) -> tuple[str, ...]:
+    """A tenant's cells in the tenants table."""
     return (
         t["name"][:20],
         str(t.get("documents", 0)),
@@ -120,6 +128,7 @@ def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:
 
 
 def question_row(q: dict[str, Any]) -> tuple[str, ...]:
+    """A recent question's cells in the questions table."""
     return (
         age(q["created_at"]),
         q["tenant"][:10],

@@ -96,6 +96,9 @@ def _shared(config: FastembedConfig, role: str, load: Callable[[], Any]) -> Any:
 
 
 class FastEmbedder(Embedder):
+    """ONNX embeddings on CPU with fastembed: the int8 all-MiniLM-L6-v2 that pip ships by default, a
+    fastembed catalogue model, or one in `model_path`; questions get a session of their own."""
+
     name = "fastembed"
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -110,10 +113,13 @@ class FastEmbedder(Embedder):
 
     @property
     def dimension(self) -> int:
+        """The configured `dimension` for a local model, else the catalogue's; raises ConfigError
+        for a model fastembed does not know."""
         return self.config.dimension if self._is_local() else self._catalogue_dimension()
 
     @property
     def model_name(self) -> str:
+        """`fastembed:<model>`: vectors of another model are never reused."""
         return f"fastembed:{self.config.model}"
 
     def _is_local(self) -> bool:
@@ -131,6 +137,8 @@ class FastEmbedder(Embedder):
         )
 
     def model_dir(self) -> Path | None:
+        """Where the model is loaded from: the shipped default's directory (made on first use in
+        the user cache), `model_path`, or None for a catalogue model (hub or fastembed's cache)."""
         if self.config.model == DEFAULT_MODEL:
             return _shipped_model_dir()
         return Path(self.config.model_path) if self.config.model_path else None
@@ -176,9 +184,12 @@ class FastEmbedder(Embedder):
 
     @property
     def max_tokens(self) -> int:
+        """The configured `max_tokens`; the tokenizer truncates longer input."""
         return self.config.max_tokens
 
     def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
+        """Embed in the calling thread: one ONNX run at a time, batches shortest first, vectors
+        back in input order. Loads the model on first use."""
         model = self.load()
         # Shortest first, so each batch pads to a similar length (less wasted compute), then back in order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -191,10 +202,13 @@ class FastEmbedder(Embedder):
         return out
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """`embed_sync()` in a thread, so the event loop keeps serving meanwhile."""
         # onnxruntime releases the GIL: a thread keeps the event loop (HTTP, chat) responsive meanwhile.
         return await asyncio.to_thread(self.embed_sync, texts)
 
     def embed_queries_sync(self, texts: Sequence[str]) -> list[Vector]:
+        """Embed questions in the calling thread with their own ONNX session (loaded on
+        the first question), so they never wait behind an ingestion batch."""
         # Questions get their own ONNX session, so a visitor never waits behind an ingestion batch (up to a second
         # on 2 cores): the query's few milliseconds share the cores instead. Loaded on the first question.
         with self._lock:
@@ -205,9 +219,11 @@ class FastEmbedder(Embedder):
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
     async def embed_queries(self, texts: Sequence[str]) -> list[Vector]:
+        """`embed_queries_sync()` in a thread."""
         return await asyncio.to_thread(self.embed_queries_sync, texts)
 
 
 @hookimpl
 def register_embedders() -> list[type[Embedder]]:
+    """Hook: the `fastembed` embedder."""
     return [FastEmbedder]

@@ -60,6 +60,9 @@ def _model_dir(config: SentenceTransformersConfig) -> str:
 
 
 class SentenceTransformersEmbedder(Embedder):
+    """PyTorch embeddings with sentence-transformers, on CPU or a GPU (`device`):
+    all-MiniLM-L6-v2 from pip by default, normalised; the model is checked against `dimension` as it loads."""
+
     name = NAME
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -71,14 +74,18 @@ class SentenceTransformersEmbedder(Embedder):
 
     @property
     def dimension(self) -> int:
+        """The configured `dimension` (the loaded model must give it)."""
         return self.config.dimension
 
     @property
     def model_name(self) -> str:
+        """`sentence-transformers:<model>`: vectors of another model are never
+        reused."""
         return f"{NAME}:{self.config.model}"
 
     @property
     def max_tokens(self) -> int:
+        """The configured `max_tokens`, set as the model's `max_seq_length`."""
         return self.config.max_tokens
 
     def load(self) -> Any:
@@ -123,6 +130,8 @@ class SentenceTransformersEmbedder(Embedder):
         return self._tokenizer
 
     def embed_sync(self, texts: Sequence[str]) -> list[Vector]:
+        """Embed in the calling thread, normalised, in input order; loads the
+        model on first use."""
         model = self.load()
         # encode() sorts by length itself, so each batch pads little; vectors come back in input order.
         vectors = model.encode(
@@ -135,10 +144,12 @@ class SentenceTransformersEmbedder(Embedder):
         return [np.asarray(v, dtype=np.float32) for v in vectors]
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        """`embed_sync()` in a thread, so the event loop keeps serving meanwhile."""
         # PyTorch releases the GIL while it computes: the event loop stays responsive.
         return await asyncio.to_thread(self.embed_sync, texts)
 
 
 @hookimpl
 def register_embedders() -> list[type[Embedder]]:
+    """Hook: the `sentence-transformers` embedder."""
     return [SentenceTransformersEmbedder]

@@ -78,6 +78,9 @@ class _Candidate:
 
 
 class ExtractiveGenerator(AnswerGenerator):
+    """Answers without a language model, from the passages' own sentences, each cited; with
+    no backend to fail, it is the default `answer.fallback` for a generator that is unavailable."""
+
     name = "extractive"
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -87,11 +90,15 @@ class ExtractiveGenerator(AnswerGenerator):
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
 
     def use_embedder(self, embed: Embed) -> None:
+        """Keep the embedding function, to compare sentences with the question by
+        meaning."""
         self._embed = embed
 
     async def generate(
         self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
     ) -> AsyncIterator[str]:
+        """Stream the chosen sentences a few words a piece, each followed by its `[n]`;
+        a documented term's name goes before its sentence, the code a sentence introduces after it."""
         chosen = await self.choose(question, passages)
         gap = ""
         for candidate in chosen:
@@ -248,4 +255,5 @@ def _lexical(asked: frozenset[str], candidates: list[_Candidate]) -> dict[int, f
 
 @hookimpl
 def register_generators() -> list[type[AnswerGenerator]]:
+    """Hook: the `extractive` generator."""
     return [ExtractiveGenerator]

@@ -87,6 +87,9 @@ class OpenAIConfig(BaseModel):
 
 
 class OpenAIGenerator(AnswerGenerator):
+    """Streams answers from an OpenAI-compatible chat completions server: the prompt kept within
+    `max_prompt_tokens`, at most `max_concurrent` requests in flight, markers of sources not sent removed."""
+
     name = "openai"
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -109,9 +112,12 @@ class OpenAIGenerator(AnswerGenerator):
         self._own_tokenizer = own is not None
 
     def backlog(self) -> dict[str, Any]:
+        """The request slots' figures, for the console."""
         return self.slots.snapshot()
 
     def use_token_counter(self, count: Callable[[str], int]) -> None:
+        """Count prompt tokens with the embedding model's tokenizer, unless
+        `tokenizer` gave the model's own."""
         if not self._own_tokenizer:
             self._count = count
 
@@ -155,6 +161,9 @@ class OpenAIGenerator(AnswerGenerator):
     async def generate(
         self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
     ) -> AsyncIterator[str]:
+        """Stream the model's answer. Raises GeneratorUnavailable before the first token (no
+        free slot in time, unreachable, HTTP error, no tokens), PluginError if the stream breaks after it, and
+        AnswerCut after the last piece if the model did not finish."""
         messages, sent = self.messages(question, passages, history)
         body = {
             "model": self.options.model,
@@ -200,11 +209,13 @@ class OpenAIGenerator(AnswerGenerator):
         stream.check_finished(self.options.max_tokens)
 
     def session(self) -> aiohttp.ClientSession:
+        """The HTTP session, made on first use (and again after close())."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(read_bufsize=_MAX_LINE)
         return self._session
 
     async def close(self) -> None:
+        """Close the HTTP session."""
         if self._session is not None:
             await self._session.close()
 
@@ -264,4 +275,5 @@ def _fit(text: str, tokens: int, count: Callable[[str], int]) -> str:
 
 @hookimpl
 def register_generators() -> list[type[AnswerGenerator]]:
+    """Hook: the `openai` generator."""
     return [OpenAIGenerator]

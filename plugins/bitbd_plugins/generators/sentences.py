@@ -52,6 +52,9 @@ _CODE_LINES, _CODE_CHARS = 4, 240  # a code block shown with the sentence that i
 
 @dataclass(frozen=True)
 class Sentence:
+    """One prose sentence of a chunk, with what ranking it needs: its stems, where it stands (paragraph,
+    position, lead of a section), its heading's stems, and the code or documented term it carries."""
+
     text: str
     terms: frozenset[str]
     paragraph: int  # index of its paragraph in the chunk: neighbours share one

@@ -11,6 +11,9 @@ MAX_LOCS = 50_000  # the sitemap protocol's own limit per file
 
 @dataclass(frozen=True)
 class Sitemap:
+    """A parsed sitemap: its `<loc>` URLs (at most MAX_LOCS), and whether it is an index of further
+    sitemaps."""
+
     index: bool  # a sitemap index: `locs` are further sitemaps
     locs: list[str]
 

@@ -24,9 +24,12 @@ class UploadSource(Source):
     uploads = True
 
     async def seeds(self) -> list[str]:
+        """`upload:<id>` for every file stored for this source."""
         return [f"upload:{i}" for i in await upload_ids(self.ctx.need_pool(), self.ctx.tenant_id, self.ctx.source_id)]
 
     async def fetch(self, item: str, previous: Previous | None) -> Fetched:
+        """Extract one stored file (in a child process, with a time limit) as `upload:<filename>`;
+        raises SourceError if the file is gone or has no usable text."""
         upload = await read_upload(
             self.ctx.need_pool(), self.ctx.tenant_id, self.ctx.source_id, item.removeprefix("upload:")
         )
@@ -49,4 +52,5 @@ class UploadSource(Source):
 
 @hookimpl
 def register_sources() -> list[type[Source]]:
+    """Hook: the `upload` source."""
     return [UploadSource]

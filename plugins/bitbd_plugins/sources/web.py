@@ -39,6 +39,9 @@ Origin = tuple[str, str, int]  # scheme, host as the client connects to it, port
 
 
 class WebConfig(BaseModel):
+    """A `web` source's configuration: start URLs (normalised, absolute http(s)), page and depth limits,
+    include and exclude patterns (checked as RE2), and whether the sites' sitemaps are read."""
+
     model_config = ConfigDict(extra="forbid")
     urls: list[str] = Field(min_length=1, max_length=100)
     max_pages: int | None = Field(None, ge=1, le=2_147_483_647)  # PostgreSQL integer range
@@ -92,6 +95,8 @@ class WebSource(Source):
 
     @classmethod
     def validate(cls, config: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """Check the configuration strictly and refuse start URLs the SSRF guard forbids; caps
+        `max_pages` and fills in `max_depth` from the crawler settings. Raises InvalidRequest."""
         try:
             cfg = WebConfig.model_validate(config, strict=True)
         except ValidationError as e:
@@ -112,6 +117,7 @@ class WebSource(Source):
         return sites | {("https", host, 443) for scheme, host, port in sites if (scheme, port) == ("http", 80)}
 
     def in_site(self, url: str) -> bool:
+        """Whether the URL is on the origin of a start URL (or the https upgrade of a plain-http one)."""
         return site_of(url) in self.sites
 
     @cached_property
@@ -129,6 +135,8 @@ class WebSource(Source):
         return {}
 
     def follow(self, url: str) -> bool:
+        """Whether a link is crawled: in the sites, matched by `include` (if any), not by `exclude`;
+        the links of a fetched page were judged ahead, in a thread."""
         verdict = self._verdicts.get(url)
         return self._follow(url) if verdict is None else verdict
 
@@ -141,6 +149,8 @@ class WebSource(Source):
         return exclude is None or not exclude.search(url)
 
     async def seeds(self) -> list[str]:
+        """The start URLs, then the pages their sites' sitemaps list that are followed (unless
+        `sitemap` is off), without repeats."""
         seeds = list(self.config["urls"])
         if self.config.get("sitemap", True):
             for site in dict.fromkeys(origin(u) for u in seeds):
@@ -148,6 +158,8 @@ class WebSource(Source):
         return list(dict.fromkeys(seeds))
 
     async def fetch(self, item: str, previous: Previous | None) -> Fetched:
+        """Fetch a page robots.txt allows (at the end of its redirects too) and extract it; a 304 gives
+        it unchanged. Raises SourceError, transient or not, with a message fit to store."""
         try:
             return await self._fetch(item, previous)
         except SourceError as e:  # the message goes to PostgreSQL; it may quote what the site sent
@@ -246,4 +258,5 @@ class WebSource(Source):
 
 @hookimpl
 def register_sources() -> list[type[Source]]:
+    """Hook: the `web` source."""
     return [WebSource]

@@ -110,6 +110,8 @@ class PgVectorStore(VectorStore):
         return int(str(column).removeprefix("vector(").rstrip(")"))
 
     async def check(self, dimension: int) -> None:
+        """Refuse an embedder whose dimension is not the `chunks.embedding` column's, then build
+        the configured vector index if it is missing (dropping the others)."""
         stored = await self.dimension()
         if stored != dimension:
             raise PluginError(
@@ -154,6 +156,8 @@ class PgVectorStore(VectorStore):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
+        """Cosine search through the configured HNSW index (iterative scan), or exactly for a
+        tenant under `exact_below` chunks; `hnsw_bits` re-ranks the bit index's candidates by the full vectors."""
         async with self.pool.acquire() as conn, conn.transaction():
             # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small
             # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
@@ -183,6 +187,8 @@ class PgVectorStore(VectorStore):
         return count
 
     async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:
+        """Full-text search of the chunks' `tsv` for any of the query's words, ranked by
+        ts_rank, each hit with its cosine similarity to `vector`."""
         return _hits(await self.pool.fetch(_KEYWORD, tenant_id, query, vector, k))
 
 
@@ -204,4 +210,5 @@ def _hits(rows: list[asyncpg.Record]) -> list[Hit]:
 
 @hookimpl
 def register_stores() -> list[type[VectorStore]]:
+    """Hook: the `pgvector` store."""
     return [PgVectorStore]

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, clean_env, tenant_with_document
+from tests.support.daemon import Daemon, clean_env, tenant_with_document
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 DOC = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, tenant_with_folder
+from tests.support.daemon import Daemon, bitbd, clean_env, tenant_with_folder
 
 
 def test_ask_and_search_a_running_server(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, tenant_with_folder
+from tests.support.daemon import Daemon, bitbd, tenant_with_folder
 
 DOCS = {
     "returns.md": "# Returns\n\nYou can return any item within 30 days of delivery for a full refund. Refunds are "

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
 from tests.site import make_pdf, serve_static, write_static_site
+from tests.support.daemon import Daemon, bitbd, clean_env
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from bitbd.cli.jobs import crawl_config, worker_concurrency, workers_for
 from bitbd.cli.manage import key_spec
 from bitbd.embedded.redis import free_port
 from bitbd.settings import Settings
-from tests.bitbd.cli.daemon import bitbd, clean_env
 from tests.site import serve_static, write_static_site
+from tests.support.daemon import bitbd, clean_env
 
 URL = "http://127.0.0.1:9/"
 

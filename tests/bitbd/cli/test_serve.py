@@ -16,7 +16,7 @@ import pytest
 
 from bitbd.embedded.datadir import DataDir
 from bitbd.embedded.redis import free_port
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env, gone
+from tests.support.daemon import Daemon, bitbd, clean_env, gone
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.bitbd.cli.daemon import Daemon
+from tests.support.daemon import Daemon
 
 
 async def test_open_websockets_do_not_hold_the_shutdown(tmp_path: Path) -> None:

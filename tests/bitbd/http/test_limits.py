@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
+from tests.support.daemon import Daemon, bitbd, clean_env
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 FAILURES, WINDOW, CAP, KEY_CAP = 10, 3.0, 5, 8

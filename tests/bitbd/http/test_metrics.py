@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ from pydantic import SecretStr
 from bitbd.app import create_app
 from bitbd.embedded.redis import free_port
 from bitbd.settings import Settings
-from tests.bitbd.cli.daemon import Daemon, bitbd, clean_env
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.corpus import Indexed
+from tests.support.daemon import Daemon, bitbd, clean_env
+from tests.support.waiting import wait_until
 
 Client = TestClient[Any, Any]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -155,12 +155,8 @@ def test_a_separate_worker_serves_the_counts_of_its_own_jobs(tmp_path: Path) -> 
 
 
 def _get(url: str) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return str(resp.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    def fetched() -> str:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
+
+    return wait_until(fetched, f"GET {url}", 10, every=0.2, ignoring=(OSError,))

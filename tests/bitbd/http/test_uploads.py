@@ -31,8 +31,9 @@ from bitbd.keys import upload_budget_key
 from bitbd.settings import IngestSettings, Settings
 from bitbd.tenancy import KeySpec
 from perf.bench_upload import PeakRss
-from tests.bitbd.cli.daemon import Daemon, clean_env
 from tests.conftest import AiohttpClient, builtin_plugins
+from tests.support.daemon import Daemon, clean_env
+from tests.support.waiting import holds_for
 
 MiB = 2**20
 Client = TestClient[web.Request, web.Application]
@@ -198,8 +199,7 @@ async def test_a_waiting_upload_gets_the_budget_when_another_gives_it_back() -> 
     budget = UploadBudget(4 * MiB, per_tenant=4 * MiB)
     await budget.take(3 * MiB, A)
     waiting = asyncio.create_task(budget.take(2 * MiB, B))
-    await asyncio.sleep(0.3)
-    assert not waiting.done()
+    await holds_for(lambda: not waiting.done(), "the second upload waits for the budget", 0.3, every=0.02)
     budget.give(3 * MiB, A)
     await asyncio.wait_for(waiting, 1)
     assert budget.held == 2 * MiB

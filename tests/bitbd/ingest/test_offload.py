@@ -15,6 +15,7 @@ from bitbd.ingest import offload
 from bitbd.ingest.extract import ExtractError
 from bitbd.ingest.offload import CHILDREN, Overrun, Stopped, extract_off_loop, run_off_loop
 from tests.site import BREAD, page
+from tests.support.waiting import wait_until_async
 
 HTML = page("Bread", BREAD).encode()
 
@@ -60,9 +61,14 @@ async def test_one_timeout_does_not_fail_the_others_in_flight() -> None:
 
 async def test_shutdown_stops_a_stuck_child_at_once() -> None:
     stuck = asyncio.create_task(run_off_loop(functools.partial(time.sleep, 100), 200))
-    await asyncio.sleep(0.5)
-    processes = list(offload._executor()._processes.values())
-    assert processes and any(p.is_alive() for p in processes)
+
+    def submitted() -> bool:  # the pool an earlier test left may be running already: wait for this call's turn
+        pool = offload._pool
+        return pool is not None and bool(pool._pending_work_items)
+
+    await wait_until_async(submitted, "the stuck call handed to a child", 10, every=0.01)
+    processes = [p for p in offload._executor()._processes.values() if p.is_alive()]
+    assert processes
     start = time.monotonic()
     offload.shutdown()
     with pytest.raises(Stopped, match="stopping"):

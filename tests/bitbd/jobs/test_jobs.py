@@ -19,6 +19,7 @@ from bitbd.tenancy import KeySpec
 from tests.conftest import AiohttpClient, builtin_plugins
 from tests.ingesting import Client, ingest_settings, wait_job, wait_progress
 from tests.site import Site, make_pdf, page, serving
+from tests.support.waiting import holds_for
 
 
 @pytest.fixture
@@ -140,10 +141,20 @@ async def test_cancel_stops_a_crawl(
     await wait_progress(client, key, job_id, "fetched", 2)
     resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
     assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
-    await asyncio.sleep(1.5)  # the page in hand may finish; nothing after it starts
-    job = await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json()
-    assert job["status"] == "cancelled"
-    assert job["progress"]["fetched"] < 10 and job["progress"]["skipped"] > 25
+
+    async def progress() -> dict[str, int]:
+        job = await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json()
+        assert job["status"] == "cancelled"
+        return dict(job["progress"])
+
+    at_cancel = await progress()
+    assert at_cancel["queued"] == 0 and at_cancel["fetched"] < 10 and at_cancel["skipped"] > 25, at_cancel
+
+    async def stopped() -> bool:  # the one worker's page in hand may still be recorded; nothing after it
+        now = await progress()
+        return now["queued"] == 0 and now["fetched"] <= at_cancel["fetched"] + 1
+
+    await holds_for(stopped, "the cancelled crawl fetches nothing more", seconds=1.5)
     resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
     assert resp.status == 409 and "already cancelled" in (await resp.json())["error"]["message"]
 
@@ -195,11 +206,15 @@ async def test_nothing_is_fetched_embedded_or_stored_after_a_cancel(
         waited = time.monotonic() - started
         assert waited < 2, f"round {round_}: the cancel took {waited:.2f}s behind the storing workers"
         print(f"round {round_}: cancel answered in {waited * 1000:.0f} ms")
-        before = tuple(await pool.fetchrow(counts))
-        await asyncio.sleep(2.5)  # longer than a page takes to fetch, embed and store
-        assert tuple(await pool.fetchrow(counts)) == before, f"round {round_}: written after the cancel"
         job = await (await client.get(f"/v1/jobs/{job_id}", headers=auth)).json()
         assert job["status"] == "cancelled" and job["progress"]["queued"] == 0, job  # none left running
+        before = tuple(await pool.fetchrow(counts))
+
+        async def unchanged(before: tuple[int, int] = before) -> bool:
+            return tuple(await pool.fetchrow(counts)) == before
+
+        # The window is longer than a page in flight takes to fetch, embed and store.
+        await holds_for(unchanged, f"round {round_}: nothing written after the cancel", seconds=2.5)
 
 
 @pytest.mark.timeout(150)  # a pool deadlock hangs the app's shutdown too: fail, do not wait out the suite's 300 s

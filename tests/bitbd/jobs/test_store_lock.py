@@ -18,6 +18,7 @@ from bitbd.errors import Conflict
 from bitbd.jobs import records
 from bitbd.jobs.engine import JobEnded, storing
 from bitbd.settings import Settings
+from tests.support.waiting import wait_until_async
 
 _STORE = "INSERT INTO documents (tenant_id, url, title) VALUES ($1, $2, 'stored') RETURNING id"
 
@@ -66,8 +67,7 @@ async def test_a_cancel_is_not_starved_by_stores_and_nothing_commits_after_it(
 
     tasks = [asyncio.create_task(task(n)) for n in range(6)]
     try:
-        await asyncio.sleep(0.6)
-        assert len(committed) > 10, "the stores run"
+        await wait_until_async(lambda: len(committed) > 10, "the stores run", 30, every=0.05)
         started = time.monotonic()
         view = await asyncio.wait_for(records.cancel_job(pool, tenant, job_id), 10)
         waited = time.monotonic() - started

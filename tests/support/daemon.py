@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from bitbd.embedded.datadir import SERVER_NAME
+from tests.support.waiting import wait_until
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -93,21 +94,19 @@ class Daemon:
         return int(urllib.parse.urlsplit(published["url"]).port or 0) or None
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until the server this process started answers /readyz with 200; fails at once if it exits."""
+
+        def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"bitbd serve exited {self.proc.returncode}:\n{self.output()}")
             port = self._published_port()
-            if port is not None:
-                self.port = port
-                try:
-                    if self.get("/readyz")[0] == 200:
-                        return
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        raise AssertionError(f"bitbd serve not ready after {timeout}s:\n{self.output()}")
+            if port is None:
+                return False
+            self.port = port
+            return self.get("/readyz")[0] == 200
+
+        wait_until(ready, f"bitbd serve ready\n{self.out}", timeout, ignoring=(OSError,))
 
     def output(self) -> str:
         return self.out.read_text()
@@ -193,14 +192,13 @@ def start_worker(data_dir: Path, log: Path, env: dict[str, str], *extra: str) ->
 
 
 def poll_job(daemon: Daemon, key: str, job_id: str, until: Any, seconds: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    job = None
-    while time.monotonic() < deadline:
-        _, job = daemon.get(f"/v1/jobs/{job_id}", token=key)
-        if until(job):
-            return dict(job)
-        time.sleep(0.2)
-    raise AssertionError(f"job never reached the state wanted: {job}")
+    """The job once `until(job)` is true, polled over GET /v1/jobs/{id}."""
+
+    def reached() -> dict[str, Any] | None:
+        job = daemon.get(f"/v1/jobs/{job_id}", token=key)[1]
+        return dict(job) if until(job) else None
+
+    return wait_until(reached, f"job {job_id} in the state wanted", seconds, every=0.2)
 
 
 def finished(job: dict[str, Any]) -> bool:
