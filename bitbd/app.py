@@ -18,11 +18,13 @@ from bitbd.http.metrics import metrics_middleware
 from bitbd.http.middlewares import error_middleware
 from bitbd.http.routes import setup_routes
 from bitbd.http.uploads import UploadBudget, tenant_share
+from bitbd.jobs.runtime import deps_of
 from bitbd.jobs.worker import running_broker
 from bitbd.keys import (
     answerer_key,
     broker_key,
     connections_key,
+    deps_key,
     hub_key,
     plugins_key,
     pool_key,
@@ -99,12 +101,13 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     async with running_broker(settings, app[pool_key], app[plugins_key], settings.jobs.workers) as broker:
         app[broker_key] = broker
+        app[deps_key] = deps_of(broker)
         yield
 
 
 async def answer_ctx(app: web.Application) -> AsyncIterator[None]:
     """Answering shares the workers' embedder (one model in memory) and vector store."""
-    deps = app[broker_key].state.deps
+    deps = app[deps_key]
     answerer = Answerer.create(
         app[settings_key], app[pool_key], app[redis_key], app[plugins_key], deps.embedder, deps.store
     )

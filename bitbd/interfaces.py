@@ -140,8 +140,9 @@ class Source(Component):
 
     @property
     def max_pages(self) -> int:
-        """Most items one run fetches: the configuration's `max_pages`; unset (or 0), 1,000,000."""
-        return int(self.config.get("max_pages") or 1_000_000)
+        """Most items one run fetches: the configuration's `max_pages`; unset (or 0), `crawler.max_pages`, so a
+        source that sets no limit of its own still has one."""
+        return int(self.config.get("max_pages") or self.ctx.settings.crawler.max_pages)
 
     @property
     def max_depth(self) -> int:

@@ -71,6 +71,7 @@ class EmbeddedRedis:
                 self._spawn()
                 return
             except RuntimeError:
+                self.stop()  # one that is still starting must not be left running beside the next attempt
                 if attempt == 2:
                     raise
 

@@ -120,11 +120,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     hub: EventHub = request.config_dict[hub_key]
     queue = hub.subscribe()
     app = request.config_dict
-    await ws.send_json(
-        await snapshot(app[settings_key], app[pool_key], app[redis_key], app[broker_key], app[answerer_key].backlogs())
-    )
     reader = asyncio.create_task(_drain(ws))
-    try:
+    try:  # from the subscription on: a first snapshot that fails (PostgreSQL down) must not leave it behind
+        await ws.send_json(
+            await snapshot(
+                app[settings_key], app[pool_key], app[redis_key], app[broker_key], app[answerer_key].backlogs()
+            )
+        )
         while not reader.done():
             getter = asyncio.ensure_future(queue.get())
             done, _ = await asyncio.wait({getter, reader}, timeout=5, return_when=asyncio.FIRST_COMPLETED)

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from bitbd.errors import Unauthorized
-from bitbd.http.auth import same_secret
+from bitbd.http.auth import bearer, same_secret
 from bitbd.http.middlewares import Handler
 from bitbd.keys import broker_key, settings_key
 from bitbd.metrics import METRICS, route_of
@@ -32,7 +32,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     """Prometheus text format; with `metrics.token` set, only for `Authorization: Bearer <token>`."""
     expected = request.config_dict[settings_key].metrics.token.get_secret_value()
     if expected:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer(request, "metrics.token")  # the scheme in any case, as for every other credential
         if not same_secret(given, expected):  # raised: counted by the failed-authentication throttle
             raise Unauthorized("GET /metrics needs Authorization: Bearer <metrics.token>")
     broker = request.config_dict.get(broker_key)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from taskiq import Context
+from taskiq import AsyncBroker, Context
 
 from bitbd.ingest.chunking import Chunker
 from bitbd.ingest.fetch import Fetcher
@@ -86,7 +86,8 @@ async def enqueue(broker: PriorityStreamBroker, task: str, args: list[Any], prio
     await decorated.kicker().with_labels(queue_name=broker.stream(priority)).kiq(*args)
 
 
-def deps_of(context: Context) -> WorkerDeps:
-    """The worker process's WorkerDeps, from a task's Taskiq context."""
-    deps: WorkerDeps = context.state.deps
+def deps_of(holder: Context | AsyncBroker) -> WorkerDeps:
+    """The WorkerDeps running_broker() gave this broker, from the broker or from a task's Taskiq context: Taskiq's
+    state is untyped, and this is the one place that reads it."""
+    deps: WorkerDeps = holder.state.deps
     return deps

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import SecretStr
 
 from bitbd.app import create_app
+from bitbd.client import exchange
 from bitbd.embedded.redis import free_port
 from bitbd.keys import answerer_key
 from bitbd.settings import Settings
@@ -85,9 +86,7 @@ async def crawl_and_ask(client: Client, key: str, url: str) -> None:
     )
     await wait_job(client, key, (await resp.json())["job_id"])
     async with client.ws_connect("/v1/chat", headers=auth) as ws:
-        await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
-        while (await ws.receive_json())["type"] != "done":
-            pass
+        assert (await exchange(ws, "q", "How do volcanoes erupt?")).ok
 
 
 async def test_jobs_and_questions_become_traces(

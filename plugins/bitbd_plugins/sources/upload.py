@@ -23,6 +23,12 @@ class UploadSource(Source):
     type = "upload"
     uploads = True
 
+    @property
+    def max_pages(self) -> int:
+        """Every file sent: an upload is bounded by the upload limits (`ingest.max_request_bytes`), not by
+        `crawler.max_pages`."""
+        return 1_000_000
+
     async def seeds(self) -> list[str]:
         """`upload:<id>` for every file stored for this source."""
         return [f"upload:{i}" for i in await upload_ids(self.ctx.need_pool(), self.ctx.tenant_id, self.ctx.source_id)]

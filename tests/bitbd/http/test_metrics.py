@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from bitbd.app import create_app
+from bitbd.client import exchange
 from bitbd.embedded.redis import free_port
 from bitbd.settings import Settings
 from tests.conftest import AiohttpClient, builtin_plugins
@@ -53,9 +54,7 @@ async def test_counts_follow_what_was_done(client: Client, acme: Indexed) -> Non
     assert (await client.get("/v1/nothing/here")).status == 404
     async with client.ws_connect("/v1/chat", headers=auth) as ws:
         for i in range(2):  # the same question twice: the second is a cache hit
-            await ws.send_json({"type": "ask", "id": f"c{i}", "question": "How long does delivery take?"})
-            while (await ws.receive_json())["type"] != "done":
-                pass
+            assert (await exchange(ws, f"c{i}", "How long does delivery take?")).ok
         await ws.send_json({"type": "ask", "id": "bad", "question": ""})
         assert (await ws.receive_json())["type"] == "error"
         _, during = await scrape(client)
@@ -114,8 +113,11 @@ async def test_metrics_token(aiohttp_client: AiohttpClient, settings: Settings) 
     client = await aiohttp_client(create_app(protected, builtin_plugins()))
     resp = await client.get("/metrics")
     assert resp.status == 401 and "metrics.token" in (await resp.json())["error"]["message"]
-    resp = await client.get("/metrics", headers={"Authorization": "Bearer metrics-secret"})
-    assert resp.status == 200 and "bitbd_http_requests_total" in await resp.text()
+    resp = await client.get("/metrics", headers={"Authorization": "Bearer wrong-secret"})
+    assert resp.status == 401 and "metrics.token" in (await resp.json())["error"]["message"]
+    for scheme in ("Bearer", "bearer"):  # the scheme is case-insensitive (RFC 9110), as for every credential
+        resp = await client.get("/metrics", headers={"Authorization": f"{scheme} metrics-secret"})
+        assert resp.status == 200 and "bitbd_http_requests_total" in await resp.text()
 
 
 def test_a_separate_worker_serves_the_counts_of_its_own_jobs(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ gone with their fetch)."""
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import AsyncIterator
 
@@ -18,11 +19,17 @@ from bitbd.interfaces import SourceError
 from bitbd.settings import CrawlerSettings
 from tests.site import Site
 
-HOSTILE = (
-    b"User-agent: *\n"
-    + b"".join(b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + str(i).encode() + b"$\n" for i in range(12_000))
-    + b"Disallow: /private/\nSitemap: /map.xml\n"
-)
+
+def hostile(variant: int = 0) -> bytes:
+    """The rules a test checks, then as many wildcard rules (whole lines) as fit in robots.MAX_BYTES, to parse and
+    match against; each variant's patterns differ, so no parse reuses another's compiled patterns."""
+    text = b"User-agent: *\nDisallow: /private/\nSitemap: /map.xml\n"
+    for i in range(12_000):
+        line = b"Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*" + f"{variant}x{i}".encode() + b"$\n"
+        if len(text) + len(line) > robots.MAX_BYTES:
+            break
+        text += line
+    return text
 
 
 @pytest.fixture
@@ -53,27 +60,32 @@ async def fetcher() -> AsyncIterator[Fetcher]:
 async def test_a_hostile_robots_txt_is_parsed_and_matched_off_the_loop(
     sites: list[tuple[Site, str]], fetcher: Fetcher
 ) -> None:
-    site, base = sites[0]
-    site.pages["/robots.txt"] = ("text/plain", HOSTILE[: robots.MAX_BYTES])
-    lags: list[float] = []
-    running = True
+    """Protego's parse in a thread stalled the loop 93-119 ms on every parse. Three sites' hostile robots.txt are
+    parsed and matched in turn, and the median of their worst loop lags is what must stay small: one stall on a
+    busy machine (a GC pause, CPU taken by another process) does not fail it, a parse that holds the loop does."""
+    worst: list[float] = []
+    for variant, (site, base) in enumerate(sites[:3], 1):
+        site.pages["/robots.txt"] = ("text/plain", hostile(variant))
+        lags: list[float] = []
+        stop = asyncio.Event()
 
-    async def tick() -> None:
-        while running:
-            start = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - start)
+        async def tick(lags: list[float] = lags, stop: asyncio.Event = stop) -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append(time.perf_counter() - start)
 
-    ticker = asyncio.create_task(tick())
-    rules = await robots_for(fetcher, base)
-    with pytest.raises(SourceError, match=r"disallowed by robots\.txt"):
-        await rules.check(base + "/private/x", "bitbd")
-    await rules.check(base + "/public/" + "a" * 2000, "bitbd")
-    running = False
-    await ticker
-    assert rules.sitemaps == ("/map.xml",) or rules.sitemaps == (base + "/map.xml",)
-    print(f"worst loop lag {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
-    assert max(lags) < 0.05, "Protego's parse in a thread stalled the loop 93-119 ms"
+        ticker = asyncio.create_task(tick())
+        rules = await robots_for(fetcher, base)
+        with pytest.raises(SourceError, match=r"disallowed by robots\.txt"):
+            await rules.check(base + "/private/x", "bitbd")
+        await rules.check(base + "/public/" + "a" * 2000, "bitbd")
+        stop.set()
+        await ticker
+        assert rules.sitemaps == ("/map.xml",) or rules.sitemaps == (base + "/map.xml",)
+        worst.append(max(lags))
+    print(f"worst loop lag per site: {', '.join(f'{lag * 1000:.1f}' for lag in worst)} ms")
+    assert statistics.median(worst) < 0.05, f"the parse holds the loop: worst lags {worst}"
 
 
 async def test_the_cache_is_bounded_and_keeps_the_recently_used(
