@@ -117,6 +117,13 @@ class ConversationNotFound(NotFound):
     code = "conversation_not_found"
 
 
+class MessageNotFound(NotFound):
+    """404 `message_not_found`: a `message_id` that is not an answer the caller may rate (another tenant's, another
+    visitor's conversation under a public key, or no such message)."""
+
+    code = "message_not_found"
+
+
 class NoDocuments(BitbdError):
     """A question or search for a tenant that has nothing indexed yet."""
 

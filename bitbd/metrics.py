@@ -34,6 +34,9 @@ class Metrics:
         self.rag_queries = Counter(
             "bitbd_rag_queries_total", "Questions asked, by whether they were answered.", registry=r
         )
+        self.answer_feedback = Counter(
+            "bitbd_answer_feedback_total", "Visitors' ratings of answers, by rating (up, down).", registry=r
+        )
         self.rag_latency = Histogram(
             "bitbd_rag_query_latency_seconds",
             "Time to answer a question, by phase (retrieve, generate, total).",

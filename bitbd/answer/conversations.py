@@ -12,13 +12,15 @@ from bitbd.errors import ConversationNotFound
 from bitbd.interfaces import Turn
 
 _EXISTS = "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2"
+# Under a public key, a conversation is only that key's: a visitor cannot continue (or read) another's.
+_OWNED = "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2 AND ($3::uuid IS NULL OR key_id = $3)"
 _RECENT = """SELECT role, content FROM (
   SELECT id, role, content FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id DESC LIMIT $3
 ) recent ORDER BY id"""
 _NEW = "INSERT INTO conversations (tenant_id, key_id) VALUES ($1, $2) RETURNING id"
 _TOUCH = "UPDATE conversations SET updated_at = now() WHERE tenant_id = $1 AND id = $2"
 _MESSAGE = """INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"""
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id"""
 _MESSAGES = """SELECT role, content, citations, cached, latency_ms, created_at FROM messages
 WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id"""
 
@@ -33,10 +35,13 @@ def parse_id(value: str) -> uuid.UUID:
         ) from None
 
 
-async def recent_turns(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID, turns: int) -> list[Turn]:
-    """The conversation's last ``turns`` questions and answers, oldest first; refuses another tenant's."""
+async def recent_turns(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID, turns: int, only_key: uuid.UUID | None = None
+) -> list[Turn]:
+    """The conversation's last ``turns`` questions and answers, oldest first; refuses another tenant's, and with
+    ``only_key`` (a public key's id) a conversation that key did not start."""
     async with pool.acquire() as conn:
-        if await conn.fetchval(_EXISTS, tenant_id, conversation_id) is None:
+        if await conn.fetchval(_OWNED, tenant_id, conversation_id, only_key) is None:
             raise ConversationNotFound(
                 f"conversation {conversation_id} not found; leave conversation_id out to start a new one"
             )
@@ -54,22 +59,20 @@ async def record(
     sources: list[dict[str, Any]],
     cached: bool,
     latency_ms: int,
-) -> uuid.UUID:
-    """Store a question and its answer (in a new conversation if none is given); returns the conversation id."""
+) -> tuple[uuid.UUID, int]:
+    """Store a question and its answer (in a new conversation if none is given); returns the conversation's id
+    and the answer's message id (what a visitor rates)."""
     async with pool.acquire() as conn, conn.transaction():
         if conversation_id is None:
             conversation_id = await conn.fetchval(_NEW, tenant_id, key_id)
         else:
             await conn.execute(_TOUCH, tenant_id, conversation_id)
-        await conn.executemany(
-            _MESSAGE,
-            [
-                (tenant_id, conversation_id, "user", question, "[]", False, None),
-                (tenant_id, conversation_id, "assistant", answer, json.dumps(sources), cached, latency_ms),
-            ],
+        await conn.execute(_MESSAGE, tenant_id, conversation_id, "user", question, "[]", False, None)
+        message_id: int = await conn.fetchval(
+            _MESSAGE, tenant_id, conversation_id, "assistant", answer, json.dumps(sources), cached, latency_ms
         )
     assert conversation_id is not None
-    return conversation_id
+    return conversation_id, message_id
 
 
 async def messages(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> list[dict[str, Any]]:

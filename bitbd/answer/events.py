@@ -23,11 +23,12 @@ class Citations:
 
 @dataclass(frozen=True)
 class Done:
-    """The answer's end: the conversation it joined, whether it came from the cache, which generator wrote it
-    (None when bitbd refused without asking one), whether it is complete (else why it stopped), and how long the
-    retrieval, the generation and the whole took."""
+    """The answer's end: the conversation it joined, the answer's message id (to rate it), whether it came from
+    the cache, which generator wrote it (None when bitbd refused without asking one), whether it is complete (else
+    why it stopped), and how long the retrieval, the generation and the whole took."""
 
     conversation_id: str
+    message_id: str
     cached: bool
     generator: str | None
     complete: bool
@@ -50,6 +51,7 @@ def wire(event: AnswerEvent, ask_id: str) -> dict[str, Any]:
                 "type": "done",
                 "id": ask_id,
                 "conversation_id": event.conversation_id,
+                "message_id": event.message_id,
                 "cached": event.cached,
                 "generator": event.generator,
                 "complete": event.complete,

@@ -66,3 +66,9 @@ class Asked:
     send: Send
     state: Progress = field(default_factory=Progress)
     started: float = field(default_factory=time.monotonic)
+
+
+def public_key_id(caller: Caller) -> uuid.UUID | None:
+    """The caller's key id if it is a public key (a visitor's widget): what it may see is only its own
+    conversations. None for a secret key or the operator, who see all of the tenant's."""
+    return caller.key.id if caller.key is not None and caller.key.kind == "public" else None

@@ -21,7 +21,7 @@ from bitbd.answer.cache import SemanticCache
 from bitbd.answer.events import AnswerEvent, Citations, Delta, Done
 from bitbd.answer.follow_ups import leans_on_context, retrieval_query
 from bitbd.answer.markdown import SAFE_MARKDOWN, sanitize
-from bitbd.answer.outcome import Asked, Caller, Progress, Send, Written
+from bitbd.answer.outcome import Asked, Caller, Progress, Send, Written, public_key_id
 from bitbd.answer.retrieval import Mode, QueryEmbedder, Retriever
 from bitbd.answer.writing import Writer, token_counter
 from bitbd.db.chunks import has_chunks
@@ -255,7 +255,9 @@ class Answerer:
         question = self.check_question(question)
         conv = conversations.parse_id(conversation_id) if conversation_id else None
         history = (
-            await conversations.recent_turns(self.pool, caller.tenant_id, conv, self.settings.answer.history_turns)
+            await conversations.recent_turns(
+                self.pool, caller.tenant_id, conv, self.settings.answer.history_turns, public_key_id(caller)
+            )
             if conv
             else []
         )
@@ -339,7 +341,7 @@ class Answerer:
         generated = time.monotonic()
         asked.state.completed()  # from here on the client leaving changes nothing, and no timeout cuts the bookkeeping
         started = asked.started
-        conv = await conversations.record(
+        conv, message_id = await conversations.record(
             self.pool,
             caller.tenant_id,
             asked.conversation,
@@ -357,7 +359,15 @@ class Answerer:
             "total": round((time.monotonic() - started) * 1000),
         }
         await send(
-            Done(str(conv), cached is not None, written.generator, written.stopped is None, written.stopped, timings)
+            Done(
+                str(conv),
+                str(message_id),
+                cached is not None,
+                written.generator,
+                written.stopped is None,
+                written.stopped,
+                timings,
+            )
         )
         for phase, seconds in (
             ("retrieve", retrieved - started),

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from bitbd.answer.events import wire
+from bitbd.answer.feedback import Rating, rate
 from bitbd.answer.outcome import Caller
 from bitbd.errors import (
     AuthThrottled,
@@ -32,7 +33,7 @@ from bitbd.http.auth import caller_of
 from bitbd.http.body import check_json, check_text, parse_json
 from bitbd.http.limits import presents_credentials
 from bitbd.http.middlewares import upgraded
-from bitbd.keys import answerer_key, connections_key, settings_key, sockets_key, throttle_key
+from bitbd.keys import answerer_key, connections_key, pool_key, settings_key, sockets_key, throttle_key
 from bitbd.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class ChatSession:
         self.caller = caller
         self.settings = request.config_dict[settings_key]
         self.answerer = request.config_dict[answerer_key]
+        self.pool = request.config_dict[pool_key]
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.closing = False
         self._send_lock = asyncio.Lock()
@@ -158,11 +160,16 @@ class ChatSession:
         if kind == "ping":
             await self.send({"type": "pong", "id": ask_id})
             return
+        if kind == "feedback":
+            await self.rate(ask_id, message)
+            return
         if kind != "ask":
             shown = json.dumps(kind)[:40] if kind is not None else "missing"
             await self.send(
                 error_event(
-                    ask_id, "unknown_type", f'unknown message type {shown}; this server understands "ask" and "ping"'
+                    ask_id,
+                    "unknown_type",
+                    f'unknown message type {shown}; this server understands "ask", "feedback" and "ping"',
                 )
             )
             return
@@ -208,6 +215,17 @@ class ChatSession:
         if unknown:
             return f"unknown field(s) {', '.join(sorted(unknown))}; an ask has type, id, question, conversation_id"
         return None
+
+    async def rate(self, ask_id: str | None, message: dict[str, Any]) -> None:
+        """A `feedback` message: rate one answer (`message_id` from its `done`), answered by `feedback_saved`
+        or an `error`; a public key rates only answers of conversations it started."""
+        try:
+            rating = Rating.parse(message.get("message_id"), message)
+            saved = await rate(self.pool, self.caller, rating)
+        except BitbdError as e:
+            await self.send(error_event(ask_id, e.code, e.message))
+            return
+        await self.send({"type": "feedback_saved", "id": ask_id, **saved})
 
     async def answer(self, ask_id: str, question: str, conversation_id: str | None) -> None:
         """Stream one question's events, tagged with its id. An error ends that question only, except

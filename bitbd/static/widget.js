@@ -35,7 +35,8 @@
     too_many_in_flight: "Please wait for the current answer.",
     timeout: "The answer took too long. Please try again.",
     unavailable: "The assistant is temporarily unavailable. Please try again shortly.",
-    conversation_not_found: "Starting a new conversation."
+    conversation_not_found: "Starting a new conversation.",
+    message_not_found: "That answer can no longer be rated."
   };
   var FATAL = { origin_not_allowed: 1, key_expired: 1, key_revoked: 1, unauthorized: 1 };
 
@@ -71,6 +72,11 @@
     ".sources{margin:6px 0 0;padding:0;list-style:none;font-size:12px}" +
     ".sources a{color:" + color + ";text-decoration:underline}" +
     ".bitbd-cut{margin:6px 0 0;font-size:12px;font-style:italic;color:#6b7280}" +
+    ".rate{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:6px 0 0;font-size:12px;color:#475569;white-space:normal}" +
+    ".rate button{background:#fff;border:1px solid #cbd5e1;border-radius:6px;padding:2px 8px;cursor:pointer;" +
+    "color:#111}" +
+    ".rate button[aria-pressed=true]{background:" + color + ";border-color:" + color + ";color:#fff}" +
+    ".rate textarea{flex:1 1 100%;height:48px;padding:5px;font-size:12px;resize:vertical}" +
     ".status{font-size:12px;color:#64748b;padding:2px 12px;min-height:18px;background:#f8fafc}" +
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e2e8f0;background:#fff}" +
     "textarea{flex:1;resize:none;height:40px;padding:9px;border:1px solid #cbd5e1;border-radius:8px;color:#111;" +
@@ -244,7 +250,10 @@
         entry.node.appendChild(cut);
       }
       if (data.conversation_id) { sessionSet(data.conversation_id); }
+      if (data.message_id) { entry.node.appendChild(rating(data.message_id)); }
       delete pending[data.id];
+    } else if (data.type === "feedback_saved") {
+      setStatus("Thank you for your feedback.");
     } else if (data.type === "error") {
       var words = MESSAGES[data.code] || "Something went wrong. Please try again.";
       if (data.code === "conversation_not_found") { sessionSet(""); }
@@ -265,6 +274,46 @@
   // Answers are Markdown in which raw HTML is escaped (`&lt;`, docs/protocol.md); shown as text, that is the
   // character a Markdown renderer would show. Still textContent: nothing becomes HTML.
   function shown(markdown) { return markdown.replace(/&lt;/g, "<"); }
+
+  // A rating under an answer: "Helpful" / "Not helpful" (toggle buttons), and after "Not helpful" a box for an
+  // optional comment. Sent on the chat socket; a later rating of the same answer replaces the earlier one.
+  function rating(messageId) {
+    var row = el("div", { "class": "rate", role: "group", "aria-label": "Rate this answer" });
+    // Words, not emoji: a visitor's machine may have no emoji font.
+    var up = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Helpful" }, "Yes");
+    var down = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Not helpful" }, "No");
+    row.appendChild(el("span", { "aria-hidden": "true" }, "Helpful?"));
+    row.appendChild(up);
+    row.appendChild(down);
+    var comment = null;
+    function rate(value, text) {
+      up.setAttribute("aria-pressed", value === "up" ? "true" : "false");
+      down.setAttribute("aria-pressed", value === "down" ? "true" : "false");
+      var message = { type: "feedback", id: "r" + (++counter), message_id: messageId, rating: value };
+      if (text) { message.comment = text.slice(0, 2000); }
+      var raw = JSON.stringify(message);
+      if (ws && ready) { ws.send(raw); } else { queue.push(raw); connect(); }
+    }
+    up.addEventListener("click", function () { rate("up"); });
+    down.addEventListener("click", function () {
+      rate("down");
+      if (comment) { return; }
+      comment = el("textarea", { "aria-label": "What was wrong with this answer? (optional)", maxlength: "2000",
+        placeholder: "What was wrong? (optional)" });
+      var sendComment = el("button", { type: "button", "aria-label": "Send comment" }, "Send");
+      sendComment.addEventListener("click", function () {
+        var text = comment.value.trim();
+        if (text) { rate("down", text); sendComment.disabled = true; comment.disabled = true; }
+      });
+      comment.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); sendComment.click(); }
+      });
+      row.appendChild(comment);
+      row.appendChild(sendComment);
+      comment.focus();
+    });
+    return row;
+  }
 
   function failAnswer(id, words) {
     var entry = pending[id];

@@ -27,6 +27,7 @@ from tests.conftest import builtin_plugins, repo_root
 from tests.corpus import ACME, Indexed, index
 from tests.ingesting import ingest_settings
 from tests.site import Site
+from tests.support.waiting import wait_until_async
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = repo_root() / "test-artifacts"
@@ -299,6 +300,45 @@ async def test_the_widget_reconnects_after_a_server_restart(
     await page.keyboard.press("Enter")
     await page.locator(W + ".sources a").nth(1).wait_for(timeout=30_000)
     assert "help@acme.example" in await last_answer(page)
+    await page.close()
+
+
+async def test_a_visitor_rates_an_answer_with_the_keyboard(
+    browser: Any, bitbd: Bitbd, host: Host, pool: asyncpg.Pool, embedder: FastEmbedder
+) -> None:
+    """Thumbs under each answer, reachable by Tab, pressed with Enter; "Not helpful" opens an optional comment box
+    (focused, labelled); what the visitor sent is what the server keeps, once per answer."""
+    await index(pool, embedder, "acme", ACME)
+    host.key = await public_key(pool, host.origin)
+    page = await browser.new_page()
+    await page.goto(host.origin + "/")
+    await open_and_ask(page, "How long does standard delivery take?")
+    thumbs = page.locator(W + ".rate")
+    await thumbs.wait_for(timeout=20_000)
+    assert await thumbs.get_attribute("aria-label") == "Rate this answer"
+    focused = "document.querySelector('bitbd-chat').shadowRoot.activeElement.getAttribute('aria-label')"
+    await page.keyboard.press("Shift+Tab")  # from the question box back to the last answer's last button
+    assert await page.evaluate(focused) == "Not helpful"
+    await page.keyboard.press("Shift+Tab")
+    assert await page.evaluate(focused) == "Helpful"
+    await page.keyboard.press("Enter")
+    await page.locator(W + ".status").get_by_text("Thank you for your feedback.").wait_for(timeout=10_000)
+    assert await page.get_attribute(W + '.rate button[aria-label="Helpful"]', "aria-pressed") == "true"
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # "Not helpful": replaces "Helpful", and asks why
+    assert await page.evaluate(focused) == "What was wrong with this answer? (optional)"
+    await page.keyboard.type("It takes a week to Iceland.")
+    await page.keyboard.press("Enter")
+    assert await page.get_attribute(W + '.rate button[aria-label="Helpful"]', "aria-pressed") == "false"
+    assert await page.get_attribute(W + '.rate button[aria-label="Not helpful"]', "aria-pressed") == "true"
+
+    async def kept() -> Any:
+        return await pool.fetchrow("SELECT rating, comment FROM feedback WHERE comment <> ''")
+
+    row = await wait_until_async(kept, "the comment stored", 10)
+    assert tuple(row) == ("down", "It takes a week to Iceland.")
+    assert await pool.fetchval("SELECT count(*) FROM feedback") == 1
+    await page.screenshot(path=screenshot_path("widget-feedback"))
     await page.close()
 
 

@@ -138,6 +138,7 @@ ROUTES = [
     ("GET", "/v1/documents"),
     ("DELETE", "/v1/documents/{id}"),
     ("POST", "/v1/search"),
+    ("POST", "/v1/messages/{id}/feedback"),
     ("POST", "/v1/admin/tenants"),
     ("GET", "/v1/admin/tenants/{id}"),
     ("DELETE", "/v1/admin/tenants/{id}"),
