@@ -246,6 +246,14 @@ class TracingSettings(_Section):
     """Seconds one export of spans may take; exports run in the background."""
 
 
+class RetentionSettings(_Section):
+    """`[retention]`: how long visitors' conversations and their ratings are kept."""
+
+    conversations_days: int = Field(90, ge=1, le=36_500)
+    """Days a conversation (its messages and ratings) is kept after its last message; then the server deletes it.
+    Deleting a tenant deletes its conversations at once."""
+
+
 class LogSettings(_Section):
     """`[log]`: log level and format (text, or JSON lines)."""
 
@@ -302,6 +310,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
     plugins: PluginSettings = PluginSettings()
 

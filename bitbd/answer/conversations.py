@@ -21,8 +21,11 @@ _NEW = "INSERT INTO conversations (tenant_id, key_id) VALUES ($1, $2) RETURNING 
 _TOUCH = "UPDATE conversations SET updated_at = now() WHERE tenant_id = $1 AND id = $2"
 _MESSAGE = """INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id"""
-_MESSAGES = """SELECT role, content, citations, cached, latency_ms, created_at FROM messages
-WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id"""
+_MESSAGES = """SELECT m.id, m.role, m.content, m.citations, m.cached, m.latency_ms, m.created_at, f.rating, f.comment
+FROM messages m LEFT JOIN feedback f ON f.message_id = m.id
+WHERE m.tenant_id = $1 AND m.conversation_id = $2 ORDER BY m.id"""
+# Conversations not touched for the retention period go, with their messages and ratings (cascade).
+_EXPIRE = "DELETE FROM conversations WHERE updated_at < now() - make_interval(days => $1)"
 
 
 def parse_id(value: str) -> uuid.UUID:
@@ -75,21 +78,33 @@ async def record(
     return conversation_id, message_id
 
 
-async def messages(pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Every message of the tenant's conversation, oldest first, as JSON-ready dicts (citations decoded, times
-    in ISO 8601); raises ConversationNotFound if the tenant has no such conversation."""
+async def messages(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, conversation_id: uuid.UUID, only_key: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
+    """Every message of the tenant's conversation, oldest first, as JSON-ready dicts (citations decoded, times in
+    ISO 8601, an answer's id and its rating); raises ConversationNotFound if the tenant has no such conversation,
+    or with ``only_key`` (a public key's id) if that key did not start it."""
     async with pool.acquire() as conn:
-        if await conn.fetchval(_EXISTS, tenant_id, conversation_id) is None:
+        if await conn.fetchval(_OWNED, tenant_id, conversation_id, only_key) is None:
             raise ConversationNotFound(f"conversation {conversation_id} not found")
         rows = await conn.fetch(_MESSAGES, tenant_id, conversation_id)
     return [
         {
+            "message_id": str(r["id"]),
             "role": r["role"],
             "content": r["content"],
             "citations": json.loads(r["citations"]),
             "cached": r["cached"],
             "latency_ms": r["latency_ms"],
             "created_at": r["created_at"].isoformat(),
+            **({"rating": r["rating"], "comment": r["comment"]} if r["role"] == "assistant" else {}),
         }
         for r in rows
     ]
+
+
+async def expire(pool: asyncpg.Pool, days: int) -> int:
+    """Delete the conversations (with their messages and ratings) of every tenant not touched for `days` days;
+    returns how many went."""
+    status: str = await pool.execute(_EXPIRE, days)
+    return int(status.split()[-1])

@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from taskiq.receiver import Receiver
 
+from bitbd.answer import conversations
 from bitbd.ingest import offload
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
 from bitbd.jobs.engine import ITEM_TASK, START_TASK
@@ -25,6 +26,7 @@ from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 
 log = logging.getLogger(__name__)
+EXPIRE_EVERY = 600  # upkeep ticks (seconds) between deletions of conversations past their retention
 UPKEEP_SECONDS = 1.0
 HEARTBEAT_TTL = 10
 STARTUP_GRACE = 5.0
@@ -116,7 +118,8 @@ async def heartbeat(deps: WorkerDeps, workers: int, role: str, stop: asyncio.Eve
 
 
 async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:
-    """Move due retries to the queue, and re-queue work whose message was lost; every second until `stop`."""
+    """Move due retries to the queue, re-queue work whose message was lost, and delete conversations past
+    `retention.conversations_days`; every second until `stop`."""
     lost_after = deps.settings.jobs.redelivery_seconds * 2
     tick = 0
     while not stop.is_set():
@@ -125,6 +128,10 @@ async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:
             if tick % 10 == 0:  # at start-up too: work a dead process left behind is picked up at once
                 # Never younger than a few seconds: a job just created may not have its message queued yet.
                 await requeue_lost(deps, STARTUP_GRACE if tick == 0 else lost_after)
+            if tick % EXPIRE_EVERY == 0:  # idempotent: several processes doing it at once is harmless
+                gone = await conversations.expire(deps.pool, deps.settings.retention.conversations_days)
+                if gone:
+                    log.info("deleted conversations past retention", extra={"conversations": gone})
         except Exception:  # Redis or PostgreSQL away for a moment; keep trying
             log.warning("queue upkeep failed, retrying", exc_info=log.isEnabledFor(logging.DEBUG))
         tick += 1

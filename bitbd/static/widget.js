@@ -277,7 +277,7 @@
 
   // A rating under an answer: "Helpful" / "Not helpful" (toggle buttons), and after "Not helpful" a box for an
   // optional comment. Sent on the chat socket; a later rating of the same answer replaces the earlier one.
-  function rating(messageId) {
+  function rating(messageId, given) {
     var row = el("div", { "class": "rate", role: "group", "aria-label": "Rate this answer" });
     // Words, not emoji: a visitor's machine may have no emoji font.
     var up = el("button", { type: "button", "aria-pressed": "false", "aria-label": "Helpful" }, "Yes");
@@ -285,6 +285,7 @@
     row.appendChild(el("span", { "aria-hidden": "true" }, "Helpful?"));
     row.appendChild(up);
     row.appendChild(down);
+    if (given === "up" || given === "down") { (given === "up" ? up : down).setAttribute("aria-pressed", "true"); }
     var comment = null;
     function rate(value, text) {
       up.setAttribute("aria-pressed", value === "up" ? "true" : "false");
@@ -357,6 +358,27 @@
     } catch (err) { /* storage blocked: the conversation lasts as long as the page */ }
   }
 
-  function mount() { document.body.appendChild(host); }
+  // After a reload, or on another page of the site: the conversation of this tab (sessionStorage) back on screen,
+  // read with the public key (the server allows this origin); a conversation gone (past its retention) is dropped.
+  function restore() {
+    var conversation = sessionGet();
+    if (!conversation || !window.fetch) { return; }
+    var url = base.origin + "/v1/conversations/" + encodeURIComponent(conversation) + "?key=" +
+      encodeURIComponent(key);
+    fetch(url, { credentials: "omit" }).then(function (resp) {
+      if (resp.status === 404) { sessionSet(""); return null; }
+      return resp.ok ? resp.json() : null;
+    }).then(function (body) {
+      if (!body || !body.messages) { return; }
+      body.messages.forEach(function (m) {
+        if (m.role === "user") { addMessage("me", m.content); return; }
+        var node = addMessage("bot", shown(m.content));
+        renderSources(node, m.citations || []);
+        node.appendChild(rating(m.message_id, m.rating));
+      });
+    }).catch(function () { /* offline: the next answer still joins the conversation */ });
+  }
+
+  function mount() { document.body.appendChild(host); restore(); }
   if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
 })();

@@ -185,9 +185,21 @@ async def test_a_visitor_gets_a_streamed_cited_answer(
     sent: list[str] = []
     await page.goto(host.origin + "/other")
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
-    await open_and_ask(page, "And what kinds of lava are there?")
-    await page.locator(W + ".msg.bot:not(.pending)").nth(1).wait_for(timeout=20_000)
+    # The conversation so far is back on screen (GET /v1/conversations/{id} with the public key), sources too.
+    await page.click(W + ".bubble")
+    await page.locator(W + ".msg.me").get_by_text("How do volcanoes erupt?").wait_for(timeout=10_000)
+    restored = page.locator(W + ".msg.bot").nth(1)
+    assert "magma" in await restored.inner_text()
+    assert await restored.locator(".sources a").first.get_attribute("href") == f"{site[1]}/volcanoes"
+    await page.fill(W + "textarea", "And what kinds of lava are there?")
+    await page.keyboard.press("Enter")
+    await page.locator(W + ".msg.bot:not(.pending)").nth(2).wait_for(timeout=20_000)
     assert any('"conversation_id"' in s for s in sent), "sessionStorage carried the conversation to this page"
+    await page.reload()  # and after a reload: both exchanges, in order
+    await page.click(W + ".bubble")
+    await page.locator(W + ".msg.me").nth(1).wait_for(timeout=10_000)
+    asked = await page.locator(W + ".msg.me").all_inner_texts()
+    assert asked == ["How do volcanoes erupt?", "And what kinds of lava are there?"]
     await page.close()
 
 
@@ -339,6 +351,11 @@ async def test_a_visitor_rates_an_answer_with_the_keyboard(
     assert tuple(row) == ("down", "It takes a week to Iceland.")
     assert await pool.fetchval("SELECT count(*) FROM feedback") == 1
     await page.screenshot(path=screenshot_path("widget-feedback"))
+    await page.reload()  # the answer comes back with its rating shown
+    await page.click(W + ".bubble")
+    await page.locator(W + ".rate").wait_for(timeout=10_000)
+    assert await page.get_attribute(W + '.rate button[aria-label="Not helpful"]', "aria-pressed") == "true"
+    assert await page.get_attribute(W + '.rate button[aria-label="Helpful"]', "aria-pressed") == "false"
     await page.close()
 
 

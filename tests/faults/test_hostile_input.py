@@ -139,6 +139,7 @@ ROUTES = [
     ("DELETE", "/v1/documents/{id}"),
     ("POST", "/v1/search"),
     ("POST", "/v1/messages/{id}/feedback"),
+    ("GET", "/v1/conversations/{id}"),
     ("POST", "/v1/admin/tenants"),
     ("GET", "/v1/admin/tenants/{id}"),
     ("DELETE", "/v1/admin/tenants/{id}"),
