@@ -155,9 +155,18 @@ class Client:
     async def search(self, query: str, k: int, mode: str | None = None) -> dict[str, Any]:
         """`POST /v1/search`: the API's JSON reply; an error body raises."""
         body: dict[str, Any] = {"query": query, "k": k, **({"mode": mode} if mode is not None else {})}
+        return await self._call("POST", "/v1/search", json=body)
+
+    async def gaps(self, days: int) -> dict[str, Any]:
+        """`GET /v1/gaps`: the tenant's unanswered topics of the last `days` days; an error body raises."""
+        return await self._call("GET", "/v1/gaps", params={"days": str(days)})
+
+    async def _call(
+        self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
-            async with self.session.post(
-                f"{self.url}/v1/search", json=body, headers=self.headers, params=self.params
+            async with self.session.request(
+                method, self.url + path, json=json, headers=self.headers, params={**self.params, **(params or {})}
             ) as resp:
                 data: dict[str, Any] = await resp.json()
         except (aiohttp.ClientError, OSError) as e:

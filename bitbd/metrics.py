@@ -34,6 +34,9 @@ class Metrics:
         self.rag_queries = Counter(
             "bitbd_rag_queries_total", "Questions asked, by whether they were answered.", registry=r
         )
+        self.rag_refusals = Counter(
+            "bitbd_rag_refusals_total", 'Questions answered "I don\'t know" (answer.dont_know).', registry=r
+        )
         self.answer_feedback = Counter(
             "bitbd_answer_feedback_total", "Visitors' ratings of answers, by rating (up, down).", registry=r
         )

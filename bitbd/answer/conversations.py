@@ -19,8 +19,8 @@ _RECENT = """SELECT role, content FROM (
 ) recent ORDER BY id"""
 _NEW = "INSERT INTO conversations (tenant_id, key_id) VALUES ($1, $2) RETURNING id"
 _TOUCH = "UPDATE conversations SET updated_at = now() WHERE tenant_id = $1 AND id = $2"
-_MESSAGE = """INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) RETURNING id"""
+_MESSAGE = """INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms, refused,
+support) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9) RETURNING id"""
 _MESSAGES = """SELECT m.id, m.role, m.content, m.citations, m.cached, m.latency_ms, m.created_at, f.rating, f.comment
 FROM messages m LEFT JOIN feedback f ON f.message_id = m.id
 WHERE m.tenant_id = $1 AND m.conversation_id = $2 ORDER BY m.id"""
@@ -62,17 +62,28 @@ async def record(
     sources: list[dict[str, Any]],
     cached: bool,
     latency_ms: int,
+    refused: bool = False,
+    support: float | None = None,
 ) -> tuple[uuid.UUID, int]:
-    """Store a question and its answer (in a new conversation if none is given); returns the conversation's id
-    and the answer's message id (what a visitor rates)."""
+    """Store a question and its answer (in a new conversation if none is given), with whether bitbd refused and
+    the support it found; returns the conversation's id and the answer's message id (what a visitor rates)."""
     async with pool.acquire() as conn, conn.transaction():
         if conversation_id is None:
             conversation_id = await conn.fetchval(_NEW, tenant_id, key_id)
         else:
             await conn.execute(_TOUCH, tenant_id, conversation_id)
-        await conn.execute(_MESSAGE, tenant_id, conversation_id, "user", question, "[]", False, None)
+        await conn.execute(_MESSAGE, tenant_id, conversation_id, "user", question, "[]", False, None, False, None)
         message_id: int = await conn.fetchval(
-            _MESSAGE, tenant_id, conversation_id, "assistant", answer, json.dumps(sources), cached, latency_ms
+            _MESSAGE,
+            tenant_id,
+            conversation_id,
+            "assistant",
+            answer,
+            json.dumps(sources),
+            cached,
+            latency_ms,
+            refused,
+            support,
         )
     assert conversation_id is not None
     return conversation_id, message_id

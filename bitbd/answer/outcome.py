@@ -29,6 +29,7 @@ class Written:
     generator: str | None
     cacheable: bool
     stopped: str | None = None
+    support: float | None = None  # the best cosine similarity the question found (None: not measured)
 
 
 @dataclass

@@ -80,6 +80,13 @@ class Retriever:
     queries: QueryEmbedder
     reranker: Reranker | None = None
 
+    async def support(self, tenant_id: uuid.UUID, question: str) -> float:
+        """How well the tenant's documents support a follow-up as it was asked, without its conversation: the
+        conversation only helps find passages, so an off-topic follow-up is refused like an opening question."""
+        vector = await self.queries.embed(question)
+        nearest = await self.store.search(tenant_id, vector, 1, self.settings.ef_search)
+        return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)
+
     async def search(
         self, tenant_id: uuid.UUID, query: str, k: int, vector: Vector | None = None, mode: Mode | None = None
     ) -> list[Hit]:

@@ -320,7 +320,7 @@ class Answerer:
                 await send(Delta(written.answer))  # entries of older versions too
             else:
                 support = (
-                    await self._support_as_asked(caller.tenant_id, question)
+                    await self.retriever.support(caller.tenant_id, question)
                     if history and hits and not leans_on_context(question)
                     else None
                 )
@@ -351,7 +351,11 @@ class Answerer:
             sources,
             cached is not None,
             int((generated - started) * 1000),
+            refused := answer.strip() == self.settings.answer.dont_know.strip(),
+            written.support,
         )
+        if refused:
+            METRICS.rag_refusals.inc({})
         await send(Citations(sources))
         timings = {
             "retrieve": round((retrieved - started) * 1000),
@@ -388,10 +392,3 @@ class Answerer:
                 log.warning("could not store the answer in the cache", extra={"error": type(e).__name__})
 
         return store
-
-    async def _support_as_asked(self, tenant_id: uuid.UUID, question: str) -> float:
-        """How well the tenant's documents support a follow-up as it was asked, without its conversation: the
-        conversation only helps find passages, so an off-topic follow-up is refused like an opening question."""
-        vector = await self.retriever.queries.embed(question)
-        nearest = await self.retriever.store.search(tenant_id, vector, 1, self.settings.retrieval.ef_search)
-        return max((h.similarity for h in nearest if h.similarity is not None), default=0.0)

@@ -43,7 +43,7 @@ class Writer:
         if not hits or support < self.settings.min_support:
             answer = self.settings.dont_know
             await send(Delta(answer))
-            return Written(answer, [], None, cacheable=True)  # refused by bitbd: no generator was asked
+            return Written(answer, [], None, cacheable=True, support=support)  # refused: no generator asked
         passages = by_page(hits)
         pieces: list[str] = []
         # Whatever the generator writes (a prompt-injected page can make a model write anything) is sent and
@@ -94,6 +94,7 @@ class Writer:
             generator.name,
             cacheable=generator is self.generator and stopped is None,
             stopped=stopped,
+            support=support,
         )
 
 

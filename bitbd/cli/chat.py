@@ -30,7 +30,7 @@ def client_options() -> argparse.ArgumentParser:
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `bitbd ask` and `bitbd search` to the subcommands."""
+    """Add `bitbd ask`, `bitbd search` and `bitbd gaps` to the subcommands."""
     client = client_options()
 
     p = sub.add_parser(
@@ -55,6 +55,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], help="retrieval mode (default: the server's)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser(
+        "gaps",
+        parents=[common, client],
+        help="show what visitors asked that the documents do not answer",
+        description="A tenant's content gaps: questions refused, rated down or answered on weak support, grouped "
+        "into topics (largest first), with examples and the pages that came closest.",
+    )
+    p.add_argument("--days", type=int, default=30, help="look this many days back (default 30)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(handler=cmd_gaps)
 
 
 def target(args: argparse.Namespace) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -147,3 +158,27 @@ def search_body(args: argparse.Namespace) -> dict[str, Any]:
 async def _search(url: str, headers: dict[str, str], params: dict[str, str], body: dict[str, Any]) -> Any:
     async with Client(url, headers, params) as client:
         return await client.search(body["query"], body["k"], body.get("mode"))
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    """`bitbd gaps`: one block per topic (count, when, why, examples, the closest pages), or the JSON."""
+    url, headers, params = target(args)
+    result = asyncio.run(_gaps(url, headers, params, args.days))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if not result["topics"]:
+        print(f"no unanswered questions in the last {result['days']} days")
+    for i, topic in enumerate(result["topics"], start=1):
+        why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in topic["reasons"].items() if n)
+        print(f"{i}. {topic['count']} question(s), {topic['first_seen'][:10]} to {topic['last_seen'][:10]} ({why})")
+        for example in topic["examples"]:
+            print(f"   - {example}")
+        for page in topic["closest_pages"]:
+            print(f"   closest: {page['title'] or page['url']} — {page['url']}")
+    return 0
+
+
+async def _gaps(url: str, headers: dict[str, str], params: dict[str, str], days: int) -> Any:
+    async with Client(url, headers, params) as client:
+        return await client.gaps(days)

@@ -12,6 +12,7 @@ from bitbd import tenancy
 from bitbd.http.auth import admin_middleware
 from bitbd.http.body import read_json
 from bitbd.http.console import routes as console_routes
+from bitbd.http.gaps import admin_routes as gap_admin_routes
 from bitbd.keys import plugins_key, pool_key
 
 routes = web.RouteTableDef()
@@ -112,4 +113,5 @@ def admin_app() -> web.Application:
     app = web.Application(middlewares=[admin_middleware])
     app.add_routes(routes)
     app.add_routes(console_routes)
+    app.add_routes(gap_admin_routes)
     return app

@@ -9,6 +9,7 @@ from bitbd.http.admin import admin_app
 from bitbd.http.auth import require_key
 from bitbd.http.chat import chat
 from bitbd.http.conversations import routes as conversation_routes
+from bitbd.http.gaps import routes as gap_routes
 from bitbd.http.ingest import routes as ingest_routes
 from bitbd.http.metrics import metrics
 from bitbd.http.search import routes as search_routes
@@ -48,5 +49,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(ingest_routes)
     app.router.add_routes(search_routes)
     app.router.add_routes(conversation_routes)
+    app.router.add_routes(gap_routes)
     app.router.add_get("/v1/chat", chat)
     app.add_subapp("/v1/admin", admin_app())

@@ -1,4 +1,4 @@
-"""`bitbd ask` and `bitbd search` against a real `bitbd serve` process, found through the data dir."""
+"""`bitbd ask`, `bitbd search` and `bitbd gaps` against a real `bitbd serve` process, found through the data dir."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def test_ask_and_search_a_running_server(tmp_path: Path) -> None:
         assert status == 201, body
         with_key = bitbd("search", "--key", body["key"], "--data-dir", d, "refund", "--json", cwd=tmp_path)
         assert '"url": "upload:' in with_key.stdout, with_key.stdout + with_key.stderr
+
+        for question in ("Do you sell gift cards?", "How much is a gift card?"):  # nothing in the documents
+            refused = bitbd("ask", "--tenant", "acme", "--data-dir", d, question, cwd=tmp_path)
+            assert refused.returncode == 0 and "I don't know" in refused.stdout, refused.stdout
+        gaps = bitbd("gaps", "--tenant", "acme", "--data-dir", d, cwd=tmp_path)
+        assert gaps.returncode == 0, gaps.stderr
+        assert gaps.stdout.startswith("1. 2 question(s), ") and "2 refused" in gaps.stdout, gaps.stdout
+        assert "   - Do you sell gift cards?" in gaps.stdout and "   closest: " in gaps.stdout, gaps.stdout
+        too_short = bitbd("gaps", "--tenant", "acme", "--data-dir", d, "--days", "0", cwd=tmp_path)
+        assert too_short.returncode == 1 and "days" in too_short.stderr, too_short.stderr
 
         wrong = bitbd("ask", "--key", "sk_not_a_real_key", "--data-dir", d, "hello", cwd=tmp_path)
         assert wrong.returncode == 1 and "unknown API key" in wrong.stderr

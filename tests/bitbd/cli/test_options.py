@@ -53,6 +53,7 @@ FORWARDED: dict[tuple[str, str], Callable[[], Any]] = {
     ("reembed", "--workers"): lambda: workers_for(parse("reembed", "--tenant", "t", "--workers", "0"), True),
     ("worker", "--metrics-port"): lambda: parse("worker", "--metrics-port", "0").metrics_port,
     ("search", "-k"): lambda: search_body(parse("search", "q", "-k", "0"))["k"],
+    ("gaps", "--days"): lambda: parse("gaps", "--days", "0").days,
     ("serve", "--port"): lambda: parse("serve", "--port", "0").port,
     ("key create", "--quota"): lambda: key_spec(parse("key", "create", "--tenant", "t", "--quota", "0")).quota,
     ("eval", "--misses"): lambda: parse("eval", "q.jsonl", "--misses", "0").misses,
