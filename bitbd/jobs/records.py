@@ -16,7 +16,8 @@ from bitbd.metrics import METRICS
 TERMINAL = ("succeeded", "failed", "cancelled")
 _JOB_COLUMNS = (
     "j.id, j.tenant_id, j.source_id, j.kind, j.status, j.priority, j.params, j.progress, j.error, "
-    "j.attempts, j.created_at, j.started_at, j.finished_at, j.updated_at, s.type AS source_type"
+    "j.attempts, j.created_at, j.started_at, j.finished_at, j.updated_at, s.type AS source_type, "
+    "s.config->'urls'->>0 AS source_url"
 )
 
 INSERT_SOURCE = "INSERT INTO sources (tenant_id, type, config) VALUES ($1, $2, $3) RETURNING id"
@@ -74,6 +75,7 @@ class JobView:
             "unchanged": n.get("unchanged", 0),
             "failed": n.get("failed", 0),
             "skipped": n.get("skipped", 0) + n.get("cancelled", 0),
+            "cancelled": n.get("cancelled", 0),  # of the skipped: never worked on, the job was cancelled
             "chunks_embedded": sum(chunks for _, chunks in self.counts.values()),
             **json.loads(r["progress"]),
         }
@@ -83,6 +85,7 @@ class JobView:
             "tenant_id": str(r["tenant_id"]),
             "source_id": str(r["source_id"]) if r["source_id"] else None,
             "source_type": r["source_type"],
+            "source_url": r["source_url"],
             "kind": r["kind"],
             "status": r["status"],
             "priority": r["priority"],

@@ -9,9 +9,10 @@ STATUSES = (None, "running", "queued", "failed", "succeeded", "cancelled")
 
 
 def progress_bar(job: dict[str, Any], width: int = 10) -> str:
-    """A job's progress: a bar of `width` cells, then its items done out of those found."""
+    """A job's progress: a bar of `width` cells, then its items done out of those found. Items a cancel left
+    undone do not count as done: a job cancelled at 48 of 518 pages shows 48/518."""
     p = job["progress"]
-    done = int(p["fetched"] + p["failed"] + p["skipped"])
+    done = int(p["fetched"] + p["failed"] + p["skipped"] - p.get("cancelled", 0))
     total = max(int(p["found"]), done)
     if not total:
         return "·" * width + "   -"
@@ -30,8 +31,13 @@ def age(iso: str | None, now: datetime | None = None) -> str:
     return f"{max(int(seconds), 0)}s"
 
 
-def source_label(job: dict[str, Any]) -> str:
-    """A job's source as `type:id-prefix`."""
+def source_label(job: dict[str, Any], width: int = 18) -> str:
+    """A job's source by its URL without the scheme (`docs.acme.example/guide`, cut to `width` so that a row fits
+    80 columns), else (uploads) as `type:id-prefix`."""
+    url = job.get("source_url")
+    if url:
+        bare = str(url).split("://", 1)[-1].rstrip("/")
+        return bare if len(bare) <= width else bare[: width - 1] + "…"
     return f"{job.get('source_type') or '-'}:{(job.get('source_id') or '')[:8]}"
 
 
@@ -53,7 +59,8 @@ def job_detail(job: dict[str, Any]) -> str:
     p = job["progress"]
     lines = [
         f"job {job['id']}  ({job['status']}, {job['priority']} priority)",
-        f"tenant {job.get('tenant', job['tenant_id'])}, source {job.get('source_type')} {job.get('source_id')}",
+        f"tenant {job.get('tenant', job['tenant_id'])}, source {job.get('source_url') or job.get('source_type')} "
+        f"({job.get('source_type')} {(job.get('source_id') or '')[:8]})",
         f"created {job['created_at']}, started {job['started_at'] or '-'}, finished {job['finished_at'] or '-'}",
         f"pages found {p['found']}, fetched {p['fetched']} ({p['unchanged']} unchanged), failed {p['failed']}, "
         f"skipped {p['skipped']}, chunks embedded {p['chunks_embedded']}; attempts {job['attempts']}",
