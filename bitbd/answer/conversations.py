@@ -11,7 +11,6 @@ import asyncpg
 from bitbd.errors import ConversationNotFound
 from bitbd.interfaces import Turn
 
-_EXISTS = "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2"
 # Under a public key, a conversation is only that key's: a visitor cannot continue (or read) another's.
 _OWNED = "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2 AND ($3::uuid IS NULL OR key_id = $3)"
 _RECENT = """SELECT role, content FROM (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,6 @@ from bitbd.answer.outcome import Caller, public_key_id
 from bitbd.errors import InvalidRequest, MessageNotFound
 from bitbd.metrics import METRICS
 
-log = logging.getLogger(__name__)
 MAX_COMMENT = 2000  # characters; sql/0013 checks the same
 RATINGS = ("up", "down")
 

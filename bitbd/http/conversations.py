@@ -33,10 +33,10 @@ async def conversation(request: web.Request) -> web.Response:
     and the answer carries CORS headers for that origin, so the widget can restore the conversation on screen."""
     caller = await caller_of(request, public=True)
     conversation_id = conversations.parse_id(request.match_info["conversation"])
-    pool = request.config_dict[pool_key]
-    found = await conversations.messages(pool, caller.tenant_id, conversation_id, public_key_id(caller))
+    only_key = public_key_id(caller)
+    found = await conversations.messages(request.config_dict[pool_key], caller.tenant_id, conversation_id, only_key)
     response = web.json_response({"conversation_id": str(conversation_id), "messages": found})
-    if public_key_id(caller) is not None:  # the origin was checked against the key's
+    if only_key is not None:  # the origin was checked against the key's
         response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "")
         response.headers["Vary"] = "Origin"
     return response
