@@ -6,6 +6,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 import numpy as np
@@ -152,6 +153,11 @@ class Source(Component):
     @abstractmethod
     async def seeds(self) -> list[str]:
         """The items to fetch first."""
+
+    def last_modified(self, item: str) -> datetime | None:
+        """When a seed last changed, if the source knows it without fetching it (a sitemap's `<lastmod>`), asked
+        right after ``seeds()`` on the same object; an item stored after that is not fetched again. Default: None."""
+        return None
 
     def follow(self, url: str) -> bool:
         """Whether a link found in a fetched item is in scope (default: links are not followed)."""

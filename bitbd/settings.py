@@ -6,16 +6,23 @@ from __future__ import annotations
 import ipaddress
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from bitbd.durations import parse_duration
+
+
+def _duration(value: Any) -> Any:
+    """A duration setting: `5m` (see bitbd.durations) or whole seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
 
 
 class _Section(BaseModel):
@@ -112,6 +119,9 @@ class CrawlerSettings(_Section):
     count against a budget of their own, max_pages more)."""
     index_link_pages: bool = False
     """Index link pages too, and count them against max_pages, like any other page."""
+    min_refresh: Annotated[int, BeforeValidator(_duration), Field(ge=1)] = 300
+    """Shortest `refresh` a source may have (a duration: `90s`, `5m`, `6h`, `1d`), so that no tenant can make
+    the crawler hammer a site; held in seconds."""
 
 
 class IngestSettings(_Section):

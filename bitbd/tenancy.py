@@ -214,8 +214,11 @@ async def list_tenants(pool: asyncpg.Pool) -> list[Tenant]:
                 "active_keys": r["active_keys"],
                 "documents": r["documents"],
                 "chunks": r["chunks"],
-                "questions": r["questions"],
+                "questions": r["questions"],  # counted on its keys (their `used`, what quotas limit)
+                # asked with the admin token (`bitbd ask`, /v1/admin): no key counts them; kept conversations only
+                "admin_questions": r["admin_questions"],
                 "last_crawl": r["last_crawl"].isoformat() if r["last_crawl"] else None,
+                "next_crawl": r["next_crawl"].isoformat() if r["next_crawl"] else None,
             },
         )
         for r in rows

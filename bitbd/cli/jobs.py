@@ -29,7 +29,7 @@ from bitbd.errors import ConfigError, InvalidRequest
 from bitbd.http.metrics import metrics
 from bitbd.ingest.uploads import ACCEPTED, content_type_for
 from bitbd.interfaces import Source
-from bitbd.jobs import records
+from bitbd.jobs import records, schedule
 from bitbd.jobs.broker import PriorityStreamBroker
 from bitbd.jobs.engine import START_TASK
 from bitbd.jobs.runtime import enqueue
@@ -59,6 +59,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--include", action="append", default=[], metavar="REGEX", help="only URLs matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="skip URLs matching (repeatable)")
     p.add_argument("--priority", choices=["normal", "high"], default="normal")
+    p.add_argument(
+        "--refresh",
+        metavar="DURATION",
+        help="crawl the URLs again every DURATION (e.g. 6h, 1d; at least crawler.min_refresh)",
+    )
     p.add_argument(
         "--workers",
         type=int,
@@ -112,6 +117,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     paths = [Path(t) for t in args.targets if t not in urls]
     if urls and paths:
         raise InvalidRequest("give either URLs or paths, not both (they become different jobs)")
+    if paths and args.refresh:
+        raise InvalidRequest("--refresh re-crawls URLs; files do not change by themselves: ingest them again")
     files = _read_files(paths) if paths else []
 
     async def ingest(queue: Queue) -> int:
@@ -125,7 +132,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 )
             crawler = _source_that(queue, "urls", "crawls URLs")
             config = crawler.validate(crawl_config(args, urls), settings)
-            job_id, _ = await records.create_job(queue.pool, queue.tenant.id, crawler.type, config, args.priority)
+            refresh = schedule.refresh_seconds(args.refresh, settings, "--refresh")
+            job_id, _ = await records.create_job(
+                queue.pool, queue.tenant.id, crawler.type, config, args.priority, refresh
+            )
         else:
             taker = _source_that(queue, "uploads", "takes files")
             job_id, _ = await records.create_upload_job(queue.pool, queue.tenant.id, taker.type, files)

@@ -17,6 +17,7 @@ from bitbd import tenancy
 from bitbd.admin_token import ensure_admin_token, token_path
 from bitbd.db.migrate import latest_version
 from bitbd.db.pool import migrate_database, migrated_pool
+from bitbd.db.sources import list_sources
 from bitbd.embedded.services import services
 from bitbd.errors import InvalidRequest
 from bitbd.plugins import load_plugins
@@ -27,7 +28,8 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `migrate`, `plugins`, `admin-token`, `tenant create|list|delete` and `key create|list|revoke`."""
+    """Add `migrate`, `plugins`, `admin-token`, `tenant create|list|delete`, `sources` and
+    `key create|list|revoke`."""
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -50,6 +52,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("tenant", help="name or id")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=cmd_tenant_delete)
+
+    p = sub.add_parser("sources", parents=[common, out], help="a tenant's sources: refresh, last and next crawl")
+    p.add_argument("--tenant", required=True, help="tenant name or id")
+    p.set_defaults(handler=cmd_sources)
 
     key = sub.add_parser("key", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -194,6 +200,41 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
                 for t in tenants
             ],
         )
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    """`bitbd sources`: the tenant's sources with their first URL, refresh, last and next crawl, last job,
+    documents and chunks."""
+
+    async def fetch(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        return await list_sources(pool, (await tenancy.get_tenant(pool, args.tenant)).id)
+
+    sources = with_pool(args, fetch)
+    if args.json:
+        _print_json({"sources": sources})
+        return 0
+
+    def when(iso: str | None) -> str:
+        return iso[:16].replace("T", " ") if iso else "-"
+
+    _table(
+        ["ID", "TYPE", "URL", "REFRESH", "LAST CRAWL", "NEXT CRAWL", "LAST JOB", "DOCS", "CHUNKS"],
+        [
+            [
+                s["id"][:8],
+                s["type"],
+                (s["urls"] or s.get("files") or ["-"])[0],
+                s["refresh"] or "never",
+                when(s["last_crawl_at"]),
+                when(s["next_crawl_at"]),
+                (s["last_job"] or {}).get("status", "-"),
+                str(s["documents"]),
+                str(s["chunks"]),
+            ]
+            for s in sources
+        ],
+    )
     return 0
 
 

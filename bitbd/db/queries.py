@@ -14,7 +14,11 @@ SELECT {TENANT_COLUMNS},
        (SELECT count(*) FROM documents d WHERE d.tenant_id = t.id) AS documents,
        (SELECT count(*) FROM chunks c WHERE c.tenant_id = t.id) AS chunks,
        (SELECT max(j.finished_at) FROM jobs j WHERE j.tenant_id = t.id) AS last_crawl,
-       (SELECT coalesce(sum(k.used), 0) FROM api_keys k WHERE k.tenant_id = t.id) AS questions
+       (SELECT coalesce(sum(k.used), 0) FROM api_keys k WHERE k.tenant_id = t.id) AS questions,
+       (SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+        WHERE m.tenant_id = t.id AND m.role = 'user' AND c.key_id IS NULL) AS admin_questions,
+       (SELECT min(s.next_crawl_at) FROM sources s WHERE s.tenant_id = t.id AND s.refresh_seconds IS NOT NULL)
+        AS next_crawl
 FROM tenants t ORDER BY created_at, name"""
 TENANT_BY_ID = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
 TENANT_BY_NAME = f"SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1"

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bitbd import tenancy
+from bitbd.db.sources import list_sources
 from bitbd.http.auth import admin_middleware
 from bitbd.http.body import read_json
 from bitbd.http.console import routes as console_routes
@@ -70,6 +71,14 @@ async def delete_tenant(request: web.Request) -> web.Response:
     """DELETE /v1/admin/tenants/{tenant}: delete the tenant and all its data; 204."""
     await tenancy.delete_tenant(request.config_dict[pool_key], request.match_info["tenant"])
     return web.Response(status=204)
+
+
+@routes.get("/tenants/{tenant}/sources")
+async def list_tenant_sources(request: web.Request) -> web.Response:
+    """GET /v1/admin/tenants/{tenant}/sources: the tenant's sources as GET /v1/sources shows them."""
+    pool = request.config_dict[pool_key]
+    tenant = await tenancy.get_tenant(pool, request.match_info["tenant"])
+    return web.json_response({"sources": await list_sources(pool, tenant.id)})
 
 
 @routes.post("/tenants/{tenant}/keys")

@@ -1,4 +1,5 @@
-"""Sources, uploads, jobs and documents: the ingestion API (secret keys, always scoped to the key's tenant)."""
+"""Uploads, jobs and documents: the ingestion API (secret keys, always scoped to the key's tenant). Sources:
+bitbd.http.sources."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from taskiq.exceptions import SendTaskError
 
@@ -16,7 +16,7 @@ from bitbd.db import chunks
 from bitbd.errors import InvalidRequest, NotFound, Unavailable, UnsupportedMediaType
 from bitbd.http import uploads
 from bitbd.http.auth import require_key
-from bitbd.http.body import body_deadline, read_json
+from bitbd.http.body import body_deadline
 from bitbd.http.params import query_int
 from bitbd.jobs import records
 from bitbd.jobs.broker import Priority
@@ -28,31 +28,24 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-class SourceBody(BaseModel):
-    """The body of POST /v1/sources: `type`, `priority`, and the source type's own configuration as extra fields."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-    priority: Priority = "normal"
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
+def parse_id(value: str, what: str) -> uuid.UUID:
+    """A path's id as a UUID; anything else is a 404 that says ids are UUIDs."""
     try:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound(f"{what} {value!r} not found (ids are UUIDs)") from None
 
 
-async def _started(
+async def started(
     request: web.Request, job_id: uuid.UUID, source_id: uuid.UUID, priority: Priority = "normal", **extra: Any
 ) -> web.Response:
-    """Queue the job's first task; 202 with its ids."""
-    note = await _enqueue_start(request, [job_id], priority)
+    """Queue the job's first task; 202 with its ids (and a note if Redis is unreachable)."""
+    note = await enqueue_start(request, [job_id], priority)
     body = {"job_id": str(job_id), "source_id": str(source_id), **extra, **({"note": note} if note else {})}
     return web.json_response(body, status=202)
 
 
-async def _enqueue_start(request: web.Request, job_ids: list[uuid.UUID], priority: Priority) -> str | None:
+async def enqueue_start(request: web.Request, job_ids: list[uuid.UUID], priority: Priority) -> str | None:
     """Queue each job's first task; with Redis down, a note instead of an error (the jobs are stored)."""
     try:
         for job_id in job_ids:
@@ -64,99 +57,14 @@ async def _enqueue_start(request: web.Request, job_ids: list[uuid.UUID], priorit
     return None
 
 
-@routes.post("/v1/sources")
-async def create_source(request: web.Request) -> web.Response:
-    """POST /v1/sources: create a source of a type other than uploads and queue its first job; 202 with
-    the job and source ids. The configuration is checked by the source type."""
-    key = await require_key(request)
-    body = await read_json(request, SourceBody)
-    sources = request.config_dict[plugins_key].sources()
-    cls = sources.get(body.type)
-    if cls is None or cls.uploads:
-        known = ", ".join(sorted(t for t, c in sources.items() if not c.uploads))
-        raise InvalidRequest(f"unknown source type {body.type!r}; use one of: {known} (files go to POST /v1/uploads)")
-    config = cls.validate(body.model_extra or {}, request.config_dict[settings_key])
-    job_id, source_id = await records.create_job(
-        request.config_dict[pool_key], key.tenant_id, body.type, config, body.priority
-    )
-    return await _started(request, job_id, source_id, body.priority)
-
-
-@routes.post("/v1/sources/{source}/crawl")
-async def recrawl(request: web.Request) -> web.Response:
-    """POST /v1/sources/{source}/crawl: run one of the tenant's sources again (?priority=high|normal); 202 with
-    the new job."""
-    key = await require_key(request)
-    source_id = _uuid(request.match_info["source"], "source")
-    row = await request.config_dict[pool_key].fetchrow(
-        "SELECT id FROM sources WHERE tenant_id = $1 AND id = $2", key.tenant_id, source_id
-    )
-    if row is None:
-        raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
-    raw = request.query.get("priority", "normal")
-    if raw not in ("high", "normal"):
-        raise InvalidRequest("priority must be high or normal")
-    priority: Priority = "high" if raw == "high" else "normal"
-    job_id = await request.config_dict[pool_key].fetchval(
-        records.INSERT_JOB, key.tenant_id, source_id, "ingest", priority, "{}"
-    )
-    return await _started(request, job_id, source_id, priority)
-
-
 @routes.post("/v1/reembed")
 async def reembed(request: web.Request) -> web.Response:
     """Re-run every source of the tenant: documents embedded by another model are fetched and embedded again."""
     key = await require_key(request)
     jobs = await records.create_rerun_jobs(request.config_dict[pool_key], key.tenant_id)
-    note = await _enqueue_start(request, [job_id for job_id, _ in jobs], "normal")
+    note = await enqueue_start(request, [job_id for job_id, _ in jobs], "normal")
     body = {"jobs": [{"job_id": str(j), "source_id": str(s)} for j, s in jobs], **({"note": note} if note else {})}
     return web.json_response(body, status=202)
-
-
-@routes.get("/v1/sources")
-async def list_sources(request: web.Request) -> web.Response:
-    """GET /v1/sources: the tenant's sources, oldest first, with their numbers of documents."""
-    key = await require_key(request)
-    rows = await request.config_dict[pool_key].fetch(
-        """SELECT s.id, s.type, s.config, s.created_at, (SELECT count(*) FROM documents d WHERE d.tenant_id = $1
-           AND d.source_id = s.id) AS documents FROM sources s WHERE s.tenant_id = $1 ORDER BY s.created_at""",
-        key.tenant_id,
-    )
-    return web.json_response(
-        {
-            "sources": [
-                {
-                    "id": str(r["id"]),
-                    "type": r["type"],
-                    "documents": r["documents"],
-                    "created_at": r["created_at"].isoformat(),
-                }
-                for r in rows
-            ]
-        }
-    )
-
-
-@routes.delete("/v1/sources/{source}")
-async def delete_source(request: web.Request) -> web.Response:
-    """DELETE /v1/sources/{source}: cancel its queued and running jobs and delete it with its
-    documents; 204, or 404 if the tenant has no such source."""
-    key = await require_key(request)
-    source_id = _uuid(request.match_info["source"], "source")
-    pool = request.config_dict[pool_key]
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE tenant_id = $1 "
-            "AND source_id = $2 AND status IN ('queued', 'running')",
-            key.tenant_id,
-            source_id,
-        )
-        deleted = await conn.fetchval(
-            "DELETE FROM sources WHERE tenant_id = $1 AND id = $2 RETURNING id", key.tenant_id, source_id
-        )
-    if deleted is None:
-        raise NotFound(f"source {source_id} not found; list sources with GET /v1/sources")
-    return web.Response(status=204)
 
 
 @routes.post("/v1/uploads")
@@ -188,7 +96,7 @@ async def upload(request: web.Request) -> web.Response:
             f"malformed multipart body ({str(e).strip()[:200]}); let your HTTP client build it "
             "(curl -F file=@guide.pdf)"
         ) from None
-    return await _started(request, job_id, source_id, files=[f.name for f in files])
+    return await started(request, job_id, source_id, files=[f.name for f in files])
 
 
 @routes.get("/v1/jobs/{job}")
@@ -196,7 +104,9 @@ async def get_job(request: web.Request) -> web.Response:
     """GET /v1/jobs/{job}: one job of the caller's tenant with its progress and errors; 404 if it is another
     tenant's."""
     key = await require_key(request)
-    view = await records.get_job(request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job"))
+    view = await records.get_job(
+        request.config_dict[pool_key], key.tenant_id, parse_id(request.match_info["job"], "job")
+    )
     return web.json_response(view.to_json())
 
 
@@ -218,7 +128,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     """POST /v1/jobs/{job}/cancel: cancel one of the tenant's queued or running jobs; 409 if it has ended."""
     key = await require_key(request)
     view = await records.cancel_job(
-        request.config_dict[pool_key], key.tenant_id, _uuid(request.match_info["job"], "job")
+        request.config_dict[pool_key], key.tenant_id, parse_id(request.match_info["job"], "job")
     )
     return web.json_response(view.to_json())
 
@@ -261,7 +171,7 @@ async def list_documents(request: web.Request) -> web.Response:
 async def delete_document(request: web.Request) -> web.Response:
     """DELETE /v1/documents/{document}: delete one of the tenant's documents and its chunks; 204."""
     key = await require_key(request)
-    doc = _uuid(request.match_info["document"], "document")
+    doc = parse_id(request.match_info["document"], "document")
     if not await chunks.delete_document(request.config_dict[pool_key], key.tenant_id, doc):
         raise NotFound(f"document {doc} not found; list documents with GET /v1/documents")
     return web.Response(status=204)

@@ -13,6 +13,7 @@ from bitbd.http.gaps import routes as gap_routes
 from bitbd.http.ingest import routes as ingest_routes
 from bitbd.http.metrics import metrics
 from bitbd.http.search import routes as search_routes
+from bitbd.http.sources import routes as source_routes
 from bitbd.keys import pool_key
 from bitbd.tenancy import get_tenant
 
@@ -46,6 +47,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/widget.js", widget.widget_js)
     app.router.add_get("/demo", widget.demo)
     app.router.add_get("/v1/tenant", whoami)
+    app.router.add_routes(source_routes)
     app.router.add_routes(ingest_routes)
     app.router.add_routes(search_routes)
     app.router.add_routes(conversation_routes)

@@ -233,7 +233,7 @@ async def store(
     the upload or none of it."""
     async with pool.acquire() as conn, conn.transaction():
         source_id = await conn.fetchval(
-            INSERT_SOURCE, tenant_id, source_type, json.dumps({"files": [f.name for f in files]})
+            INSERT_SOURCE, tenant_id, source_type, json.dumps({"files": [f.name for f in files]}), None
         )
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         for f in files:

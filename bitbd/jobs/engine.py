@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from bitbd.interfaces import Chunk, Fetched, Previous, Source, SourceError
 from bitbd.jobs.finish import finish_if_done, finish_job
 from bitbd.jobs.records import HOLD_STORES, SET_RUNNING
 from bitbd.jobs.runtime import WorkerDeps
+from bitbd.jobs.schedule import NEXT_FROM_START
 from bitbd.metrics import METRICS
 from bitbd.tracing import Span
 
@@ -29,11 +31,12 @@ _EMBED_BATCH = 32
 
 _JOB = """SELECT j.id, j.tenant_id, j.source_id, j.status, j.priority, j.progress, s.type, s.config
 FROM jobs j JOIN sources s ON s.id = j.source_id WHERE j.id = $1"""
-_ITEM = "SELECT id, tenant_id, job_id, item, depth, status, attempts FROM job_items WHERE id = $1"
+_ITEM = "SELECT id, tenant_id, job_id, item, depth, status, attempts, modified_at FROM job_items WHERE id = $1"
 # A start that runs again (redelivered, or re-queued after a lost message) counts as another attempt.
 _COUNT_ATTEMPT = "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1"
-_ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth)
-SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
+_ADD_ITEMS = """INSERT INTO job_items (tenant_id, job_id, item, depth, modified_at)
+SELECT $1, $2, u.item, $4, u.modified FROM unnest($3::text[], $5::timestamptz[]) AS u(item, modified)
+ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
 # The frontier's size, in pages that count against max_pages (link pages do not) and in all pages.
 _ITEM_COUNT = "SELECT count(*) FILTER (WHERE NOT link_page), count(*) FROM job_items WHERE job_id = $1"
 _KNOWN_ITEMS = "SELECT item FROM job_items WHERE job_id = $1 AND item = ANY($2::text[])"
@@ -47,18 +50,21 @@ _START_ITEM = """UPDATE job_items SET status = 'running', attempts = attempts + 
 WHERE id = $1 AND status IN ('queued', 'running') RETURNING attempts"""
 _REQUEUE = """UPDATE job_items SET status = 'queued', error = $2, updated_at = now()
 WHERE id = $1 AND status <> 'cancelled'"""
-_PREVIOUS = """SELECT id, etag, last_modified, content_hash, links, embedding_model FROM documents
+_PREVIOUS = """SELECT id, etag, last_modified, content_hash, links, embedding_model, fetched_at FROM documents
 WHERE tenant_id = $1 AND url = $2"""
 _UPSERT_DOC = """INSERT INTO documents (tenant_id, source_id, url, title, content_type, bytes, fetched_at, last_job_id)
-VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
+VALUES ($1, $2, $3, $4, $5, $6, $8, $7)
 ON CONFLICT (tenant_id, url) DO UPDATE SET source_id = excluded.source_id, title = excluded.title,
-  content_type = excluded.content_type, bytes = excluded.bytes, fetched_at = now(), updated_at = now(),
+  content_type = excluded.content_type, bytes = excluded.bytes, fetched_at = $8, updated_at = now(),
   last_job_id = excluded.last_job_id
 RETURNING id"""
 # Written only after the chunks are in: a crash in between leaves a stale hash, so the next crawl redoes it.
 _DOC_DONE = """UPDATE documents SET content_hash = $3, etag = $4, last_modified = $5, links = $6, embedding_model = $7,
 updated_at = now() WHERE tenant_id = $1 AND id = $2"""
-_TOUCH_DOC = "UPDATE documents SET last_job_id = $3, fetched_at = now() WHERE tenant_id = $1 AND id = $2"
+# fetched_at is when the request that found the page went out (a sitemap's lastmod is compared with it); a page
+# not requested at all keeps its own. The page belongs to the source that saw it last, as a stored page does.
+_TOUCH_DOC = """UPDATE documents SET last_job_id = $3, fetched_at = coalesce($4, fetched_at), source_id = $5
+WHERE tenant_id = $1 AND id = $2"""
 _EXISTING = """SELECT c.content_hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.embedding_model = $3"""
 # Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
@@ -128,19 +134,29 @@ async def start_job(deps: WorkerDeps, job_id: uuid.UUID) -> None:
     if job is None or job["status"] not in ("queued", "running"):
         return  # deleted or cancelled meanwhile; a redelivered start of a running job re-adds nothing new
     await deps.pool.execute(SET_RUNNING, job_id)
+    await deps.pool.execute(NEXT_FROM_START, job_id)
     await deps.pool.execute(_COUNT_ATTEMPT, job_id)
     try:
         source = source_for(deps, job)
         seeds = await source.seeds()
+        modified = {seed: source.last_modified(seed) for seed in seeds}
     except SourceError as e:
         await finish_job(deps, job_id, "failed", str(e))
         return
-    await add_items(deps, job, source, seeds, depth=0)
+    await add_items(deps, job, source, seeds, depth=0, modified=modified)
     await finish_if_done(deps, job_id)
 
 
-async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items: list[str], depth: int) -> int:
-    """Add new items to the frontier (at most max_pages in all) and queue them; returns how many were added."""
+async def add_items(
+    deps: WorkerDeps,
+    job: asyncpg.Record,
+    source: Source,
+    items: list[str],
+    depth: int,
+    modified: dict[str, datetime | None] | None = None,
+) -> int:
+    """Add new items to the frontier (at most max_pages in all), with when the source says they last changed,
+    and queue them; returns how many were added."""
     try:
         async with storing(deps.pool, job["id"]) as conn:
             # One writer per job at a time, so concurrent pages cannot push the frontier past max_pages.
@@ -155,7 +171,9 @@ async def add_items(deps: WorkerDeps, job: asyncpg.Record, source: Source, items
                 await conn.execute(
                     "UPDATE jobs SET progress = progress || '{\"truncated\": true}' WHERE id = $1", job["id"]
                 )
-            rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], unique[: max(room, 0)], depth)
+            added = unique[: max(room, 0)]
+            stamps = [(modified or {}).get(item) for item in added]
+            rows = await conn.fetch(_ADD_ITEMS, job["tenant_id"], job["id"], added, depth, stamps)
     except JobEnded:
         return 0  # cancelled meanwhile: its frontier grows no more
     for row in rows:
@@ -225,9 +243,14 @@ async def _ingest(
         else None
     )
     await check_live(deps, job["id"])
-    with phase(deps, "fetch", input=item["item"]) as span:
-        fetched = await source.fetch(item["item"], previous)
-        span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
+    requested: datetime | None = None
+    if prev_row is not None and _unchanged_since(item["modified_at"], prev_row):
+        fetched = Fetched(url=item["item"], unchanged=True)  # the source says so: not even a conditional request
+    else:
+        requested = datetime.now(UTC)
+        with phase(deps, "fetch", input=item["item"]) as span:
+            fetched = await source.fetch(item["item"], previous)
+            span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
     if fetched.listing:  # its place in max_pages goes to a page it leads to
         share = deps.settings.crawler.link_page_share
@@ -250,19 +273,38 @@ async def _ingest(
         and (fetched.unchanged or current["content_hash"] == fetched.content_hash)
     ):
         async with storing(deps.pool, job["id"]) as conn:
-            await conn.execute(_TOUCH_DOC, tenant, current["id"], job["id"])
+            await conn.execute(_TOUCH_DOC, tenant, current["id"], job["id"], requested, job["source_id"])
         return "unchanged", 0, current["id"]
     twin = await deps.pool.fetchval(_TWIN, tenant, job["source_id"], job["id"], fetched.content_hash, fetched.url)
     if twin is not None:
         raise Duplicate(f"same content as {twin}")
-    doc_id, embedded = await store_document(deps, tenant, job["source_id"], job["id"], fetched)
+    doc_id, embedded = await store_document(
+        deps, tenant, job["source_id"], job["id"], fetched, requested or datetime.now(UTC)
+    )
     return "done", embedded, doc_id
 
 
+def _unchanged_since(modified_at: datetime | None, prev_row: asyncpg.Record) -> bool:
+    """Whether the source said when the item last changed, and the stored copy (complete, of the current model,
+    checked by the caller) was requested after that."""
+    return (
+        modified_at is not None
+        and prev_row["fetched_at"] is not None
+        and bool(prev_row["content_hash"])
+        and modified_at < prev_row["fetched_at"]
+    )
+
+
 async def store_document(
-    deps: WorkerDeps, tenant: uuid.UUID, source_id: uuid.UUID, job_id: uuid.UUID, fetched: Fetched
+    deps: WorkerDeps,
+    tenant: uuid.UUID,
+    source_id: uuid.UUID,
+    job_id: uuid.UUID,
+    fetched: Fetched,
+    requested: datetime,
 ) -> tuple[uuid.UUID, int]:
-    """Chunk, embed what is new, and write the document; returns its id and how many chunks were embedded."""
+    """Chunk, embed what is new, and write the document (fetched at `requested`: when its request went out);
+    returns its id and how many chunks were embedded."""
     # CPU work (tokenizer, splitter) off the event loop, like extraction: HTTP and other tasks keep going.
     with phase(deps, "chunk") as span:
         chunks = to_chunks(await asyncio.to_thread(deps.chunker.split, fetched.text))
@@ -297,6 +339,7 @@ async def store_document(
                 fetched.content_type,
                 len(fetched.text.encode()),
                 job_id,
+                requested,
             )
             await replace_chunks(conn, tenant, doc_id, ready)
             await conn.execute(

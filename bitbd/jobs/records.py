@@ -20,7 +20,8 @@ _JOB_COLUMNS = (
     "s.config->'urls'->>0 AS source_url"
 )
 
-INSERT_SOURCE = "INSERT INTO sources (tenant_id, type, config) VALUES ($1, $2, $3) RETURNING id"
+INSERT_SOURCE = """INSERT INTO sources (tenant_id, type, config, refresh_seconds) VALUES ($1, $2, $3, $4)
+RETURNING id"""
 INSERT_JOB = """INSERT INTO jobs (tenant_id, source_id, kind, priority, params) VALUES ($1, $2, $3, $4, $5)
 RETURNING id"""
 JOB = f"""SELECT {_JOB_COLUMNS} FROM jobs j LEFT JOIN sources s ON s.id = j.source_id
@@ -89,6 +90,7 @@ class JobView:
             "kind": r["kind"],
             "status": r["status"],
             "priority": r["priority"],
+            "scheduled": bool(json.loads(r["params"]).get("scheduled")),  # started by the source's refresh
             "progress": progress,
             "errors": self.errors,
             "error": r["error"],
@@ -104,12 +106,17 @@ class JobView:
 
 
 async def create_job(
-    pool: asyncpg.Pool, tenant_id: uuid.UUID, source_type: str, config: dict[str, Any], priority: str
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    source_type: str,
+    config: dict[str, Any],
+    priority: str,
+    refresh_seconds: int | None = None,
 ) -> tuple[uuid.UUID, uuid.UUID]:
-    """A new source of the tenant and an ingest job over it, in one transaction; returns (job id,
-    source id). Queuing the job is the caller's."""
+    """A new source of the tenant (re-crawled every `refresh_seconds` if given) and an ingest job over it, in one
+    transaction; returns (job id, source id). Queuing the job is the caller's."""
     async with pool.acquire() as conn, conn.transaction():
-        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, json.dumps(config))
+        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, json.dumps(config), refresh_seconds)
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", priority, "{}")
     return job_id, source_id
 
@@ -121,7 +128,7 @@ async def create_upload_job(
     source of ``source_type`` (one that takes uploads)."""
     async with pool.acquire() as conn, conn.transaction():
         config = json.dumps({"files": [f[0] for f in files]})
-        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, config)
+        source_id = await conn.fetchval(INSERT_SOURCE, tenant_id, source_type, config, None)
         job_id = await conn.fetchval(INSERT_JOB, tenant_id, source_id, "ingest", "normal", "{}")
         await conn.executemany(
             "INSERT INTO uploads (tenant_id, source_id, filename, content_type, data) VALUES ($1, $2, $3, $4, $5)",

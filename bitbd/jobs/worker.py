@@ -17,6 +17,7 @@ from taskiq.receiver import Receiver
 
 from bitbd.answer import conversations
 from bitbd.ingest import offload
+from bitbd.jobs import schedule
 from bitbd.jobs.broker import PriorityStreamBroker, build_broker
 from bitbd.jobs.engine import ITEM_TASK, START_TASK
 from bitbd.jobs.finish import finish_if_done
@@ -118,12 +119,14 @@ async def heartbeat(deps: WorkerDeps, workers: int, role: str, stop: asyncio.Eve
 
 
 async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:
-    """Move due retries to the queue, re-queue work whose message was lost, and delete conversations past
-    `retention.conversations_days`; every second until `stop`."""
+    """Start the re-crawls due, move due retries to the queue, re-queue work whose message was lost, and delete
+    conversations past `retention.conversations_days`; every second until `stop`."""
     lost_after = deps.settings.jobs.redelivery_seconds * 2
     tick = 0
     while not stop.is_set():
         try:
+            for job_id in await schedule.claim_due(deps.pool):  # the job is stored: queued later if Redis fails
+                await enqueue(deps.broker, START_TASK, [str(job_id)], "normal")
             await deps.delayed.move_due(lambda task, args, prio: enqueue(deps.broker, task, args, prio))
             if tick % 10 == 0:  # at start-up too: work a dead process left behind is picked up at once
                 # Never younger than a few seconds: a job just created may not have its message queued yet.

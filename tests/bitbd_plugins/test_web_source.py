@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bitbd_plugins.sources import sitemap
 from tests.ingesting import Client, wait_job
 from tests.site import Site, page, serving
 
@@ -141,3 +142,22 @@ async def test_nul_bytes_never_reach_postgresql(ingest: tuple[Client, str], pool
         assert {base + p for p in ("/plain", "/html", "/md")} <= {r["url"] for r in rows}
     for row in rows:
         assert "\x00" not in row["title"] + row["text"] + "".join(row["heading_path"]), row["url"]
+
+
+def test_a_sitemap_lastmod_is_read_as_the_latest_moment_it_can_mean() -> None:
+    body = (
+        b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<url><loc>https://a.example/day</loc><lastmod>2026-12-01</lastmod></url>"
+        b"<url><loc>https://a.example/time</loc><lastmod>2026-12-01T10:30:00+02:00</lastmod></url>"
+        b"<url><loc>https://a.example/zulu</loc><lastmod>2026-12-01T10:30:00Z</lastmod></url>"
+        b"<url><loc>https://a.example/no-zone</loc><lastmod>2026-12-01T10:30:00</lastmod></url>"
+        b"<url><loc>https://a.example/month</loc><lastmod>2026-12</lastmod></url>"
+        b"<url><loc>https://a.example/none</loc></url></urlset>"
+    )
+    parsed = sitemap.parse(body)
+    assert parsed is not None and len(parsed.locs) == 6
+    assert {url.rsplit("/", 1)[1]: moment.isoformat() for url, moment in parsed.lastmod.items()} == {
+        "day": "2026-12-02T14:00:00+00:00",  # the end of the day wherever the site is
+        "time": "2026-12-01T10:30:00+02:00",
+        "zulu": "2026-12-01T10:30:00+00:00",
+    }, "a time without a zone, a month alone or no lastmod at all: always fetched"

@@ -103,10 +103,10 @@ def check_snapshot(name: str, app: BitbdTUI) -> None:
     assert got == path.read_text(), f"screen {name} changed:\n{got}"
 
 
-async def crawl(client: Client, key: str, url: str) -> str:
+async def crawl(client: Client, key: str, url: str, **extra: Any) -> str:
     resp = await client.post(
         "/v1/sources",
-        json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False},
+        json={"type": "web", "urls": [url], "max_depth": 0, "sitemap": False, **extra},
         headers={"Authorization": f"Bearer {key}"},
     )
     job_id: str = (await resp.json())["job_id"]
@@ -177,27 +177,38 @@ async def test_overview_and_jobs_follow_real_jobs(
 async def test_tenants_and_recent_questions(ingest: tuple[Client, str], site: tuple[Site, str]) -> None:
     client, key = ingest
     _, base = site
-    await crawl(client, key, f"{base}/volcanoes")
-    async with client.ws_connect("/v1/chat", headers={"Authorization": f"Bearer {key}"}) as ws:
-        await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
-        while (await ws.receive_json())["type"] != "done":
-            pass
+    await crawl(client, key, f"{base}/volcanoes", refresh="6h")
+    for url, headers in (
+        ("/v1/chat", {"Authorization": f"Bearer {key}"}),
+        ("/v1/chat?tenant=acme", {"Authorization": f"Bearer {ADMIN_TOKEN}"}),  # no key counts this one
+    ):
+        async with client.ws_connect(url, headers=headers) as ws:
+            await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
+            while (await ws.receive_json())["type"] != "done":
+                pass
     app = console(client)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("t")
         await until(pilot, lambda: bool(rows(app, "#tenants-table")))
-        assert rows(app, "#tenants-table")[0][:5] == ["acme", "1", "1", "1", "1"]
+        row = rows(app, "#tenants-table")[0]
+        assert row[:5] == ["acme", "1", "1", "2", "1"], "asked: on the key and with the admin token"
+        assert row[6] == "in 5h", row
         check_snapshot("tenants", app)
-        await pilot.press("enter")  # the tenant's keys, with what each has used
+        await pilot.press("enter")  # the tenant: its questions, sources and keys
         await until(pilot, lambda: bool(app.screen.query("#detail-text")))
-        keys = str(app.screen.query_one("#detail-text", Static).render())
-        assert "keys of acme" in keys and "secret" in keys and "used 1" in keys
+        detail = str(app.screen.query_one("#detail-text", Static).render())
+        assert "questions: 1 on its keys, 1 with the admin token" in detail
+        bare = base.split("://", 1)[1]
+        assert f"web    http://{bare}/volcanoes" in detail, detail
+        assert "refresh 6h" in detail and "next in 5h" in detail and "last job succeeded" in detail, detail
+        assert "1 docs, 1 chunks" in detail and re.search(r"last crawl \d+s ago", detail), detail
+        assert "keys of acme" in detail and "secret" in detail and "used 1" in detail
         await pilot.press("escape")
         await pilot.press("u")
         await until(pilot, lambda: bool(rows(app, "#questions-table")))
         row = rows(app, "#questions-table")[0]
-        assert row[1:3] == ["acme", "How do volcanoes erupt?"] and row[4:] == ["no", "1"]
-        await until(pilot, lambda: "1 in 15 min" in text_of(app, "#summary"))
+        assert row[1:3] == ["acme", "How do volcanoes erupt?"] and row[5:] == ["1"]
+        await until(pilot, lambda: "2 in 15 min" in text_of(app, "#summary"))
 
 
 async def test_unreachable_daemon_then_reconnects(settings: Settings, pool: asyncpg.Pool) -> None:

@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Sparkline, Static, Tabbed
 
 from bitbd_tui.client import DaemonClient, DaemonError
 from bitbd_tui.screens import Confirm, JobDetail, Text
-from bitbd_tui.views import STATUSES, job_detail, job_row, keys_text, overview_text, question_row, tenant_row
+from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, question_row, tenant_row, tenant_text
 
 POLL_SECONDS = 3.0
 RECONNECT_MAX = 5.0
@@ -55,6 +55,7 @@ class BitbdTUI(App[None]):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.snapshot: dict[str, Any] | None = None
         self.depth_history: deque[float] = deque([0.0] * 30, maxlen=HISTORY)
+        self.tenants: dict[str, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         """The header, the unreachable-daemon banner, the four tabs and the keys footer."""
@@ -71,7 +72,7 @@ class BitbdTUI(App[None]):
                 yield Static("all jobs  (f: filter by status, Enter: details)", id="jobs-filter")
                 yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Tenants", id="tenants"):
-                yield Static("tenants  (Enter: keys and their usage)", classes="hint")
+                yield Static("tenants  (Enter: sources and keys; asked: by keys + admin token)", classes="hint")
                 yield DataTable(id="tenants-table", cursor_type="row")
             with TabPane("Questions", id="questions"):
                 yield DataTable(id="questions-table", cursor_type="row")
@@ -84,7 +85,7 @@ class BitbdTUI(App[None]):
             "status", "tenant", "source", "progress", "att", "age", "id"
         )
         self.query_one("#tenants-table", DataTable).add_columns(
-            "tenant", "docs", "chunks", "used", "keys", "last crawl"
+            "tenant", "docs", "chunks", "asked", "keys", "last crawl", "next crawl"
         )
         self.query_one("#questions-table", DataTable).add_columns(
             "age", "tenant", "question", "latency", "cached", "cites"
@@ -171,6 +172,7 @@ class BitbdTUI(App[None]):
         except DaemonError as e:
             self.error = str(e)
             return
+        self.tenants = {t["id"]: t for t in tenants}
         self.fill("#tenants-table", [tenant_row(t) for t in tenants], [t["id"] for t in tenants])
         self.fill("#questions-table", [question_row(q) for q in questions])
         self.render_jobs()  # ages move on even when nothing else changes
@@ -233,18 +235,19 @@ class BitbdTUI(App[None]):
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def open_tenant(self) -> None:
-        """Show the keys of the tenant under the cursor, with their usage."""
+        """Show the tenant under the cursor: its questions, its sources (refresh, last and next crawl, last job)
+        and its keys with their usage."""
         table = self.query_one("#tenants-table", DataTable)
         if not table.row_count:
             return
         tenant_id = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        name = str(table.get_row_at(table.cursor_row)[0])
+        tenant = self.tenants.get(tenant_id, {"name": str(table.get_row_at(table.cursor_row)[0])})
         try:
-            keys = await self.client.keys(tenant_id)
+            sources, keys = await asyncio.gather(self.client.sources(tenant_id), self.client.keys(tenant_id))
         except DaemonError as e:
             self.notify(str(e), severity="error")
             return
-        await self.push_screen_wait(Text(keys_text(name, keys)))
+        await self.push_screen_wait(Text(tenant_text(tenant, sources, keys)))
 
     @on(DataTable.RowSelected, "#jobs-table")
     def job_selected(self) -> None:

@@ -61,6 +61,10 @@ class DaemonClient:
         """A tenant's API keys, with their usage."""
         return list((await self._call("GET", f"/v1/admin/tenants/{tenant}/keys"))["keys"])
 
+    async def sources(self, tenant: str) -> list[dict[str, Any]]:
+        """A tenant's sources, with refresh, last and next crawl, last job, documents and chunks."""
+        return list((await self._call("GET", f"/v1/admin/tenants/{tenant}/sources"))["sources"])
+
     async def jobs(self, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Jobs of every tenant, newest first, at most `limit`, of one status if given."""
         query = f"?limit={limit}" + (f"&status={status}" if status else "")

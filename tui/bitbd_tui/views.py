@@ -24,7 +24,11 @@ def age(iso: str | None, now: datetime | None = None) -> str:
     """How long ago an ISO 8601 time was, in its largest whole unit (`3d`, `5h`, `2m`, `40s`); `-` for none."""
     if not iso:
         return "-"
-    seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds()
+    return span(((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds())
+
+
+def span(seconds: float) -> str:
+    """Seconds in their largest whole unit: `3d`, `5h`, `2m`, `40s` (never below `0s`)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -108,15 +112,50 @@ def overview_text(snapshot: dict[str, Any]) -> str:
 
 
 def tenant_row(t: dict[str, Any]) -> tuple[str, ...]:
-    """A tenant's cells in the tenants table."""
+    """A tenant's cells in the tenants table; `asked` counts the questions of its keys and of the admin token."""
     return (
         t["name"][:20],
         str(t.get("documents", 0)),
         str(t.get("chunks", 0)),
-        str(t.get("questions", 0)),
+        str(int(t.get("questions", 0)) + int(t.get("admin_questions", 0))),
         str(t.get("active_keys", 0)),
         age(t.get("last_crawl")) + (" ago" if t.get("last_crawl") else ""),
+        until(t.get("next_crawl")),
     )
+
+
+def until(iso: str | None, now: datetime | None = None) -> str:
+    """How long until an ISO 8601 time, as `in 4h`; `due` once it has passed; `-` for none."""
+    if not iso:
+        return "-"
+    ahead = (datetime.fromisoformat(iso) - (now or datetime.now(UTC))).total_seconds()
+    return "due" if ahead <= 0 else "in " + span(ahead)
+
+
+def sources_text(sources: list[dict[str, Any]]) -> list[str]:
+    """A tenant's sources: URLs (or files), refresh, last and next crawl, last job, documents and chunks."""
+    lines = [f"{len(sources)} source(s)" if sources else "no sources"]
+    for s in sources:
+        names = s.get("urls") or s.get("files") or []
+        more = f"  (+{len(names) - 1} more)" if len(names) > 1 else ""
+        lines.append(f"{s['type']:<6} {(names[0] if names else s['id'])[:60]}{more}")
+        last = s.get("last_job") or {}
+        lines.append(
+            f"       refresh {s.get('refresh') or 'never'} · last crawl "
+            + (age(s["last_crawl_at"]) + " ago" if s.get("last_crawl_at") else "-")
+            + f" · next {until(s.get('next_crawl_at'))} · last job {last.get('status', '-')}"
+            + f" · {s['documents']} docs, {s['chunks']} chunks"
+        )
+    return lines
+
+
+def tenant_text(t: dict[str, Any], sources: list[dict[str, Any]], keys: list[dict[str, Any]]) -> str:
+    """A tenant's details: questions asked (by keys, with the admin token), its sources, then its keys."""
+    asked = (
+        f"questions: {t.get('questions', 0)} on its keys, {t.get('admin_questions', 0)} with the admin token "
+        "(those in kept conversations)"
+    )
+    return "\n".join([f"tenant {t['name']}", asked, "", *sources_text(sources), "", keys_text(t["name"], keys)])
 
 
 def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 from urllib.parse import urljoin
@@ -231,19 +232,22 @@ class WebSource(Source):
                 continue
             found = await asyncio.to_thread(self._sitemap_entries, page.body, address)
             if found is not None:
-                index, entries = found
+                index, entries, lastmod = found
+                self._lastmod.update(lastmod)
                 if index:
                     todo += entries
                 else:
                     urls += entries
         return urls[: self.max_pages]
 
-    def _sitemap_entries(self, body: bytes, address: str) -> tuple[bool, list[str]] | None:
-        """Parse a sitemap (in a thread): further sitemaps of an index, or the pages it lists that are followed."""
+    def _sitemap_entries(self, body: bytes, address: str) -> tuple[bool, list[str], dict[str, datetime]] | None:
+        """Parse a sitemap (in a thread): further sitemaps of an index, or the pages it lists that are followed;
+        and the `<lastmod>` of the pages that give one."""
         parsed = sitemap.parse(body)
         if parsed is None:
             return None
         entries = []
+        lastmod = {}
         for loc in parsed.locs:
             try:
                 url = normalize_url(urljoin(address, loc))
@@ -251,9 +255,19 @@ class WebSource(Source):
                 continue
             if parsed.index or self._follow(url):
                 entries.append(url)
+                if not parsed.index and loc in parsed.lastmod:
+                    lastmod[url] = parsed.lastmod[loc]
                 if len(entries) >= self.max_pages:
                     break
-        return parsed.index, entries
+        return parsed.index, entries, lastmod
+
+    @cached_property
+    def _lastmod(self) -> dict[str, datetime]:
+        return {}
+
+    def last_modified(self, item: str) -> datetime | None:
+        """When the site's sitemap says the page last changed (its `<lastmod>`), known once seeds() read it."""
+        return self._lastmod.get(item)
 
 
 @hookimpl

@@ -32,8 +32,40 @@ def test_ingest_urls_then_files_then_mistakes(tmp_path: Path, site_url: str) -> 
     assert result.stdout.startswith("succeeded: 7 pages (0 unchanged),"), result.stdout
     assert "7/7" in result.stderr, "the progress bar reached the end"
 
-    again = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, cwd=tmp_path, env=env, timeout=180)
+    short = bitbd("ingest", "--tenant", "acme", "--data-dir", data, site_url, "--refresh", "1m", cwd=tmp_path, env=env)
+    assert short.returncode == 1 and "--refresh '1m' is shorter than the server's least, 5m" in short.stderr
+    again = bitbd(
+        "ingest",
+        "--tenant",
+        "acme",
+        "--data-dir",
+        data,
+        site_url,
+        "--refresh",
+        "6h",
+        cwd=tmp_path,
+        env=env,
+        timeout=180,
+    )
     assert again.stdout.startswith("succeeded: 7 pages (7 unchanged), 0 chunks embedded"), again.stdout
+    listed = bitbd("sources", "--tenant", "acme", "--data-dir", data, cwd=tmp_path).stdout.splitlines()
+    assert listed[0].split() == [
+        "ID",
+        "TYPE",
+        "URL",
+        "REFRESH",
+        "LAST",
+        "CRAWL",
+        "NEXT",
+        "CRAWL",
+        "LAST",
+        "JOB",
+        "DOCS",
+        "CHUNKS",
+    ]
+    assert [line.split()[1:4] for line in listed[1:]] == [["web", site_url, "never"], ["web", site_url, "6h"]]
+    assert listed[2].split()[-3:-1] == ["succeeded", "7"], "the pages belong to the source that saw them last"
+    assert listed[1].split()[-2:] == ["0", "0"], listed
 
     docs = tmp_path / "docs"
     docs.mkdir()
