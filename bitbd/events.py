@@ -59,6 +59,7 @@ async def snapshot(
             minutes[14 - r["ago"]] = r["n"]
             hits += r["hits"]
     p = await pool.fetchval(_CHAT_LATENCY)
+    last = await pool.fetchval("SELECT max(id) FROM messages")  # the primary key's index: one lookup
     answered = sum(minutes)
     return {
         "type": "snapshot",
@@ -73,6 +74,7 @@ async def snapshot(
             "p95_ms": round(p[1]) if p and p[1] is not None else None,
             "cache_hit_rate": round(hits / answered, 3) if answered else None,
             "connections": _gauge(METRICS.ws_connections.get({})),
+            "last_message": str(last) if last is not None else None,  # a new one: the console re-reads questions
         },
         "llm": list(models),
     }

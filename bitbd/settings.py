@@ -21,8 +21,10 @@ from bitbd.durations import parse_duration
 
 
 def _duration(value: Any) -> Any:
-    """A duration setting: `5m` (see bitbd.durations) or whole seconds."""
-    return parse_duration(value) if isinstance(value, str) else value
+    """A duration setting: `5m` (see bitbd.durations) or whole seconds (`300`, from the environment too)."""
+    if isinstance(value, str):
+        return int(value) if value.strip().isdigit() else parse_duration(value)
+    return value
 
 
 class _Section(BaseModel):

@@ -37,7 +37,7 @@ from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from perf import report, site
 from perf.corpus import free_port, served
-from perf.server import PeakMemory, call, cpu_seconds, pss_mib, start, stop, wait_ready
+from perf.server import PeakMemory, call, cpu_seconds, pss_mib, start, stop, tenant_key, wait_job, wait_ready
 
 PHASES = ("fetch", "chunk", "embed", "store")
 _PHASE = re.compile(r'^bitbd_ingest_phase_seconds_sum\{phase="(\w+)"\} ([0-9.e+-]+)', re.MULTILINE)
@@ -49,19 +49,10 @@ async def phase_seconds(session: aiohttp.ClientSession, base: str) -> dict[str, 
     return {m[1]: float(m[2]) for m in _PHASE.finditer(text)}
 
 
-async def wait_job(session: aiohttp.ClientSession, base: str, key: str, job: str) -> dict[str, Any]:
-    while True:
-        view: dict[str, Any] = await call(session, base, key, "GET", f"/v1/jobs/{job}")
-        if view["status"] not in ("queued", "running"):
-            return view
-        await asyncio.sleep(0.2)
-
-
 async def crawl(base: str, token: str, url: str, pid: int, data_dir: Path, pages: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "site"})
-        key = (await call(session, base, token, "POST", "/v1/admin/tenants/site/keys", {"kind": "secret"}))["key"]
+        key = await tenant_key(session, base, token, "site")
         before, cpu = await phase_seconds(session, base), cpu_seconds(pid, data_dir)
         started = time.perf_counter()
         with PeakMemory(pid, data_dir) as peak:
@@ -110,8 +101,7 @@ def embed_alone(texts: list[str]) -> float:
 
 async def worker_crawl(base: str, token: str, url: str, pages: int, worker_pid: int) -> tuple[float, int]:
     async with aiohttp.ClientSession() as session:
-        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "worker"})
-        key = (await call(session, base, token, "POST", "/v1/admin/tenants/worker/keys", {"kind": "secret"}))["key"]
+        key = await tenant_key(session, base, token, "worker")
         with PeakMemory(worker_pid) as peak:
             reply = await call(
                 session,

@@ -3,6 +3,7 @@ its admin API, and measure its processes' memory and CPU."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -58,6 +59,25 @@ async def call(session: aiohttp.ClientSession, base: str, token: str, method: st
         if r.status >= 400:
             sys.exit(f"{method} {path}: {r.status} {reply}")
         return reply
+
+
+async def tenant_key(session: aiohttp.ClientSession, base: str, token: str, name: str) -> str:
+    """Create tenant `name` with the admin token; returns a new secret key of it."""
+    await call(session, base, token, "POST", "/v1/admin/tenants", {"name": name})
+    reply = await call(session, base, token, "POST", f"/v1/admin/tenants/{name}/keys", {"kind": "secret"})
+    return str(reply["key"])
+
+
+async def wait_job(
+    session: aiohttp.ClientSession, base: str, key: str, job: str, seconds: float = 7200, every: float = 0.2
+) -> dict[str, Any]:
+    """The job once it has ended (or as it is after `seconds`), polled every `every` seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        view: dict[str, Any] = await call(session, base, key, "GET", f"/v1/jobs/{job}")
+        if view["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return view
+        await asyncio.sleep(every)
 
 
 def tree(pid: int, data_dir: Path | None = None) -> list[psutil.Process]:

@@ -33,7 +33,7 @@ from bitbd.client import Disconnected, exchange
 from perf import report, site
 from perf.corpus import free_port, served
 from perf.questions import QUESTIONS
-from perf.server import call, pss_by_role, start, stop, wait_ready
+from perf.server import call, pss_by_role, start, stop, tenant_key, wait_job, wait_ready
 
 SETTINGS = {
     "BITBD_CRAWLER__ALLOW_PRIVATE": "true",
@@ -83,24 +83,12 @@ async def client(base: str, key: str, until: float, tally: Tally, seed: int) -> 
             await asyncio.sleep(0.5)
 
 
-async def wait_job(session: aiohttp.ClientSession, base: str, key: str, job: str, seconds: float) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        view = await call(session, base, key, "GET", f"/v1/jobs/{job}")
-        if view["status"] not in ("queued", "running"):
-            break
-        await asyncio.sleep(1)
-    return view
-
-
 async def soak(
     base: str, token: str, url: str, args: argparse.Namespace, data_dir: Path, server_pid: int, worker: list[Any]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": "soak"})
-        key = (await call(session, base, token, "POST", "/v1/admin/tenants/soak/keys", {"kind": "secret"}))["key"]
+        key = await tenant_key(session, base, token, "soak")
         first = await call(
             session,
             base,
@@ -109,7 +97,7 @@ async def soak(
             "/v1/sources",
             {"type": "web", "urls": [f"{url}/index.html"], "max_pages": args.pages // 10},
         )
-        view = await wait_job(session, base, key, first["job_id"], 600)
+        view = await wait_job(session, base, key, first["job_id"], 600, every=1)
         print(f"indexed {view['progress']['fetched']} pages; {args.clients} clients start", file=sys.stderr)
         tally = Tally()
         started = time.monotonic()
@@ -137,7 +125,7 @@ async def soak(
             await asyncio.sleep(min(5, max(0.1, until - time.monotonic())))
         await asyncio.gather(*clients)
         print(f"clients done: {tally.asked} asked, {tally.lost} lost; waiting for the crawl", file=sys.stderr)
-        out["job"] = await wait_job(session, base, key, crawl["job_id"], 600)
+        out["job"] = await wait_job(session, base, key, crawl["job_id"], 600, every=1)
         out["tally"], out["memory"], out["seconds"] = tally, memory, time.monotonic() - started
     return out
 

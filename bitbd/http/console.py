@@ -21,10 +21,11 @@ from bitbd.jobs.runtime import enqueue
 from bitbd.keys import answerer_key, broker_key, hub_key, pool_key, redis_key, settings_key, sockets_key
 
 routes = web.RouteTableDef()
-_RECENT = """SELECT a.created_at, a.latency_ms, a.cached, jsonb_array_length(a.citations) AS citations,
+_RECENT = """SELECT a.id, a.conversation_id, a.created_at, a.latency_ms, a.cached, a.refused,
+  jsonb_array_length(a.citations) AS citations, left(a.content, 300) AS answer, f.rating,
   t.name AS tenant, (SELECT u.content FROM messages u WHERE u.conversation_id = a.conversation_id
                      AND u.role = 'user' AND u.id < a.id ORDER BY u.id DESC LIMIT 1) AS question
-FROM messages a JOIN tenants t ON t.id = a.tenant_id
+FROM messages a JOIN tenants t ON t.id = a.tenant_id LEFT JOIN feedback f ON f.message_id = a.id
 WHERE a.role = 'assistant' ORDER BY a.created_at DESC LIMIT $1"""
 
 
@@ -79,15 +80,20 @@ async def retry_job(request: web.Request) -> web.Response:
 
 @routes.get("/questions")
 async def recent_questions(request: web.Request) -> web.Response:
-    """GET /v1/admin/questions: the latest answers of all tenants with their question, latency,
-    cache hit and number of citations; ?limit= 1-1000 (default 50)."""
+    """GET /v1/admin/questions: the latest answers of all tenants with their question, the answer's start,
+    whether it refused, its rating, latency, cache hit and number of citations; ?limit= 1-1000 (default 50)."""
     rows = await request.config_dict[pool_key].fetch(_RECENT, _limit(request, 50))
     return web.json_response(
         {
             "questions": [
                 {
+                    "message_id": str(r["id"]),
+                    "conversation_id": str(r["conversation_id"]),
                     "tenant": r["tenant"],
                     "question": r["question"],
+                    "answer": r["answer"],  # its first 300 characters
+                    "refused": r["refused"],
+                    "rating": r["rating"],
                     "latency_ms": r["latency_ms"],
                     "cached": r["cached"],
                     "citations": r["citations"],

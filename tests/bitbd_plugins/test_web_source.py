@@ -150,14 +150,18 @@ def test_a_sitemap_lastmod_is_read_as_the_latest_moment_it_can_mean() -> None:
         b"<url><loc>https://a.example/day</loc><lastmod>2026-12-01</lastmod></url>"
         b"<url><loc>https://a.example/time</loc><lastmod>2026-12-01T10:30:00+02:00</lastmod></url>"
         b"<url><loc>https://a.example/zulu</loc><lastmod>2026-12-01T10:30:00Z</lastmod></url>"
+        b"<url><loc>https://a.example/minute</loc><lastmod>2026-12-01T10:30Z</lastmod></url>"
+        b"<url><loc>https://a.example/fraction</loc><lastmod>2026-12-01T10:30:00.25Z</lastmod></url>"
         b"<url><loc>https://a.example/no-zone</loc><lastmod>2026-12-01T10:30:00</lastmod></url>"
         b"<url><loc>https://a.example/month</loc><lastmod>2026-12</lastmod></url>"
         b"<url><loc>https://a.example/none</loc></url></urlset>"
     )
     parsed = sitemap.parse(body)
-    assert parsed is not None and len(parsed.locs) == 6
+    assert parsed is not None and len(parsed.locs) == 8
     assert {url.rsplit("/", 1)[1]: moment.isoformat() for url, moment in parsed.lastmod.items()} == {
         "day": "2026-12-02T14:00:00+00:00",  # the end of the day wherever the site is
-        "time": "2026-12-01T10:30:00+02:00",
-        "zulu": "2026-12-01T10:30:00+00:00",
+        "time": "2026-12-01T10:30:01+02:00",  # the end of that second
+        "zulu": "2026-12-01T10:30:01+00:00",
+        "minute": "2026-12-01T10:31:00+00:00",
+        "fraction": "2026-12-01T10:30:00.250000+00:00",
     }, "a time without a zone, a month alone or no lastmod at all: always fetched"

@@ -80,14 +80,15 @@ def screen_text(app: BitbdTUI) -> str:
 
 
 def normalized(text: str) -> str:
-    """Screen text without what changes from run to run: ids, ports, times, ages, latencies, and the heights of
-    the sparklines (rows made only of bar glyphs)."""
+    """Screen text without what changes from run to run: ids, ports, times, ages, latencies, and the heights and
+    scales of the sparklines (rows made only of bar glyphs)."""
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "UUID", text)
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", "TIME", text)
     text = re.sub(r"\b[0-9a-f]{8}\b", "ID", text)
     text = re.sub(r"(?<![(\w])\d+[smhd]( ago)?\b", "AGE", text)
     text = re.sub(r"\b\d+ ms\b", "N ms", text)
+    text = re.sub(r"\(peak [\d.]+\)", "(peak N)", text)  # a sparkline's scale: how busy the machine was
     lines = ["" if re.fullmatch(r"[\s▁▂▃▄▅▆▇█]*", line) else line.rstrip() for line in text.splitlines()]
     return "\n".join(lines) + "\n"
 
@@ -136,6 +137,11 @@ async def test_overview_and_jobs_follow_real_jobs(
         assert [r[0] for r in rows(app, "#jobs-table")] == ["failed", "succeeded"]  # newest first
         assert rows(app, "#jobs-table")[1][3] == "██████████ 1/1"
         check_snapshot("jobs", app)
+        table = app.query_one("#jobs-table", DataTable)
+        assert app.focused is table, "the tab's table has the focus: no Tab needed"
+        await pilot.press("down")
+        assert table.cursor_row == 1, "the arrow keys move the selection at once"
+        await pilot.press("up")
 
         await pilot.press("f", "f", "f")  # all -> running -> queued -> failed
         await until(pilot, lambda: [r[-1] for r in rows(app, "#jobs-table")] == [bad[:8]])
@@ -174,20 +180,34 @@ async def test_overview_and_jobs_follow_real_jobs(
         assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", queued) == "cancelled"
 
 
-async def test_tenants_and_recent_questions(ingest: tuple[Client, str], site: tuple[Site, str]) -> None:
+async def ask(client: Client, url: str, headers: dict[str, str], question: str) -> dict[str, Any]:
+    async with client.ws_connect(url, headers=headers) as ws:
+        await ws.send_json({"type": "ask", "id": "q", "question": question})
+        while (event := await ws.receive_json())["type"] != "done":
+            pass
+    return dict(event)
+
+
+async def test_tenants_questions_and_gaps(
+    ingest: tuple[Client, str], site: tuple[Site, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, key = ingest
     _, base = site
     await crawl(client, key, f"{base}/volcanoes", refresh="6h")
-    for url, headers in (
-        ("/v1/chat", {"Authorization": f"Bearer {key}"}),
-        ("/v1/chat?tenant=acme", {"Authorization": f"Bearer {ADMIN_TOKEN}"}),  # no key counts this one
-    ):
-        async with client.ws_connect(url, headers=headers) as ws:
-            await ws.send_json({"type": "ask", "id": "q", "question": "How do volcanoes erupt?"})
-            while (await ws.receive_json())["type"] != "done":
-                pass
+    secret = {"Authorization": f"Bearer {key}"}
+    done = await ask(client, "/v1/chat", secret, "How do volcanoes erupt?")
+    resp = await client.post(f"/v1/messages/{done['message_id']}/feedback", json={"rating": "up"}, headers=secret)
+    assert resp.status == 200
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    await ask(client, "/v1/chat?tenant=acme", admin, "Do you sell gift cards?")  # no key counts this one
+    # The console polls every 3 s; with that stopped, only the events feed can bring a new question in.
+    monkeypatch.setattr("bitbd_tui.app.POLL_SECONDS", 3600)
     app = console(client)
     async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.snapshot is not None and "(peak" in text_of(app, "#qpm-label"))
+        assert app.snapshot is not None
+        peak = max(app.snapshot["chat"]["per_minute"])
+        assert peak in (1, 2) and text_of(app, "#qpm-label").endswith(f"(peak {peak})"), "the sparkline's scale"
         await pilot.press("t")
         await until(pilot, lambda: bool(rows(app, "#tenants-table")))
         row = rows(app, "#tenants-table")[0]
@@ -204,11 +224,35 @@ async def test_tenants_and_recent_questions(ingest: tuple[Client, str], site: tu
         assert "1 docs, 1 chunks" in detail and re.search(r"last crawl \d+s ago", detail), detail
         assert "keys of acme" in detail and "secret" in detail and "used 1" in detail
         await pilot.press("escape")
+
         await pilot.press("u")
-        await until(pilot, lambda: bool(rows(app, "#questions-table")))
-        row = rows(app, "#questions-table")[0]
-        assert row[1:3] == ["acme", "How do volcanoes erupt?"] and row[5:] == ["1"]
-        await until(pilot, lambda: "2 in 15 min" in text_of(app, "#summary"))
+        await until(pilot, lambda: len(rows(app, "#questions-table")) == 2)
+        table = app.query_one("#questions-table", DataTable)
+        assert app.focused is table
+        gift, volcano = rows(app, "#questions-table")
+        assert gift[1:5] == ["acme", "Do you sell gift cards?", "refused", "-"], gift
+        assert volcano[1:3] == ["acme", "How do volcanoes erupt?"] and volcano[3] != "refused" and volcano[4] == "up"
+        check_snapshot("questions", app)
+        await pilot.press("down", "enter")  # the volcano answer, whole
+        await until(pilot, lambda: bool(app.screen.query("#detail-text")))
+        exchange = str(app.screen.query_one("#detail-text", Static).render())
+        assert "Q: How do volcanoes erupt?" in exchange and "1 citation(s), up" in exchange, exchange
+        assert f"{base}/volcanoes" in exchange, exchange
+        await pilot.press("escape")
+
+        await ask(client, "/v1/chat", secret, "What do seismometers warn of?")
+        await until(pilot, lambda: rows(app, "#questions-table")[0][2] == "What do seismometers war")
+
+        await pilot.press("g")
+        await until(pilot, lambda: bool(rows(app, "#gaps-table")))
+        gaps = rows(app, "#gaps-table")
+        gift_row = next(i for i, r in enumerate(gaps) if r[2] == "Do you sell gift cards?")
+        assert gaps[gift_row][:2] == ["acme", "1"] and "1 refused" in gaps[gift_row][3], gaps
+        assert all(r[2] != "How do volcanoes erupt?" for r in gaps), "an answered, well-rated question is no gap"
+        await pilot.press(*["down"] * gift_row, "enter")
+        await until(pilot, lambda: bool(app.screen.query("#detail-text")))
+        topic = str(app.screen.query_one("#detail-text", Static).render())
+        assert "asked 1 time(s)" in topic and "  Do you sell gift cards?" in topic and "closest pages" in topic
 
 
 async def test_unreachable_daemon_then_reconnects(settings: Settings, pool: asyncpg.Pool) -> None:

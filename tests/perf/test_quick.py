@@ -86,3 +86,9 @@ def test_bench_quality(tmp_path: Path) -> None:
     out = quick("bench_quality", tmp_path)
     assert "| **bitbd default** (`/v1/search`, `/v1/chat`) |" in out and "| plain RRF (BM25 + dense, k=60) |" in out
     assert "| top-3 ceiling: the fact anywhere in bitbd's top 3 hits |" in out, out
+
+
+@needs_docs
+def test_bench_fresh(tmp_path: Path) -> None:
+    out = quick("bench_fresh", tmp_path)
+    assert "| edit |" in out and "| delete |" in out and "| sitemap with lastmod | 0 | 0 / 0 |" in out, out

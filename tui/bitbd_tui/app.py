@@ -1,4 +1,4 @@
-"""`bitbd-tui`: the operator's live console. Overview, jobs, tenants and recent questions of one daemon.
+"""`bitbd-tui`: the operator's live console. Overview, jobs, tenants, recent questions and gaps of one daemon.
 
 The overview and the jobs table follow the daemon's live events feed (a snapshot a second, job changes as they
 happen); tenants and questions are re-read every few seconds. When the daemon cannot be reached a banner says
@@ -22,8 +22,9 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
 
 from bitbd_tui.client import DaemonClient, DaemonError
+from bitbd_tui.panes import Gaps, Questions, fill
 from bitbd_tui.screens import Confirm, JobDetail, Text
-from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, question_row, tenant_row, tenant_text
+from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, scale, tenant_row, tenant_text
 
 POLL_SECONDS = 3.0
 RECONNECT_MAX = 5.0
@@ -31,7 +32,7 @@ HISTORY = 120  # snapshots kept for the sparklines: two minutes
 
 
 class BitbdTUI(App[None]):
-    """The console: overview, jobs, tenants and recent questions of one daemon, in tabs."""
+    """The console: overview, jobs, tenants, recent questions and content gaps of one daemon, in tabs."""
 
     TITLE = "bitbd"
     CSS_PATH = "app.tcss"
@@ -40,6 +41,7 @@ class BitbdTUI(App[None]):
         ("j", "show('jobs')", "Jobs"),
         ("t", "show('tenants')", "Tenants"),
         ("u", "show('questions')", "Questions"),
+        ("g", "show('gaps')", "Gaps"),
         ("f", "filter", "Filter"),
         ("enter", "details", "Details"),
         ("r", "refresh", "Refresh"),
@@ -56,6 +58,7 @@ class BitbdTUI(App[None]):
         self.snapshot: dict[str, Any] | None = None
         self.depth_history: deque[float] = deque([0.0] * 30, maxlen=HISTORY)
         self.tenants: dict[str, dict[str, Any]] = {}
+        self.last_message: str | None = None
 
     def compose(self) -> ComposeResult:
         """The header, the unreachable-daemon banner, the four tabs and the keys footer."""
@@ -64,9 +67,9 @@ class BitbdTUI(App[None]):
         with TabbedContent(initial="overview"):
             with TabPane("Overview", id="overview"):
                 yield Static("connecting…", id="summary")
-                yield Static("questions per minute (15 min)", classes="label")
+                yield Static("questions per minute, last 15 min", id="qpm-label", classes="label")
                 yield Sparkline([0] * 15, id="qpm")
-                yield Static("queue depth (last 2 min)", classes="label")
+                yield Static("queue depth, last 2 min", id="depth-label", classes="label")
                 yield Sparkline(list(self.depth_history), id="depth")
             with TabPane("Jobs", id="jobs"):
                 yield Static("all jobs  (f: filter by status, Enter: details)", id="jobs-filter")
@@ -75,7 +78,9 @@ class BitbdTUI(App[None]):
                 yield Static("tenants  (Enter: sources and keys; asked: by keys + admin token)", classes="hint")
                 yield DataTable(id="tenants-table", cursor_type="row")
             with TabPane("Questions", id="questions"):
-                yield DataTable(id="questions-table", cursor_type="row")
+                yield Questions(self.client)
+            with TabPane("Gaps", id="gaps"):
+                yield Gaps(self.client)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,9 +91,6 @@ class BitbdTUI(App[None]):
         )
         self.query_one("#tenants-table", DataTable).add_columns(
             "tenant", "docs", "chunks", "asked", "keys", "last crawl", "next crawl"
-        )
-        self.query_one("#questions-table", DataTable).add_columns(
-            "age", "tenant", "question", "latency", "cached", "cites"
         )
         self.follow_events()
         self.poll()
@@ -123,12 +125,19 @@ class BitbdTUI(App[None]):
         queue-depth sparklines."""
         self.snapshot = snapshot
         self.query_one("#summary", Static).update(overview_text(snapshot))
-        self.query_one("#qpm", Sparkline).data = [float(n) for n in snapshot["chat"]["per_minute"]]
+        per_minute = [float(n) for n in snapshot["chat"]["per_minute"]]
+        self.query_one("#qpm", Sparkline).data = per_minute
+        self.query_one("#qpm-label", Static).update(f"questions per minute, last 15 min {scale(per_minute)}")
         queues = snapshot["queues"]
         self.depth_history.append(
             float(queues.get("high", 0) + queues.get("normal", 0)) if "error" not in queues else 0.0
         )
         self.query_one("#depth", Sparkline).data = list(self.depth_history)
+        self.query_one("#depth-label", Static).update(f"queue depth, last 2 min {scale(self.depth_history)}")
+        last = snapshot["chat"].get("last_message")
+        if last != self.last_message:  # a new answer somewhere: show it now, not at the next poll
+            self.last_message = last
+            self.poll_questions()
 
     async def reload_jobs(self) -> None:
         """Re-read the jobs (of the status filter) and redraw their table."""
@@ -164,28 +173,28 @@ class BitbdTUI(App[None]):
 
     @work(exclusive=True, group="poll", exit_on_error=False)
     async def poll(self) -> None:
-        """Re-read tenants and recent questions into their tables (and redraw the jobs' ages); an error
-        shows in the banner."""
+        """Re-read tenants, recent questions and (while its tab shows) the gaps into their tables, and redraw the
+        jobs' ages; an error shows in the banner."""
         try:
             tenants = await self.client.tenants()
             questions = await self.client.questions()
+            if self.query_one(TabbedContent).active == "gaps":
+                await self.query_one(Gaps).reload([t["name"] for t in tenants])
         except DaemonError as e:
             self.error = str(e)
             return
         self.tenants = {t["id"]: t for t in tenants}
-        self.fill("#tenants-table", [tenant_row(t) for t in tenants], [t["id"] for t in tenants])
-        self.fill("#questions-table", [question_row(q) for q in questions])
+        fill(self.query_one("#tenants-table", DataTable), [tenant_row(t) for t in tenants], list(self.tenants))
+        self.query_one(Questions).show(questions)
         self.render_jobs()  # ages move on even when nothing else changes
 
-    def fill(self, selector: str, rows: list[tuple[str, ...]], keys: list[str] | None = None) -> None:
-        """Replace a table's rows, keeping the cursor on the same row number where there still is one."""
-        table = self.query_one(selector, DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for i, row in enumerate(rows):
-            table.add_row(*row, key=keys[i] if keys else None)
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+    @work(exclusive=True, group="questions", exit_on_error=False)
+    async def poll_questions(self) -> None:
+        """Re-read the recent questions now (the events feed saw a new message)."""
+        try:
+            self.query_one(Questions).show(await self.client.questions())
+        except DaemonError as e:
+            self.error = str(e)
 
     def watch_error(self, error: str) -> None:
         """Show or hide the unreachable-daemon banner; while it shows, the overview says its status
@@ -199,8 +208,18 @@ class BitbdTUI(App[None]):
     # Actions ---------------------------------------------------------------------------------------------
 
     def action_show(self, tab: str) -> None:
-        """o, j, t, u: switch to that tab."""
+        """o, j, t, u, g: switch to that tab."""
         self.query_one(TabbedContent).active = tab
+
+    @on(TabbedContent.TabActivated)
+    def tab_shown(self, event: TabbedContent.TabActivated) -> None:
+        """A tab shown (by key or click): its table takes the focus, so the arrow keys move its cursor at once;
+        the gaps are read when their tab opens."""
+        tables = event.pane.query(DataTable)
+        if tables:
+            tables.first().focus()
+        if event.pane.id == "gaps":
+            self.poll()
 
     def action_refresh(self) -> None:
         """r: re-read the tables now and reconnect the events feed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -85,6 +86,15 @@ class DaemonClient:
     async def questions(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent questions of every tenant, at most `limit`."""
         return list((await self._call("GET", f"/v1/admin/questions?limit={limit}"))["questions"])
+
+    async def conversation(self, conversation_id: str, tenant: str) -> list[dict[str, Any]]:
+        """A tenant's conversation: its messages, oldest first, answers with citations and rating."""
+        path = f"/v1/conversations/{conversation_id}?tenant={quote(tenant)}"
+        return list((await self._call("GET", path))["messages"])
+
+    async def gaps(self, tenant: str) -> list[dict[str, Any]]:
+        """A tenant's unanswered topics of the last 30 days, the largest first."""
+        return list((await self._call("GET", f"/v1/admin/gaps?tenant={quote(tenant)}"))["topics"])
 
     async def stats(self) -> dict[str, Any]:
         """The same snapshot the events feed sends every second."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,12 @@ def job_detail(job: dict[str, Any]) -> str:
     for e in errors[:50]:
         lines.append(f"  {e.get('item') or 'job'}: {e['error']}")
     return "\n".join(lines)
+
+
+def scale(values: Iterable[float]) -> str:
+    """A sparkline's scale: what its full height means (`(peak 12)`), or that it is flat at zero."""
+    peak = max(values, default=0.0)
+    return f"(peak {peak:g})" if peak else "(all 0)"
 
 
 def overview_text(snapshot: dict[str, Any]) -> str:
@@ -174,12 +181,64 @@ def keys_text(tenant: str, keys: list[dict[str, Any]]) -> str:
 
 
 def question_row(q: dict[str, Any]) -> tuple[str, ...]:
-    """A recent question's cells in the questions table."""
+    """A recent question's cells in the questions table: age, tenant, question, the answer's start (or
+    `refused`), its rating and latency."""
+    answer = "refused" if q.get("refused") else " ".join((q.get("answer") or "").split())
     return (
         age(q["created_at"]),
-        q["tenant"][:10],
-        (q["question"] or "")[:34],
+        q["tenant"][:8],
+        (q["question"] or "")[:24],
+        answer[:20],
+        q.get("rating") or "-",
         f"{q['latency_ms']} ms",
-        "yes" if q["cached"] else "no",
-        str(q["citations"]),
     )
+
+
+def exchange_text(q: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    """A conversation up to the answer `q`: every question and answer, each answer with its citations and rating."""
+    lines = [f"tenant {q['tenant']}, conversation {q['conversation_id']}", ""]
+    for m in messages:
+        if m["role"] == "user":
+            lines += [f"Q: {m['content']}", ""]
+            continue
+        rating = m.get("rating") or "not rated"
+        comment = f': "{m["comment"]}"' if m.get("comment") else ""
+        lines += [f"A: {m['content']}", f"   {len(m['citations'])} citation(s), {rating}{comment}"]
+        lines += [
+            f"   [{c.get('n', i + 1)}] {c.get('title') or ''} {c.get('url', '')}" for i, c in enumerate(m["citations"])
+        ]
+        lines.append("")
+        if m["message_id"] == q["message_id"]:
+            break
+    return "\n".join(lines)
+
+
+def gap_row(t: dict[str, Any]) -> tuple[str, ...]:
+    """An unanswered topic's cells in the gaps table: tenant, how often asked, an example, why, last asked."""
+    reasons = t["reasons"]
+    why = ", ".join(
+        f"{n} {label}"
+        for label, n in (
+            ("refused", reasons["refused"]),
+            ("down", reasons["rated_down"]),
+            ("weak", reasons["low_support"]),
+        )
+        if n
+    )
+    return (t["tenant"][:10], str(t["count"]), (t["examples"] or ["-"])[0][:30], why[:16], age(t["last_seen"]))
+
+
+def gap_text(t: dict[str, Any]) -> str:
+    """An unanswered topic whole: counts, examples, when, why, and the pages that came closest."""
+    r = t["reasons"]
+    lines = [
+        f"tenant {t['tenant']}: asked {t['count']} time(s), first {t['first_seen']}, last {t['last_seen']}",
+        f"refused {r['refused']}, rated down {r['rated_down']}, weak support {r['low_support']}",
+        "",
+        "examples:",
+        *(f"  {e}" for e in t["examples"]),
+        "",
+        "closest pages (what the site has nearest to it):" if t["closest_pages"] else "no page comes close",
+        *(f"  {p['similarity']:.2f}  {p['title'] or ''}  {p['url']}" for p in t["closest_pages"]),
+    ]
+    return "\n".join(lines)

@@ -22,8 +22,8 @@ class Sitemap:
 
 def last_modified(text: str) -> datetime | None:
     """A `<lastmod>` (W3C datetime) as the latest moment it can mean: a date alone is the end of that day in UTC
-    plus 14 hours (which covers every time zone); a time without a zone, or a year or a month alone, say too
-    little and give None."""
+    plus 14 hours (which covers every time zone), a time to the minute or to the second the end of that minute or
+    second; a time without a zone, or a year or a month alone, say too little and give None."""
     text = text.strip()
     try:
         if len(text) == 10:  # YYYY-MM-DD
@@ -31,7 +31,12 @@ def last_modified(text: str) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    if moment.tzinfo is None:
+        return None
+    clock = text[11:19]
+    if "." in text[19:20]:
+        return moment
+    return moment + (timedelta(seconds=1) if clock.count(":") == 2 else timedelta(minutes=1))
 
 
 def parse(body: bytes) -> Sitemap | None:
