@@ -225,14 +225,20 @@ def gap_row(t: dict[str, Any]) -> tuple[str, ...]:
         )
         if n
     )
-    return (t["tenant"][:10], str(t["count"]), (t["examples"] or ["-"])[0][:30], why[:16], age(t["last_seen"]))
+    return (t["tenant"][:10], str(t["count"]), (t["examples"] or ["-"])[0][:28], why[:18], age(t["last_seen"]))
+
+
+def minute(iso: str | None) -> str:
+    """An ISO 8601 time to the minute, as people read it: `2026-12-03 09:30`."""
+    return iso[:16].replace("T", " ") if iso else "-"
 
 
 def gap_text(t: dict[str, Any]) -> str:
     """An unanswered topic whole: counts, examples, when, why, and the pages that came closest."""
     r = t["reasons"]
     lines = [
-        f"tenant {t['tenant']}: asked {t['count']} time(s), first {t['first_seen']}, last {t['last_seen']}",
+        f"tenant {t['tenant']}: asked {t['count']} time(s), first {minute(t['first_seen'])}, "
+        f"last {minute(t['last_seen'])}",
         f"refused {r['refused']}, rated down {r['rated_down']}, weak support {r['low_support']}",
         "",
         "examples:",
