@@ -40,8 +40,10 @@ ON CONFLICT (job_id, item) DO NOTHING RETURNING id"""
 # The frontier's size, in pages that count against max_pages (link pages do not) and in all pages.
 _ITEM_COUNT = "SELECT count(*) FILTER (WHERE NOT link_page), count(*) FROM job_items WHERE job_id = $1"
 _KNOWN_ITEMS = "SELECT item FROM job_items WHERE job_id = $1 AND item = ANY($2::text[])"
-_LINK_PAGE = """UPDATE job_items SET link_page = true, status = 'skipped', error = $2, updated_at = now()
-WHERE id = $1"""
+# Flagged before its links join the frontier (its place in max_pages goes to them), but marked skipped only after:
+# until then the job has an open item, so no one (the job's start task, finishing after it queued this page) can
+# find the job with nothing left to do and end it while this page's links are still to come.
+_LINK_PAGE = "UPDATE job_items SET link_page = true, updated_at = now() WHERE id = $1"
 # A cancel marks queued and running items at once; what their workers find out later never undoes it.
 # A page stored before the cancel committed (the store lock orders them) is still recorded as stored.
 _MARK = """UPDATE job_items SET status = $2, error = $3, chunks = $4, document_id = $5, updated_at = now()
@@ -85,7 +87,7 @@ class Duplicate(Exception):
 
 
 class LinkPage(Exception):
-    """The item is a link page: marked skipped already, its links followed; nothing to store."""
+    """The item is a link page: its links followed, nothing to store; marked skipped with this reason."""
 
 
 class JobEnded(Exception):
@@ -209,8 +211,8 @@ async def _ingest_traced(
         outcome = await _ingest(deps, job, item, source)
     except Duplicate as e:
         await deps.pool.execute(_MARK, item_id, "skipped", str(e), 0, None)
-    except LinkPage:
-        pass
+    except LinkPage as e:
+        await deps.pool.execute(_MARK, item_id, "skipped", str(e), 0, None)
     except JobEnded:
         await deps.pool.execute(_MARK, item_id, "cancelled", None, 0, None)
         span.update(status_message="job cancelled")
@@ -253,17 +255,15 @@ async def _ingest(
             span.update(output={"url": fetched.url, "unchanged": fetched.unchanged, "bytes": len(fetched.text)})
     links = prev_row["links"] if fetched.unchanged and prev_row else fetched.links
     if fetched.listing:  # its place in max_pages goes to a page it leads to
-        share = deps.settings.crawler.link_page_share
-        await deps.pool.execute(
-            _LINK_PAGE,
-            item["id"],
-            f"a link page (at least {share:.0%} of its text is links): "
-            "its links are followed, the page is not indexed (crawler.index_link_pages)",
-        )
+        await deps.pool.execute(_LINK_PAGE, item["id"])
     if links and item["depth"] < source.max_depth:
         await add_items(deps, job, source, [u for u in links if source.follow(u)], item["depth"] + 1)
     if fetched.listing:
-        raise LinkPage()
+        share = deps.settings.crawler.link_page_share
+        raise LinkPage(
+            f"a link page (at least {share:.0%} of its text is links): "
+            "its links are followed, the page is not indexed (crawler.index_link_pages)"
+        )
     # Indexed already with this text and this model (under the item's URL, or its final URL after a redirect or
     # a canonical link): the page costs a request and nothing else.
     current = prev_row if fetched.url == item["item"] else await deps.pool.fetchrow(_PREVIOUS, tenant, fetched.url)

@@ -65,7 +65,7 @@ async def test_link_pages_are_followed_not_indexed_and_do_not_use_the_budget(
     client, key = await daemon(aiohttp_client, settings, pool)
     site, base = docs_site
     job = await crawl(client, key, {"type": "web", "urls": [base + "/"], "max_pages": len(TOPICS), "sitemap": False})
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["progress"], job["errors"])
     urls = {r["url"].removeprefix(base) for r in await pool.fetch("SELECT url FROM documents")}
     items = [tuple(r) for r in await pool.fetch("SELECT item, depth, status, link_page FROM job_items ORDER BY id")]
     assert urls == {f"/{name}.html" for name in TOPICS}, (urls, items)  # every module, no index page
