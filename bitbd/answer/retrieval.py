@@ -12,6 +12,7 @@ from typing import Literal
 from bitbd.interfaces import Embedder, Hit, Reranker, Vector, VectorStore
 from bitbd.metrics import METRICS
 from bitbd.settings import RetrievalSettings
+from bitbd.timing import phase
 
 Mode = Literal["hybrid", "vector", "keyword"]
 _MAX_BATCH = 32
@@ -94,20 +95,29 @@ class Retriever:
         cfg = self.settings
         mode = mode or cfg.mode
         if vector is None:
-            vector = await self.queries.embed(query)
+            with phase("embed"):
+                vector = await self.queries.embed(query)
         pool = max(cfg.candidates, k)
         searches: list[tuple[float, Awaitable[list[Hit]]]] = []
         if mode in ("hybrid", "vector"):
-            searches.append((1.0, self.store.search(tenant_id, vector, pool, cfg.ef_search)))
+            searches.append((1.0, _timed("vector", self.store.search(tenant_id, vector, pool, cfg.ef_search))))
         if mode in ("hybrid", "keyword"):
-            searches.append((cfg.keyword_weight, self.store.keyword_search(tenant_id, query, vector, pool)))
+            keyword = self.store.keyword_search(tenant_id, query, vector, pool)
+            searches.append((cfg.keyword_weight, _timed("keyword", keyword)))
         # Both at once, on two connections: hybrid costs the slower of the two, not their sum.
         results = await asyncio.gather(*(search for _, search in searches))
         lists = [(weight, hits) for (weight, _), hits in zip(searches, results, strict=True)]
-        hits = lists[0][1] if len(lists) == 1 else fuse(lists, cfg.rrf_k)
+        with phase("fuse"):
+            hits = lists[0][1] if len(lists) == 1 else fuse(lists, cfg.rrf_k)
         if self.reranker is not None and hits:
-            hits = await self.reranker.rerank(query, hits)
+            with phase("rerank"):
+                hits = await self.reranker.rerank(query, hits)
         return hits[:k]
+
+
+async def _timed(name: str, search: Awaitable[list[Hit]]) -> list[Hit]:
+    with phase(name):
+        return await search
 
 
 def fuse(lists: Sequence[tuple[float, Sequence[Hit]]], rrf_k: int) -> list[Hit]:

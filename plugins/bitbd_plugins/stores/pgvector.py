@@ -53,12 +53,14 @@ _INDEX_LOCK = 0x62697462  # pg_advisory_lock key: one process at a time changes 
 _COLUMN_TYPE = """
 SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"""
+# The nearest ids first (only the embedding is read per row), then the k rows' text and documents: joining
+# documents and carrying every row's text through the sort made an exact scan several times slower.
 _SEARCH = """
+WITH top AS (SELECT c.id FROM chunks c WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL ORDER BY {order} LIMIT $3)
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
        1 - (c.embedding <=> $2) AS score
-FROM chunks c JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
-WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
-ORDER BY {order} LIMIT $3"""
+FROM top JOIN chunks c ON c.id = top.id AND c.tenant_id = $1
+JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id"""
 # "+ 0" keeps the planner off the vector index: the tenant's rows by their btree, every distance computed.
 _ORDER = {
     "hnsw": "c.embedding <=> $2",
