@@ -212,7 +212,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,20000,100000")
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--real", type=int, default=2000, help="real passages the synthetic rows are drawn from")
-    parser.add_argument("--storage", action="store_true", help="also measure the embedding stored out of line")
+    parser.add_argument(
+        "--storage",
+        action="store_true",
+        help="measure the rows stored as before migration 0016, then as it stores them",
+    )
     parser.add_argument("--quick", action="store_true", help="one 2,000-chunk tenant, 10 queries; nothing appended")
     args = parser.parse_args()
     if args.quick:

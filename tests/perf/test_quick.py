@@ -92,3 +92,9 @@ def test_bench_quality(tmp_path: Path) -> None:
 def test_bench_fresh(tmp_path: Path) -> None:
     out = quick("bench_fresh", tmp_path)
     assert "| edit |" in out and "| delete |" in out and "| sitemap with lastmod | 0 | 0 / 0 |" in out, out
+
+
+@needs_docs
+def test_bench_search(tmp_path: Path) -> None:
+    out = quick("bench_search", tmp_path)
+    assert "| as migrated | 2,000 | vector |" in out and "| as migrated | 2,000 | hybrid |" in out, out

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static, TabbedContent, TabPane
 
 from bitbd_tui.client import DaemonClient, DaemonError
-from bitbd_tui.panes import Gaps, Questions, fill
+from bitbd_tui.panes import Gaps, Questions, fill, selected_key
 from bitbd_tui.screens import Confirm, JobDetail, Text
 from bitbd_tui.views import STATUSES, job_detail, job_row, overview_text, scale, tenant_row, tenant_text
 
@@ -164,10 +164,7 @@ class BitbdTUI(App[None]):
 
     def selected_job(self) -> str | None:
         """The id of the job under the cursor, or None when the table is empty."""
-        table = self.query_one("#jobs-table", DataTable)
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return selected_key(self.query_one("#jobs-table", DataTable))
 
     # Polled views ----------------------------------------------------------------------------------------
 
@@ -257,9 +254,9 @@ class BitbdTUI(App[None]):
         """Show the tenant under the cursor: its questions, its sources (refresh, last and next crawl, last job)
         and its keys with their usage."""
         table = self.query_one("#tenants-table", DataTable)
-        if not table.row_count:
+        tenant_id = selected_key(table)
+        if tenant_id is None:
             return
-        tenant_id = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
         tenant = self.tenants.get(tenant_id, {"name": str(table.get_row_at(table.cursor_row)[0])})
         try:
             sources, keys = await asyncio.gather(self.client.sources(tenant_id), self.client.keys(tenant_id))
