@@ -88,7 +88,8 @@ def normalized(text: str) -> str:
     text = re.sub(r"\b[0-9a-f]{8}\b", "ID", text)
     text = re.sub(r"(?<![(\w])\d+[smhd]( ago)?\b", "AGE", text)
     text = re.sub(r"\b\d+ ms\b", "N ms", text)
-    text = re.sub(r"\(peak [\d.]+\)", "(peak N)", text)  # a sparkline's scale: how busy the machine was
+    # a sparkline's scale: how busy the machine was, and whether a sample caught the queue non-empty at all
+    text = re.sub(r"\((peak [\d.]+|all 0)\)", "(SCALE)", text)
     lines = ["" if re.fullmatch(r"[\s▁▂▃▄▅▆▇█]*", line) else line.rstrip() for line in text.splitlines()]
     return "\n".join(lines) + "\n"
 
