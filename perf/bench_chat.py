@@ -1,13 +1,16 @@
 """Chat under load: time to first delta and to done over the WebSocket at 1, 10, 50 and 200 concurrent clients,
 without and with the semantic cache, against a real `bitbd serve` on loopback.
 
-    python -m perf.bench_chat [--data-dir DIR] [--clients 1,10,50,200] [--questions 4] [--quick]
+    python -m perf.bench_chat [--data-dir DIR] [--clients 1,10,50,200] [--questions 4] [--synthetic 20000] [--quick]
 
 Uses the Python library reference tenant that perf/bench_retrieval.py crawls (crawling it first if the data dir
-has none). Each client opens its own WebSocket and asks its questions one after another, drawn from the
-hand-written questions and their paraphrases (perf/questions.py). The server runs twice: with the cache off, then
-on (starting empty). The per-key rate limit is lifted for the run (all clients share one key). Appends the table
-with this command to perf/RESULTS.md.
+has none), and a second tenant of `--synthetic` chunks written as perf/bench_search.py writes them (real passages'
+text, vectors drawn around their real embeddings). Each client opens its own WebSocket and asks its questions one
+after another, drawn from the hand-written questions and their paraphrases (perf/questions.py). The server runs
+three times: the crawled tenant with the cache off, then on (starting empty), then the synthetic tenant with the
+cache off. The per-key rate limit is lifted for the run (all clients share one key). Each row says the server's
+CPU time per answer (the daemon, its PostgreSQL and Redis: user + system), a figure that holds whatever else runs
+on the machine. Appends the table with this command to perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
+import numpy as np
 import redis.asyncio as aioredis
 
 from bitbd.client import exchange
@@ -30,10 +35,13 @@ from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
 from bitbd.plugins import load_plugins
 from bitbd.settings import CrawlerSettings, Settings
+from perf.bench_embed import passages
+from perf.bench_search import fill
+from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
-from perf.server import PeakMemory, call, pss_mib, start, stop, wait_ready
+from perf.server import PeakMemory, call, cpu_seconds, pss_mib, start, stop, wait_ready
 
 TENANT = "pydocs-5k"
 
@@ -62,11 +70,11 @@ async def client(session: aiohttp.ClientSession, base: str, key: str, questions:
     return out
 
 
-async def load(base: str, token: str, clients: int, per_client: int) -> list[dict[str, Any]]:
+async def load(base: str, token: str, tenant: str, clients: int, per_client: int) -> list[dict[str, Any]]:
     phrasings = [q for q, _, paraphrases in QUESTIONS for q in (q, *paraphrases)]
     rng = random.Random(11)
     async with aiohttp.ClientSession() as session:
-        key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{TENANT}/keys", {"kind": "secret"}))["key"]
+        key = (await call(session, base, token, "POST", f"/v1/admin/tenants/{tenant}/keys", {"kind": "secret"}))["key"]
         await client(session, base, key, ["warm-up question about json"])
         runs = await asyncio.gather(
             *(client(session, base, key, rng.sample(phrasings, per_client)) for _ in range(clients))
@@ -97,15 +105,23 @@ def main() -> int:
     parser.add_argument("--clients", default="1,10,50,200", help="concurrency levels, comma-separated")
     parser.add_argument("--questions", type=int, default=4, help="questions per client, one after another")
     parser.add_argument("--site", type=Path, default=PYDOCS)
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=20_000,
+        help="chunks of a second tenant written as perf/bench_search.py writes them, asked with the cache off "
+        "(0: none)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing appended")
     args = parser.parse_args()
     if args.quick:
-        args.pages, args.clients, args.questions = 10, "1,3", 2
+        args.pages, args.clients, args.questions, args.synthetic = 10, "1,3", 2, 500
     levels = [int(n) for n in str(args.clients).split(",")]
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
-        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions)
+        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions, args.synthetic)
     head = [
+        "tenant",
         "cache",
         "clients",
         "answered",
@@ -113,6 +129,7 @@ def main() -> int:
         "done p50 / p95",
         "answers/s",
         "cache hits",
+        "server CPU ms / answer",
         "server memory (PSS) idle / peak",
     ]
     table = markdown_table(head, rows)
@@ -121,21 +138,50 @@ def main() -> int:
         append(
             "Chat under load",
             f"concurrent WebSocket clients x {args.questions} questions each, one after "
-            f"another, tenant of {chunks:,} chunks, extractive generator, `bitbd serve` on loopback, 2 cores "
-            "shared by server and clients; "
-            "the cache is emptied before each row",
+            f"another, a crawled tenant of {chunks:,} chunks and a synthetic one of {args.synthetic:,}, extractive "
+            "generator, `bitbd serve` on loopback, 2 cores shared by server and clients; the cache is emptied "
+            "before each row; server CPU: the daemon, its PostgreSQL and Redis, user + system, over the row",
             table,
         )
     return 0
 
 
-def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: int) -> tuple[list[list[str]], int]:
+async def synthetic_tenant(base: str, data_dir: Path, chunks: int) -> str:
+    """A tenant of `chunks` chunks written straight into the database as perf/bench_search.py writes them (real
+    passages' text, vectors drawn around their real embeddings), once; its name."""
+    name = f"synthetic-{chunks}"
+    dsn = json.loads((data_dir / "services.json").read_text())["database_dsn"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        have = await conn.fetchval(
+            "SELECT count(*) FROM chunks c JOIN tenants t ON t.id = c.tenant_id WHERE t.name = $1", name
+        )
+    finally:
+        await conn.close()
+    if have == chunks:
+        return name
+    token = (data_dir / "admin_token").read_text().strip()
+    async with aiohttp.ClientSession() as session:
+        await call(session, base, token, "POST", "/v1/admin/tenants", {"name": name})
+    shapes = 2000 if chunks >= 2000 else 300  # real passages the rows are drawn from (--quick: fewer)
+    real, _ = real_embeddings(shapes)
+    texts = passages(PYDOCS, shapes)[:shapes]
+    vectors, _ = synthetic(real, chunks, seed=chunks)
+    await fill(dsn, name, vectors, texts, np.random.default_rng(5).integers(0, len(texts), chunks))
+    return name
+
+
+def run(
+    data_dir: Path, site: Path, pages: int, levels: list[int], questions: int, synthetic_chunks: int
+) -> tuple[list[list[str]], int]:
     with served(site) as url:
         base_settings = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
         with services(base_settings, "bench") as running:
             chunks = asyncio.run(crawl_if_needed(running, url, pages))
     rows = []
-    for cache in (False, True):
+    # The crawled tenant without and with the cache, then the synthetic one without.
+    plan = [(TENANT, False), (TENANT, True)] + ([("synthetic", False)] if synthetic_chunks else [])
+    for tenant, cache in plan:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = start(
@@ -148,19 +194,29 @@ def run(data_dir: Path, site: Path, pages: int, levels: list[int], questions: in
         )
         try:
             wait_ready(base, proc)
+            if tenant == "synthetic":
+                tenant = asyncio.run(synthetic_tenant(base, data_dir, synthetic_chunks))
+                label = f"{tenant} ({synthetic_chunks:,} chunks)"
+            else:
+                label = f"{tenant} ({chunks:,} chunks)"
             time.sleep(2)
             idle = pss_mib(proc.pid, data_dir)
             token = (data_dir / "admin_token").read_text().strip()
             for clients in levels:
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
+                cpu = cpu_seconds(proc.pid, data_dir)
                 with PeakMemory(proc.pid, data_dir) as peak:
-                    results = asyncio.run(load(base, token, clients, questions))
+                    results = asyncio.run(load(base, token, tenant, clients, questions))
+                cpu = cpu_seconds(proc.pid, data_dir) - cpu
+                answered = max(1, sum(r["ok"] for r in results))
                 rows.append(
                     [
+                        label,
                         f"{'on' if cache else 'off'}",
                         str(clients),
                         *summary(results, time.perf_counter() - started),
+                        f"{cpu * 1000 / answered:.1f}",
                         f"{idle:.0f} / {peak.mib:.0f} MiB",
                     ]
                 )

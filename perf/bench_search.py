@@ -1,6 +1,7 @@
 """`POST /v1/search` at tenant scale, through HTTP, broken down by phase (the server's `Server-Timing` header).
 
-    python -m perf.bench_search [--sizes 10000,20000,100000] [--queries 60] [--quick]
+    python -m perf.bench_search [--sizes 10000,20000,100000] [--queries 60] [--storage] [--compare KEY=VALUE]...
+                                [--quick]
 
 A real `bitbd serve` (zero-setup) in a temporary data dir. Its tenants hold `--sizes` chunks each, written straight
 into its PostgreSQL (ten chunks a document): the realistic synthetic distribution of perf/bench_vectors.py (real
@@ -11,7 +12,8 @@ first phrasing of each hand-written question of perf/questions.py. One client, o
 serialise), and, for vector and hybrid, recall@10 of the vector half against the exact top 10 (numpy, the same
 query vectors). With `--storage`, first with `chunks.embedding` and `chunks.tsv` stored as before migration 0016
 (moved out of line into the TOAST table when a row is large), then as 0016 stores them (in the row), the same rows
-side by side in one run.
+side by side in one run. Each `--compare` setting is measured after the defaults, on a server started again with
+it, over the same rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -143,18 +146,24 @@ async def toast_share(dsn: str) -> str:
         await conn.close()
 
 
+async def serve(data_dir: Path, settings: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {f"BITBD_{k}": v for k, v in settings.items()}
+    proc = start("serve", data_dir, "--port", str(port), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0", **env)
+    await asyncio.to_thread(wait_ready, base, proc)
+    return proc, base
+
+
 async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     real, _ = real_embeddings(args.real)
     texts = passages(PYDOCS, args.real)[: args.real]
     questions = [q for q, _, _ in QUESTIONS][: args.queries]
     asked = np.array(FastEmbedder(PluginContext("fastembed")).embed_queries_sync(questions))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = start("serve", data_dir, "--port", str(port), BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0")
     out: dict[str, Any] = {"sizes": sizes, "runs": {}}
+    proc, base = await serve(data_dir, {})
     try:
-        await asyncio.to_thread(wait_ready, base, proc)
         token = (data_dir / "admin_token").read_text().strip()
         dsn = json.loads((data_dir / "services.json").read_text())["database_dsn"]
         async with aiohttp.ClientSession() as session:
@@ -170,13 +179,17 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 print(f"tenant {name}: {size} chunks written in {time.perf_counter() - started:.0f} s", flush=True)
                 sims = asked @ vectors.T
                 exact[size] = [{ids[j] for j in np.argsort(-row)[:10]} for row in sims]
-            # As before migration 0016 first, then as it stores them: the same rows, side by side.
-            storages = [BEFORE, AFTER] if args.storage else ["as migrated"]
-            for label in storages:
-                if label != "as migrated":
-                    embedding, tsv = STORAGE[label]
-                    seconds = await set_storage(dsn, embedding, tsv)
+            # As before migration 0016 first, then as it stores them: the same rows, side by side. Then each
+            # compared setting on a server started again with it.
+            stored = [BEFORE, AFTER] if args.storage else ["defaults"]
+            runs = [(label, {}) for label in stored] + [(c, dict([c.split("=", 1)])) for c in args.compare]
+            for label, settings in runs:
+                if label in STORAGE:
+                    seconds = await set_storage(dsn, *STORAGE[label])
                     print(f"storage {label}: rows rewritten in {seconds:.0f} s", flush=True)
+                if settings:
+                    stop(proc)
+                    proc, base = await serve(data_dir, settings)
                 layout = await toast_share(dsn)
                 for size in sizes:
                     for mode in MODES:
@@ -203,7 +216,7 @@ def table(out: dict[str, Any]) -> str:
                 "-" if r["recall"] is None else f"{r['recall']:.3f}",
             ]
         )
-    head = ["chunks storage", "chunks", "mode", "p50 ms", "p95 ms", *(f"{p} p50" for p in PHASES), "recall@10"]
+    head = ["configuration", "chunks", "mode", "p50 ms", "p95 ms", *(f"{p} p50" for p in PHASES), "recall@10"]
     return report.markdown_table(head, rows)
 
 
@@ -217,10 +230,23 @@ def main() -> None:
         action="store_true",
         help="measure the rows stored as before migration 0016, then as it stores them",
     )
-    parser.add_argument("--quick", action="store_true", help="one 2,000-chunk tenant, 10 queries; nothing appended")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also measure a server started with this setting (its BITBD_* name without the prefix, e.g. "
+        "PLUGINS__PGVECTOR__EXACT_BELOW=0), on the same rows",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one 2,000-chunk tenant, 10 queries, compared with the vector index always used; nothing appended",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.queries, args.real = "2000", 10, 300
+        args.compare = args.compare or ["PLUGINS__PGVECTOR__EXACT_BELOW=0"]
     with tempfile.TemporaryDirectory(prefix="bitbd-search-") as tmp:
         out = asyncio.run(run(args, Path(tmp)))
     text = table(out)

@@ -1,6 +1,7 @@
 """Vector search in pgvector: exact scan, IVFFlat, HNSW on vector / halfvec / binary_quantize bits, one run.
 
-    python -m perf.bench_vectors [--rows 100000] [--quick]          # and --rows 1000000
+    python -m perf.bench_vectors [--rows 100000] [--only 'HNSW halfvec m16,IVFFlat bits'] [--quick]
+    # and --rows 1000000
 
 The vectors are a realistic synthetic distribution built from real embeddings (stated in every table): bitbd's
 default embedder embeds `--real` real passages of Python's documentation (python3.11-doc, chunked as ingestion
@@ -203,7 +204,9 @@ def p(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * q))]
 
 
-async def run(dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quick: bool) -> tuple[str, str]:
+async def run(
+    dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quick: bool, only: tuple[str, ...] = ()
+) -> tuple[str, str]:
     data, target = synthetic(real, rows)
     truth = exact_top(data, questions, 10)
     conn = await asyncpg.connect(dsn)
@@ -225,6 +228,8 @@ async def run(dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quic
         ]
         out, built, hnsw_mib = [], None, 0.0
         chosen = configs(rows)
+        if only:
+            chosen = [c for c in chosen if c.name.startswith(only)]
         if quick:  # one of each query shape
             chosen = [
                 c
@@ -264,7 +269,7 @@ async def run(dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quic
                 ]
             )
         main = report.markdown_table([*head, "smaller than HNSW vector"], out)
-        tenant = await tenant_table(pool, data, questions)
+        tenant = "" if only else await tenant_table(pool, data, questions)
         return main + f"\n\nReal nearest-neighbour cosine the noise was scaled to: {target:.3f}.", tenant
     finally:
         await pool.close()
@@ -324,6 +329,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--real", type=int, default=2000, help="real passages the distribution is built from")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated starts of the configurations to run, e.g. 'HNSW halfvec m16,IVFFlat bits' (for "
+        "--rows 1000000, where each HNSW build takes minutes); skips the one-tenant table",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 rows, 5 configurations")
     args = parser.parse_args()
     if args.quick:
@@ -334,7 +345,8 @@ def main() -> int:
         services(Settings(data_dir=Path(data_dir)), "bench", redis=False) as running,
     ):
         dsn = running.database.dsn.get_secret_value()
-        main_table, tenant = asyncio.run(run(dsn, args.rows, real, questions, args.quick))
+        only = tuple(part.strip() for part in args.only.split(",") if part.strip())
+        main_table, tenant = asyncio.run(run(dsn, args.rows, real, questions, args.quick, only))
     print(main_table + "\n\n" + tenant)
     if not args.quick:
         report.append(

@@ -54,6 +54,7 @@ def test_bench_retrieval(tmp_path: Path) -> None:
 def test_bench_chat(tmp_path: Path) -> None:
     out = quick("bench_chat", tmp_path)
     assert "| off | 3 | 6/6 |" in out and "| on | 3 | 6/6 |" in out, out
+    assert "| synthetic-500 (500 chunks) | off | 3 | 6/6 |" in out, out
 
 
 @needs_docs
@@ -97,4 +98,5 @@ def test_bench_fresh(tmp_path: Path) -> None:
 @needs_docs
 def test_bench_search(tmp_path: Path) -> None:
     out = quick("bench_search", tmp_path)
-    assert "| as migrated | 2,000 | vector |" in out and "| as migrated | 2,000 | hybrid |" in out, out
+    assert "| defaults | 2,000 | vector |" in out and "| defaults | 2,000 | hybrid |" in out, out
+    assert "| PLUGINS__PGVECTOR__EXACT_BELOW=0 | 2,000 | vector |" in out, out

@@ -17,6 +17,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.plugin_api import Hit, PluginContext, PluginError, Vector, VectorStore, hookimpl
+from bitbd_plugins.stores.keywords import KEYWORD, CommonWords
 
 log = logging.getLogger(__name__)
 Index = Literal["hnsw", "hnsw_halfvec", "hnsw_bits", "exact"]
@@ -30,6 +31,12 @@ class PgVectorConfig(BaseModel):
     """hnsw (float vectors), hnsw_halfvec (half the size), hnsw_bits (1 bit per dimension, re-ranked), exact."""
     rerank_candidates: int = Field(200, ge=10, le=2000)
     """hnsw_bits: candidates the bit index proposes for re-ranking by the full vectors."""
+    keyword_common_rows: int = Field(1000, ge=0)
+    """Keyword search: a word in more of a tenant's chunks than this, or than `keyword_common_share` of them,
+    ranks candidates but does not select them (a common word's matches cost a scoring each). 0: words of every
+    frequency select."""
+    keyword_common_share: float = Field(0.05, gt=0, le=1)
+    """Keyword search: the share of a tenant's chunks beyond which a word is common (see keyword_common_rows)."""
     exact_below: int = Field(20_000, ge=0)
     """Tenants with fewer chunks are searched exactly, whatever the index (every chunk compared: recall 1, a few
     milliseconds); larger ones through the index. 0: always the index."""
@@ -77,21 +84,6 @@ SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embed
 FROM candidates JOIN chunks c ON c.id = candidates.id AND c.tenant_id = $1
 JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
 ORDER BY c.embedding <=> $2 LIMIT $3"""
-# Any of the question's words (stemmed, stop words dropped; dots, underscores and slashes split identifiers as in
-# the indexed text, migration 0007), ranked by how often they occur (no length normalisation: measured better):
-# websearch_to_tsquery ANDs the words, which a natural-language question rarely matches in full, so its ANDs
-# become ORs ("quoted phrases" stay phrases). The best ids first, then their rows: a common word matches thousands
-# of chunks, and joining documents and computing similarity for only the top k was 25% faster.
-_KEYWORD = """
-WITH q AS (SELECT replace(websearch_to_tsquery('english', regexp_replace($2, '[._/]+', ' ', 'g'))::text,
-                          ' & ', ' | ')::tsquery AS query),
-top AS (SELECT c.id, ts_rank(c.tsv, q.query) AS score FROM q, chunks c
-        WHERE c.tenant_id = $1 AND c.tsv @@ q.query ORDER BY score DESC, c.id LIMIT $4)
-SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $3) AS similarity,
-       top.score
-FROM top JOIN chunks c ON c.id = top.id AND c.tenant_id = $1
-JOIN documents d ON d.id = c.document_id AND d.tenant_id = c.tenant_id
-ORDER BY top.score DESC, c.id"""
 
 
 class PgVectorStore(VectorStore):
@@ -105,6 +97,7 @@ class PgVectorStore(VectorStore):
         self.pool = ctx.need_pool()
         self._dimension = 0
         self._sizes: dict[uuid.UUID, tuple[int, float]] = {}  # tenant -> (chunks, when counted)
+        self._common = CommonWords(self.pool, self.config.keyword_common_share, self.config.keyword_common_rows)
 
     async def dimension(self) -> int:
         """The dimension the schema's `chunks.embedding` column holds."""
@@ -177,8 +170,9 @@ class PgVectorStore(VectorStore):
                 rows = await conn.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
         return sorted(_hits(rows), key=lambda h: -h.score)
 
-    async def _chunks(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
-        """The tenant's chunk count, counted at most once a minute (it decides exact or index search)."""
+    async def _chunks(self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID) -> int:
+        """The tenant's chunk count, counted at most once a minute (it decides exact or index search, and which
+        words are common)."""
         known = self._sizes.get(tenant_id)
         if known is not None and time.monotonic() - known[1] < 60:
             return known[0]
@@ -189,9 +183,12 @@ class PgVectorStore(VectorStore):
         return count
 
     async def keyword_search(self, tenant_id: uuid.UUID, query: str, vector: Vector, k: int) -> list[Hit]:
-        """Full-text search of the chunks' `tsv` for any of the query's words, ranked by
-        ts_rank, each hit with its cosine similarity to `vector`."""
-        return _hits(await self.pool.fetch(_KEYWORD, tenant_id, query, vector, k))
+        """Full-text search of the chunks' `tsv`: candidates hold one of the query's distinctive words (see
+        keywords.py), ranked by ts_rank over all of its words, each hit with its cosine similarity to `vector`."""
+        common: list[str] = []
+        if self.config.keyword_common_rows:
+            common = await self._common.of(tenant_id, await self._chunks(self.pool, tenant_id))
+        return _hits(await self.pool.fetch(KEYWORD, tenant_id, query, vector, k, common))
 
 
 def _hits(rows: list[asyncpg.Record]) -> list[Hit]:

@@ -123,3 +123,34 @@ async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool
             recall[below].append(len(truth & {h.text for h in hits}) / 10)
     assert min(recall[20_000]) == 1.0, "exact for a tenant of 3,000 chunks"
     assert np.mean(recall[0]) < 0.9, "the index alone misses neighbours here (else this test proves nothing)"
+
+
+async def test_a_common_word_ranks_keyword_candidates_but_does_not_select_them(pool: asyncpg.Pool) -> None:
+    tenant = await tenancy.create_tenant(pool, "words")
+    other = await tenancy.create_tenant(pool, "few")
+    doc = await document(pool, tenant.id, "https://w.example/")
+    # Every chunk says "widget"; five also say "sprocket", and the widgets of the first of them are many.
+    texts = [
+        f"widget number {i}" + (" sprocket" if i < 5 else "") + (" widget widget" if i == 0 else "") for i in range(600)
+    ]
+    await write(pool, tenant.id, doc, [Chunk(i, t, f"w{i}", ["Guide"], unit(i)) for i, t in enumerate(texts)])
+    await write(
+        pool,
+        other.id,
+        await document(pool, other.id, "https://f.example/"),
+        [
+            Chunk(i, f"widget number {i}" + (" sprocket" if i < 5 else ""), f"f{i}", ["Guide"], unit(i))
+            for i in range(150)
+        ],
+    )
+    store = PgVectorStore(PluginContext("pgvector", pool=pool))
+    hits = await store.keyword_search(tenant.id, "Where is the widget sprocket?", unit(1), 40)
+    assert len(hits) == 5 and all("sprocket" in h.text for h in hits), "only chunks with the distinctive word"
+    assert hits[0].text == texts[0], "ranked by all the words: the chunk with the most widgets first"
+    assert len(await store.keyword_search(tenant.id, "widget", unit(1), 40)) == 40, "common words alone: all of them"
+    assert await store.keyword_search(tenant.id, "widget cogwheel", unit(1), 40) == [], "no chunk has the distinctive word"
+    # Under 200 chunks no word is common; with keyword_common_rows 0 none ever is.
+    assert len(await store.keyword_search(other.id, "widget sprocket", unit(1), 40)) == 40
+    every = PgVectorStore(PluginContext("pgvector", config={"keyword_common_rows": 0}, pool=pool))
+    hits = await every.keyword_search(tenant.id, "widget sprocket", unit(1), 40)
+    assert len(hits) == 40 and all("sprocket" in h.text for h in hits[:5])
