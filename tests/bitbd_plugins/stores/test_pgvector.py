@@ -148,9 +148,24 @@ async def test_a_common_word_ranks_keyword_candidates_but_does_not_select_them(p
     assert len(hits) == 5 and all("sprocket" in h.text for h in hits), "only chunks with the distinctive word"
     assert hits[0].text == texts[0], "ranked by all the words: the chunk with the most widgets first"
     assert len(await store.keyword_search(tenant.id, "widget", unit(1), 40)) == 40, "common words alone: all of them"
-    assert await store.keyword_search(tenant.id, "widget cogwheel", unit(1), 40) == [], "no chunk has the distinctive word"
+    assert await store.keyword_search(tenant.id, "widget cogwheel", unit(1), 40) == [], "none has the rare word"
     # Under 200 chunks no word is common; with keyword_common_rows 0 none ever is.
     assert len(await store.keyword_search(other.id, "widget sprocket", unit(1), 40)) == 40
     every = PgVectorStore(PluginContext("pgvector", config={"keyword_common_rows": 0}, pool=pool))
     hits = await every.keyword_search(tenant.id, "widget sprocket", unit(1), 40)
     assert len(hits) == 40 and all("sprocket" in h.text for h in hits[:5])
+
+
+async def test_the_index_is_built_again_when_its_graph_settings_change(pool: asyncpg.Pool) -> None:
+    options = "SELECT reloptions FROM pg_class WHERE relname = 'chunks_embedding_halfvec'"
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)
+    assert sorted(await pool.fetchval(options)) == ["ef_construction=200", "m=16"]
+    oid = await pool.fetchval("SELECT 'chunks_embedding_halfvec'::regclass::oid")
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)
+    assert await pool.fetchval("SELECT 'chunks_embedding_halfvec'::regclass::oid") == oid, "unchanged: not rebuilt"
+    try:
+        await PgVectorStore(PluginContext("pgvector", config={"ef_construction": 64, "m": 8}, pool=pool)).check(384)
+        assert sorted(await pool.fetchval(options)) == ["ef_construction=64", "m=8"]
+    finally:
+        await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)
+    assert sorted(await pool.fetchval(options)) == ["ef_construction=200", "m=16"]
