@@ -182,7 +182,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             # As before migration 0016 first, then as it stores them: the same rows, side by side. Then each
             # compared setting on a server started again with it.
             stored = [BEFORE, AFTER] if args.storage else ["defaults"]
-            runs = [(label, {}) for label in stored] + [(c, dict([c.split("=", 1)])) for c in args.compare]
+            compared = [(c, dict(kv.split("=", 1) for kv in c.split(","))) for c in args.compare]
+            runs = [(label, {}) for label in stored] + compared
             for label, settings in runs:
                 if label in STORAGE:
                     seconds = await set_storage(dsn, *STORAGE[label])
@@ -235,8 +236,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="also measure a server started with this setting (its BITBD_* name without the prefix, e.g. "
-        "PLUGINS__PGVECTOR__EXACT_BELOW=0), on the same rows",
+        help="also measure a server started with these settings (BITBD_* names without the prefix, comma-separated, "
+        "e.g. PLUGINS__PGVECTOR__EXACT_BELOW=0), on the same rows",
     )
     parser.add_argument(
         "--quick",

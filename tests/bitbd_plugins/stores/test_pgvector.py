@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import asyncpg
@@ -10,9 +11,11 @@ import pytest
 
 from bitbd import tenancy
 from bitbd.db.chunks import replace_chunks
+from bitbd.db.pool import open_pool
 from bitbd.errors import ConfigError, PluginError
 from bitbd.interfaces import Chunk, Vector
 from bitbd.plugin_api import PluginContext
+from bitbd.settings import Settings
 from bitbd_plugins.stores.pgvector import PgVectorStore
 
 
@@ -169,3 +172,20 @@ async def test_the_index_is_built_again_when_its_graph_settings_change(pool: asy
     finally:
         await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)
     assert sorted(await pool.fetchval(options)) == ["ef_construction=200", "m=16"]
+
+
+async def test_an_index_build_longer_than_the_command_timeout_completes(
+    pool: asyncpg.Pool, service_settings: Settings
+) -> None:
+    tenant = await tenancy.create_tenant(pool, "many")
+    await write(pool, tenant.id, await document(pool, tenant.id, "https://m.example/"), chunks(*range(3000)))
+    quick = await open_pool(service_settings.database.model_copy(update={"command_timeout": 0.05}))
+    try:
+        started = time.monotonic()
+        await PgVectorStore(PluginContext("pgvector", config={"ef_construction": 100}, pool=quick)).check(384)
+        assert time.monotonic() - started > 0.05, "the build must outlast the timeout for this test to mean anything"
+        options = await pool.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'chunks_embedding_halfvec'")
+        assert "ef_construction=100" in options
+    finally:
+        await quick.close()
+        await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)
