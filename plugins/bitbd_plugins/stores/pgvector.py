@@ -48,7 +48,7 @@ class PgVectorConfig(BaseModel):
     per 1,000 chunks); larger ones through the index. The index filters one tenant's rows out of all tenants', so
     it is slow for a tenant holding a small share of them: through HTTP, a 10,000-chunk tenant among 130,000
     chunks took 23 ms p50 exact and 36 ms through the index; at 20,000 chunks the index took 22 ms, the exact scan
-    ~33 (perf/RESULTS.md). 0: always the index."""
+    an estimated ~33 (perf/RESULTS.md). 0: always the index."""
 
 
 # Every vector index this store may create; the one the setting names is kept, the others are dropped.
