@@ -3,14 +3,14 @@ without and with the semantic cache, against a real `bitbd serve` on loopback.
 
     python -m perf.bench_chat [--data-dir DIR] [--clients 1,10,50,200] [--questions 4] [--synthetic 20000] [--quick]
 
-Uses the Python library reference tenant that perf/bench_retrieval.py crawls (crawling it first if the data dir
-has none), and a second tenant of `--synthetic` chunks written as perf/bench_search.py writes them (real passages'
-text, vectors drawn around their real embeddings). Each client opens its own WebSocket and asks its questions one
-after another, drawn from the hand-written questions and their paraphrases (perf/questions.py). The server runs
-three times: the crawled tenant with the cache off, then on (starting empty), then the synthetic tenant with the
-cache off. The per-key rate limit is lifted for the run (all clients share one key). Each row says the server's
-CPU time per answer (the daemon, its PostgreSQL and Redis: user + system), a figure that holds whatever else runs
-on the machine. Appends the table with this command to perf/RESULTS.md.
+Uses the Python library reference tenant that perf/bench_retrieval.py crawls (crawling it first if the data dir has
+none), and a second tenant of `--synthetic` chunks written as perf/bench_search.py writes them (real passages' text,
+vectors drawn around their real embeddings). Each client opens its own WebSocket and asks its questions one after
+another, drawn from the hand-written questions and their paraphrases (perf/questions.py). The server runs three
+times: the crawled tenant with the cache off, then on (starting empty), then the synthetic tenant with the cache
+off. The per-key rate limit and the per-address connection cap are lifted for the run (all clients share one key and
+127.0.0.1). Each row says the server's CPU time per answer (the daemon, its PostgreSQL and Redis: user + system), a
+figure that holds whatever else runs on the machine. Appends the table with this command to perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -112,6 +112,14 @@ def main() -> int:
         help="chunks of a second tenant written as perf/bench_search.py writes them, asked with the cache off "
         "(0: none)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
+        "PLUGINS__EXTRACTIVE__COMPARE=0",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing appended")
     args = parser.parse_args()
     if args.quick:
@@ -119,7 +127,8 @@ def main() -> int:
     levels = [int(n) for n in str(args.clients).split(",")]
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
-        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions, args.synthetic)
+        overrides = {f"BITBD_{k.upper()}": v for k, _, v in (s.partition("=") for s in args.set)}
+        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions, args.synthetic, overrides)
     head = [
         "tenant",
         "cache",
@@ -140,7 +149,8 @@ def main() -> int:
             f"concurrent WebSocket clients x {args.questions} questions each, one after "
             f"another, a crawled tenant of {chunks:,} chunks and a synthetic one of {args.synthetic:,}, extractive "
             "generator, `bitbd serve` on loopback, 2 cores shared by server and clients; the cache is emptied "
-            "before each row; server CPU: the daemon, its PostgreSQL and Redis, user + system, over the row",
+            "before each row; server CPU: the daemon, its PostgreSQL and Redis, user + system, over the row"
+            + "".join(f"; {s}" for s in args.set),
             table,
         )
     return 0
@@ -172,7 +182,13 @@ async def synthetic_tenant(base: str, data_dir: Path, chunks: int) -> str:
 
 
 def run(
-    data_dir: Path, site: Path, pages: int, levels: list[int], questions: int, synthetic_chunks: int
+    data_dir: Path,
+    site: Path,
+    pages: int,
+    levels: list[int],
+    questions: int,
+    synthetic_chunks: int,
+    overrides: dict[str, str],
 ) -> tuple[list[list[str]], int]:
     with served(site) as url:
         base_settings = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
@@ -191,6 +207,8 @@ def run(
             str(port),
             BITBD_CACHE__ENABLED=str(cache).lower(),
             BITBD_CHAT__RATE_LIMIT_PER_MINUTE="0",
+            BITBD_CHAT__MAX_CONNECTIONS_PER_CLIENT="0",  # every client is 127.0.0.1
+            **overrides,
         )
         try:
             wait_ready(base, proc)
