@@ -41,7 +41,7 @@ from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
-from perf.server import PeakMemory, call, cpu_seconds, pss_mib, start, stop, wait_ready
+from perf.server import PeakMemory, add_set_option, call, cpu_seconds, pss_mib, settings_of, start, stop, wait_ready
 
 TENANT = "pydocs-5k"
 
@@ -112,14 +112,7 @@ def main() -> int:
         help="chunks of a second tenant written as perf/bench_search.py writes them, asked with the cache off "
         "(0: none)",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
-        "PLUGINS__EXTRACTIVE__COMPARE=0",
-    )
+    add_set_option(parser, "PLUGINS__EXTRACTIVE__COMPARE=0")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing appended")
     args = parser.parse_args()
     if args.quick:
@@ -127,7 +120,7 @@ def main() -> int:
     levels = [int(n) for n in str(args.clients).split(",")]
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
-        overrides = {f"BITBD_{k.upper()}": v for k, _, v in (s.partition("=") for s in args.set)}
+        overrides = {f"BITBD_{k}": v for k, v in settings_of(args.set).items()}
         rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions, args.synthetic, overrides)
     head = [
         "tenant",

@@ -41,7 +41,7 @@ from bitbd.settings import Settings
 from perf import baselines
 from perf.corpus import free_port, served
 from perf.report import append, markdown_table
-from perf.server import call, start, stop, wait_ready
+from perf.server import add_set_option, call, settings_of, start, stop, wait_ready
 
 QUALITY = Path(__file__).with_name("quality")
 KEPT = Path("/tmp/bitbd-perf-quality")
@@ -93,16 +93,9 @@ def main() -> int:
         action="store_true",
         help="one site, 6 questions and 2 to refuse, only their pages; prints, appends nothing",
     )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a setting of the server under test, as its BITBD_* name without the prefix, e.g. "
-        "INGEST__CHUNK_TOKENS=128 (an experiment: use its own --data-dir and --fresh)",
-    )
+    add_set_option(parser, "INGEST__CHUNK_TOKENS=128 (an experiment: use its own --data-dir and --fresh)")
     args = parser.parse_args()
-    overrides = dict(_setting(s) for s in args.set)
+    overrides = settings_of(args.set)
     known = sites()
     chosen = [known[name] for name in args.sites.split(",")]
     missing = [s.root for s in chosen if not (s.root / "index.html").is_file()]
@@ -126,13 +119,6 @@ def main() -> int:
                 table,
             )
     return 0
-
-
-def _setting(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        sys.exit(f"--set {text!r}: give KEY=VALUE, e.g. INGEST__CHUNK_TOKENS=128")
-    return key.strip().upper(), value
 
 
 def _quick(site: Site) -> Site:

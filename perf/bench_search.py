@@ -40,7 +40,7 @@ from perf.bench_embed import passages
 from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, free_port
 from perf.questions import QUESTIONS
-from perf.server import call, start, stop, tenant_key, wait_ready
+from perf.server import call, settings_of, start, stop, tenant_key, wait_ready
 
 MODES = ("vector", "keyword", "hybrid")
 PHASES = ("auth", "embed", "vector", "keyword", "fuse", "serialise")
@@ -182,8 +182,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             # As before migration 0016 first, then as it stores them: the same rows, side by side. Then each
             # compared setting on a server started again with it.
             stored = [BEFORE, AFTER] if args.storage else ["defaults"]
-            compared = [(c, dict(kv.split("=", 1) for kv in c.split(","))) for c in args.compare]
-            runs = [(label, {}) for label in stored] + compared
+            compared = [(c, settings_of(c.split(","))) for c in args.compare]
+            runs: list[tuple[str, dict[str, str]]] = [(label, {}) for label in stored] + compared
             for label, settings in runs:
                 if label in STORAGE:
                     seconds = await set_storage(dsn, *STORAGE[label])

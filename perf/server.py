@@ -3,6 +3,7 @@ its admin API, and measure its processes' memory and CPU."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -32,6 +33,28 @@ def start(command: str, data_dir: Path, *args: str, **settings: str) -> subproce
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """The `--set KEY=VALUE` option (repeatable): a setting of the server under test, by its BITBD_* name."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a setting of the server under test, as its BITBD_* name without the prefix, e.g. {example}",
+    )
+
+
+def settings_of(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` texts as {KEY: VALUE} (KEY upper-cased, without the BITBD_ prefix), or exit naming the bad one."""
+    out = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            sys.exit(f"{text!r}: give KEY=VALUE, e.g. INGEST__CHUNK_TOKENS=128")
+        out[key.strip().upper()] = value
+    return out
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
