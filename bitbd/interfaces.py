@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ class Chunk:
     content_hash: str
     heading_path: list[str] = field(default_factory=list)
     embedding: Vector | None = None
+    prepared: bytes | None = None  # what the generators will embed of it, embedded (bitbd/prepared.py); None: not yet
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Hit:
     text: str
     score: float
     similarity: float | None = None
+    prepared: Mapping[str, Vector] = field(default_factory=dict, compare=False, repr=False)
+    """Vectors made at ingestion of the texts the generator's `prepare()` named for this chunk, by text; filled
+    by bitbd before the generator is called, empty where none are stored."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,14 @@ class AnswerGenerator(Component):
     @abstractmethod
     def generate(self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()) -> AsyncIterator[str]:
         """Yield the answer's text in pieces, citing passages as ``[n]``; ``history`` holds earlier turns."""
+
+    @classmethod
+    def prepare(cls, text: str) -> list[str]:
+        """The texts this generator will embed (with `use_embedder`'s function) when it answers from a chunk of
+        ``text``. bitbd embeds them once, at ingestion, stores them with the chunk, and hands them over on the
+        chunk's hits (`Hit.prepared`), so answering embeds nothing that was known in advance. Optional: the default
+        names none. A class method: workers call it without building the generator."""
+        return []
 
     def use_embedder(self, embed: Callable[[Sequence[str]], Awaitable[list[Vector]]]) -> None:
         """Called once before the first answer with a function that embeds texts with the tenant's embedding

@@ -114,7 +114,7 @@ class Metrics:
 
     @contextmanager
     def embedding(self, kind: str) -> Iterator[None]:
-        """Time the block into `bitbd_embed_seconds` under `kind` (document, query or sentences)."""
+        """Time the block into `bitbd_embed_seconds` under `kind` (document, prepared, query or sentences)."""
         with _timed(self.embed_seconds, {"kind": kind}):
             yield
 

@@ -33,7 +33,9 @@ import redis.asyncio as aioredis
 from bitbd.client import exchange
 from bitbd.db.pool import migrate_database, open_pool
 from bitbd.embedded.services import services
+from bitbd.jobs.runtime import make_embedder
 from bitbd.plugins import load_plugins
+from bitbd.prepared import prepare_chunks, preparers_of
 from bitbd.settings import CrawlerSettings, Settings
 from perf.bench_embed import passages
 from perf.bench_search import fill
@@ -162,6 +164,7 @@ async def synthetic_tenant(base: str, data_dir: Path, chunks: int) -> str:
     finally:
         await conn.close()
     if have == chunks:
+        await prepare_by_text(dsn, name)
         return name
     token = (data_dir / "admin_token").read_text().strip()
     async with aiohttp.ClientSession() as session:
@@ -171,7 +174,37 @@ async def synthetic_tenant(base: str, data_dir: Path, chunks: int) -> str:
     texts = passages(PYDOCS, shapes)[:shapes]
     vectors, _ = synthetic(real, chunks, seed=chunks)
     await fill(dsn, name, vectors, texts, np.random.default_rng(5).integers(0, len(texts), chunks))
+    await prepare_by_text(dsn, name)
     return name
+
+
+async def prepare_by_text(dsn: str, tenant: str) -> None:
+    """What ingestion prepares for the answer generator (bitbd/prepared.py), made once per distinct text of the
+    tenant's chunks: its rows repeat a few thousand passages, so the server's own backfill would embed each ~10
+    times."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE name = $1", tenant)
+        texts = [
+            r["text"]
+            for r in await conn.fetch(
+                "SELECT DISTINCT text FROM chunks WHERE tenant_id = $1 AND prepared IS NULL", tenant_id
+            )
+        ]
+        if not texts:
+            return
+        embedder = make_embedder(Settings(), load_plugins())
+        preparers = preparers_of(Settings(), load_plugins())
+        print(f"preparing the answer vectors of {len(texts):,} passages", file=sys.stderr)
+        for begin in range(0, len(texts), 64):
+            batch = texts[begin : begin + 64]
+            blobs = await prepare_chunks(preparers, embedder.embed, batch)
+            await conn.executemany(
+                "UPDATE chunks SET prepared = $3 WHERE tenant_id = $1 AND text = $2",
+                [(tenant_id, t, b) for t, b in zip(batch, blobs, strict=True)],
+            )
+    finally:
+        await conn.close()
 
 
 def run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -16,6 +17,7 @@ from bitbd.timing import phase
 
 Mode = Literal["hybrid", "vector", "keyword"]
 _MAX_BATCH = 32
+_RECENT = 1024  # questions' vectors remembered: the extractive generator compares the question just embedded
 
 
 class QueryEmbedder:
@@ -29,10 +31,20 @@ class QueryEmbedder:
         self.embedder = embedder
         self._waiting: list[tuple[str, asyncio.Future[Vector]]] = []
         self._running: asyncio.Task[None] | None = None
+        self._recent: OrderedDict[str, Vector] = OrderedDict()
+
+    def recent(self, text: str) -> Vector | None:
+        """The vector of a text embedded lately (one of the last ~1,000), or None."""
+        vector = self._recent.get(text)
+        if vector is not None:
+            self._recent.move_to_end(text)
+        return vector
 
     async def embed(self, text: str) -> Vector:
-        """The question's vector, embedded in one batch with the questions waiting alongside it;
-        raises only the error its own embedding raised."""
+        """The question's vector: remembered if it was embedded lately, else embedded in one batch with the
+        questions waiting alongside it; raises only the error its own embedding raised."""
+        if (vector := self.recent(text)) is not None:
+            return vector
         future: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
         self._waiting.append((text, future))
         if self._running is None or self._running.done():
@@ -59,7 +71,10 @@ class QueryEmbedder:
     async def _embed(self, batch: list[tuple[str, asyncio.Future[Vector]]]) -> None:
         with METRICS.embedding("query"):
             vectors = await self.embedder.embed_queries([text for text, _ in batch])
-        for (_, future), vector in zip(batch, vectors, strict=True):
+        for (text, future), vector in zip(batch, vectors, strict=True):
+            self._recent[text] = vector
+            if len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
             if not future.done():
                 future.set_result(vector)
 

@@ -35,6 +35,7 @@ from bitbd.interfaces import (
 )
 from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
+from bitbd.prepared import Prepare, attach, preparers_of
 from bitbd.settings import Settings
 from bitbd.tracing import Span, Tracer, tracer
 
@@ -62,6 +63,7 @@ class Answerer:
     cache: SemanticCache
     namespace: str  # cache entries are only shared by identical answering set-ups
     tracer: Tracer
+    preparers: list[Prepare]  # what the generators embed of a chunk: stored at ingestion (bitbd/prepared.py)
     _warming: asyncio.Task[None] | None = None
     _asks: set[asyncio.Task[None]] = field(default_factory=set)  # answers being written; close() waits for them
 
@@ -87,11 +89,16 @@ class Answerer:
         reranker = None
         if settings.retrieval.reranker:
             reranker = plugins.build("reranker", settings.retrieval.reranker, settings, pool=pool)
-        retriever = Retriever(settings.retrieval, store, QueryEmbedder(embedder), reranker)
+        queries = QueryEmbedder(embedder)
+        retriever = Retriever(settings.retrieval, store, queries, reranker)
 
         async def embed_sentences(texts: Sequence[str]) -> list[Vector]:
-            with METRICS.embedding("sentences"):
-                return await embedder.embed_queries(texts)
+            known = {t: v for t in texts if (v := queries.recent(t)) is not None}  # the question, just embedded
+            missing = [t for t in dict.fromkeys(texts) if t not in known]
+            if missing:
+                with METRICS.embedding("sentences"):
+                    known.update(zip(missing, await embedder.embed_queries(missing), strict=True))
+            return [known[t] for t in texts]
 
         count = token_counter(embedder)
         for one in {generator, fallback}:
@@ -112,7 +119,8 @@ class Answerer:
         )
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
-        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings))
+        preparers = preparers_of(settings, plugins)
+        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings), preparers)
 
     def backlogs(self) -> list[dict[str, Any]]:
         """The console's view of the requests waiting for and in flight to the generators' backends."""
@@ -303,6 +311,7 @@ class Answerer:
             cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) if opening else None
             if cached is None:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
+                hits = await attach(self.pool, caller.tenant_id, hits, self.preparers)
                 METRICS.rag_chunks.observe({}, len(hits))
                 if not hits:
                     await self.refuse_if_empty(caller.tenant_id)

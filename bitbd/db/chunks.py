@@ -20,10 +20,11 @@ _LOCK_DOCUMENT = "SELECT id FROM documents WHERE tenant_id = $1 AND id = $2 FOR 
 _DROP_OTHERS = """DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2
 AND NOT (content_hash = ANY($3::text[]))"""
 _UPSERT_CHUNK = """
-INSERT INTO chunks (tenant_id, document_id, position, heading_path, text, content_hash, embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO chunks (tenant_id, document_id, position, heading_path, text, content_hash, embedding, prepared)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tenant_id, document_id, content_hash) DO UPDATE
-SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding"""
+SET position = excluded.position, heading_path = excluded.heading_path, embedding = excluded.embedding,
+    prepared = coalesce(excluded.prepared, chunks.prepared)"""
 # Chunks go with the document in the same statement (ON DELETE CASCADE), so never half of it.
 _DELETE_DOCUMENT = "DELETE FROM documents WHERE tenant_id = $1 AND id = $2 RETURNING id"
 
@@ -44,7 +45,10 @@ async def replace_chunks(
         await conn.execute(_DROP_OTHERS, tenant_id, document_id, hashes)
         await conn.executemany(
             _UPSERT_CHUNK,
-            [(tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding) for c in chunks],
+            [
+                (tenant_id, document_id, c.position, c.heading_path, c.text, c.content_hash, c.embedding, c.prepared)
+                for c in chunks
+            ],
         )
     return len(chunks)
 

@@ -22,6 +22,7 @@ from bitbd.jobs.records import HOLD_STORES, SET_RUNNING
 from bitbd.jobs.runtime import WorkerDeps
 from bitbd.jobs.schedule import NEXT_FROM_START
 from bitbd.metrics import METRICS
+from bitbd.prepared import prepare_chunks
 from bitbd.tracing import Span
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ updated_at = now() WHERE tenant_id = $1 AND id = $2"""
 # not requested at all keeps its own. The page belongs to the source that saw it last, as a stored page does.
 _TOUCH_DOC = """UPDATE documents SET last_job_id = $3, fetched_at = coalesce($4, fetched_at), source_id = $5
 WHERE tenant_id = $1 AND id = $2"""
-_EXISTING = """SELECT c.content_hash, c.embedding FROM chunks c JOIN documents d ON d.id = c.document_id
+_EXISTING = """SELECT c.content_hash, c.embedding, c.prepared FROM chunks c JOIN documents d ON d.id = c.document_id
 WHERE c.tenant_id = $1 AND c.document_id = $2 AND c.embedding IS NOT NULL AND d.embedding_model = $3"""
 # Another URL of this crawl already gave exactly this text (/ and /index.html, ?ref= links): index it once.
 _TWIN = """SELECT url FROM documents WHERE tenant_id = $1 AND source_id = $2 AND last_job_id = $3
@@ -312,14 +313,12 @@ async def store_document(
     about = summary(fetched.text)
     model = deps.embedder.model_name
     existing = await deps.pool.fetchval(_DOC_ID, tenant, fetched.url)
-    known = (
-        {r["content_hash"]: r["embedding"] for r in await deps.pool.fetch(_EXISTING, tenant, existing, model)}
-        if existing
-        else {}
-    )
-    todo = [c for c in chunks if c.content_hash not in known]
-    vectors: dict[str, Any] = dict(known)
-    with phase(deps, "embed", metadata={"model": model, "new": len(todo), "reused": len(known)}):
+    rows = await deps.pool.fetch(_EXISTING, tenant, existing, model) if existing else []
+    vectors: dict[str, Any] = {r["content_hash"]: r["embedding"] for r in rows}
+    prepared: dict[str, bytes | None] = {r["content_hash"]: r["prepared"] for r in rows}
+    todo = [c for c in chunks if c.content_hash not in vectors]
+    unprepared = [c for c in chunks if prepared.get(c.content_hash) is None] if deps.preparers else []
+    with phase(deps, "embed", metadata={"model": model, "new": len(todo), "reused": len(vectors)}):
         for start in range(0, len(todo), _EMBED_BATCH):
             await check_live(deps, job_id)  # before each batch: a cancelled job's pages cost no more CPU
             batch = todo[start : start + _EMBED_BATCH]
@@ -327,7 +326,18 @@ async def store_document(
                 embedded = await deps.embedder.embed([embedding_text(fetched.title, c, about) for c in batch])
             for chunk, vector in zip(batch, embedded, strict=True):
                 vectors[chunk.content_hash] = vector
-    ready = [Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash]) for c in chunks]
+        # What the answer generators will compare with questions (the extractive one's sentences), embedded now
+        # rather than while a visitor waits.
+        for start in range(0, len(unprepared), _EMBED_BATCH):
+            await check_live(deps, job_id)
+            batch = unprepared[start : start + _EMBED_BATCH]
+            with METRICS.embedding("prepared"):
+                blobs = await prepare_chunks(deps.preparers, deps.embedder.embed, [c.text for c in batch])
+            prepared.update(zip((c.content_hash for c in batch), blobs, strict=True))
+    ready = [
+        Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash], prepared.get(c.content_hash))
+        for c in chunks
+    ]
     with phase(deps, "store", metadata={"chunks": len(ready)}):
         async with storing(deps.pool, job_id) as conn:
             doc_id = await conn.fetchval(

@@ -14,6 +14,7 @@ from bitbd.ingest.fetch import Fetcher
 from bitbd.interfaces import Embedder, Source, VectorStore
 from bitbd.jobs.broker import Delayed, Priority, PriorityStreamBroker
 from bitbd.plugins import Plugins
+from bitbd.prepared import Prepare, preparers_of
 from bitbd.settings import Settings
 from bitbd.tracing import Tracer, tracer
 
@@ -37,6 +38,7 @@ class WorkerDeps:
     delayed: Delayed
     sources: dict[str, type[Source]]  # resolved once: every page looks its source type up here
     tracer: Tracer
+    preparers: list[Prepare]  # what the generators that may answer want embedded of each chunk (bitbd/prepared.py)
 
     @classmethod
     async def create(
@@ -61,6 +63,7 @@ class WorkerDeps:
             Delayed(broker, settings.jobs.queue_prefix),
             plugins.sources(),
             tracer(settings),
+            preparers_of(settings, plugins),
         )
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from taskiq.receiver import Receiver
 
+from bitbd import prepared
 from bitbd.answer import conversations
 from bitbd.ingest import offload
 from bitbd.jobs import schedule
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 EXPIRE_EVERY = 600  # upkeep ticks (seconds) between deletions of conversations past their retention
 UPKEEP_SECONDS = 1.0
 HEARTBEAT_TTL = 10
+PREPARE_IDLE = 300.0  # seconds between looks for chunks without prepared vectors, once there are none
 STARTUP_GRACE = 5.0
 _STUCK = """SELECT i.id, j.priority FROM job_items i JOIN jobs j ON j.id = i.job_id
 WHERE i.status IN ('queued', 'running') AND j.status IN ('queued', 'running')
@@ -95,6 +97,7 @@ async def _serve_queue(
     loops = [asyncio.create_task(upkeep(deps, stop))]
     if workers > 0:
         loops.append(asyncio.create_task(heartbeat(deps, workers, role, stop)))
+        loops.append(asyncio.create_task(prepare_old_chunks(deps, stop)))
         receiver = Receiver(broker, run_startup=False, max_async_tasks=workers, max_prefetch=0)
         loops.append(asyncio.create_task(receiver.listen(stop)))  # lets running tasks finish, then returns
     await asyncio.gather(*loops)
@@ -116,6 +119,26 @@ async def heartbeat(deps: WorkerDeps, workers: int, role: str, stop: asyncio.Eve
             await redis.delete(key)
     finally:
         await redis.aclose(close_connection_pool=False)
+
+
+async def prepare_old_chunks(deps: WorkerDeps, stop: asyncio.Event) -> None:
+    """Make the prepared vectors (bitbd/prepared.py) of chunks stored without them (before sql/0017), a batch at
+    a time beside the queue's work, until none is left; then look again every `PREPARE_IDLE` seconds."""
+    while not stop.is_set():
+        done = 0
+        try:
+            left = await deps.pool.fetchval("SELECT count(*) FROM chunks WHERE prepared IS NULL")
+            if left and deps.preparers:
+                log.info("preparing answer vectors of chunks stored without them", extra={"chunks": left})
+                while not stop.is_set() and (
+                    n := await prepared.backfill(deps.pool, deps.preparers, deps.embedder.embed)
+                ):
+                    done += n
+                log.info("prepared answer vectors", extra={"chunks": done})
+        except Exception:  # PostgreSQL away, or the model failed: the answers embed what they need meanwhile
+            log.warning("preparing answer vectors failed, retrying", exc_info=log.isEnabledFor(logging.DEBUG))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PREPARE_IDLE)
 
 
 async def upkeep(deps: WorkerDeps, stop: asyncio.Event) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,6 +67,7 @@ class _Candidate:
     rank: int  # the chunk's place among all chunks found, 0 = best
     sentence: Sentence
     changelog: bool  # from a release-notes page
+    prepared: Mapping[str, Vector] = field(compare=False, repr=False)  # its chunk's, made by `prepare()`
 
     @property
     def text(self) -> str:
@@ -88,6 +89,12 @@ class ExtractiveGenerator(AnswerGenerator):
         self.options = ctx.options(ExtractiveConfig)
         self._embed: Embed | None = None
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
+
+    @classmethod
+    def prepare(cls, text: str) -> list[str]:
+        """Each sentence of a chunk as it is compared with a question (under its heading): embedded at ingestion,
+        so an answer embeds only the sentences of chunks stored before that."""
+        return [s.context for s in analysed(text)]
 
     def use_embedder(self, embed: Embed) -> None:
         """Keep the embedding function, to compare sentences with the question by
@@ -211,13 +218,16 @@ class ExtractiveGenerator(AnswerGenerator):
         # Each sentence is read under its heading: "Decorator to wrap a function…" answers "what does
         # functools.lru_cache do" only as the lead of the section "@functools.lru_cache(maxsize=128)".
         texts = list(dict.fromkeys([question, *(c.sentence.context for c in shortlist)]))
-        known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        stored = {c.sentence.context: v for c in shortlist if (v := c.prepared.get(c.sentence.context)) is not None}
+        known = {t: self._vectors[t] for t in texts if t in self._vectors} | stored
         missing = [t for t in texts if t not in known]
         if missing:
             known.update(
                 zip(missing, (np.asarray(v, dtype=np.float32) for v in await self._embed(missing)), strict=True)
             )
         for text in texts:  # remembered, most recent last; the least recently used go first
+            if text in stored:
+                continue  # kept with its chunk already
             self._vectors[text] = known[text]
             self._vectors.move_to_end(text)
         while len(self._vectors) > _VECTORS_KEPT:
@@ -233,7 +243,7 @@ def _candidates(passages: Sequence[Passage]) -> list[_Candidate]:
     out = []
     for p, i, hit in parts:
         changelog = _CHANGELOG.search(f"{p.hit.title} {p.hit.url} {hit.heading}") is not None
-        out += [_Candidate(p.n, i, ranks[id(hit)], s, changelog) for s in analysed(hit.text)]
+        out += [_Candidate(p.n, i, ranks[id(hit)], s, changelog, hit.prepared) for s in analysed(hit.text)]
     return out
 
 

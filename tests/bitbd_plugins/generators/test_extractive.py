@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
 
 from bitbd.errors import ConfigError
-from bitbd.interfaces import Hit, Passage
+from bitbd.interfaces import Hit, Passage, Vector
 from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from bitbd_plugins.generators.extractive import ExtractiveGenerator, split_sentences
@@ -271,3 +272,25 @@ async def test_compare_0_chooses_by_words_alone_among_every_sentence() -> None:
     text = "".join([p async for p in generator.generate("returns refund courier damaged", PASSAGES)])
     assert text.startswith("Returns of damaged items are collected by courier at no cost. [2]")
     assert len(re.findall(r"\[\d\]", text)) >= 2, text
+
+
+async def test_sentences_prepared_at_ingestion_are_not_embedded_again() -> None:
+    embedder = FastEmbedder(PluginContext("fastembed"))
+    embedded: list[str] = []
+
+    async def counting(texts: Sequence[str]) -> list[Vector]:
+        embedded.extend(texts)
+        return await embedder.embed_queries(texts)
+
+    async def with_vectors(p: Passage) -> Passage:
+        texts = ExtractiveGenerator.prepare(p.hit.text)
+        hit = replace(p.hit, prepared=dict(zip(texts, await embedder.embed(texts), strict=True)))
+        return Passage(p.n, hit, (hit,))
+
+    question = "what does functools.lru_cache do"
+    passages = [await with_vectors(LRU), await with_vectors(WHATS_NEW)]
+    generator = ExtractiveGenerator(PluginContext("extractive"))
+    generator.use_embedder(counting)
+    prepared = "".join([piece async for piece in generator.generate(question, passages)])
+    assert embedded == [question], "only the question is embedded"
+    assert prepared == await meaning_answer(question, [LRU, WHATS_NEW]), "the same answer as embedding them"
