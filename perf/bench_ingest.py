@@ -1,6 +1,6 @@
 """Ingestion end to end: a 1,000-page site crawled by `bitbd serve`, against the embedder alone on the same chunks.
 
-    python -m perf.bench_ingest [--pages 1000] [--profile] [--quick]
+    python -m perf.bench_ingest [--pages 1000] [--profile] [--set KEY=VALUE] [--quick]
 
 Builds the site (perf/site.py: pages cut from Debian's python3.11-doc, `apt-get install python3.11-doc`), serves
 it with `python -m http.server` on loopback, starts a real `bitbd serve` (zero-setup: embedded PostgreSQL and
@@ -33,11 +33,25 @@ from bitbd.embedded.services import services
 from bitbd.ingest.chunking import embedding_text
 from bitbd.interfaces import Chunk
 from bitbd.plugin_api import PluginContext
+from bitbd.plugins import load_plugins
+from bitbd.prepared import preparers_of, texts_of
 from bitbd.settings import Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
 from perf import report, site
 from perf.corpus import free_port, served
-from perf.server import PeakMemory, call, cpu_seconds, pss_mib, start, stop, tenant_key, wait_job, wait_ready
+from perf.server import (
+    PeakMemory,
+    add_set_option,
+    call,
+    cpu_seconds,
+    pss_mib,
+    settings_of,
+    start,
+    stop,
+    tenant_key,
+    wait_job,
+    wait_ready,
+)
 
 PHASES = ("fetch", "chunk", "embed", "store")
 _PHASE = re.compile(r'^bitbd_ingest_phase_seconds_sum\{phase="(\w+)"\} ([0-9.e+-]+)', re.MULTILINE)
@@ -89,13 +103,31 @@ async def chunk_texts(settings: Settings) -> list[str]:
     return [embedding_text(r["title"], Chunk(0, r["text"], "", list(r["heading_path"]))) for r in rows]
 
 
-def embed_alone(texts: list[str]) -> float:
-    """The default embedder, in this process, on the same texts in page-sized batches as the workers embed."""
+async def prepared_texts(settings: Settings) -> list[list[str]]:
+    """What ingestion embedded of each chunk for the answer generator (bitbd/prepared.py), in `chunk_texts` order:
+    none when the server ran with `answer.prepare` off."""
+    pool = await open_pool(settings.database)
+    try:
+        rows = await pool.fetch(
+            "SELECT c.text, c.prepared IS NOT NULL AS made FROM chunks c JOIN documents d "
+            "ON d.id = c.document_id ORDER BY d.id, c.position"
+        )
+    finally:
+        await pool.close()
+    preparers = preparers_of(Settings(), load_plugins())
+    return [texts_of(preparers, r["text"]) if r["made"] else [] for r in rows]
+
+
+def embed_alone(texts: list[str], batches: list[list[str]] | None = None) -> float:
+    """The default embedder, in this process, on the same texts in page-sized batches as the workers embed
+    (`batches`: already grouped, as the prepared texts are, 32 chunks' worth per call)."""
     embedder = FastEmbedder(PluginContext("fastembed"))
     embedder.embed_sync(texts[:16])  # loaded and warm, as the server's is after its first page
+    groups = batches if batches is not None else [texts[i : i + 32] for i in range(0, len(texts), 32)]
     started = time.perf_counter()
-    for start_at in range(0, len(texts), 32):
-        embedder.embed_sync(texts[start_at : start_at + 32])
+    for group in groups:
+        if group:
+            embedder.embed_sync(group)
     return time.perf_counter() - started
 
 
@@ -159,7 +191,10 @@ def main() -> int:
     parser.add_argument("--worker-pages", type=int, default=150, help="pages the `bitbd worker` run crawls")
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the crawl")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 pages, nothing appended")
+    add_set_option(parser, "ANSWER__PREPARE=false")
     args = parser.parse_args()
+    overrides = settings_of(args.set)
+    prefixed = {f"BITBD_{k}": v for k, v in overrides.items()}
     if args.quick:
         args.pages, args.worker_pages = 20, 5
     directory = site.build(Path(tempfile.gettempdir()) / f"bitbd-perf-site-{args.pages}", args.pages)
@@ -167,7 +202,7 @@ def main() -> int:
         data_dir = Path(tmp)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true")
+        proc = start("serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true", **prefixed)
         spy = None
         try:
             wait_ready(base, proc)
@@ -185,34 +220,55 @@ def main() -> int:
         hotspots = top_frames(data_dir / "profile.txt") if spy is not None else ""
         with services(Settings(data_dir=data_dir), "bench") as running:
             texts = asyncio.run(chunk_texts(running))
+            prepared = asyncio.run(prepared_texts(running))
         alone = embed_alone(texts)
+        per_call = [[t for chunk in prepared[i : i + 32] for t in chunk] for i in range(0, len(prepared), 32)]
+        alone_prepared = embed_alone(texts, per_call) if any(per_call) else 0.0
         proc = start(
-            "serve", data_dir, "--port", str(port), BITBD_CRAWLER__ALLOW_PRIVATE="true", BITBD_JOBS__WORKERS="0"
+            "serve",
+            data_dir,
+            "--port",
+            str(port),
+            BITBD_CRAWLER__ALLOW_PRIVATE="true",
+            BITBD_JOBS__WORKERS="0",
+            **prefixed,
         )
         try:
             wait_ready(base, proc)
-            worker = start("worker", data_dir, "--metrics-port", str(free_port()), BITBD_CRAWLER__ALLOW_PRIVATE="true")
+            worker = start(
+                "worker", data_dir, "--metrics-port", str(free_port()), BITBD_CRAWLER__ALLOW_PRIVATE="true", **prefixed
+            )
             try:
                 worker_mib, worker_chunks = asyncio.run(worker_crawl(base, token, url, args.worker_pages, worker.pid))
             finally:
                 stop(worker)
         finally:
             stop(proc)
-    table = render(r, len(texts), alone, idle, worker_mib, worker_chunks, args.worker_pages)
+    alones = (alone, alone_prepared, sum(map(len, prepared)))
+    table = render(r, len(texts), alones, idle, worker_mib, worker_chunks, args.worker_pages)
     print(table + ("\n\n" + hotspots if hotspots else ""))
     if not args.quick:
         report.append(
             "Ingestion end to end",
             f"2 cores, {args.pages}-page site built by perf/site.py from "
-            "python3.11-doc, `bitbd serve` with defaults (in-process workers 2)",
+            "python3.11-doc, `bitbd serve` with defaults (in-process workers 2)"
+            + "".join(f"; {k}={v}" for k, v in overrides.items()),
             table + ("\n\n" + hotspots if hotspots else ""),
         )
     return 0
 
 
 def render(
-    r: dict[str, Any], chunks: int, alone: float, idle: float, worker_mib: float, worker_chunks: int, worker_pages: int
+    r: dict[str, Any],
+    chunks: int,
+    alones: tuple[float, float, int],
+    idle: float,
+    worker_mib: float,
+    worker_chunks: int,
+    worker_pages: int,
 ) -> str:
+    """`alones`: the embedder alone on the chunks, on what ingestion prepared of them, and how many texts that is."""
+    alone, alone_prepared, prepared = alones
     progress, again = r["view"]["progress"], r["again"]["progress"]
     seconds = r["seconds"]
     phases = r["phases"]
@@ -225,6 +281,14 @@ def render(
         ["chunks/s", f"{progress['chunks_embedded'] / seconds:.1f}"],
         ["embedder alone, same chunks", f"{alone:.1f} s ({chunks / alone:.1f} chunks/s)"],
         ["end to end / embedder alone", f"{seconds / alone:.2f}x (target <= 1.2x)"],
+        [
+            "embedder alone, the sentences prepared for answers (answer.prepare)",
+            f"{alone_prepared:.1f} s ({prepared:,} sentences)" if prepared else "none prepared",
+        ],
+        [
+            "end to end / embedder alone on chunks and sentences",
+            f"{seconds / (alone + alone_prepared):.2f}x (target <= 1.2x)" if prepared else "-",
+        ],
         [
             "phases, page-seconds summed over pages in flight",
             ", ".join(f"{p} {phases[p]:.0f} s ({phases[p] / spent:.0%})" for p in PHASES),

@@ -362,9 +362,12 @@ async def test_openai_generator_streams_and_falls_back_when_unreachable(
             text, _, done = await ask(ws, "What is the capital of France?")
         assert done["generator"] is None and len(llm.requests) == 1, "refused by bitbd, the model never asked"
         stats = await (await client.get("/v1/admin/stats", headers=admin_headers())).json()
-        assert stats["llm"] == [
-            {"generator": "openai", "limit": 1, "in_flight": 0, "waiting": 0, "wait_p50_ms": 0, "wait_p95_ms": 0}
-        ], "the console sees the model's queue"
+        [llm_stats] = stats["llm"]
+        # One question never waited for the only slot: a few ms at most of the event loop's own delay (under CI load).
+        assert 0 <= llm_stats.pop("wait_p50_ms") <= llm_stats.pop("wait_p95_ms") < 500
+        assert llm_stats == {"generator": "openai", "limit": 1, "in_flight": 0, "waiting": 0}, (
+            "the console sees the model's queue"
+        )
     down = await aiohttp_client(create_app(with_llm("http://127.0.0.1:9/v1"), builtin_plugins()))
     async with down.ws_connect("/v1/chat", headers=auth(acme.secret)) as ws:
         text, _, done = await ask(ws, "How long does standard delivery take?")
