@@ -97,6 +97,7 @@ async def test_chunks_stored_without_are_prepared_in_the_background(
     assert (await wait_job(client, key, (await resp.json())["job_id"]))["status"] == "succeeded"
     made = dict(await pool.fetch("SELECT id, prepared FROM chunks"))
     await pool.execute("UPDATE chunks SET prepared = NULL")  # as sql/0017 leaves chunks stored before it
+    version = await pool.fetchval("SELECT corpus_version FROM tenants")
     embedder = FastEmbedder(PluginContext("fastembed"))
     preparers = prepared.preparers_of(Settings(), builtin_plugins())
     assert await prepared.backfill(pool, [], embedder.embed) == 0, "nothing is marked done when nothing is wanted"
@@ -104,6 +105,9 @@ async def test_chunks_stored_without_are_prepared_in_the_background(
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE prepared IS NULL") == len(made) - 1
     assert await prepared.backfill(pool, preparers, embedder.embed) == len(made) - 1
     assert await prepared.backfill(pool, preparers, embedder.embed) == 0
+    assert await pool.fetchval("SELECT corpus_version FROM tenants") == version, "the answer cache stays valid"
+    await pool.execute("UPDATE chunks SET text = text || '.' WHERE id = $1", min(made))
+    assert await pool.fetchval("SELECT corpus_version FROM tenants") == version + 1, "a changed chunk still bumps it"
     again = dict(await pool.fetch("SELECT id, prepared FROM chunks"))
     for chunk_id, blob in made.items():
         old, new = prepared.unpack(blob), prepared.unpack(again[chunk_id])
