@@ -17,20 +17,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 import asyncpg
 import numpy as np
 
-from bitbd.interfaces import AnswerGenerator, Hit, Vector
+from bitbd.interfaces import AnswerGenerator, Embedder, Hit, Vector
 from bitbd.plugins import Plugins
 from bitbd.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Prepare = Callable[[str], list[str]]
-Embed = Callable[[Sequence[str]], Awaitable[list[Vector]]]
 _HEADER = np.dtype("<u2")
 _MAX = 65535  # texts per chunk at most (the header's uint16)
 BACKFILL_BATCH = 32  # chunks prepared per upkeep tick when catching up on chunks stored before sql/0017
@@ -52,12 +51,13 @@ def preparers_of(settings: Settings, plugins: Plugins) -> list[Prepare]:
     return [cls.prepare for cls in classes if getattr(cls.prepare, "__func__", None) is not default]
 
 
-def digest(text: str) -> bytes:
-    """The key a prepared text is stored and found under."""
-    return hashlib.blake2b(text.encode(), digest_size=8).digest()
+def digest(text: str, model: str) -> bytes:
+    """The key a prepared text is stored and found under: of the text and the embedding model, so that vectors of
+    another model (before a re-embed) are never compared with a question's."""
+    return hashlib.blake2b(f"{model}\n{text}".encode(), digest_size=8).digest()
 
 
-def pack(texts: Sequence[str], vectors: Sequence[Vector]) -> bytes:
+def pack(texts: Sequence[str], vectors: Sequence[Vector], model: str) -> bytes:
     """The stored form of ``texts``' vectors (empty bytes for none)."""
     if not texts:
         return b""
@@ -66,7 +66,7 @@ def pack(texts: Sequence[str], vectors: Sequence[Vector]) -> bytes:
     scales = np.maximum(np.abs(matrix).max(axis=1), 1e-12).astype("<f4") / 127
     quantised = np.rint(matrix / scales[:, None]).astype(np.int8)
     header = np.array([len(texts), matrix.shape[1]], dtype=_HEADER).tobytes()
-    return bytes(header + b"".join(digest(t) for t in texts) + scales.tobytes() + quantised.tobytes())
+    return bytes(header + b"".join(digest(t, model) for t in texts) + scales.tobytes() + quantised.tobytes())
 
 
 def unpack(blob: bytes) -> dict[bytes, Vector]:
@@ -89,19 +89,19 @@ def texts_of(preparers: Iterable[Prepare], text: str) -> list[str]:
     return list(dict.fromkeys(t for prepare in preparers for t in prepare(text)))
 
 
-async def prepare_chunks(preparers: Sequence[Prepare], embed: Embed, texts: Sequence[str]) -> list[bytes]:
-    """The stored form for each chunk text, embedded in one call."""
+async def prepare_chunks(embedder: Embedder, preparers: Sequence[Prepare], texts: Sequence[str]) -> list[bytes]:
+    """The stored form for each chunk text, embedded in one call (the bulk one, as chunks are)."""
     wanted = [texts_of(preparers, t) for t in texts]
     flat = list(dict.fromkeys(t for w in wanted for t in w))
-    vectors = dict(zip(flat, await embed(flat), strict=True)) if flat else {}
-    return [pack(w, [vectors[t] for t in w]) for w in wanted]
+    vectors = dict(zip(flat, await embedder.embed(flat), strict=True)) if flat else {}
+    return [pack(w, [vectors[t] for t in w], embedder.model_name) for w in wanted]
 
 
 async def attach(
-    pool: asyncpg.Pool, tenant_id: uuid.UUID, hits: Sequence[Hit], preparers: Sequence[Prepare]
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, hits: Sequence[Hit], preparers: Sequence[Prepare], model: str
 ) -> list[Hit]:
-    """The hits with the vectors prepared for their chunks (by text), in one query; hits of chunks with none
-    stored (not yet made, or a store that returns no chunk ids) are returned as they are."""
+    """The hits with the vectors `model` prepared for their chunks (by text), in one query; hits of chunks with
+    none stored (not yet made, or a store that returns no chunk ids) are returned as they are."""
     if not preparers or not hits:
         return list(hits)
     rows = await pool.fetch(_READ, tenant_id, list({h.chunk_id for h in hits}))
@@ -110,13 +110,15 @@ async def attach(
     for hit in hits:
         by_digest = stored.get(hit.chunk_id)
         if by_digest:
-            found = {t: v for t in texts_of(preparers, hit.text) if (v := by_digest.get(digest(t))) is not None}
+            found = {t: v for t in texts_of(preparers, hit.text) if (v := by_digest.get(digest(t, model))) is not None}
             hit = replace(hit, prepared=found)
         out.append(hit)
     return out
 
 
-async def backfill(pool: asyncpg.Pool, preparers: Sequence[Prepare], embed: Embed, limit: int = BACKFILL_BATCH) -> int:
+async def backfill(
+    pool: asyncpg.Pool, preparers: Sequence[Prepare], embedder: Embedder, limit: int = BACKFILL_BATCH
+) -> int:
     """Prepare up to ``limit`` chunks stored without (before sql/0017, or while no generator asked for any);
     returns how many. Rows are locked while they are embedded, so processes sharing the database split the work."""
     if not preparers:  # stays NULL: a generator configured later that wants some still gets them
@@ -125,6 +127,6 @@ async def backfill(pool: asyncpg.Pool, preparers: Sequence[Prepare], embed: Embe
         rows = await conn.fetch(_UNPREPARED, limit)
         if not rows:
             return 0
-        blobs = await prepare_chunks(preparers, embed, [r["text"] for r in rows])
+        blobs = await prepare_chunks(embedder, preparers, [r["text"] for r in rows])
         await conn.executemany(_WRITE, [(r["id"], b) for r, b in zip(rows, blobs, strict=True)])
     return len(rows)

@@ -190,7 +190,9 @@ class AnswerSettings(_Section):
     prepare: bool = True
     """Embed at ingestion what the generators compare with questions (the extractive generator's sentences:
     ~8 per chunk, ~3 KB stored beside it), so answering embeds none of it. false: answers embed them while the
-    visitor waits (measured 5.7x the server's CPU per answer), ingestion embeds about half as much."""
+    visitor waits (under 10 clients on the Python docs: 398 instead of 74 server CPU-ms per answer,
+    perf/RESULTS.md), and ingestion embeds only the chunks: their sentences cost ~1.6x as much again (here ~12
+    chunks' sentences/s against ~20 chunks/s)."""
     dont_know: str = "I don't know based on the available documents."
     """What the answer says when the documents do not support one."""
     min_support: float = Field(0.3, ge=-1, le=1)

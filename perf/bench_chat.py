@@ -115,15 +115,28 @@ def main() -> int:
         "(0: none)",
     )
     add_set_option(parser, "PLUGINS__EXTRACTIVE__COMPARE=0")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 1 and 3 clients, nothing appended")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 5 pages, 1 and 3 clients, the cache off only, nothing appended",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.pages, args.clients, args.questions, args.synthetic = 10, "1,3", 2, 500
+        args.pages, args.clients, args.questions, args.synthetic = 5, "1,3", 2, 500
     levels = [int(n) for n in str(args.clients).split(",")]
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
         overrides = {f"BITBD_{k}": v for k, v in settings_of(args.set).items()}
-        rows, chunks = run(data_dir, args.site, args.pages, levels, args.questions, args.synthetic, overrides)
+        rows, chunks = run(
+            data_dir,
+            args.site,
+            args.pages,
+            levels,
+            args.questions,
+            args.synthetic,
+            overrides,
+            with_cache=not args.quick,
+        )
     head = [
         "tenant",
         "cache",
@@ -169,7 +182,7 @@ async def synthetic_tenant(base: str, data_dir: Path, chunks: int) -> str:
     token = (data_dir / "admin_token").read_text().strip()
     async with aiohttp.ClientSession() as session:
         await call(session, base, token, "POST", "/v1/admin/tenants", {"name": name})
-    shapes = 2000 if chunks >= 2000 else 300  # real passages the rows are drawn from (--quick: fewer)
+    shapes = 2000 if chunks >= 2000 else 50  # real passages the rows are drawn from (--quick: fewer, to prepare)
     real, _ = real_embeddings(shapes)
     texts = passages(PYDOCS, shapes)[:shapes]
     vectors, _ = synthetic(real, chunks, seed=chunks)
@@ -198,7 +211,7 @@ async def prepare_by_text(dsn: str, tenant: str) -> None:
         print(f"preparing the answer vectors of {len(texts):,} passages", file=sys.stderr)
         for begin in range(0, len(texts), 64):
             batch = texts[begin : begin + 64]
-            blobs = await prepare_chunks(preparers, embedder.embed, batch)
+            blobs = await prepare_chunks(embedder, preparers, batch)
             await conn.executemany(
                 "UPDATE chunks SET prepared = $3 WHERE tenant_id = $1 AND text = $2",
                 [(tenant_id, t, b) for t, b in zip(batch, blobs, strict=True)],
@@ -215,6 +228,7 @@ def run(
     questions: int,
     synthetic_chunks: int,
     overrides: dict[str, str],
+    with_cache: bool = True,
 ) -> tuple[list[list[str]], int]:
     with served(site) as url:
         base_settings = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
@@ -222,7 +236,7 @@ def run(
             chunks = asyncio.run(crawl_if_needed(running, url, pages))
     rows = []
     # The crawled tenant without and with the cache, then the synthetic one without.
-    plan = [(TENANT, False), (TENANT, True)] + ([("synthetic", False)] if synthetic_chunks else [])
+    plan = [(TENANT, False)] + [(TENANT, True)] * with_cache + ([("synthetic", False)] if synthetic_chunks else [])
     for tenant, cache in plan:
         port = free_port()
         base = f"http://127.0.0.1:{port}"

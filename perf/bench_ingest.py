@@ -190,13 +190,13 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("--worker-pages", type=int, default=150, help="pages the `bitbd worker` run crawls")
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the crawl")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 pages, nothing appended")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, nothing appended")
     add_set_option(parser, "ANSWER__PREPARE=false")
     args = parser.parse_args()
     overrides = settings_of(args.set)
     prefixed = {f"BITBD_{k}": v for k, v in overrides.items()}
     if args.quick:
-        args.pages, args.worker_pages = 20, 5
+        args.pages, args.worker_pages = 10, 5
     directory = site.build(Path(tempfile.gettempdir()) / f"bitbd-perf-site-{args.pages}", args.pages)
     with served(directory) as url, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)

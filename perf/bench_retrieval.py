@@ -26,7 +26,7 @@ from bitbd.embedded.services import services
 from bitbd.jobs.runtime import make_embedder
 from bitbd.plugin_api import PluginContext
 from bitbd.plugins import load_plugins
-from bitbd.settings import CrawlerSettings, RetrievalSettings, Settings
+from bitbd.settings import AnswerSettings, CrawlerSettings, RetrievalSettings, Settings
 from bitbd_plugins.stores.pgvector import PgVectorStore
 from perf.corpus import PYDOCS, ensure_crawled, scratch_or, served
 from perf.questions import IDENTIFIERS, QUESTIONS
@@ -107,14 +107,16 @@ def main() -> int:
     )
     parser.add_argument("--pages", type=int, default=400)
     parser.add_argument("--site", type=Path, default=PYDOCS)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 pages, 5 questions, nothing appended")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 pages, 5 questions, nothing appended")
     args = parser.parse_args()
     if args.quick:
-        args.pages = 10
+        args.pages = 5
     with contextlib.ExitStack() as stack:
         data_dir = scratch_or(args.data_dir, args.quick, stack)
         url = stack.enter_context(served(args.site))
-        base = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True))
+        # Nothing is answered here: --quick's fresh crawl skips the sentences ingestion prepares for answers.
+        answer = AnswerSettings(prepare=not args.quick)
+        base = Settings(data_dir=data_dir, crawler=CrawlerSettings(allow_private=True), answer=answer)
         running = stack.enter_context(services(base, "bench"))
         rows, documents, chunks = asyncio.run(measure(running, args.pages, args.quick, url))
     head = [

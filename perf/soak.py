@@ -135,10 +135,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--pages", type=int, default=300)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 s, 5 clients, 20 pages")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 30 s, 5 clients, 10 pages")
     args = parser.parse_args()
     if args.quick:
-        args.minutes, args.clients, args.pages = 0.5, 5, 20
+        args.minutes, args.clients, args.pages = 0.5, 5, 10
     directory = site.build(Path(tempfile.gettempdir()) / f"bitbd-perf-site-{args.pages}", args.pages)
     with served(directory) as url, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)

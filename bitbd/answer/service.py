@@ -64,6 +64,7 @@ class Answerer:
     namespace: str  # cache entries are only shared by identical answering set-ups
     tracer: Tracer
     preparers: list[Prepare]  # what the generators embed of a chunk: stored at ingestion (bitbd/prepared.py)
+    model: str  # the embedder's model_name: prepared vectors of another are not used
     _warming: asyncio.Task[None] | None = None
     _asks: set[asyncio.Task[None]] = field(default_factory=set)  # answers being written; close() waits for them
 
@@ -120,7 +121,19 @@ class Answerer:
         namespace = f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
         cache = SemanticCache(redis, settings.cache, settings.jobs.queue_prefix)
         preparers = preparers_of(settings, plugins)
-        return cls(settings, pool, redis, retriever, generator, fallback, cache, namespace, tracer(settings), preparers)
+        return cls(
+            settings,
+            pool,
+            redis,
+            retriever,
+            generator,
+            fallback,
+            cache,
+            namespace,
+            tracer(settings),
+            preparers,
+            embedder.model_name,
+        )
 
     def backlogs(self) -> list[dict[str, Any]]:
         """The console's view of the requests waiting for and in flight to the generators' backends."""
@@ -311,7 +324,7 @@ class Answerer:
             cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) if opening else None
             if cached is None:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
-                hits = await attach(self.pool, caller.tenant_id, hits, self.preparers)
+                hits = await attach(self.pool, caller.tenant_id, hits, self.preparers, self.model)
                 METRICS.rag_chunks.observe({}, len(hits))
                 if not hits:
                     await self.refuse_if_empty(caller.tenant_id)

@@ -332,7 +332,7 @@ async def store_document(
             await check_live(deps, job_id)
             batch = unprepared[start : start + _EMBED_BATCH]
             with METRICS.embedding("prepared"):
-                blobs = await prepare_chunks(deps.preparers, deps.embedder.embed, [c.text for c in batch])
+                blobs = await prepare_chunks(deps.embedder, deps.preparers, [c.text for c in batch])
             prepared.update(zip((c.content_hash for c in batch), blobs, strict=True))
     ready = [
         Chunk(c.position, c.text, c.content_hash, c.heading_path, vectors[c.content_hash], prepared.get(c.content_hash))

@@ -130,9 +130,7 @@ async def prepare_old_chunks(deps: WorkerDeps, stop: asyncio.Event) -> None:
             left = await deps.pool.fetchval("SELECT count(*) FROM chunks WHERE prepared IS NULL")
             if left and deps.preparers:
                 log.info("preparing answer vectors of chunks stored without them", extra={"chunks": left})
-                while not stop.is_set() and (
-                    n := await prepared.backfill(deps.pool, deps.preparers, deps.embedder.embed)
-                ):
+                while not stop.is_set() and (n := await prepared.backfill(deps.pool, deps.preparers, deps.embedder)):
                     done += n
                 log.info("prepared answer vectors", extra={"chunks": done})
         except Exception:  # PostgreSQL away, or the model failed: the answers embed what they need meanwhile

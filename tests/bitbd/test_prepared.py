@@ -3,12 +3,14 @@ text, used instead of embedding while a visitor waits; chunks stored before are 
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import numpy as np
 
 from bitbd import prepared
 from bitbd.answer.retrieval import QueryEmbedder
-from bitbd.interfaces import Vector
+from bitbd.interfaces import Hit, Vector
 from bitbd.plugin_api import PluginContext
 from bitbd.settings import AnswerSettings, Settings
 from bitbd_plugins.embedders.fastembed import FastEmbedder
@@ -29,14 +31,14 @@ def test_packed_vectors_come_back_by_text_within_quantisation() -> None:
     rng = np.random.default_rng(1)
     texts = ["Heading: one sentence.", "Another sentence here.", "A third."]
     vectors = unit(rng, 3)
-    blob = prepared.pack(texts, vectors)
+    blob = prepared.pack(texts, vectors, "m")
     assert len(blob) == 4 + 3 * (8 + 4 + 384)
     back = prepared.unpack(blob)
-    assert set(back) == {prepared.digest(t) for t in texts}
+    assert set(back) == {prepared.digest(t, "m") for t in texts}
     q = unit(rng, 1)[0]
     for text, vector in zip(texts, vectors, strict=True):
-        assert abs(float(np.dot(q, back[prepared.digest(text)])) - float(np.dot(q, vector))) < 0.003
-    assert prepared.unpack(b"") == {} and prepared.pack([], []) == b""
+        assert abs(float(np.dot(q, back[prepared.digest(text, "m")])) - float(np.dot(q, vector))) < 0.003
+    assert prepared.unpack(b"") == {} and prepared.pack([], [], "m") == b""
     assert prepared.unpack(blob[:-1]) == {}, "a damaged value is ignored, not misread"
 
 
@@ -70,7 +72,17 @@ async def test_a_crawled_page_is_answered_without_embedding_a_sentence(
         stored = prepared.unpack(row["prepared"])
         assert texts and len(stored) == len(texts)
         for text, exact in zip(texts, await embedder.embed(texts), strict=True):
-            assert float(np.dot(stored[prepared.digest(text)], exact)) > 0.999
+            assert float(np.dot(stored[prepared.digest(text, embedder.model_name)], exact)) > 0.999
+
+    chunk = await pool.fetchrow("SELECT id, tenant_id, document_id, text FROM chunks LIMIT 1")
+    hit = Hit(chunk["id"], chunk["document_id"], "u", "t", "", chunk["text"], 1.0, 0.5)
+    preparers = prepared.preparers_of(Settings(), builtin_plugins())
+    [found] = await prepared.attach(pool, chunk["tenant_id"], [hit], preparers, embedder.model_name)
+    assert set(found.prepared) == set(ExtractiveGenerator.prepare(chunk["text"]))
+    [other] = await prepared.attach(pool, chunk["tenant_id"], [hit], preparers, "another-model")
+    assert other.prepared == {}, "vectors of another model (before a re-embed) are never handed over"
+    [foreign] = await prepared.attach(pool, uuid.uuid4(), [hit], preparers, embedder.model_name)
+    assert foreign.prepared == {}, "only the tenant's own chunks"
 
     _, before = await scrape(client)
     async with client.ws_connect("/v1/chat", headers=auth) as ws:
@@ -100,11 +112,11 @@ async def test_chunks_stored_without_are_prepared_in_the_background(
     version = await pool.fetchval("SELECT corpus_version FROM tenants")
     embedder = FastEmbedder(PluginContext("fastembed"))
     preparers = prepared.preparers_of(Settings(), builtin_plugins())
-    assert await prepared.backfill(pool, [], embedder.embed) == 0, "nothing is marked done when nothing is wanted"
-    assert await prepared.backfill(pool, preparers, embedder.embed, limit=1) == 1
+    assert await prepared.backfill(pool, [], embedder) == 0, "nothing is marked done when nothing is wanted"
+    assert await prepared.backfill(pool, preparers, embedder, limit=1) == 1
     assert await pool.fetchval("SELECT count(*) FROM chunks WHERE prepared IS NULL") == len(made) - 1
-    assert await prepared.backfill(pool, preparers, embedder.embed) == len(made) - 1
-    assert await prepared.backfill(pool, preparers, embedder.embed) == 0
+    assert await prepared.backfill(pool, preparers, embedder) == len(made) - 1
+    assert await prepared.backfill(pool, preparers, embedder) == 0
     assert await pool.fetchval("SELECT corpus_version FROM tenants") == version, "the answer cache stays valid"
     await pool.execute("UPDATE chunks SET text = text || '.' WHERE id = $1", min(made))
     assert await pool.fetchval("SELECT corpus_version FROM tenants") == version + 1, "a changed chunk still bumps it"

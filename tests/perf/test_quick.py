@@ -53,7 +53,7 @@ def test_bench_retrieval(tmp_path: Path) -> None:
 @needs_docs
 def test_bench_chat(tmp_path: Path) -> None:
     out = quick("bench_chat", tmp_path)
-    assert "| off | 3 | 6/6 |" in out and "| on | 3 | 6/6 |" in out, out
+    assert "| pydocs-5k (" in out and "| off | 3 | 6/6 |" in out and "| on |" not in out, out
     assert "| synthetic-500 (500 chunks) | off | 3 | 6/6 |" in out, out
 
 
@@ -61,6 +61,8 @@ def test_bench_chat(tmp_path: Path) -> None:
 def test_bench_ingest(tmp_path: Path) -> None:
     out = quick("bench_ingest", tmp_path)
     assert "| end to end / embedder alone |" in out
+    assert "| embedder alone, the sentences prepared for answers (answer.prepare) |" in out
+    assert "| end to end / embedder alone on chunks and sentences |" in out and "none prepared" not in out, out
 
 
 @needs_docs
