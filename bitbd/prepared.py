@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 Prepare = Callable[[str], list[str]]
 _HEADER = np.dtype("<u2")
 _MAX = 65535  # texts per chunk at most (the header's uint16)
-BACKFILL_BATCH = 32  # chunks prepared per upkeep tick when catching up on chunks stored before sql/0017
+BACKFILL_BATCH = 32  # chunks per transaction when catching up on chunks stored without (before sql/0017)
 
 _READ = "SELECT id, prepared FROM chunks WHERE tenant_id = $1 AND id = ANY($2::bigint[]) AND prepared IS NOT NULL"
 _UNPREPARED = "SELECT id, text FROM chunks WHERE prepared IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
