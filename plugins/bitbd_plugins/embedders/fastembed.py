@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -58,16 +59,23 @@ def _shipped_model_dir() -> Path:
     tokenizer = TOKENIZER
     target = Path(platformdirs.user_cache_dir("bitbd")) / "models" / "all-MiniLM-L6-v2-int8"
     target.mkdir(parents=True, exist_ok=True)
+    # Every file is replaced atomically, and only when it differs: processes loading the model at the same moment
+    # (a server's workers, the benchmarks' servers beside a test run, installs of two checkouts) never read a file
+    # half written or a link being replaced (seen once in CI: "JSONDecodeError" from an empty config).
     for name, source in (("model.onnx", onnx), ("tokenizer.json", tokenizer)):
         link = target / name
         if not link.exists() or link.resolve() != source.resolve():
-            link.unlink(missing_ok=True)
-            link.symlink_to(source)
+            temporary = target / f".{name}.{os.getpid()}.{threading.get_ident()}"
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(source)
+            os.replace(temporary, link)
     # sentence-transformers trains MiniLM at 256 tokens, not the 512 its tokenizer config would say.
-    (target / "tokenizer_config.json").write_text(
-        json.dumps({"model_max_length": 256, "do_lower_case": True, "pad_token": "[PAD]"})
+    _write_if_changed(
+        target / "tokenizer_config.json",
+        json.dumps({"model_max_length": 256, "do_lower_case": True, "pad_token": "[PAD]"}),
     )
-    (target / "special_tokens_map.json").write_text(
+    _write_if_changed(
+        target / "special_tokens_map.json",
         json.dumps(
             {
                 "pad_token": "[PAD]",
@@ -76,9 +84,19 @@ def _shipped_model_dir() -> Path:
                 "unk_token": "[UNK]",
                 "mask_token": "[MASK]",
             }
-        )
+        ),
     )
     return target
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (a temporary file renamed over it), unless it holds that already."""
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 _SESSIONS: dict[tuple[str, str], Any] = {}

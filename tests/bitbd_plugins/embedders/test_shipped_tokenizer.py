@@ -88,3 +88,43 @@ def test_the_wheel_carries_the_tokenizer_and_its_licence(tmp_path: Path) -> None
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("tokenizer.json", "LICENSE", "NOTICE"):
         assert f"bitbd_plugins/embedders/data/all-MiniLM-L6-v2/{name}" in names, sorted(names)[:20]
+
+
+def test_the_model_directory_is_never_seen_half_written() -> None:
+    """Processes and threads loading the model at once (seen in CI as an empty tokenizer_config.json)."""
+    import json
+    import threading
+
+    from bitbd_plugins.embedders.fastembed import _shipped_model_dir
+
+    target = _shipped_model_dir()
+    (target / "tokenizer_config.json").write_text("{}")  # as an older version left it: must be replaced
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def make() -> None:
+        for _ in range(30):
+            _shipped_model_dir()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                for name in ("tokenizer_config.json", "special_tokens_map.json"):
+                    json.loads((target / name).read_text())
+                for name in ("model.onnx", "tokenizer.json"):
+                    assert (target / name).exists(), name
+            except BaseException as e:
+                errors.append(e)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    makers = [threading.Thread(target=make) for _ in range(4)]
+    for t in readers + makers:
+        t.start()
+    for t in makers:
+        t.join()
+    done.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors[0]
+    assert json.loads((target / "tokenizer_config.json").read_text())["model_max_length"] == 256
