@@ -69,3 +69,13 @@ async def wait_progress(client: Client, key: str, job_id: str, field: str, at_le
         return bool((await resp.json())["progress"][field] >= at_least)
 
     await wait_until_async(reached, f"job progress {field} at {at_least}", 60)
+
+
+async def crawl_pages(client: Client, key: str, *urls: str) -> dict[str, Any]:
+    """Crawl exactly these pages (no links, no sitemap) as the key's tenant; the job once it has ended."""
+    resp = await client.post(
+        "/v1/sources",
+        json={"type": "web", "urls": list(urls), "max_depth": 0, "sitemap": False},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    return await wait_job(client, key, (await resp.json())["job_id"])

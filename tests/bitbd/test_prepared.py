@@ -18,7 +18,7 @@ from bitbd_plugins.generators.extractive import ExtractiveGenerator
 from tests.bitbd.http.test_metrics import scrape, value
 from tests.chat import ask
 from tests.conftest import builtin_plugins
-from tests.ingesting import Client, wait_job
+from tests.ingesting import Client, crawl_pages
 from tests.site import Site
 
 
@@ -59,12 +59,7 @@ async def test_a_crawled_page_is_answered_without_embedding_a_sentence(
     client, key = ingest
     _, base = site
     auth = {"Authorization": f"Bearer {key}"}
-    resp = await client.post(
-        "/v1/sources",
-        json={"type": "web", "urls": [base + "/volcanoes"], "max_depth": 0, "sitemap": False},
-        headers=auth,
-    )
-    assert (await wait_job(client, key, (await resp.json())["job_id"]))["status"] == "succeeded"
+    assert (await crawl_pages(client, key, base + "/volcanoes"))["status"] == "succeeded"
     rows = await pool.fetch("SELECT text, prepared FROM chunks")
     embedder = FastEmbedder(PluginContext("fastembed"))
     for row in rows:
@@ -101,12 +96,7 @@ async def test_chunks_stored_without_are_prepared_in_the_background(
 ) -> None:
     client, key = ingest
     _, base = site
-    resp = await client.post(
-        "/v1/sources",
-        json={"type": "web", "urls": [base + "/volcanoes", base + "/bread"], "max_depth": 0, "sitemap": False},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-    assert (await wait_job(client, key, (await resp.json())["job_id"]))["status"] == "succeeded"
+    assert (await crawl_pages(client, key, base + "/volcanoes", base + "/bread"))["status"] == "succeeded"
     made = dict(await pool.fetch("SELECT id, prepared FROM chunks"))
     await pool.execute("UPDATE chunks SET prepared = NULL")  # as sql/0017 leaves chunks stored before it
     version = await pool.fetchval("SELECT corpus_version FROM tenants")
