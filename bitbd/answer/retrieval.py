@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from bitbd.errors import Unavailable
 from bitbd.interfaces import Embedder, Hit, Reranker, Vector, VectorStore
 from bitbd.metrics import METRICS
 from bitbd.settings import RetrievalSettings
@@ -30,6 +31,7 @@ class QueryEmbedder:
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
         self._waiting: list[tuple[str, asyncio.Future[Vector]]] = []
+        self._batch: list[tuple[str, asyncio.Future[Vector]]] = []  # being embedded now
         self._running: asyncio.Task[None] | None = None
         self._recent: OrderedDict[str, Vector] = OrderedDict()
 
@@ -54,6 +56,7 @@ class QueryEmbedder:
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:_MAX_BATCH], self._waiting[_MAX_BATCH:]
+            self._batch = batch
             try:
                 await self._embed(batch)
             except Exception:
@@ -79,11 +82,17 @@ class QueryEmbedder:
                 future.set_result(vector)
 
     async def close(self) -> None:
-        """Cancel the batch being embedded, if any (when the server stops)."""
+        """Cancel the batch being embedded, if any (when the server stops); every question still waiting fails
+        with `Unavailable` instead of waiting for ever."""
         if self._running is not None:
             self._running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._running
+        stopped = Unavailable("the server is stopping: ask again when it is back")
+        for _, future in [*self._batch, *self._waiting]:
+            if not future.done():
+                future.set_exception(stopped)
+        self._batch, self._waiting = [], []
 
 
 @dataclass

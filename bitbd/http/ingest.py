@@ -113,9 +113,9 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.get("/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     """GET /v1/jobs: the tenant's jobs, newest first, without their errors; ?status= filters, ?limit= 1-500
-    (default 50)."""
+    (default 50); an empty ?status= is no filter."""
     key = await require_key(request)
-    status = request.query.get("status")
+    status = request.query.get("status") or None
     if status is not None and status not in ("queued", "running", *records.TERMINAL):
         raise InvalidRequest(f"status must be one of queued, running, {', '.join(records.TERMINAL)}")
     limit = query_int(request, "limit", 50, 1, 500)

@@ -15,13 +15,17 @@ from bitbd.metrics import METRICS, route_of
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count each request and its duration by route pattern and status (500 if the handler raised)."""
+    """Count each request and its duration by route pattern and status: a raised `web.HTTPException` (a
+    redirect, the router's 404 and 405) by its own status, anything else raised as 500."""
     started = time.perf_counter()
     status = 500
     try:
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
     finally:
         route = route_of(request)
         METRICS.http_requests.inc({"route": route, "status": str(status)})

@@ -186,6 +186,9 @@ def build_broker(settings: Settings) -> PriorityStreamBroker:
     )
 
 
+_KICK_RETRY = 5.0  # seconds before a delayed task whose kick failed is due again
+
+
 class Delayed:
     """Retries with a real delay: a Redis sorted set of due times, moved to the streams when due.
 
@@ -205,13 +208,18 @@ class Delayed:
 
     async def move_due(self, kick: Callable[[str, list[Any], Priority], Awaitable[None]]) -> int:
         """Kick (with `kick`) up to 100 delayed tasks that are due; returns how many. Each is kicked
-        only by the process that removed it from the set."""
+        only by the process that removed it from the set; one whose kick fails goes back in, due again in
+        `_KICK_RETRY` seconds, and the kick's error is raised."""
         moved = 0
         async with Redis(connection_pool=self.broker.connection_pool) as redis:
             due: list[Any] = await redis.zrangebyscore(self.key, 0, time.time(), start=0, num=100)
             for member in due:
                 if await redis.zrem(self.key, member):  # only the process that removed it kicks it
                     item = json.loads(member)
-                    await kick(item["task"], item["args"], item["priority"])
+                    try:
+                        await kick(item["task"], item["args"], item["priority"])
+                    except BaseException:
+                        await redis.zadd(self.key, {member: time.time() + _KICK_RETRY})
+                        raise
                     moved += 1
         return moved

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from bitbd.answer.retrieval import QueryEmbedder, Retriever, fuse
+from bitbd.errors import Unavailable
 from bitbd.interfaces import Hit, Reranker
 from bitbd.plugin_api import PluginContext
 from bitbd.settings import RetrievalSettings
@@ -115,3 +116,24 @@ async def test_a_question_the_model_cannot_embed_fails_alone_not_its_batch(embed
     results = await asyncio.gather(*(queries.embed(t) for t in texts), return_exceptions=True)
     failed = [t for t, r in zip(texts, results, strict=True) if isinstance(r, BaseException)]
     assert failed == ["refund \ud800 policy"], results
+
+
+async def test_questions_waiting_when_the_embedder_closes_fail_instead_of_hanging(embedder: FastEmbedder) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    class Stuck(FastEmbedder):
+        async def embed_queries(self, texts: Sequence[str]) -> list:  # type: ignore[type-arg]
+            started.set()
+            await asyncio.sleep(3600)
+            return []
+
+    queries = QueryEmbedder(Stuck(PluginContext("fastembed")))
+    asking = [asyncio.ensure_future(queries.embed(f"question {i}")) for i in range(3)]
+    await asyncio.wait_for(started.wait(), 5)
+    late = asyncio.ensure_future(queries.embed("asked while the first batch runs"))
+    await asyncio.sleep(0)
+    await queries.close()
+    results = await asyncio.wait_for(asyncio.gather(*asking, late, return_exceptions=True), 5)
+    assert all(isinstance(r, Unavailable) and "stopping" in str(r) for r in results), results

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
@@ -118,6 +119,20 @@ async def test_metrics_token(aiohttp_client: AiohttpClient, settings: Settings) 
     for scheme in ("Bearer", "bearer"):  # the scheme is case-insensitive (RFC 9110), as for every credential
         resp = await client.get("/metrics", headers={"Authorization": f"{scheme} metrics-secret"})
         assert resp.status == 200 and "bitbd_http_requests_total" in await resp.text()
+
+
+async def test_a_raised_redirect_is_counted_by_its_status(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+    async def moved(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/healthz")
+
+    app = create_app(settings, builtin_plugins())
+    app.router.add_get("/moved", moved)
+    client = await aiohttp_client(app)
+    resp = await client.get("/moved", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/healthz"
+    _, after = await scrape(client)
+    assert value(after, "bitbd_http_requests_total", route="/moved", status="302") == 1
+    assert value(after, "bitbd_http_requests_total", route="/moved", status="500") == 0
 
 
 def test_a_separate_worker_serves_the_counts_of_its_own_jobs(tmp_path: Path) -> None:

@@ -158,6 +158,16 @@ async def test_cancel_stops_a_crawl(
     resp = await client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
     assert resp.status == 409 and "already cancelled" in (await resp.json())["error"]["message"]
 
+    async def listed(query: str) -> list[str]:
+        resp = await client.get(f"/v1/jobs{query}", headers=auth)
+        assert resp.status == 200, await resp.text()
+        return [job["id"] for job in (await resp.json())["jobs"]]
+
+    assert await listed("?status=cancelled") == [job_id] and await listed("?status=running") == []
+    assert await listed("?status=") == [job_id] == await listed("")  # an empty filter is no filter
+    resp = await client.get("/v1/jobs?status=finished", headers=auth)
+    assert resp.status == 400 and "status must be one of" in (await resp.json())["error"]["message"]
+
 
 @pytest.fixture
 async def slow_site() -> AsyncIterator[str]:
