@@ -76,6 +76,9 @@ def tracer(settings: Settings) -> Tracer:
     public = cfg.public_key or os.environ.get("LANGFUSE_PUBLIC_KEY", "")
     secret = cfg.secret_key.get_secret_value() or os.environ.get("LANGFUSE_SECRET_KEY", "")
     host = cfg.host or os.environ.get("LANGFUSE_HOST") or os.environ.get("LANGFUSE_BASE_URL", "")
+    # By public key (and host) only: Langfuse itself keeps one resource manager, exporter included, per public
+    # key per process, so a second secret or timeout for the same public key could not take effect anyway. A
+    # process has one settings object; only tests build several.
     key = f"{public}|{host}"
     with _lock:
         if key not in _tracers:

@@ -43,7 +43,7 @@ from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
-from perf.server import PeakMemory, add_set_option, call, cpu_seconds, pss_mib, settings_of, start, stop, wait_ready
+from perf.server import PeakMemory, add_set_option, call, cpu_by_role, pss_mib, settings_of, start, stop, wait_ready
 
 TENANT = "pydocs-5k"
 
@@ -146,7 +146,7 @@ def main() -> int:
         "done p50 / p95",
         "answers/s",
         "cache hits",
-        "server CPU ms / answer",
+        "server CPU ms / answer (bitbd / postgres / redis)",
         "server memory (PSS) idle / peak",
     ]
     table = markdown_table(head, rows)
@@ -263,10 +263,10 @@ def run(
             for clients in levels:
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
-                cpu = cpu_seconds(proc.pid, data_dir)
+                cpu = cpu_by_role(proc.pid, data_dir)
                 with PeakMemory(proc.pid, data_dir) as peak:
                     results = asyncio.run(load(base, token, tenant, clients, questions))
-                cpu = cpu_seconds(proc.pid, data_dir) - cpu
+                cpu = {role: seconds - cpu[role] for role, seconds in cpu_by_role(proc.pid, data_dir).items()}
                 answered = max(1, sum(r["ok"] for r in results))
                 rows.append(
                     [
@@ -274,7 +274,8 @@ def run(
                         f"{'on' if cache else 'off'}",
                         str(clients),
                         *summary(results, time.perf_counter() - started),
-                        f"{cpu * 1000 / answered:.1f}",
+                        f"{sum(cpu.values()) * 1000 / answered:.1f} "
+                        f"({' / '.join(f'{cpu[r] * 1000 / answered:.1f}' for r in ('daemon', 'postgres', 'redis'))})",
                         f"{idle:.0f} / {peak.mib:.0f} MiB",
                     ]
                 )

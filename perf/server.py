@@ -132,29 +132,39 @@ def pss_by_role(pid: int, data_dir: Path | None = None) -> dict[str, float]:
     """pss_mib() split by role, in MiB: `daemon` (the process `pid` alone), `postgres` and `redis` (the embedded
     servers on `data_dir`), and `worker` (any other process on `data_dir`: `bitbd worker` and its children).
     Keeps a worker's embedding memory out of the server's figure."""
-    roles = dict.fromkeys(("daemon", "postgres", "redis", "worker"), 0.0)
+    roles = dict.fromkeys(ROLES, 0.0)
     for p in tree(pid, data_dir):
         try:
             info = p.memory_full_info()
-            name = p.name()
+            roles[_role(p, pid)] += getattr(info, "pss", info.rss) / 2**20
         except psutil.Error:
             continue
-        role = (
-            "daemon" if p.pid == pid else "postgres" if "postgres" in name else "redis" if "redis" in name else "worker"
-        )
-        roles[role] += getattr(info, "pss", info.rss) / 2**20
+    return roles
+
+
+ROLES = ("daemon", "postgres", "redis", "worker")
+
+
+def _role(p: psutil.Process, pid: int) -> str:
+    name = p.name()
+    return "daemon" if p.pid == pid else "postgres" if "postgres" in name else "redis" if "redis" in name else "worker"
+
+
+def cpu_by_role(pid: int, data_dir: Path | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the process and its children, split by role as in pss_by_role()."""
+    roles = dict.fromkeys(ROLES, 0.0)
+    for p in tree(pid, data_dir):
+        try:
+            t = p.cpu_times()
+            roles[_role(p, pid)] += t.user + t.system
+        except psutil.Error:
+            pass
     return roles
 
 
 def cpu_seconds(pid: int, data_dir: Path | None = None) -> float:
-    total = 0.0
-    for p in tree(pid, data_dir):
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+    """CPU seconds so far of the process, its children and the embedded servers on `data_dir`."""
+    return sum(cpu_by_role(pid, data_dir).values())
 
 
 class PeakMemory:
