@@ -16,10 +16,20 @@ _OWNED = "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2 AND ($3::
 _RECENT = """SELECT role, content FROM (
   SELECT id, role, content FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id DESC LIMIT $3
 ) recent ORDER BY id"""
-_NEW = "INSERT INTO conversations (tenant_id, key_id) VALUES ($1, $2) RETURNING id"
-_TOUCH = "UPDATE conversations SET updated_at = now() WHERE tenant_id = $1 AND id = $2"
-_MESSAGE = """INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms, refused,
-support) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9) RETURNING id"""
+# A question and its answer in one statement (one round trip): a new conversation when $2 is NULL, else the
+# tenant's conversation $2 touched; the question first (the lower id), then the answer.
+_RECORD = """WITH new AS (
+  INSERT INTO conversations (tenant_id, key_id) SELECT $1, $3 WHERE $2::uuid IS NULL RETURNING id
+), touched AS (
+  UPDATE conversations SET updated_at = now() WHERE $2::uuid IS NOT NULL AND tenant_id = $1 AND id = $2 RETURNING id
+), target AS (SELECT id FROM new UNION ALL SELECT id FROM touched)
+INSERT INTO messages (tenant_id, conversation_id, role, content, citations, cached, latency_ms, refused, support)
+SELECT $1, target.id, m.role, m.content, m.citations, m.cached, m.latency_ms, m.refused, m.support
+FROM target, (VALUES (1, 'user', $4::text, '[]'::jsonb, false, NULL::integer, false, NULL::real),
+                     (2, 'assistant', $5::text, $6::jsonb, $7::boolean, $8::integer, $9::boolean, $10::real))
+  AS m (ord, role, content, citations, cached, latency_ms, refused, support)
+ORDER BY m.ord
+RETURNING conversation_id, id"""
 _MESSAGES = """SELECT m.id, m.role, m.content, m.citations, m.cached, m.latency_ms, m.created_at, f.rating, f.comment
 FROM messages m LEFT JOIN feedback f ON f.message_id = m.id
 WHERE m.tenant_id = $1 AND m.conversation_id = $2 ORDER BY m.id"""
@@ -65,27 +75,24 @@ async def record(
     support: float | None = None,
 ) -> tuple[uuid.UUID, int]:
     """Store a question and its answer (in a new conversation if none is given), with whether bitbd refused and
-    the support it found; returns the conversation's id and the answer's message id (what a visitor rates)."""
-    async with pool.acquire() as conn, conn.transaction():
-        if conversation_id is None:
-            conversation_id = await conn.fetchval(_NEW, tenant_id, key_id)
-        else:
-            await conn.execute(_TOUCH, tenant_id, conversation_id)
-        await conn.execute(_MESSAGE, tenant_id, conversation_id, "user", question, "[]", False, None, False, None)
-        message_id: int = await conn.fetchval(
-            _MESSAGE,
-            tenant_id,
-            conversation_id,
-            "assistant",
-            answer,
-            json.dumps(sources),
-            cached,
-            latency_ms,
-            refused,
-            support,
-        )
-    assert conversation_id is not None
-    return conversation_id, message_id
+    the support it found; returns the conversation's id and the answer's message id (what a visitor rates).
+    Raises ConversationNotFound if the given conversation has gone (expired, or deleted) since it was read."""
+    rows = await pool.fetch(
+        _RECORD,
+        tenant_id,
+        conversation_id,
+        key_id,
+        question,
+        answer,
+        json.dumps(sources),
+        cached,
+        latency_ms,
+        refused,
+        support,
+    )
+    if not rows:
+        raise ConversationNotFound(f"conversation {conversation_id} not found; leave conversation_id out to start anew")
+    return rows[-1]["conversation_id"], int(rows[-1]["id"])
 
 
 async def messages(

@@ -308,6 +308,12 @@ class Answerer:
                 if not answered and caller.key is not None:
                     await asyncio.shield(tenancy.refund(self.pool, caller.key))
 
+    async def _version(self, caller: Caller, opening: bool) -> int:
+        """The tenant's corpus version, which keys its cache entries; not read when nothing will be cached."""
+        if not (opening and self.settings.cache.enabled):
+            return 0
+        return int(await self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id))
+
     async def _answer_and_record(self, asked: Asked, trace: Span) -> Callable[[], Awaitable[None]] | None:
         """Everything after the charge, up to `done`; returns how to store the answer in the cache, if it may be."""
         caller, question, history, send = asked.caller, asked.question, asked.history, asked.send
@@ -317,10 +323,7 @@ class Answerer:
         opening = not history
         hits: Sequence[Hit] = []
         with self.tracer.span("retrieve", input=query) as span:
-            vector, version = await asyncio.gather(
-                self.retriever.queries.embed(query),
-                self.pool.fetchval("SELECT corpus_version FROM tenants WHERE id = $1", caller.tenant_id),
-            )
+            vector, version = await asyncio.gather(self.retriever.queries.embed(query), self._version(caller, opening))
             cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) if opening else None
             if cached is None:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)

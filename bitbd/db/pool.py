@@ -38,6 +38,18 @@ async def migrate_database(db: DatabaseSettings) -> int:
         await conn.close()
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
+    """A pool connection returned without asyncpg's reset query (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`): one more round trip and statement per acquire, which was a tenth of the server's time
+    per chat answer (py-spy, perf/RESULTS.md). asyncpg still rolls back a transaction left open and drops the
+    connection's listeners. So code holding a pool connection keeps no session state: settings with `SET LOCAL`
+    in a transaction (or set again before each use), advisory locks released in `finally` (or
+    `pg_advisory_xact_lock`), LISTEN on a connection of its own."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def open_pool(db: DatabaseSettings) -> asyncpg.Pool:
     """The shared pool; `0001` created the vector type, so each connection can register its codec."""
     try:
@@ -48,6 +60,7 @@ async def open_pool(db: DatabaseSettings) -> asyncpg.Pool:
             timeout=db.connect_timeout,
             command_timeout=db.command_timeout,
             init=register_vector,
+            connection_class=PooledConnection,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as e:
         raise Unavailable(f"cannot open a PostgreSQL pool: {type(e).__name__}: {e}") from None

@@ -169,20 +169,25 @@ class PgVectorStore(VectorStore):
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
         """Cosine search through the configured HNSW index (iterative scan), or exactly for a
         tenant under `exact_below` chunks; `hnsw_bits` re-ranks the bit index's candidates by the full vectors."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small
-            # tenant among big ones would get fewer than k hits. Relaxed order: sorted again below.
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            index, d = self.config.index, self._dimension or await self.dimension()
-            if index != "exact" and await self._chunks(conn, tenant_id) < self.config.exact_below:
-                index = "exact"
+        index, d = self.config.index, self._dimension or await self.dimension()
+        if index != "exact" and await self._chunks(self.pool, tenant_id) < self.config.exact_below:
+            index = "exact"
+        if index == "exact":  # one round trip: no index, so no setting of its
+            rows = await self.pool.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
+            return sorted(_hits(rows), key=lambda h: -h.score)
+        candidates = max(self.config.rerank_candidates, k) if index == "hnsw_bits" else k
+        ef = max(int(ef_search or 0), candidates) if index == "hnsw_bits" or ef_search is not None else None
+        # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small tenant
+        # among big ones would get fewer than k hits. Relaxed order: sorted again below. Session settings, set again
+        # before every index search in one round trip (pool connections come back without RESET ALL, db/pool.py).
+        settings = "SET hnsw.iterative_scan = relaxed_order; " + (
+            f"SET hnsw.ef_search = {ef}" if ef is not None else "RESET hnsw.ef_search"
+        )
+        async with self.pool.acquire() as conn:
+            await conn.execute(settings)
             if index == "hnsw_bits":
-                candidates = max(self.config.rerank_candidates, k)
-                await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search or 0), candidates)}")
                 rows = await conn.fetch(_SEARCH_BITS.format(d=d), tenant_id, vector, k, candidates)
             else:
-                if ef_search is not None:
-                    await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), k)}")
                 rows = await conn.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
         return sorted(_hits(rows), key=lambda h: -h.score)
 
