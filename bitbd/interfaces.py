@@ -233,6 +233,9 @@ class VectorStore(Component):
         ``vector`` set. Stores without full-text search return none, and hybrid retrieval becomes vector-only."""
         return []
 
+    async def close(self) -> None:
+        """When the process stops: end the background work the store started (an index build, say)."""
+
 
 class Reranker(Component):
     """Reorders the fused candidates of a retrieval (e.g. with a cross-encoder), selected by ``retrieval.reranker``."""

@@ -67,8 +67,9 @@ class WorkerDeps:
         )
 
     async def close(self) -> None:
-        """Close the fetcher's HTTP session."""
+        """Close the fetcher's HTTP session and stop the store's background work."""
         await self.fetcher.close()
+        await self.store.close()
 
     async def enqueue(self, task: str, args: list[Any], priority: Priority) -> None:
         """Queue a registered task on this process's broker (see `enqueue()`)."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bitbd.plugin_api import Hit, PluginContext, PluginError, Vector, VectorStore, hookimpl
 from bitbd_plugins.stores.keywords import KEYWORD, CommonWords
+from bitbd_plugins.stores.tenant_indexes import TenantIndexes, tenant_literal
 
 log = logging.getLogger(__name__)
 Index = Literal["hnsw", "hnsw_halfvec", "hnsw_bits", "exact"]
@@ -43,21 +44,25 @@ class PgVectorConfig(BaseModel):
     frequency select."""
     keyword_common_share: float = Field(0.05, gt=0, le=1)
     """Keyword search: the share of a tenant's chunks beyond which a word is common (see keyword_common_rows)."""
-    exact_below: int = Field(15_000, ge=0)
-    """Tenants with fewer chunks are searched exactly, whatever the index (every chunk compared: recall 1, ~1.1 ms
-    per 1,000 chunks); larger ones through the index. The index filters one tenant's rows out of all tenants', so
-    it is slow for a tenant holding a small share of them: through HTTP, a 10,000-chunk tenant among 130,000
-    chunks took 23 ms p50 exact and 36 ms through the index; at 20,000 chunks the index took 22 ms, the exact scan
-    an estimated ~33 (perf/RESULTS.md). 0: always the index."""
+    exact_below: int = Field(5_000, ge=0)
+    """Tenants with fewer chunks are searched exactly, whatever the index (every chunk compared: recall 1, ~0.6 ms
+    per 1,000 chunks in PostgreSQL); larger ones through an index: their own (see tenant_indexes), or the shared
+    one. 0: always an index."""
+    tenant_indexes: bool = True
+    """A tenant of exact_below chunks or more gets a vector index of its own (a partial index, built in the
+    background at its first search; the shared index answers meanwhile): the shared index walks every tenant's
+    graph and keeps one tenant's rows, slow for a tenant holding a small share of the table (a 10,000-chunk tenant
+    among 130,000: 36 ms p50 through HTTP, perf/RESULTS.md). false: big tenants use the shared index, and own
+    indexes are dropped at the next start."""
 
 
-# Every vector index this store may create; the one the setting names is kept, the others are dropped.
+# Every vector index this store may create ({name}: the shared index's name, or a tenant's; {where}: a tenant's).
 _INDEXES: dict[str, str] = {
-    "hnsw": "CREATE INDEX {c} chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops) {w}",
-    "hnsw_halfvec": "CREATE INDEX {c} chunks_embedding_halfvec ON chunks USING hnsw "
-    "((embedding::halfvec({d})) halfvec_cosine_ops) {w}",
-    "hnsw_bits": "CREATE INDEX {c} chunks_embedding_bits ON chunks USING hnsw "
-    "((binary_quantize(embedding)::bit({d})) bit_hamming_ops) {w}",
+    "hnsw": "CREATE INDEX {c} {name} ON chunks USING hnsw (embedding vector_cosine_ops) {w} {where}",
+    "hnsw_halfvec": "CREATE INDEX {c} {name} ON chunks USING hnsw "
+    "((embedding::halfvec({d})) halfvec_cosine_ops) {w} {where}",
+    "hnsw_bits": "CREATE INDEX {c} {name} ON chunks USING hnsw "
+    "((binary_quantize(embedding)::bit({d})) bit_hamming_ops) {w} {where}",
 }
 _INDEX_NAMES = {
     "hnsw": "chunks_embedding",
@@ -73,7 +78,8 @@ WHERE a.attrelid = 'chunks'::regclass AND a.attname = 'embedding'"""
 # The nearest ids first (only the embedding is read per row), then the k rows' text and documents: joining
 # documents and carrying every row's text through the sort made an exact scan several times slower.
 _SEARCH = """
-WITH top AS (SELECT c.id FROM chunks c WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL ORDER BY {order} LIMIT $3)
+WITH top AS (SELECT c.id FROM chunks c WHERE c.tenant_id = {tenant} AND c.embedding IS NOT NULL ORDER BY {order}
+             LIMIT $3)
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
        1 - (c.embedding <=> $2) AS score
 FROM top JOIN chunks c ON c.id = top.id AND c.tenant_id = $1
@@ -84,10 +90,11 @@ _ORDER = {
     "exact": "(c.embedding <=> $2) + 0",
     "hnsw_halfvec": "c.embedding::halfvec({d}) <=> $2::halfvec({d})",
 }
-# Bits: the bit index proposes candidates by Hamming distance, the full vectors rank them.
+# Bits: the bit index proposes candidates by Hamming distance, the full vectors rank them. {tenant}: $1, or the
+# tenant as a literal where its own index is searched (the planner matches a partial index only to a literal).
 _SEARCH_BITS = """
 WITH candidates AS (
-    SELECT c.id FROM chunks c WHERE c.tenant_id = $1 AND c.embedding IS NOT NULL
+    SELECT c.id FROM chunks c WHERE c.tenant_id = {tenant} AND c.embedding IS NOT NULL
     ORDER BY binary_quantize(c.embedding)::bit({d}) <~> binary_quantize($2::vector) LIMIT $4)
 SELECT c.id, c.document_id, d.url, d.title, c.heading_path, c.text, 1 - (c.embedding <=> $2) AS similarity,
        1 - (c.embedding <=> $2) AS score
@@ -108,6 +115,7 @@ class PgVectorStore(VectorStore):
         self._dimension = 0
         self._sizes: dict[uuid.UUID, tuple[int, float]] = {}  # tenant -> (chunks, when counted)
         self._common = CommonWords(self.pool, self.config.keyword_common_share, self.config.keyword_common_rows)
+        self._own: TenantIndexes | None = None
 
     async def dimension(self) -> int:
         """The dimension the schema's `chunks.embedding` column holds."""
@@ -126,6 +134,28 @@ class PgVectorStore(VectorStore):
             )
         self._dimension = stored
         await self._ensure_index()
+        kind = self.config.index
+        own = TenantIndexes(self.pool, kind, self._create, self._options())
+        # Own indexes are kept for tenants above half the threshold: a tenant shrinking a little keeps its index.
+        on = self.config.tenant_indexes and kind in _INDEX_NAMES
+        await own.prune(self.config.exact_below // 2 if on else None)
+        self._own = own if on else None
+
+    def _create(self, how: str, name: str, where: str = "") -> str:
+        """The CREATE INDEX of the configured kind (`how`: CONCURRENTLY, IF NOT EXISTS) named `name`."""
+        kind = self.config.index
+        return _INDEXES[kind].format(c=how, name=name, d=self._dimension, w=self._with(), where=where)
+
+    def _with(self) -> str:
+        return f"WITH (m = {self.config.m}, ef_construction = {self.config.ef_construction})"
+
+    def _options(self) -> list[str]:
+        return sorted([f"m={self.config.m}", f"ef_construction={self.config.ef_construction}"])
+
+    async def close(self) -> None:
+        """Stop the tenants' index builds under way."""
+        if self._own is not None:
+            await self._own.close()
 
     async def _ensure_index(self) -> None:
         """The vector index the setting names exists and no other does. Built once, at the first start after the
@@ -141,7 +171,7 @@ class PgVectorStore(VectorStore):
                         list(_INDEX_NAMES.values()),
                     )
                 }
-                options = sorted([f"m={self.config.m}", f"ef_construction={self.config.ef_construction}"])
+                options = self._options()
                 # On an empty table (a new database: the migrations' default index swapped for the configured
                 # one) this is instant and nothing the operator did: said at debug level only.
                 level = logging.INFO if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM chunks)") else logging.DEBUG
@@ -152,12 +182,9 @@ class PgVectorStore(VectorStore):
                 if want in _INDEX_NAMES and present.get(_INDEX_NAMES[want]) != options:
                     started = time.monotonic()
                     log.log(level, "building vector index", extra={"index": _INDEX_NAMES[want]})
-                    with_ = f"WITH (m = {self.config.m}, ef_construction = {self.config.ef_construction})"
                     # Minutes for millions of chunks: not bound by database.command_timeout (30 s), which made a
                     # server whose index needed rebuilding over ~100,000 chunks exit at start.
-                    await conn.execute(
-                        _INDEXES[want].format(c="IF NOT EXISTS", d=self._dimension, w=with_), timeout=_BUILD_TIMEOUT
-                    )
+                    await conn.execute(self._create("IF NOT EXISTS", _INDEX_NAMES[want]), timeout=_BUILD_TIMEOUT)
                     log.log(
                         level,
                         "built vector index",
@@ -167,14 +194,16 @@ class PgVectorStore(VectorStore):
                 await conn.execute("SELECT pg_advisory_unlock($1)", _INDEX_LOCK)
 
     async def search(self, tenant_id: uuid.UUID, vector: Vector, k: int, ef_search: int | None = None) -> list[Hit]:
-        """Cosine search through the configured HNSW index (iterative scan), or exactly for a
-        tenant under `exact_below` chunks; `hnsw_bits` re-ranks the bit index's candidates by the full vectors."""
+        """Cosine search exactly for a tenant under `exact_below` chunks, else through the tenant's own HNSW index
+        or the shared one (iterative scan); `hnsw_bits` re-ranks the bit index's candidates by the full vectors."""
         index, d = self.config.index, self._dimension or await self.dimension()
         if index != "exact" and await self._chunks(self.pool, tenant_id) < self.config.exact_below:
             index = "exact"
         if index == "exact":  # one round trip: no index, so no setting of its
-            rows = await self.pool.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
-            return sorted(_hits(rows), key=lambda h: -h.score)
+            sql = _SEARCH.format(order=_ORDER[index].format(d=d), tenant="$1")
+            return sorted(_hits(await self.pool.fetch(sql, tenant_id, vector, k)), key=lambda h: -h.score)
+        own = self._own is not None and await self._own.ready(tenant_id)
+        tenant = tenant_literal(tenant_id) if own else "$1"
         candidates = max(self.config.rerank_candidates, k) if index == "hnsw_bits" else k
         ef = max(int(ef_search or 0), candidates) if index == "hnsw_bits" or ef_search is not None else None
         # The HNSW scan filters by tenant after the graph walk; without iterative scans (pgvector 0.8) a small tenant
@@ -186,9 +215,10 @@ class PgVectorStore(VectorStore):
         async with self.pool.acquire() as conn:
             await conn.execute(settings)
             if index == "hnsw_bits":
-                rows = await conn.fetch(_SEARCH_BITS.format(d=d), tenant_id, vector, k, candidates)
+                rows = await conn.fetch(_SEARCH_BITS.format(d=d, tenant=tenant), tenant_id, vector, k, candidates)
             else:
-                rows = await conn.fetch(_SEARCH.format(order=_ORDER[index].format(d=d)), tenant_id, vector, k)
+                sql = _SEARCH.format(order=_ORDER[index].format(d=d), tenant=tenant)
+                rows = await conn.fetch(sql, tenant_id, vector, k)
         return sorted(_hits(rows), key=lambda h: -h.score)
 
     async def _chunks(self, conn: asyncpg.Connection | asyncpg.Pool, tenant_id: uuid.UUID) -> int:

@@ -50,7 +50,9 @@ async def test_dimension_check_names_both_numbers(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_small_tenant_among_a_big_one_gets_k_hits(pool: asyncpg.Pool) -> None:
-    store = PgVectorStore(PluginContext("pgvector", config={"index": "hnsw", "exact_below": 0}, pool=pool))
+    store = PgVectorStore(
+        PluginContext("pgvector", config={"index": "hnsw", "exact_below": 0, "tenant_indexes": False}, pool=pool)
+    )
     await store.check(384)  # the float HNSW index this test's raw query uses
     small = await tenancy.create_tenant(pool, "small")
     big = await tenancy.create_tenant(pool, "big")
@@ -85,7 +87,9 @@ async def test_each_index_setting_builds_its_index_alone_and_finds_the_same(pool
     await write(pool, other.id, await document(pool, other.id, "https://o.example/"), chunks(*range(300)))
     expected = [h.text for h in await PgVectorStore(PluginContext("pgvector", pool=pool)).search(tenant.id, unit(7), 5)]
     # through the index, however small the tenant
-    store = PgVectorStore(PluginContext("pgvector", config={"index": index, "exact_below": 0}, pool=pool))
+    store = PgVectorStore(
+        PluginContext("pgvector", config={"index": index, "exact_below": 0, "tenant_indexes": False}, pool=pool)
+    )
     try:
         await store.check(384)
         names = {r["indexname"] for r in await pool.fetch(INDEXES)}
@@ -120,9 +124,9 @@ async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool
         query = unit(10_000 + q)
         truth = {f"text {seeds[i]}" for i in np.argsort(-(matrix @ query))[:10]}
         for below in recall:
-            hits = await PgVectorStore(PluginContext("pgvector", config={"exact_below": below}, pool=pool)).search(
-                tenant.id, query, 10, ef_search=10
-            )
+            hits = await PgVectorStore(
+                PluginContext("pgvector", config={"exact_below": below, "tenant_indexes": False}, pool=pool)
+            ).search(tenant.id, query, 10, ef_search=10)
             recall[below].append(len(truth & {h.text for h in hits}) / 10)
     assert min(recall[20_000]) == 1.0, "exact for a tenant of 3,000 chunks"
     assert np.mean(recall[0]) < 0.9, "the index alone misses neighbours here (else this test proves nothing)"
