@@ -7,7 +7,9 @@ A real `bitbd serve` (zero-setup) in a temporary data dir. Its tenants hold `--s
 into its PostgreSQL (ten chunks a document): the realistic synthetic distribution of perf/bench_vectors.py (real
 embeddings of Python's documentation, python3.11-doc, plus noise drawn from their own covariance), each row
 carrying the text of the real passage it was drawn from, so the keyword half ranks real text. The queries are the
-first phrasing of each hand-written question of perf/questions.py. One client, one query at a time, for each mode
+first phrasing of each hand-written question of perf/questions.py, cased differently in each measurement (the
+same words to the uncased model and to full-text search), so every search pays for embedding its question as a
+new visitor's does: the server remembers the vectors of recent questions. One client, one query at a time, for each mode
 (vector, keyword, hybrid): p50/p95 over HTTP, the phases the server reports (auth, embed, vector, keyword, fuse,
 serialise), and, for vector and hybrid, recall@10 of the vector half against the exact top 10 (numpy, the same
 query vectors). With `--storage`, first with `chunks.embedding` and `chunks.tsv` stored as before migration 0016
@@ -85,15 +87,28 @@ async def fill(dsn: str, tenant: str, vectors: np.ndarray, texts: list[str], sou
         await conn.close()
 
 
+def cased(question: str, variant: int) -> str:
+    """The question with its letters' case changed in a pattern of its own: the same words to the (uncased) model
+    and to full-text search, but a text the server has not embedded lately, so every measurement pays for
+    embedding its questions, as a new visitor's question does."""
+    return "".join(c.upper() if (i + variant) % 23 == 0 else c.lower() for i, c in enumerate(question))
+
+
 async def measure(
-    session: aiohttp.ClientSession, base: str, key: str, questions: list[str], exact: list[set[int]], mode: str
+    session: aiohttp.ClientSession,
+    base: str,
+    key: str,
+    questions: list[str],
+    exact: list[set[int]],
+    mode: str,
+    variant: int,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     recalls: list[float] = []
     for q in questions[:5]:  # warm: the query model, the connections, the caches
         await call(session, base, key, "POST", "/v1/search", {"query": q, "k": 10, "mode": mode})
-    for i, q in enumerate(questions):
+    for i, q in enumerate(cased(q, variant) for q in questions):
         started = time.perf_counter()
         async with session.post(
             base + "/v1/search",
@@ -146,6 +161,29 @@ async def toast_share(dsn: str) -> str:
         await conn.close()
 
 
+async def indexes_built(session: aiohttp.ClientSession, base: str, dsn: str, keys: dict[int, str]) -> None:
+    """Ask each tenant once, so the server builds the own indexes of those that get one (in the background, one
+    after another), and wait until no build is under way; prints how long the builds took."""
+    started = time.perf_counter()
+    for key in keys.values():
+        await call(session, base, key, "POST", "/v1/search", {"query": "warm up", "k": 10, "mode": "vector"})
+    conn = await asyncpg.connect(dsn)
+    try:
+        idle = 0
+        while idle < 3 and time.perf_counter() - started < 1800:
+            await asyncio.sleep(1)
+            busy = await conn.fetchval("SELECT count(*) FROM pg_stat_progress_create_index")
+            idle = 0 if busy else idle + 1
+        built = await conn.fetch(
+            "SELECT c.relname, pg_relation_size(c.oid) AS size FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
+            " WHERE i.indisvalid AND c.relname ~ '^chunks_h[fhb]_'"
+        )
+    finally:
+        await conn.close()
+    sizes = ", ".join(f"{r['size'] / 2**20:.0f} MiB" for r in built)
+    print(f"tenants' own indexes: {len(built)} ({sizes}), ready {time.perf_counter() - started - 3:.0f} s", flush=True)
+
+
 async def serve(data_dir: Path, settings: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -191,10 +229,12 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 if settings:
                     stop(proc)
                     proc, base = await serve(data_dir, settings)
+                await indexes_built(session, base, dsn, keys)
                 layout = await toast_share(dsn)
                 for size in sizes:
                     for mode in MODES:
-                        got = await measure(session, base, keys[size], questions, exact[size], mode)
+                        variant = len(out["runs"])
+                        got = await measure(session, base, keys[size], questions, exact[size], mode, variant)
                         out["runs"][(label, size, mode)] = {**got, "layout": layout}
                         print(label, size, mode, {k: v for k, v in got.items() if k != "phases"}, flush=True)
     finally:
