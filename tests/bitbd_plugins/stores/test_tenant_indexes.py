@@ -67,7 +67,10 @@ async def test_a_big_tenant_gets_its_own_index_and_is_searched_through_it(pool: 
         hits = await store.search(big.id, query, 10)
         assert await own_scans(pool, name) == before + 1, "searched through the tenant's own index"
         expected = [h.text for h in await exact.search(big.id, query, 10)]
-        assert [h.text for h in hits] == [h.text for h in first] == expected
+        # Approximate: the clusters' near-ties may swap the tenth (CI: index 9 differed once).
+        for found in (hits, first):
+            assert found[0].text == expected[0] and len({h.text for h in found} & set(expected)) >= 9
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
         assert all(h.text.startswith("big ") for h in hits), "the tenant's chunks only"
         # Chunks written later are in the index (PostgreSQL keeps it) and found.
         late = clustered("late", 5)
