@@ -51,7 +51,9 @@ class Config:
     settings: str = ""  # SET statements before the query
 
 
-def configs(rows: int) -> list[Config]:
+def configs(rows: int, efc: int = 64) -> list[Config]:
+    """Every configuration measured; the HNSW graphs built with ef_construction `efc` (pgvector's default 64; bitbd
+    builds with 200, `[plugins.pgvector] ef_construction`)."""
     lists = max(rows // 1000, 10)
     exact = "SELECT id FROM items ORDER BY embedding <=> $1 LIMIT $2"
     half = "SELECT id FROM items ORDER BY embedding::halfvec(384) <=> $1::halfvec(384) LIMIT $2"
@@ -62,10 +64,10 @@ def configs(rows: int) -> list[Config]:
             f"<~> binary_quantize($1::vector) LIMIT {candidates}) c ORDER BY embedding <=> $1 LIMIT $2"
         )
 
-    hnsw = "hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
-    hnsw_half = "hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
-    hnsw_bit = "hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 16, ef_construction = 64)"
-    hnsw_bit8 = "hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 8, ef_construction = 64)"
+    hnsw = f"hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = {efc})"
+    hnsw_half = f"hnsw ((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = 16, ef_construction = {efc})"
+    hnsw_bit = f"hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 16, ef_construction = {efc})"
+    hnsw_bit8 = f"hnsw ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (m = 8, ef_construction = {efc})"
     ivf_bit = f"ivfflat ((binary_quantize(embedding)::bit(384)) bit_hamming_ops) WITH (lists = {lists})"
     return [
         Config("exact scan (no index)", None, exact),
@@ -205,7 +207,13 @@ def p(values: list[float], q: float) -> float:
 
 
 async def run(
-    dsn: str, rows: int, real: np.ndarray, questions: np.ndarray, quick: bool, only: tuple[str, ...] = ()
+    dsn: str,
+    rows: int,
+    real: np.ndarray,
+    questions: np.ndarray,
+    quick: bool,
+    only: tuple[str, ...] = (),
+    efc: int = 64,
 ) -> tuple[str, str]:
     data, target = synthetic(real, rows)
     truth = exact_top(data, questions, 10)
@@ -227,7 +235,7 @@ async def run(
             "8 clients q/s",
         ]
         out, built, hnsw_mib = [], None, 0.0
-        chosen = configs(rows)
+        chosen = configs(rows, efc)
         if only:
             chosen = [c for c in chosen if c.name.startswith(only)]
         if quick:  # one of each query shape
@@ -335,6 +343,12 @@ def main() -> int:
         help="comma-separated starts of the configurations to run, e.g. 'HNSW halfvec m16,IVFFlat bits' (for "
         "--rows 1000000, where each HNSW build takes minutes); skips the one-tenant table",
     )
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=64,
+        help="HNSW builds' ef_construction (64: pgvector's default, as the earlier tables; bitbd builds with 200)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 rows, 5 configurations")
     args = parser.parse_args()
     if args.quick:
@@ -346,13 +360,14 @@ def main() -> int:
     ):
         dsn = running.database.dsn.get_secret_value()
         only = tuple(part.strip() for part in args.only.split(",") if part.strip())
-        main_table, tenant = asyncio.run(run(dsn, args.rows, real, questions, args.quick, only))
+        main_table, tenant = asyncio.run(run(dsn, args.rows, real, questions, args.quick, only, args.ef_construction))
     print(main_table + "\n\n" + tenant)
     if not args.quick:
         report.append(
             f"Vector search, {args.rows:,} rows",
             f"2 cores; synthetic vectors shaped on {args.real} "
-            f"real passage embeddings, {len(questions)} real questions as queries, k = 10",
+            f"real passage embeddings, {len(questions)} real questions as queries, k = 10, HNSW ef_construction "
+            f"{args.ef_construction}",
             main_table + "\n\n" + tenant,
         )
     return 0
