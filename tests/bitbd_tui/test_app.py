@@ -80,8 +80,8 @@ def screen_text(app: BitbdTUI) -> str:
 
 
 def normalized(text: str) -> str:
-    """Screen text without what changes from run to run: ids, ports, times, ages, latencies, and the heights and
-    scales of the sparklines (rows made only of bar glyphs)."""
+    """Screen text without what changes from run to run: ids, ports, times, ages, latencies, the heights and
+    scales of the sparklines (rows made only of bar glyphs), and the tabs' sliding underline."""
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "UUID", text)
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", "TIME", text)
@@ -90,7 +90,8 @@ def normalized(text: str) -> str:
     text = re.sub(r"\b\d+ ms\b", "N ms", text)
     # a sparkline's scale: how busy the machine was, and whether a sample caught the queue non-empty at all
     text = re.sub(r"\((peak [\d.]+|all 0)\)", "(SCALE)", text)
-    lines = ["" if re.fullmatch(r"[\s▁▂▃▄▅▆▇█]*", line) else line.rstrip() for line in text.splitlines()]
+    # and the tabs' underline, which slides to the active tab (.ci/lowest's textual caught it mid-way once)
+    lines = ["" if re.fullmatch(r"[\s▁▂▃▄▅▆▇█━╸╺]*", line) else line.rstrip() for line in text.splitlines()]
     return "\n".join(lines) + "\n"
 
 
