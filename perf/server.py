@@ -94,12 +94,24 @@ async def tenant_key(session: aiohttp.ClientSession, base: str, token: str, name
 async def wait_job(
     session: aiohttp.ClientSession, base: str, key: str, job: str, seconds: float = 7200, every: float = 0.2
 ) -> dict[str, Any]:
-    """The job once it has ended (or as it is after `seconds`), polled every `every` seconds."""
+    """The job once it has ended (or as it is after `seconds`), polled every `every` seconds; a line of progress on
+    stderr every 15 s while it runs."""
     deadline = time.monotonic() + seconds
+    said = time.monotonic()
     while True:
         view: dict[str, Any] = await call(session, base, key, "GET", f"/v1/jobs/{job}")
         if view["status"] not in ("queued", "running") or time.monotonic() > deadline:
             return view
+        if time.monotonic() - said > 15:
+            said = time.monotonic()
+            p = view.get("progress", {})
+            done = sum(int(p.get(k, 0)) for k in ("fetched", "failed", "skipped"))
+            print(
+                f"job {job[:8]}: {view['status']}, {done}/{p.get('found', '?')} pages, "
+                f"{p.get('chunks_embedded', 0)} chunks",
+                file=sys.stderr,
+                flush=True,
+            )
         await asyncio.sleep(every)
 
 
