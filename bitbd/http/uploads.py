@@ -188,7 +188,13 @@ async def _read(request: web.Request, body: _Body, reservation: _Reservation, sp
             while chunk := await part.read_chunk(_READ):
                 body.count(len(chunk), "a form field")
             continue
-        await _spool(part, safe_filename(part.filename), body, reservation, spool_dir)
+        name = safe_filename(part.filename)
+        if any(f.name == name for f in body.files):  # one document per name: the second would replace the first
+            raise InvalidRequest(
+                f"two files named {name!r} in one upload: each file becomes the document upload:{name}; rename "
+                "one, or send it in a later upload (which replaces the earlier version)"
+            )
+        await _spool(part, name, body, reservation, spool_dir)
         if len(body.files) > MAX_FILES:
             raise InvalidRequest(f"at most {MAX_FILES} files per upload; send the rest in another request")
 

@@ -150,6 +150,23 @@ async def test_any_upload_is_stored_byte_for_byte_or_refused_by_the_bound_it_bre
     assert open_spool_files(settings.data_dir) == [], "no spooled file stays open"
 
 
+async def test_two_files_of_one_name_in_one_upload_are_refused_and_nothing_is_stored(
+    limited: tuple[Client, str], pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Each file is the document upload:<name>: the second of one name would silently replace the first."""
+    client, key = limited
+    before = await pool.fetchval("SELECT count(*) FROM uploads")
+    sent = [("notes.txt", b"first"), ("other.txt", b"x"), ("dir/notes.txt", b"second")]  # same name, path removed
+    resp = await post(client, key, multipart(sent), chunked=False)
+    body = await resp.json()
+    assert resp.status == 400 and body["error"]["code"] == "invalid_request", body
+    assert "two files named 'notes.txt'" in body["error"]["message"], body
+    assert await pool.fetchval("SELECT count(*) FROM uploads") == before, "nothing stored"
+    assert budget_of(client).held == 0 and open_spool_files(settings.data_dir) == []
+    resp = await post(client, key, multipart(sent[:2]), chunked=False)
+    assert resp.status == 202, await resp.json()
+
+
 async def test_the_server_wide_budget_makes_a_concurrent_upload_wait_then_refuses_it_with_503(
     limited: tuple[Client, str], pool: asyncpg.Pool
 ) -> None:
