@@ -37,6 +37,7 @@ from pgvector.asyncpg import register_vector
 
 from bitbd.plugin_api import PluginContext
 from bitbd_plugins.embedders.fastembed import FastEmbedder
+from bitbd_plugins.stores.tenant_indexes import OWN_NAMES
 from perf import report
 from perf.bench_embed import passages
 from perf.bench_vectors import real_embeddings, synthetic
@@ -176,7 +177,8 @@ async def indexes_built(session: aiohttp.ClientSession, base: str, dsn: str, key
             idle = 0 if busy else idle + 1
         built = await conn.fetch(
             "SELECT c.relname, pg_relation_size(c.oid) AS size FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid"
-            " WHERE i.indisvalid AND c.relname ~ '^chunks_h[fhb]_'"
+            " WHERE i.indisvalid AND c.relname ~ $1",
+            OWN_NAMES,
         )
     finally:
         await conn.close()

@@ -33,9 +33,12 @@ _CODES = {"hnsw": "hf", "hnsw_halfvec": "hh", "hnsw_bits": "hb"}  # index kind -
 
 # Own indexes: chunks_<kind code>_<tenant id without dashes>, e.g. chunks_hh_3f2a...; indisvalid is false for a
 # build under way or one that failed.
-_OWN = """
+OWN_NAMES = "^chunks_h[fhb]_[0-9a-f]{32}$"
+_OWN = f"""
 SELECT c.relname, i.indisvalid, c.reloptions FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-WHERE c.relkind = 'i' AND c.relname ~ '^chunks_h[fhb]_[0-9a-f]{32}$'"""
+WHERE c.relkind = 'i' AND c.relname ~ '{OWN_NAMES}'"""
+# The chunks of the tenants that have own indexes (by the tenant index), not of every tenant
+_COUNTS = "SELECT tenant_id, count(*) AS n FROM chunks WHERE tenant_id = ANY($1::uuid[]) GROUP BY tenant_id"
 
 
 def name_of(kind: str, tenant_id: uuid.UUID) -> str:
@@ -71,10 +74,8 @@ class TenantIndexes:
         rows = await self.pool.fetch(_OWN)
         if not rows:
             return
-        counts = {
-            r["tenant_id"].hex: r["n"]
-            for r in await self.pool.fetch("SELECT tenant_id, count(*) AS n FROM chunks GROUP BY tenant_id")
-        }
+        tenants = [uuid.UUID(r["relname"].split("_")[2]) for r in rows]
+        counts = {r["tenant_id"].hex: r["n"] for r in await self.pool.fetch(_COUNTS, tenants)}
         for r in rows:
             code, hex_id = r["relname"].split("_")[1:]
             stale = code != _CODES.get(self.kind) or sorted(r["reloptions"] or []) != self.options

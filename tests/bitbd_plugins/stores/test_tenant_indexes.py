@@ -13,10 +13,10 @@ from bitbd import tenancy
 from bitbd.interfaces import Chunk
 from bitbd.plugin_api import PluginContext
 from bitbd_plugins.stores.pgvector import PgVectorStore
-from bitbd_plugins.stores.tenant_indexes import name_of
+from bitbd_plugins.stores.tenant_indexes import OWN_NAMES, name_of
 from tests.bitbd_plugins.stores.test_pgvector import document, unit, write
 
-OWN = "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ '^chunks_h[fhb]_'"
+OWN = f"SELECT relname FROM pg_class WHERE relkind = 'i' AND relname ~ '{OWN_NAMES}'"
 
 
 def clustered(tenant: str, n: int) -> list[Chunk]:
