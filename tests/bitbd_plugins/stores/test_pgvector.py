@@ -113,6 +113,7 @@ def test_an_unknown_index_setting_is_refused_by_name() -> None:
 async def test_a_tenant_below_exact_below_is_searched_exactly(pool: asyncpg.Pool) -> None:
     """I.i.d. random vectors are HNSW's worst case (in 384 dimensions they are all nearly orthogonal): the index
     misses true neighbours, the exact scan that small tenants get never does."""
+    await PgVectorStore(PluginContext("pgvector", pool=pool)).check(384)  # the default index exists (run alone too)
     tenant = await tenancy.create_tenant(pool, "t")
     doc = await document(pool, tenant.id, "https://t.example/")
     seeds = list(range(1000, 4000))
