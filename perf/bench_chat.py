@@ -45,7 +45,18 @@ from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
 from perf.report import append, markdown_table
-from perf.server import PeakMemory, add_set_option, call, cpu_by_role, pss_mib, settings_of, start, stop, wait_ready
+from perf.server import (
+    PeakMemory,
+    add_set_option,
+    call,
+    cpu_by_role,
+    profiled,
+    pss_mib,
+    settings_of,
+    start,
+    stop,
+    wait_ready,
+)
 
 TENANT = "pydocs-5k"
 
@@ -274,7 +285,7 @@ def run(
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
                 cpu = cpu_by_role(proc.pid, data_dir)
-                with PeakMemory(proc.pid, data_dir) as peak:
+                with PeakMemory(proc.pid, data_dir) as peak, profiled(proc.pid, f"chat-{tenant}-{clients}"):
                     results = asyncio.run(load(base, key, clients, questions))
                 cpu = {role: seconds - cpu[role] for role, seconds in cpu_by_role(proc.pid, data_dir).items()}
                 answered = max(1, sum(r["ok"] for r in results))

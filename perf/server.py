@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +201,30 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@contextlib.contextmanager
+def profiled(pid: int, label: str) -> Iterator[None]:
+    """With PERF_PROFILE=DIR in the environment, py-spy samples the daemon `pid` while the block runs and writes
+    DIR/<label>.txt (collapsed stacks, one line per stack with its sample count: `sort -k2 -n` or a flame graph
+    tool reads them); otherwise nothing. py-spy comes from PyPI (`pip install py-spy`) and needs ptrace."""
+    out = os.environ.get("PERF_PROFILE")
+    if not out:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    target = Path(out) / f"{label}.txt"
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--output", str(target)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.0)  # py-spy attaches
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled on Ctrl-C
+        _, err = spy.communicate(timeout=60)
+        print(
+            f"profile of {label}: {target} ({err.decode(errors='replace').strip().splitlines()[-1:]})", file=sys.stderr
+        )

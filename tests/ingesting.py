@@ -41,12 +41,19 @@ def ingest_settings(settings: Settings, **crawler: Any) -> Settings:
 
 
 @pytest.fixture
-async def ingest(aiohttp_client: AiohttpClient, settings: Settings, pool: asyncpg.Pool) -> tuple[Client, str]:
-    """A daemon with two in-process workers that may crawl loopback, and a secret key of tenant `acme`."""
-    client = await aiohttp_client(create_app(ingest_settings(settings), builtin_plugins()))
+async def acme_key(pool: asyncpg.Pool) -> str:
+    """A secret key of a new tenant `acme`, for a test that builds its own app: with the `ingest` fixture's app
+    running too, its workers would take that test's jobs from the shared queue."""
     await tenancy.create_tenant(pool, "acme")
     _, key = await tenancy.create_key(pool, "acme", KeySpec("secret"))
-    return client, key
+    return key
+
+
+@pytest.fixture
+async def ingest(aiohttp_client: AiohttpClient, settings: Settings, acme_key: str) -> tuple[Client, str]:
+    """A daemon with two in-process workers that may crawl loopback, and a secret key of tenant `acme`."""
+    client = await aiohttp_client(create_app(ingest_settings(settings), builtin_plugins()))
+    return client, acme_key
 
 
 async def wait_job(client: Client, key: str, job_id: str, seconds: float = 120) -> dict[str, Any]:

@@ -92,11 +92,11 @@ async def crawl_and_ask(client: Client, key: str, url: str) -> None:
 async def test_jobs_and_questions_become_traces(
     aiohttp_client: AiohttpClient,
     settings: Settings,
-    ingest: tuple[Client, str],
+    acme_key: str,
     site: tuple[Site, str],
     langfuse: tuple[Recorder, str],
 ) -> None:
-    _, key = ingest
+    key = acme_key
     recorder, host = langfuse
     config = traced(ingest_settings(settings), host, "pk-lf-record")
     client = await aiohttp_client(create_app(config, builtin_plugins()))
@@ -127,11 +127,11 @@ async def test_jobs_and_questions_become_traces(
 async def test_an_unreachable_langfuse_slows_nothing_and_warns_once(
     aiohttp_client: AiohttpClient,
     settings: Settings,
-    ingest: tuple[Client, str],
+    acme_key: str,
     site: tuple[Site, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    _, key = ingest
+    key = acme_key
     config = traced(ingest_settings(settings), f"http://127.0.0.1:{free_port()}", "pk-lf-nowhere")
     client = await aiohttp_client(create_app(config, builtin_plugins()))
     caplog.set_level(logging.WARNING, logger="bitbd")
