@@ -40,7 +40,7 @@ from bitbd.plugins import load_plugins
 from bitbd.prepared import prepare_chunks, preparers_of
 from bitbd.settings import CrawlerSettings, Settings
 from perf.bench_embed import passages
-from perf.bench_search import fill
+from perf.bench_search import builds_done, fill
 from perf.bench_vectors import real_embeddings, synthetic
 from perf.corpus import PYDOCS, ensure_crawled, free_port, scratch_or, served
 from perf.questions import QUESTIONS
@@ -281,11 +281,16 @@ def run(
             idle = pss_mib(proc.pid, data_dir)
             token = (data_dir / "admin_token").read_text().strip()
             for clients in levels:
+                started = time.perf_counter()
                 key = asyncio.run(warm(base, token, tenant))
+                asyncio.run(builds_done(json.loads((data_dir / "services.json").read_text())["database_dsn"], started))
                 asyncio.run(clear_cache(data_dir))
                 started = time.perf_counter()
                 cpu = cpu_by_role(proc.pid, data_dir)
-                with PeakMemory(proc.pid, data_dir) as peak, profiled(proc.pid, f"chat-{tenant}-{clients}"):
+                with (
+                    PeakMemory(proc.pid, data_dir) as peak,
+                    profiled(proc.pid, f"chat-{tenant}-cache-{str(cache).lower()}-{clients}"),
+                ):
                     results = asyncio.run(load(base, key, clients, questions))
                 cpu = {role: seconds - cpu[role] for role, seconds in cpu_by_role(proc.pid, data_dir).items()}
                 answered = max(1, sum(r["ok"] for r in results))

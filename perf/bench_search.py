@@ -168,6 +168,13 @@ async def indexes_built(session: aiohttp.ClientSession, base: str, dsn: str, key
     started = time.perf_counter()
     for key in keys.values():
         await call(session, base, key, "POST", "/v1/search", {"query": "warm up", "k": 10, "mode": "vector"})
+    await builds_done(dsn, started)
+
+
+async def builds_done(dsn: str, started: float) -> None:
+    """Wait until no index build has been under way for 3 s (30 minutes at most), then print the tenants' own
+    indexes and how long since `started` (a perf_counter()) they took: a search measured while one is built pays
+    for the build, and a server stopped meanwhile leaves it to start again."""
     conn = await asyncpg.connect(dsn)
     try:
         idle = 0

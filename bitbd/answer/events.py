@@ -3,6 +3,7 @@ each into a message of the chat protocol (docs/protocol.md) with the client's id
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,3 +60,20 @@ def wire(event: AnswerEvent, ask_id: str) -> dict[str, Any]:
             if event.stopped is not None:
                 done["stopped"] = event.stopped
             return {**done, "timings_ms": event.timings_ms}
+
+
+def merged(first: Delta, events: asyncio.Queue[AnswerEvent | None]) -> tuple[Delta, AnswerEvent | None]:
+    """`first` joined with the deltas already waiting behind it, and the event taken after them (None if none).
+
+    Deltas written while the client's last message was being sent go out as one: the extractive generator writes
+    a whole answer at once (15-20 WebSocket messages before), and a model's tokens are merged only when they
+    arrive faster than the socket takes them. The end of the stream (None) is never taken: it is put last."""
+    texts = [first.text]
+    while not events.empty():
+        event = events.get_nowait()
+        if not isinstance(event, Delta):
+            if event is None:
+                events.put_nowait(None)  # nothing follows the end: put back, it is read next
+            return Delta("".join(texts)), event
+        texts.append(event.text)
+    return Delta("".join(texts)), None

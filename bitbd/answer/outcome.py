@@ -67,6 +67,7 @@ class Asked:
     send: Send
     state: Progress = field(default_factory=Progress)
     started: float = field(default_factory=time.monotonic)
+    phases: dict[str, float] = field(default_factory=dict)  # milliseconds by phase (bitbd/timing.py)
 
 
 def public_key_id(caller: Caller) -> uuid.UUID | None:

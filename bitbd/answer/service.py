@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from bitbd import __version__, tenancy
 from bitbd.answer import conversations
 from bitbd.answer.cache import SemanticCache
-from bitbd.answer.events import AnswerEvent, Citations, Delta, Done
+from bitbd.answer.events import AnswerEvent, Citations, Delta, Done, merged
 from bitbd.answer.follow_ups import leans_on_context, retrieval_query
 from bitbd.answer.markdown import SAFE_MARKDOWN, sanitize
 from bitbd.answer.outcome import Asked, Caller, Progress, Send, Written, public_key_id
@@ -37,6 +37,7 @@ from bitbd.metrics import METRICS
 from bitbd.plugins import Plugins
 from bitbd.prepared import Prepare, attach, preparers_of
 from bitbd.settings import Settings
+from bitbd.timing import phase, timed
 from bitbd.tracing import Span, Tracer, tracer
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,11 @@ class Answerer:
         task.add_done_callback(self._forget)
         task.add_done_callback(lambda _: events.put_nowait(None))
         try:
-            while (event := await events.get()) is not None:
+            taken: AnswerEvent | None = None  # an event taken from the queue after merged deltas, said next
+            while (event := taken if taken is not None else await events.get()) is not None:
+                taken = None
+                if isinstance(event, Delta):
+                    event, taken = merged(event, events)
                 yield event
             error = None if task.cancelled() else task.exception()
             if error is not None:
@@ -259,7 +264,8 @@ class Answerer:
     ) -> None:
         success: str | None = "false"
         try:
-            await self._ask(caller, question, conversation_id, send, state)
+            with timed() as phases:  # where the answer's time went, said in its `done` (timings_ms)
+                await self._ask(caller, question, conversation_id, send, state, phases)
             success = "true"
         except asyncio.CancelledError:
             if not state.complete:
@@ -270,7 +276,13 @@ class Answerer:
                 METRICS.rag_queries.inc({"success": success})
 
     async def _ask(
-        self, caller: Caller, question: str, conversation_id: str | None, send: Send, state: Progress
+        self,
+        caller: Caller,
+        question: str,
+        conversation_id: str | None,
+        send: Send,
+        state: Progress,
+        phases: dict[str, float],
     ) -> None:
         started = time.monotonic()
         question = self.check_question(question)
@@ -282,10 +294,11 @@ class Answerer:
             if conv
             else []
         )
-        asked = Asked(caller, question, conv, history, send, state, started)
-        await self.limit(caller)
-        if caller.key is not None:
-            await tenancy.charge(self.pool, caller.key)
+        asked = Asked(caller, question, conv, history, send, state, started, phases)
+        with phase("charge"):
+            await self.limit(caller)
+            if caller.key is not None:
+                await tenancy.charge(self.pool, caller.key)
         answered = False
         with self.tracer.span("question", input=question, metadata={"tenant": str(caller.tenant_id)}) as trace:
             try:
@@ -323,11 +336,15 @@ class Answerer:
         opening = not history
         hits: Sequence[Hit] = []
         with self.tracer.span("retrieve", input=query) as span:
-            vector, version = await asyncio.gather(self.retriever.queries.embed(query), self._version(caller, opening))
+            with phase("embed"):
+                vector, version = await asyncio.gather(
+                    self.retriever.queries.embed(query), self._version(caller, opening)
+                )
             cached = await self.cache.get(caller.tenant_id, self.namespace, version, vector, query) if opening else None
             if cached is None:
                 hits = await self.retriever.search(caller.tenant_id, query, self.settings.retrieval.k, vector)
-                hits = await attach(self.pool, caller.tenant_id, hits, self.preparers, self.model)
+                with phase("attach"):
+                    hits = await attach(self.pool, caller.tenant_id, hits, self.preparers, self.model)
                 METRICS.rag_chunks.observe({}, len(hits))
                 if not hits:
                     await self.refuse_if_empty(caller.tenant_id)
@@ -386,6 +403,7 @@ class Answerer:
             "retrieve": round((retrieved - started) * 1000),
             "generate": round((generated - retrieved) * 1000),
             "total": round((time.monotonic() - started) * 1000),
+            **{name: round(ms) for name, ms in asked.phases.items()},
         }
         await send(
             Done(
@@ -398,12 +416,12 @@ class Answerer:
                 timings,
             )
         )
-        for phase, seconds in (
+        for name, seconds in (
             ("retrieve", retrieved - started),
             ("generate", generated - retrieved),
             ("total", time.monotonic() - started),
         ):
-            METRICS.rag_latency.observe({"phase": phase}, seconds)
+            METRICS.rag_latency.observe({"phase": name}, seconds)
         trace.update(
             output=answer, metadata={"cached": cached is not None, "citations": len(sources), "conversation": str(conv)}
         )

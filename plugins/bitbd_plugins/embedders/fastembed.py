@@ -38,7 +38,11 @@ class FastembedConfig(BaseModel):
     max_tokens: int = Field(256, ge=16)
     """Longest input in tokens; longer text is truncated by the tokenizer."""
     threads: int = Field(0, ge=0)
-    """onnxruntime threads; 0 lets onnxruntime decide (one per core)."""
+    """onnxruntime threads of the ingestion session; 0 lets onnxruntime decide (one per core)."""
+    query_threads: int = Field(1, ge=0)
+    """onnxruntime threads of the questions' session; 0 lets onnxruntime decide. One: under load the questions
+    run side by side anyway, and two threads spin-waiting on 2 busy cores cost 6 CPU-ms per answer (40% of the
+    daemon's CPU) for 1.7 ms less latency on an idle machine (perf/RESULTS.md)."""
     batch_size: int = Field(8, ge=1, le=256)
     """Texts per ONNX call; memory grows steeply with it, so keep it small on small machines."""
 
@@ -165,14 +169,14 @@ class FastEmbedder(Embedder):
         """Load the ONNX model once (thread-safe); a few hundred milliseconds for the default."""
         with self._lock:
             if self._model is None:
-                self._model = _shared(self.config, "bulk", self._load)
+                self._model = _shared(self.config, "bulk", lambda: self._load(self.config.threads))
             return self._model
 
-    def _load(self) -> Any:
+    def _load(self, threads_setting: int) -> Any:
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
 
-        threads = self.config.threads or None
+        threads = threads_setting or None
         directory = self.model_dir()
         if directory is None:  # a catalogue model, from the hub or fastembed's cache
             return TextEmbedding(model_name=self.config.model, threads=threads)
@@ -231,7 +235,7 @@ class FastEmbedder(Embedder):
         # on 2 cores): the query's few milliseconds share the cores instead. Loaded on the first question.
         with self._lock:
             if self._query_model is None:
-                self._query_model = _shared(self.config, "query", self._load)
+                self._query_model = _shared(self.config, "query", lambda: self._load(self.config.query_threads))
         with self._query_lock:
             vectors = list(self._query_model.embed(list(texts), batch_size=max(len(texts), 1)))
         return [np.asarray(v, dtype=np.float32) for v in vectors]
