@@ -68,6 +68,7 @@ class Asked:
     state: Progress = field(default_factory=Progress)
     started: float = field(default_factory=time.monotonic)
     phases: dict[str, float] = field(default_factory=dict)  # milliseconds by phase (bitbd/timing.py)
+    charging: asyncio.Task[bool] | None = None  # the key's charge, made while the question is searched
 
 
 def public_key_id(caller: Caller) -> uuid.UUID | None:
