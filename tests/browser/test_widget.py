@@ -167,7 +167,8 @@ async def test_a_visitor_gets_a_streamed_cited_answer(
     assert await link.get_attribute("rel") == "noopener noreferrer"
     answer = await last_answer(page)
     assert "magma" in answer and "[1]" in answer
-    assert sum('"type": "delta"' in f for f in frames) >= 2, "the answer arrived in several deltas"
+    # The extractive answer is written at once and arrives as one delta; a model's tokens as several (below).
+    assert sum('"type": "delta"' in f for f in frames) >= 1
     # The host page's hostile CSS (red, 40px, div hidden) does not reach inside the widget.
     assert await page.locator(W + ".panel").is_visible()
     color = await page.locator(W + ".msg.me").evaluate("e => getComputedStyle(e).backgroundColor")
@@ -226,12 +227,15 @@ async def test_an_answer_the_model_did_not_finish_says_it_was_cut_short(
         try:
             site.key = await public_key(pool, site.origin)
             page = await browser.new_page()
+            frames: list[str] = []
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload))))
             await page.goto(site.origin + "/")
             await open_and_ask(page, "How long does standard delivery take?")
             await page.locator(W + ".msg.bot:not(.pending)").last.wait_for(timeout=20_000)
             await page.locator(W + ".bitbd-cut").wait_for(timeout=5_000)
             answer = await last_answer(page)
             assert "3 to 5 days [1] and then and then" in answer and "(This answer was cut short.)" in answer
+            assert sum('"type": "delta"' in f for f in frames) >= 2, "the model's tokens arrived as several deltas"
             await page.close()
         finally:
             await pages.close()
