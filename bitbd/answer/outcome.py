@@ -65,10 +65,10 @@ class Asked:
     conversation: uuid.UUID | None
     history: list[Turn]
     send: Send
+    charging: asyncio.Task[None]  # the key's charge, made while the question is searched; raises what refuses it
     state: Progress = field(default_factory=Progress)
     started: float = field(default_factory=time.monotonic)
     phases: dict[str, float] = field(default_factory=dict)  # milliseconds by phase (bitbd/timing.py)
-    charging: asyncio.Task[bool] | None = None  # the key's charge, made while the question is searched
 
 
 def public_key_id(caller: Caller) -> uuid.UUID | None:

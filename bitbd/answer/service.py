@@ -294,11 +294,11 @@ class Answerer:
             if conv
             else []
         )
-        asked = Asked(caller, question, conv, history, send, state, started, phases)
         # The key is charged while the question is embedded and searched: the answer waits for the charge only
         # before its first word (an UPDATE of one row that every visitor of a widget's key shares, so under load it
         # queued 6 ms at the median ahead of everything else). A refused key's search is wasted, that is all.
-        asked.charging = asyncio.create_task(self._charge(caller))
+        charging = asyncio.create_task(self._charge(caller))
+        asked = Asked(caller, question, conv, history, send, charging, state, started, phases)
         answered = False
         with self.tracer.span("question", input=question, metadata={"tenant": str(caller.tenant_id)}) as trace:
             try:
@@ -321,21 +321,20 @@ class Answerer:
                 if not answered:
                     await asyncio.shield(self._refund(caller, asked.charging))
 
-    async def _charge(self, caller: Caller) -> bool:
+    async def _charge(self, caller: Caller) -> None:
         """Apply the key's rate limit and charge it for one answer; raises what refuses it."""
         with phase("charge"):
             await self.limit(caller)
             if caller.key is not None:
                 await tenancy.charge(self.pool, caller.key)
-        return True
 
-    async def _refund(self, caller: Caller, charging: asyncio.Task[bool]) -> None:
+    async def _refund(self, caller: Caller, charging: asyncio.Task[None]) -> None:
         """Give the charge back for an answer that was not given, once it has been made (if it was)."""
         try:
-            charged = await charging
+            await charging
         except Exception:
             return  # refused: nothing was charged (and its error, if it was not said, is the answer's own)
-        if charged and caller.key is not None:
+        if caller.key is not None:
             await tenancy.refund(self.pool, caller.key)
 
     async def _version(self, caller: Caller, opening: bool) -> int:
@@ -369,7 +368,6 @@ class Answerer:
                 output=[h.url for h in hits],
                 metadata={"cached": cached is not None, "hits": len(hits), "mode": self.settings.retrieval.mode},
             )
-        assert asked.charging is not None
         await asked.charging  # nothing of the answer is said to a key that is refused
         retrieved = time.monotonic()
         with self.tracer.span("generate", metadata={"generator": self.generator.name}) as span:

@@ -173,6 +173,7 @@ class FastEmbedder(Embedder):
             return self._model
 
     def _load(self, threads_setting: int) -> Any:
+        """Load the model with `threads_setting` onnxruntime threads (0: onnxruntime's choice)."""
         from fastembed import TextEmbedding
         from fastembed.common.model_description import ModelSource, PoolingType
 
