@@ -225,6 +225,5 @@ def profiled(pid: int, label: str) -> Iterator[None]:
     finally:
         spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled on Ctrl-C
         _, err = spy.communicate(timeout=60)
-        print(
-            f"profile of {label}: {target} ({err.decode(errors='replace').strip().splitlines()[-1:]})", file=sys.stderr
-        )
+        said = err.decode(errors="replace").strip().splitlines()
+        print(f"profile of {label}: {target}" + (f" (py-spy: {said[-1]})" if said else ""), file=sys.stderr)
